@@ -1,0 +1,139 @@
+"""The cluster state: every address the lab needs, computed from the model.
+
+This is what a control plane would hold: node IPs on the node network, each
+node's pod subnet (host-local IPAM range), VTEP addresses and MACs, cluster
+IPs and nodePorts. It is written to `cluster.json` and read by node agents.
+Allocation is hash-seeded so that adding a service does not move others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from typing import Any
+
+from generator.model import NODE_PORT_RANGE, Lab, Service
+
+UNDERLAY_MTU = 1500
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+
+
+def container_name(lab: Lab | str, member: str) -> str:
+    name = lab if isinstance(lab, str) else lab.name
+    return f"kgen-{name}-{member}"
+
+
+def vtep_mac(vtep: ipaddress.IPv4Address) -> str:
+    """0a:58 + the IPv4 address: the locally administered scheme Kubernetes uses."""
+    return "0a:58:" + ":".join(f"{b:02x}" for b in vtep.packed)
+
+
+def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "name": lab.name,
+        "podCIDR": str(lab.pod_cidr),
+        "serviceCIDR": str(lab.service_cidr),
+        "nodeNetwork": str(node_network),
+        "nodeNetworkGateway": str(node_network.network_address + 1),
+        "backend": lab.backend,
+        "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
+        "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
+        "nodes": _nodes(lab, node_network),
+        "pods": [_pod(p) for p in lab.pods],
+        "services": _services(lab),
+        "clients": _clients(lab, node_network),
+    }
+    state["generation"] = generation(state)
+    return state
+
+
+def generation(state: dict[str, Any]) -> str:
+    body = {k: v for k, v in state.items() if k != "generation"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]]:
+    subnets = lab.pod_cidr.subnets(new_prefix=lab.node_cidr_mask)
+    nodes = []
+    for i, (name, subnet) in enumerate(zip(lab.nodes, subnets, strict=False)):
+        # .1 is Docker's gateway on the node network, so nodes start at .2.
+        nodes.append({
+            "name": name,
+            "container": container_name(lab, name),
+            "ip": str(node_network.network_address + 2 + i),
+            "podCIDR": str(subnet),
+            "gateway": str(subnet.network_address + 1),
+            "vtep": str(subnet.network_address),
+            "vtepMAC": vtep_mac(subnet.network_address),
+        })
+    return nodes
+
+
+def _clients(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]]:
+    # Clients count down from the top so that adding a node never moves them.
+    top = node_network.broadcast_address - 1
+    return [{"name": name, "container": container_name(lab, name), "ip": str(top - i)}
+            for i, name in enumerate(lab.clients)]
+
+
+def _pod(pod: Any) -> dict[str, Any]:
+    return {
+        "name": pod.name,
+        "node": pod.node,
+        "labels": dict(pod.labels),
+        "containers": [{"name": c.name, "command": c.command} for c in pod.containers],
+    }
+
+
+def _seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _probe(seed: int, size: int, taken: set[int]) -> int:
+    """Linear probing from a hash seed: stable under unrelated additions."""
+    for step in range(size):
+        candidate = (seed + step) % size
+        if candidate not in taken:
+            return candidate
+    raise ValueError("range exhausted")
+
+
+def _services(lab: Lab) -> list[dict[str, Any]]:
+    net = lab.service_cidr
+    hosts = net.num_addresses - 2
+    ip_taken = {int(ipaddress.ip_address(s.cluster_ip)) - int(net.network_address) - 1
+                for s in lab.services if s.cluster_ip}
+    low, high = NODE_PORT_RANGE
+    port_taken = {p.node_port - low for s in lab.services for p in s.ports if p.node_port}
+    out = []
+    for svc in lab.services:
+        ip = svc.cluster_ip
+        if ip is None:
+            offset = _probe(_seed(svc.name), hosts, ip_taken)
+            ip_taken.add(offset)
+            ip = str(net.network_address + 1 + offset)
+        out.append(_service(svc, ip, port_taken, high - low + 1))
+    return out
+
+
+def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> dict[str, Any]:
+    ports = []
+    for p in svc.ports:
+        node_port = p.node_port
+        if svc.type == "NodePort" and node_port is None:
+            offset = _probe(_seed(f"{svc.name}/{p.name}/{p.protocol}"), span, port_taken)
+            port_taken.add(offset)
+            node_port = NODE_PORT_RANGE[0] + offset
+        ports.append({"name": p.name, "port": p.port, "targetPort": p.target_port,
+                      "protocol": p.protocol, "nodePort": node_port})
+    return {
+        "name": svc.name,
+        "type": svc.type,
+        "clusterIP": cluster_ip,
+        "selector": dict(svc.selector),
+        "sessionAffinity": svc.session_affinity,
+        "sessionAffinityTimeout": svc.affinity_timeout,
+        "externalTrafficPolicy": svc.external_traffic_policy,
+        "ports": ports,
+    }

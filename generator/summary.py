@@ -1,0 +1,43 @@
+"""Human-readable tables of a lab's status (the JSON form is `kgen status --json`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ports(service: dict[str, Any]) -> str:
+    parts = []
+    for p in service["ports"]:
+        text = f"{p['port']}/{p['protocol']}→{p['targetPort']}"
+        if p.get("nodePort"):
+            text += f" (node {p['nodePort']})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def tables(report: dict[str, Any]) -> list[Table]:
+    nodes = Table("node", "container", "node IP", "pod subnet", "state", title="nodes")
+    for n in report["nodes"]:
+        nodes.add_row(n["name"], n["container"], n["ip"], n["podCIDR"], n["state"])
+    pods = Table("pod", "node", "IP", "state", title="pods")
+    for p in report["pods"]:
+        pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"])
+    services = Table("service", "type", "cluster IP", "ports", "endpoints", title="services")
+    for s in report["services"]:
+        services.add_row(s["name"], s["type"], s["clusterIP"], _ports(s),
+                         ", ".join(s["endpoints"]) or "(none)")
+    clients = Table("client", "container", "IP", title="clients")
+    for c in report["clients"]:
+        clients.add_row(c["name"], c["container"], c["ip"])
+    return [t for t in (nodes, pods, services, clients) if t.row_count]
+
+
+def print_status(console: Console, report: dict[str, Any]) -> None:
+    shown = tables(report)
+    if not shown:
+        console.print(f"lab {report['name']}: nothing rendered or running")
+    for table in shown:
+        console.print(table)

@@ -1,0 +1,39 @@
+"""Developer sessions: `nox -s lint`, `nox -s tests`, `nox -s lab`, `nox -s bench`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+SOURCES = ["generator", "tests", "benchmarks", "noxfile.py"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over the code; actionlint over the GitHub workflow."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", *SOURCES)
+    session.run("mypy", "generator")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests, including the ones in throw-away network namespaces (root)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """Lab tests: real labs in Docker (needs a running engine, root)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests/lab", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks, reported as tables (never timed assertions)."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "benchmarks.bench_proxy", *session.posargs)

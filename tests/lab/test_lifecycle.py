@@ -1,0 +1,101 @@
+"""Issue 2: the lab lifecycle on a real Docker engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.lab.conftest import RunningLab, kgen, labelled
+
+
+def test_status_lists_nodes_pods_services_and_clients(demo: RunningLab) -> None:
+    status = demo.status()
+    assert set(status) == {"name", "nodes", "pods", "services", "clients"}
+    assert status["name"] == "demo"
+    assert [n["name"] for n in status["nodes"]] == ["node-0", "node-1", "node-2"]
+    for node in status["nodes"]:
+        assert set(node) == {"name", "container", "ip", "podCIDR", "state"}
+        assert node["container"] == f"kgen-demo-{node['name']}"
+        assert node["state"] == "Ready"
+    assert status["clients"][0]["container"] == "kgen-demo-client-0"
+    for svc in status["services"]:
+        assert set(svc) == {"name", "type", "clusterIP", "ports", "endpoints"}
+        for port in svc["ports"]:
+            assert set(port) == {"name", "port", "targetPort", "protocol", "nodePort"}
+
+
+def test_exec_in_a_node_shows_cbr0_with_the_gateway(demo: RunningLab) -> None:
+    result = demo.exec("node-0", "ip", "-br", "addr", "show", "cbr0")
+    node = demo.status()["nodes"][0]
+    gateway = json.loads((demo.dir / "kgen-demo" / "config" / "cluster.json").read_text())[
+        "nodes"][0]["gateway"]
+    assert result.stdout.startswith("cbr0")
+    assert f"{gateway}/{node['podCIDR'].split('/')[1]}" in result.stdout
+
+
+def test_exec_returns_the_command_exit_status(demo: RunningLab) -> None:
+    assert demo.exec("client-0", "sh", "-c", "exit 7", check=False).returncode == 7
+    assert demo.exec("pod-0", "ip", "-br", "link", "show", "eth0").returncode == 0
+
+
+def test_up_again_is_idempotent(demo: RunningLab) -> None:
+    before = demo.status()
+    result = demo.kgen("up")
+    assert "node-0" in result.stdout
+    assert demo.status() == before
+
+
+def test_nodes_are_not_privileged_and_the_network_is_internal(demo: RunningLab) -> None:
+    import docker
+
+    client = docker.from_env()
+    node = client.containers.get("kgen-demo-node-0")
+    host = node.attrs["HostConfig"]
+    assert host["Privileged"] is False
+    assert {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(host["CapAdd"])
+    assert client.networks.get("kgen-demo").attrs["Internal"] is True
+
+
+def test_down_removes_everything_and_is_idempotent(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: life\nnodes: [n0, n1]\nclients: [c0]\n"
+                   "pods: [{name: p0, node: n0}, {name: p1, node: n1}]\n")
+    kgen("up", cwd=tmp_path)
+    assert len(labelled("life")) == 4  # 2 nodes, 1 client, 1 network
+    first = kgen("down", cwd=tmp_path)
+    assert "lab life is down" in first.stdout
+    assert labelled("life") == []
+    assert not (tmp_path / "kgen-life" / "state").exists()
+    second = kgen("down", cwd=tmp_path)
+    assert second.returncode == 0 and "nothing was running" in second.stdout
+
+
+def test_stale_containers_and_networks_are_replaced(tmp_path: Path) -> None:
+    import docker
+
+    client = docker.from_env()
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: stale\nnodes: [n0]\nnodeNetwork: 172.31.240.0/24\n")
+    # Leftovers of another run: a same-named container outside the compose project,
+    # and a same-named network with another subnet.
+    image = client.images.list(name="kgen-node")[0]
+    client.networks.create("kgen-stale", internal=True, ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="172.31.241.0/24")]))
+    client.containers.create(image.id, name="kgen-stale-n0", command=["sleep", "1"])
+    try:
+        result = kgen("up", cwd=tmp_path)
+        assert "removed stale container kgen-stale-n0" in result.stderr
+        assert "removed stale network kgen-stale" in result.stderr
+    finally:
+        kgen("down", cwd=tmp_path, check=False)
+    assert labelled("stale") == []
+
+
+def test_bad_lab_creates_nothing(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: broken\nnodes: [n0]\npods: [{name: p, node: n9}]\n")
+    result = kgen("up", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "kgen: lab.yaml: pods[0].node: unknown node 'n9' (nodes: n0)"
+    assert labelled("broken") == []
+    assert not (tmp_path / "kgen-broken").exists()

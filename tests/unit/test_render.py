@@ -1,0 +1,96 @@
+"""Rendering: byte-identical output, valid compose, the contract's names and settings."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator import render as render_mod
+from generator.model import load_lab, parse_lab
+from generator.render import choose_node_network, render
+from tests.conftest import ROOT, SCHEMAS, need_schemas
+
+DEMO = ROOT / "labs" / "demo.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering must not depend on what this machine's Docker happens to run."""
+    monkeypatch.setattr(render_mod, "docker_subnets", lambda exclude: [])
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
+    lab = load_lab(DEMO)
+    render(lab, tmp_path / "a")
+    render(lab, tmp_path / "b")
+    render(lab, tmp_path / "a")  # re-render over itself
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert "docker-compose.yml" in tree(tmp_path / "a")
+
+
+def compose_doc(tmp_path: Path) -> dict:
+    render(load_lab(DEMO), tmp_path)
+    return yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
+
+
+def test_compose_follows_the_contract(tmp_path: Path) -> None:
+    doc = compose_doc(tmp_path)
+    node = doc["services"]["node-0"]
+    assert node["container_name"] == "kgen-demo-node-0"
+    assert node["labels"]["kgen.lab"] == "demo"
+    assert set(node["cap_add"]) == {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"}
+    assert "privileged" not in node
+    assert node["sysctls"]["net.ipv4.ip_forward"] == "1"
+    assert doc["services"]["client-0"]["container_name"] == "kgen-demo-client-0"
+    net = doc["networks"]["lab"]
+    assert net["internal"] is True and net["name"] == "kgen-demo"
+    assert all(list(s["networks"]) == ["lab"] for s in doc["services"].values())
+
+
+def test_compose_validates_against_the_compose_spec(tmp_path: Path) -> None:
+    need_schemas()
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
+    jsonschema.validate(compose_doc(tmp_path), schema)
+
+
+def test_compose_v1_accepts_it(tmp_path: Path) -> None:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose (v1) is not installed")
+    compose_doc(tmp_path)
+    result = subprocess.run(["docker-compose", "-f", str(tmp_path / "docker-compose.yml"),
+                             "config", "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_per_node_files(tmp_path: Path) -> None:
+    render(load_lab(DEMO), tmp_path)
+    cluster = json.loads((tmp_path / "config" / "cluster.json").read_text())
+    for node in cluster["nodes"]:
+        conf = json.loads((tmp_path / "config" / "nodes" / node["name"] /
+                           "10-kgen.conflist").read_text())
+        bridge = conf["plugins"][0]
+        assert bridge["bridge"] == "cbr0" and bridge["hairpinMode"] is True
+        assert bridge["mtu"] == cluster["mtu"]
+        assert bridge["ipam"]["ranges"] == [[{"subnet": node["podCIDR"],
+                                              "gateway": node["gateway"]}]]
+
+
+def test_node_network_is_the_first_free_one_and_is_kept() -> None:
+    lab = parse_lab({"name": "t", "nodes": ["n"]})
+    used = [ipaddress.ip_network("172.31.0.0/24"), ipaddress.ip_network("172.31.1.0/25")]
+    assert str(choose_node_network(lab, None, used)) == "172.31.2.0/24"
+    assert str(choose_node_network(lab, "172.31.9.0/24", used)) == "172.31.9.0/24"
+    assert str(choose_node_network(lab, "172.31.0.0/24", used)) == "172.31.2.0/24"
+    fixed = parse_lab({"name": "t", "nodes": ["n"], "nodeNetwork": "192.168.50.0/24"})
+    assert str(choose_node_network(fixed, None, used)) == "192.168.50.0/24"
