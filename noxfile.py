@@ -34,6 +34,11 @@ def lab(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks, reported as tables (never timed assertions)."""
+    """Benchmarks, reported as tables (never timed assertions).
+
+    `nox -s bench -- proxy` or `-- lab` runs one of them.
+    """
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "benchmarks.bench_proxy", *session.posargs)
+    wanted = session.posargs or ["proxy", "lab"]
+    for name in wanted:
+        session.run("python", "-m", f"benchmarks.bench_{name}")

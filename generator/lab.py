@@ -216,7 +216,7 @@ def _node_state(container: Any, doc: dict[str, Any] | None, generation: str) -> 
 def service_endpoints(service: dict[str, Any], pods: list[dict[str, Any]]) -> list[str]:
     """`ip:targetPort` of every Running pod matching the selector, for every port."""
     selector = service["selector"]
-    out = set()
+    out: set[str] = set()
     for pod in pods:
         if pod["state"] != "Running" or not pod["ip"] or not selector:
             continue

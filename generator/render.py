@@ -23,7 +23,7 @@ from generator.state import build_state
 
 IPv4Network = ipaddress.IPv4Network
 # Candidates for a node network when the lab file names none.
-NODE_NETWORK_POOL = ipaddress.ip_network("172.31.0.0/16")
+NODE_NETWORK_POOL = ipaddress.IPv4Network("172.31.0.0/16")
 NODE_SYSCTLS = [
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv4.conf.all.rp_filter", "0"),
@@ -49,7 +49,7 @@ def choose_node_network(lab: Lab, previous: str | None,
                         used: Iterable[IPv4Network]) -> IPv4Network:
     """The lab's own, else the one chosen before, else the first free /24 of the pool."""
     if lab.node_network is not None:
-        return lab.node_network
+        return ipaddress.IPv4Network(lab.node_network)
     taken = [*used, lab.pod_cidr, lab.service_cidr]
     if previous:
         net = ipaddress.ip_network(previous)

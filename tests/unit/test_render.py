@@ -64,6 +64,18 @@ def test_compose_validates_against_the_compose_spec(tmp_path: Path) -> None:
     jsonschema.validate(compose_doc(tmp_path), schema)
 
 
+def test_compose_spec_check_is_draft_7_and_not_vacuous(tmp_path: Path) -> None:
+    """The spec's `$schema` lacks the trailing `#`, so `jsonschema.validate` falls back to
+    the latest draft with a deprecation warning; name draft 7 and prove a typo is refused."""
+    need_schemas()
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft7Validator(json.loads((SCHEMAS / "compose-spec.json").read_text()))
+    doc = compose_doc(tmp_path)
+    validator.validate(doc)
+    doc["services"]["node-0"]["cap-add"] = doc["services"]["node-0"].pop("cap_add")
+    assert not validator.is_valid(doc)
+
+
 def test_compose_v1_accepts_it(tmp_path: Path) -> None:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose (v1) is not installed")

@@ -1,0 +1,243 @@
+"""Which checks a lab gets: derived from its cluster state, so any lab fits.
+
+A check names what it sends, from where, to what, what it expects, and the
+datapath parts it depends on (`bridge:<node>`, `veth:<pod>`, `nat:<node>`,
+`overlay:<node>`). Breaking one part must fail exactly the checks that list it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SPREAD_REQUESTS = 24  # 2 backends all hit with probability 1 - 2**-23
+AFFINITY_REQUESTS = 10
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    kind: str  # pod-to-pod | vxlan-wire | clusterip | clusterip-udp | conntrack | ...
+    what: str
+    source: str  # a pod or client name
+    target: str  # "ip:port" or a pod name
+    expected: str
+    depends: frozenset[str] = field(default_factory=frozenset)
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def _serves(pod: dict[str, Any]) -> bool:
+    """Pods with a test-server container answer /hostname and /clientip."""
+    return any(not c.get("command") for c in pod["containers"])
+
+
+def _matches(pod: dict[str, Any], selector: dict[str, str]) -> bool:
+    return bool(selector) and all(pod["labels"].get(k) == v for k, v in selector.items())
+
+
+def _path(cluster: dict[str, Any], *pods: dict[str, Any]) -> set[str]:
+    """Datapath parts a packet between these pods crosses."""
+    parts = {f"veth:{p['name']}" for p in pods} | {f"bridge:{p['node']}" for p in pods}
+    nodes = {p["node"] for p in pods}
+    if len(nodes) > 1:
+        parts |= {f"overlay:{n}" for n in nodes}
+    return parts
+
+
+class Planner:
+    def __init__(self, cluster: dict[str, Any]) -> None:
+        self.cluster = cluster
+        self.servers = [p for p in cluster["pods"] if _serves(p)]
+        self.node_ip = {n["name"]: n["ip"] for n in cluster["nodes"]}
+        self.conntrack_planned = False
+
+    def plan(self) -> list[Check]:
+        checks = self.pod_to_pod() + self.wire()
+        for svc in self.cluster["services"]:
+            checks += self.service(svc)
+        return checks
+
+    # ---- pods
+
+    def pod_to_pod(self) -> list[Check]:
+        checks = []
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.servers:
+            by_node.setdefault(pod["node"], []).append(pod)
+        firsts = [pods[0] for pods in by_node.values()]
+        for pods in by_node.values():
+            if len(pods) >= 2:
+                checks.append(self._pod_pair(pods[0], pods[1], "same node"))
+        for i, a in enumerate(firsts):
+            for b in firsts[i + 1:]:
+                checks.append(self._pod_pair(a, b, "across nodes"))
+        return checks
+
+    def _pod_pair(self, a: dict[str, Any], b: dict[str, Any], where: str) -> Check:
+        return Check(f"pod-to-pod:{a['name']}->{b['name']}", "pod-to-pod",
+                     f"pod to pod, {where} ({a['node']} → {b['node']})", a["name"], b["name"],
+                     "answers; sees the source pod's own IP", frozenset(_path(self.cluster, a, b)))
+
+    def wire(self) -> list[Check]:
+        """What crosses the node network between two nodes' pods."""
+        first_by_node: dict[str, dict[str, Any]] = {}
+        for pod in self.servers:
+            first_by_node.setdefault(pod["node"], pod)
+        if len(first_by_node) < 2:
+            return []
+        a, b = list(first_by_node.values())[:2]
+        vx = self.cluster["vxlan"]
+        if self.cluster["backend"] == "vxlan":
+            expected = (f"UDP {self.node_ip[a['node']]} → {self.node_ip[b['node']]}:{vx['port']} "
+                        f"(VXLAN, VNI {vx['vni']})")
+        else:
+            expected = f"pod IPs on the wire between {a['node']} and {b['node']} (host-gw)"
+        depends = frozenset(_path(self.cluster, a, b))
+        payload = self.cluster["mtu"] - 28  # IPv4 20 + ICMP 8
+        return [
+            Check(f"wire:{a['node']}->{b['node']}", "wire", "the overlay on the node network",
+                  a["name"], b["name"], expected, depends,
+                  {"backend": self.cluster["backend"], "port": vx["port"],
+                   "capture_node": a["node"], "src_ip": self.node_ip[a["node"]],
+                   "dst_ip": self.node_ip[b["node"]]}),
+            Check(f"mtu:{a['name']}->{b['name']}", "mtu", "a full-size packet across nodes",
+                  a["name"], b["name"], f"a {payload}-byte DF ping crosses (pod MTU "
+                  f"{self.cluster['mtu']})", depends, {"payload": payload}),
+        ]
+
+    # ---- services
+
+    def service(self, svc: dict[str, Any]) -> list[Check]:
+        backends = [p for p in self.servers if _matches(p, svc["selector"])]
+        if not backends:
+            return self._no_endpoints(svc)
+        checks = []
+        tcp = next((p for p in svc["ports"] if p["protocol"] == "TCP"), None)
+        sources = self._sources(backends)
+        for source in sources if tcp else []:
+            checks += self._cluster_ip(svc, tcp, source, backends)
+        for udp in (p for p in svc["ports"] if p["protocol"] == "UDP"):
+            checks.append(self._udp(svc, udp, sources[0], backends))
+        if tcp and svc["sessionAffinity"] == "ClientIP":
+            checks.append(self._affinity(svc, tcp, sources[0], backends))
+        elif tcp:  # with affinity a pod may be pinned to another backend: no hairpin check
+            checks.append(self._hairpin(svc, tcp, backends[0]))
+        if svc["type"] == "NodePort":
+            checks += self._node_ports(svc, backends)
+        return checks
+
+    def _sources(self, backends: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A client pod on a node without backends, and one on a node with one."""
+        backend_nodes = {b["node"] for b in backends}
+        names = {b["name"] for b in backends}
+        away = [p for p in self.servers if p["node"] not in backend_nodes]
+        near = [p for p in self.servers if p["node"] in backend_nodes and p["name"] not in names]
+        near = near or [b for b in backends if len(backends) > 1]
+        return [group[0] for group in (away, near) if group]
+
+    def _service_path(self, source: dict[str, Any], backends: list[dict[str, Any]]) -> set[str]:
+        parts = {f"nat:{source['node']}"}
+        for b in backends:
+            parts |= _path(self.cluster, source, b)
+        return parts
+
+    def _cluster_ip(self, svc: dict[str, Any], port: dict[str, Any], source: dict[str, Any],
+                    backends: list[dict[str, Any]]) -> list[Check]:
+        target = f"{svc['clusterIP']}:{port['port']}"
+        names = sorted(b["name"] for b in backends)
+        where = "with" if source["node"] in {b["node"] for b in backends} else "without"
+        depends = frozenset(self._service_path(source, backends))
+        params = {"backends": names, "port": port, "service": svc["name"],
+                  "requests": 1 if svc["sessionAffinity"] == "ClientIP" else SPREAD_REQUESTS}
+        spread = "spreads over " + ", ".join(names)
+        if svc["sessionAffinity"] == "ClientIP":
+            spread = "answered by one of " + ", ".join(names)
+        checks = [Check(f"clusterip:{svc['name']}:{source['name']}", "clusterip",
+                        f"ClusterIP {svc['name']} from a node {where} a backend", source["name"],
+                        target, f"{spread}; backend sees the pod's own IP", depends, params)]
+        if where == "without" and not self.conntrack_planned:
+            self.conntrack_planned = True  # one DNAT entry shows it; one check per lab
+            checks.append(Check(f"conntrack:{svc['name']}:{source['name']}", "conntrack",
+                                f"conntrack DNAT of {svc['name']} on {source['node']}",
+                                source["name"], target, "entry: reply from a backend IP",
+                                depends, {**params, "node": source["node"]}))
+        return checks
+
+    def _udp(self, svc: dict[str, Any], port: dict[str, Any], source: dict[str, Any],
+             backends: list[dict[str, Any]]) -> Check:
+        return Check(f"clusterip-udp:{svc['name']}:{port['port']}", "clusterip-udp",
+                     f"ClusterIP {svc['name']} over UDP", source["name"],
+                     f"{svc['clusterIP']}:{port['port']}", "a backend answers over UDP",
+                     frozenset(self._service_path(source, backends)),
+                     {"backends": sorted(b["name"] for b in backends)})
+
+    def _affinity(self, svc: dict[str, Any], port: dict[str, Any], source: dict[str, Any],
+                  backends: list[dict[str, Any]]) -> Check:
+        return Check(f"affinity:{svc['name']}", "affinity", f"ClientIP affinity of {svc['name']}",
+                     source["name"], f"{svc['clusterIP']}:{port['port']}",
+                     f"{AFFINITY_REQUESTS} requests, one backend",
+                     frozenset(self._service_path(source, backends)),
+                     {"requests": AFFINITY_REQUESTS, "backends": sorted(b["name"] for b in backends)})
+
+    def _hairpin(self, svc: dict[str, Any], port: dict[str, Any], pod: dict[str, Any]) -> Check:
+        backends = [p for p in self.servers if _matches(p, svc["selector"])]
+        # kube-proxy's hairpin rule masquerades a pod that its service sends back to itself.
+        return Check(f"hairpin:{svc['name']}:{pod['name']}", "hairpin",
+                     f"a backend reaches itself through {svc['name']}", pod["name"],
+                     f"{svc['clusterIP']}:{port['port']}", f"{pod['name']} answers itself",
+                     frozenset(self._service_path(pod, backends)),
+                     {"requests": SPREAD_REQUESTS, "self": pod["name"],
+                      "backends": sorted(b["name"] for b in backends)})
+
+    def _no_endpoints(self, svc: dict[str, Any]) -> list[Check]:
+        if not self.servers:
+            return []
+        source = self.servers[0]
+        port = svc["ports"][0]
+        proto = port["protocol"]
+        return [Check(f"no-endpoints:{svc['name']}", "no-endpoints",
+                      f"{svc['name']} has no endpoints", source["name"],
+                      f"{svc['clusterIP']}:{port['port']}", "refused at once (REJECT)",
+                      frozenset({f"veth:{source['name']}", f"bridge:{source['node']}"}),
+                      {"protocol": proto})] if proto == "TCP" else []
+
+    def _node_ports(self, svc: dict[str, Any], backends: list[dict[str, Any]]) -> list[Check]:
+        clients = self.cluster["clients"]
+        if not clients:
+            return []
+        client = clients[0]
+        checks = []
+        port = next(p for p in svc["ports"] if p["nodePort"])
+        local = svc["externalTrafficPolicy"] == "Local"
+        backend_nodes = {b["node"] for b in backends}
+        for node in self.cluster["nodes"]:
+            target = f"{node['ip']}:{port['nodePort']}"
+            has_local = node["name"] in backend_nodes
+            if local and not has_local:
+                expected = "dropped (no local endpoint)"
+                serving: list[dict[str, Any]] = []
+            elif local:
+                expected = f"served locally; backend sees the client's IP {client['ip']}"
+                serving = [b for b in backends if b["node"] == node["name"]]
+            else:
+                expected = f"served; backend sees an address of {node['name']}, not the client"
+                serving = backends
+            depends = {f"nat:{node['name']}"}
+            for b in serving:
+                depends |= {f"veth:{b['name']}", f"bridge:{b['node']}"}
+                if b["node"] != node["name"]:
+                    depends |= {f"overlay:{node['name']}", f"overlay:{b['node']}"}
+            if local and not has_local:
+                depends = set()  # a drop needs nothing to work
+            checks.append(Check(f"nodeport:{svc['name']}:{node['name']}", "nodeport",
+                                f"NodePort {svc['name']} ({svc['externalTrafficPolicy']}) "
+                                f"via {node['name']}", client["name"], target, expected,
+                                frozenset(depends),
+                                {"policy": svc["externalTrafficPolicy"], "node": node,
+                                 "drop": local and not has_local, "client_ip": client["ip"],
+                                 "backends": sorted(b["name"] for b in serving)}))
+        return checks
+
+
+def plan(cluster: dict[str, Any]) -> list[Check]:
+    return Planner(cluster).plan()

@@ -1,0 +1,154 @@
+"""host-local IPAM, with the reference plugin's on-disk layout.
+
+`<dataDir>/<network>/<ip>` holds `<container id>\\r\\n<ifname>`;
+`last_reserved_ip.<range set>` remembers where round-robin allocation left
+off; `lock` serialises concurrent ADDs and DELs (flock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from generator.node.cni import spec
+from generator.node.cni.spec import CNIError
+
+DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+LINE_BREAK = "\r\n"
+BOOKKEEPING = ("lock", "last_reserved_ip.")
+
+
+class Range:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        try:
+            self.subnet = ipaddress.IPv4Network(raw["subnet"], strict=False)
+            hosts = self.subnet.network_address + 1, self.subnet.broadcast_address - 1
+            self.start = ipaddress.IPv4Address(raw.get("rangeStart") or hosts[0])
+            self.end = ipaddress.IPv4Address(raw.get("rangeEnd") or hosts[1])
+            self.gateway = ipaddress.IPv4Address(raw.get("gateway") or hosts[0])
+        except (KeyError, ValueError) as err:
+            raise CNIError(spec.INVALID_CONFIG, "invalid range in IPAM configuration",
+                           str(err)) from None
+        if self.subnet.prefixlen > 30 or not (self.start in self.subnet and self.end in self.subnet):
+            raise CNIError(spec.INVALID_CONFIG, f"invalid range {raw}")
+
+    def candidates(self, after: ipaddress.IPv4Address | None) -> Iterator[ipaddress.IPv4Address]:
+        """Every usable address once, starting after `after` (round robin)."""
+        first, last = int(self.start), int(self.end)
+        size = last - first + 1
+        offset = int(after) - first + 1 if after is not None and self.start <= after <= self.end else 0
+        for i in range(size):
+            ip = ipaddress.IPv4Address(first + (offset + i) % size)
+            if ip not in (self.gateway, self.subnet.network_address, self.subnet.broadcast_address):
+                yield ip
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+def ranges(ipam: dict[str, Any]) -> list[Range]:
+    """The first range set (kgen is IPv4 only; one set is what it renders)."""
+    if ipam.get("ranges"):
+        return [Range(r) for r in ipam["ranges"][0]]
+    if ipam.get("subnet"):
+        return [Range(ipam)]
+    raise CNIError(spec.INVALID_CONFIG, "no IP ranges specified")
+
+
+class Store:
+    def __init__(self, data_dir: str, network: str) -> None:
+        self.dir = Path(data_dir) / network
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with open(self.dir / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def owner(self, ip: ipaddress.IPv4Address) -> str | None:
+        try:
+            return (self.dir / str(ip)).read_bytes().decode()
+        except FileNotFoundError:
+            return None
+
+    def reserve(self, ip: ipaddress.IPv4Address, container: str, ifname: str) -> bool:
+        try:
+            fd = os.open(self.dir / str(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{container}{LINE_BREAK}{ifname}")
+        (self.dir / "last_reserved_ip.0").write_text(str(ip))
+        return True
+
+    def last_reserved(self) -> ipaddress.IPv4Address | None:
+        try:
+            return ipaddress.IPv4Address((self.dir / "last_reserved_ip.0").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def allocations(self) -> Iterator[tuple[Path, str]]:
+        for path in self.dir.iterdir():
+            if not path.name.startswith(BOOKKEEPING):
+                # Bytes: read_text() would fold the \r\n that separates id and ifname.
+                yield path, path.read_bytes().decode()
+
+    def held_by(self, container: str, ifname: str) -> list[Path]:
+        wanted = f"{container}{LINE_BREAK}{ifname}"
+        return [p for p, owner in self.allocations() if owner.strip() in (wanted, container)]
+
+
+def _store(env: dict[str, str], conf: dict[str, Any]) -> tuple[Store, dict[str, Any]]:
+    ipam = conf.get("ipam") or {}
+    if not conf.get("name"):
+        raise CNIError(spec.INVALID_CONFIG, "network configuration has no name")
+    return Store(ipam.get("dataDir") or DEFAULT_DATA_DIR, conf["name"]), ipam
+
+
+def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
+    store, ipam = _store(env, conf)
+    container, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
+    rng = ranges(ipam)[0]
+    with store.locked():
+        if store.held_by(container, ifname):
+            raise CNIError(spec.INTERNAL, f"{container} has been allocated to {ifname}, "
+                                          "duplicate allocation is not allowed")
+        for ip in rng.candidates(store.last_reserved()):
+            if store.reserve(ip, container, ifname):
+                break
+        else:
+            raise CNIError(spec.INTERNAL, f"no IP addresses available in range set: {rng}")
+    return {
+        "cniVersion": conf["cniVersion"],
+        "ips": [{"address": f"{ip}/{rng.subnet.prefixlen}", "gateway": str(rng.gateway)}],
+        "routes": [dict(r) for r in ipam.get("routes", [])],
+        "dns": {},
+    }
+
+
+def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
+    store, _ = _store(env, conf)
+    with store.locked():
+        for path in store.held_by(env["CNI_CONTAINERID"], env["CNI_IFNAME"]):
+            path.unlink(missing_ok=True)
+
+
+def check(env: dict[str, str], conf: dict[str, Any]) -> None:
+    store, _ = _store(env, conf)
+    if not store.held_by(env["CNI_CONTAINERID"], env["CNI_IFNAME"]):
+        raise CNIError(spec.INTERNAL, "host-local: Failed to find address added by container "
+                                      f"{env['CNI_CONTAINERID']}")
+
+
+def main() -> None:
+    spec.plugin_main(add, delete, check)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The loopback plugin: `lo` up in the pod's netns (containers of a pod meet on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from generator.node.cni import spec
+from generator.node.cni.spec import CNIError, run
+
+
+def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
+    netns = env["CNI_NETNS"]
+    if not os.path.exists(netns):
+        raise CNIError(spec.INTERNAL, f"failed to open netns {netns!r}: no such file")
+    run(["nsenter", f"--net={netns}", "ip", "link", "set", "lo", "up"], "bring up lo")
+    if conf.get("prevResult"):
+        return dict(conf["prevResult"])  # chained after another plugin: pass its result on
+    return {"cniVersion": conf["cniVersion"],
+            "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": netns}],
+            "ips": [{"interface": 0, "address": "127.0.0.1/8"}], "dns": {}}
+
+
+def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
+    return None  # lo goes away with the netns
+
+
+def check(env: dict[str, str], conf: dict[str, Any]) -> None:
+    out = run(["nsenter", f"--net={env['CNI_NETNS']}", "ip", "-br", "link", "show", "lo"],
+              "read lo")
+    if "UP" not in out.split()[1:2] and "UNKNOWN" not in out:
+        raise CNIError(spec.INTERNAL, "lo is down")
+
+
+def main() -> None:
+    spec.plugin_main(add, delete, check)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The node's network: cbr0, the overlay to other nodes, and what must not leave.
+
+vxlan (the flannel model): one VXLAN device, `nolearning`; for every other
+node a route to its pod subnet via its VTEP address `onlink`, a permanent
+neighbour entry (VTEP → VTEP MAC) and an FDB entry (VTEP MAC → node IP).
+host-gw: a route to every other node's pod subnet via its node IP.
+The cluster pod range is `unreachable` (more specific routes win), and the
+service range is routed into a dummy device, so a packet to a cluster IP that
+no rule DNATs still crosses FORWARD (where kube-proxy REJECTs it) and then
+ends inside the node instead of following the default route out of the lab.
+`setup` converges: running it again is a no-op, and it removes what belongs
+to nodes no longer in the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("kgen.overlay")
+
+BRIDGE = "cbr0"
+SERVICE_DEVICE = "kgen-svc"
+VXLAN_OVERHEAD = 50
+
+
+def ip(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def ip_json(*args: str) -> list[dict[str, Any]]:
+    out = ip("-j", *args, check=False)
+    return list(json.loads(out)) if out.strip() else []
+
+
+@dataclass(frozen=True)
+class Underlay:
+    ifname: str
+    mtu: int
+
+
+def underlay_for(node_ip: str) -> Underlay:
+    """The interface that carries the node IP (Docker's eth0)."""
+    for link in ip_json("addr", "show"):
+        if any(a.get("local") == node_ip for a in link.get("addr_info", [])):
+            return Underlay(link["ifname"], int(link["mtu"]))
+    raise RuntimeError(f"no interface holds the node IP {node_ip}")
+
+
+def plan(cluster: dict[str, Any], node_name: str, underlay: Underlay) -> dict[str, Any]:
+    """What this node's network must look like (pure: no system calls)."""
+    me = next(n for n in cluster["nodes"] if n["name"] == node_name)
+    others = [n for n in cluster["nodes"] if n["name"] != node_name]
+    prefix = me["podCIDR"].split("/")[1]
+    vx = cluster["vxlan"]
+    desired: dict[str, Any] = {
+        "bridge": {"name": BRIDGE, "address": f"{me['gateway']}/{prefix}", "mtu": cluster["mtu"]},
+        "unreachable": [cluster["podCIDR"]],
+        "service_route": cluster["serviceCIDR"],
+        "vxlan": None,
+        "routes": [],
+        "neighbours": [],
+        "fdb": [],
+    }
+    if cluster["backend"] == "vxlan":
+        desired["vxlan"] = {"name": vx["device"], "vni": vx["vni"], "port": vx["port"],
+                            "local": me["ip"], "dev": underlay.ifname,
+                            "mtu": underlay.mtu - VXLAN_OVERHEAD,
+                            "address": f"{me['vtep']}/32", "mac": me["vtepMAC"]}
+        for n in others:
+            desired["routes"].append({"dst": n["podCIDR"], "via": n["vtep"], "dev": vx["device"],
+                                      "onlink": True})
+            desired["neighbours"].append({"ip": n["vtep"], "mac": n["vtepMAC"]})
+            desired["fdb"].append({"mac": n["vtepMAC"], "dst": n["ip"]})
+    else:
+        for n in others:
+            desired["routes"].append({"dst": n["podCIDR"], "via": n["ip"], "dev": underlay.ifname,
+                                      "onlink": False})
+    return desired
+
+
+def _sysctl(path: str, value: str) -> None:
+    target = Path("/proc/sys") / path
+    try:
+        if target.read_text().strip() != value:
+            target.write_text(value)
+    except OSError as err:
+        # /proc/sys is read-only in a container: compose sets these, so only warn.
+        log.warning("cannot set %s=%s (%s); set it through the compose file", path, value, err)
+
+
+def _ensure_bridge(b: dict[str, Any]) -> None:
+    if not ip_json("link", "show", "dev", b["name"]):
+        ip("link", "add", "name", b["name"], "mtu", str(b["mtu"]), "type", "bridge")
+    ip("link", "set", b["name"], "mtu", str(b["mtu"]), "up")
+    addrs = ip_json("addr", "show", "dev", b["name"])
+    have = {f"{a['local']}/{a['prefixlen']}" for link in addrs for a in link.get("addr_info", [])
+            if a.get("family") == "inet"}
+    if b["address"] not in have:
+        ip("addr", "add", b["address"], "dev", b["name"])
+
+
+def _ensure_vxlan(v: dict[str, Any] | None, device: str) -> None:
+    current = ip_json("-d", "link", "show", "dev", device)
+    if v is None:
+        if current:
+            ip("link", "del", device)
+        return
+    info = current[0].get("linkinfo", {}).get("info_data", {}) if current else {}
+    if current and (info.get("id") != v["vni"] or info.get("port") != v["port"]
+                    or info.get("local") != v["local"]):
+        ip("link", "del", device)
+        current = []
+    if not current:
+        ip("link", "add", device, "type", "vxlan", "id", str(v["vni"]), "dstport", str(v["port"]),
+           "local", v["local"], "dev", v["dev"], "nolearning")
+    ip("link", "set", device, "address", v["mac"], "mtu", str(v["mtu"]), "up")
+    ip("addr", "replace", v["address"], "dev", device)
+
+
+def _ensure_service_route(cidr: str) -> None:
+    if not ip_json("link", "show", "dev", SERVICE_DEVICE):
+        ip("link", "add", SERVICE_DEVICE, "type", "dummy")
+    ip("link", "set", SERVICE_DEVICE, "up")
+    ip("route", "replace", cidr, "dev", SERVICE_DEVICE)
+
+
+def _sync_routes(desired: dict[str, Any], managed_devs: set[str]) -> None:
+    wanted = {r["dst"] for r in desired["routes"]}
+    for r in desired["routes"]:
+        args = ["route", "replace", r["dst"], "via", r["via"], "dev", r["dev"]]
+        ip(*args, *(["onlink"] if r["onlink"] else []))
+    # Remove routes to pod subnets of nodes that left (inside the pod range, via our devices).
+    pods = ipaddress.ip_network(desired["unreachable"][0])
+    for route in ip_json("route", "show"):
+        dst = route.get("dst", "")
+        inside = "/" in dst and ipaddress.ip_network(dst).subnet_of(pods)  # type: ignore[arg-type]
+        if inside and route.get("dev") in managed_devs and route.get("gateway") and dst not in wanted:
+            ip("route", "del", dst, "dev", route["dev"], check=False)
+    for cidr in desired["unreachable"]:
+        ip("route", "replace", "unreachable", cidr)
+
+
+def _sync_neighbours(desired: dict[str, Any], device: str) -> None:
+    wanted_neigh = {n["ip"]: n["mac"] for n in desired["neighbours"]}
+    for neigh in ip_json("neigh", "show", "dev", device):
+        if wanted_neigh.get(neigh.get("dst")) != neigh.get("lladdr"):
+            ip("neigh", "del", neigh["dst"], "dev", device, check=False)
+    for addr, mac in wanted_neigh.items():
+        ip("neigh", "replace", addr, "lladdr", mac, "dev", device, "nud", "permanent")
+    wanted_fdb = {f["mac"]: f["dst"] for f in desired["fdb"]}
+    out = subprocess.run(["bridge", "-j", "fdb", "show", "dev", device], capture_output=True,
+                         text=True).stdout
+    for entry in json.loads(out) if out.strip() else []:
+        mac, dst = entry.get("mac"), entry.get("dst")
+        if dst and wanted_fdb.get(mac) != dst:
+            subprocess.run(["bridge", "fdb", "del", mac, "dev", device, "dst", dst],
+                           capture_output=True)
+    for mac, dst in wanted_fdb.items():
+        subprocess.run(["bridge", "fdb", "replace", mac, "dev", device, "dst", dst, "self",
+                        "permanent"], check=True, capture_output=True)
+
+
+def setup(cluster: dict[str, Any], node_name: str) -> None:
+    me = next(n for n in cluster["nodes"] if n["name"] == node_name)
+    underlay = underlay_for(me["ip"])
+    desired = plan(cluster, node_name, underlay)
+    _sysctl("net/ipv4/ip_forward", "1")
+    _sysctl("net/bridge/bridge-nf-call-iptables", "1")
+    _ensure_bridge(desired["bridge"])
+    device = cluster["vxlan"]["device"]
+    _ensure_vxlan(desired["vxlan"], device)
+    _ensure_service_route(desired["service_route"])
+    _sync_routes(desired, {device, underlay.ifname})
+    if desired["vxlan"]:
+        _sync_neighbours(desired, device)
+    log.info("overlay %s ready: %d peer routes", cluster["backend"], len(desired["routes"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Set up a kgen node's network")
+    parser.add_argument("--cluster", default="/etc/kgen/cluster.json")
+    parser.add_argument("--node", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    setup(json.loads(Path(args.cluster).read_text()), args.node)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Chain names exactly as kube-proxy's iptables proxier makes them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+NAMESPACE = "default"
+
+
+def service_port_name(service: str, port_name: str) -> str:
+    """`default/<service>` or `default/<service>:<port name>` (kube-proxy's ServicePortName)."""
+    base = f"{NAMESPACE}/{service}"
+    return f"{base}:{port_name}" if port_name else base
+
+
+def _hash16(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def svc_chain(spn: str, protocol: str) -> str:
+    return "KUBE-SVC-" + _hash16(spn + protocol.lower())
+
+
+def ext_chain(spn: str, protocol: str) -> str:
+    return "KUBE-EXT-" + _hash16(spn + protocol.lower())
+
+
+def svl_chain(spn: str, protocol: str) -> str:
+    return "KUBE-SVL-" + _hash16(spn + protocol.lower())
+
+
+def sep_chain(spn: str, protocol: str, endpoint: str) -> str:
+    """`endpoint` is `ip:port`, appended before hashing."""
+    return "KUBE-SEP-" + _hash16(spn + protocol.lower() + endpoint)

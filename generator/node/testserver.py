@@ -1,0 +1,106 @@
+"""The pod test server, modelled on Kubernetes' agnhost netexec.
+
+HTTP on 8080: /hostname (the pod's name), /clientip (the peer's IP:port as the
+pod sees it), /echo?msg=X, /healthz. UDP on 8081: `hostname`, `clientip`,
+`echo X`. Bodies are plain text without a trailing newline, as agnhost's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def http_answer(name: str, path: str, peer: tuple[str, int]) -> tuple[int, str]:
+    url = urlsplit(path)
+    if url.path == "/hostname":
+        return 200, name
+    if url.path == "/clientip":
+        return 200, f"{peer[0]}:{peer[1]}"
+    if url.path == "/echo":
+        return 200, parse_qs(url.query).get("msg", [""])[0]
+    if url.path == "/healthz":
+        return 200, "ok"
+    return 404, "not found"
+
+
+def udp_answer(name: str, data: bytes, peer: tuple[str, int]) -> str:
+    text = data.decode(errors="replace").strip()
+    if text == "hostname":
+        return name
+    if text == "clientip":
+        return f"{peer[0]}:{peer[1]}"
+    if text.startswith("echo "):
+        return text[5:]
+    return f"unknown command {text!r}"
+
+
+def make_http_handler(name: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server naming
+            code, body = http_answer(name, self.path, self.client_address[:2])
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt: str, *args: object) -> None:
+            sys.stderr.write(f"{self.client_address[0]} {fmt % args}\n")
+
+    return Handler
+
+
+class UDPHandler(socketserver.BaseRequestHandler):
+    name = ""
+
+    def handle(self) -> None:
+        data, sock = self.request
+        sock.sendto(udp_answer(self.name, data, self.client_address[:2]).encode(),
+                    self.client_address)
+
+
+class QuietUDPServer(socketserver.ThreadingUDPServer):
+    daemon_threads = True
+
+
+def serve(name: str, http_port: int, udp_port: int, host: str = "0.0.0.0") -> None:
+    ThreadingHTTPServer.allow_reuse_address = True
+    http = ThreadingHTTPServer((host, http_port), make_http_handler(name))
+    http.daemon_threads = True
+    handler = type("Handler", (UDPHandler,), {"name": name})
+    udp = QuietUDPServer((host, udp_port), handler)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for server in (http, udp):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"test server {name}: http {http_port}, udp {udp_port}", file=sys.stderr, flush=True)
+    stop.wait()
+    for server in (http, udp):
+        server.shutdown()
+        server.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="kgen pod test server (agnhost netexec-like)")
+    parser.add_argument("--name", default=os.environ.get("POD_NAME") or socket.gethostname())
+    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--udp-port", type=int, default=8081)
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args()
+    serve(args.name, args.http_port, args.udp_port, args.host)
+
+
+if __name__ == "__main__":
+    main()

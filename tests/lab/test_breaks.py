@@ -1,0 +1,95 @@
+"""Issue 5: `kgen check` must fail when the lab is broken, and only where it depends
+on the broken part. Each break is made by hand in a running lab, the checks run,
+and the failing set must equal the checks whose plan lists that part.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.checks.plan import plan
+from generator.checks.runner import execute
+from tests.conftest import ROOT
+from tests.lab.conftest import RunningLab, bring_up
+
+AGENT = "^python3 -m generator.node.agent"
+
+
+@pytest.fixture(scope="module")
+def brk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """A copy of the demo under another name, so breaking it spares the shared demo."""
+    workdir = tmp_path_factory.mktemp("breaks")
+    lab_file = workdir / "breaks.yaml"
+    lab_file.write_text((ROOT / "labs" / "demo.yaml").read_text().replace("name: demo",
+                                                                           "name: brk"))
+    yield from bring_up(lab_file, workdir)
+
+
+def cluster(lab: RunningLab) -> dict[str, Any]:
+    return json.loads((lab.dir / "kgen-brk" / "config" / "cluster.json").read_text())
+
+
+def failing(lab: RunningLab) -> set[str]:
+    return {r["id"] for r in execute(cluster(lab), lab.status()) if not r["passed"]}
+
+
+def dependents(lab: RunningLab, part: str) -> set[str]:
+    return {c.id for c in plan(cluster(lab)) if part in c.depends}
+
+
+def until_healthy(lab: RunningLab, timeout: float = 30.0) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        broken = failing(lab)
+        if not broken or time.monotonic() > deadline:
+            return broken
+        time.sleep(1.0)
+
+
+def test_1_healthy_lab_passes_every_check(brk: RunningLab) -> None:
+    assert failing(brk) == set()
+
+
+def test_2_bridge_down_fails_exactly_its_dependents(brk: RunningLab) -> None:
+    expected = dependents(brk, "bridge:node-0")
+    assert expected, "the plan has checks through node-0's bridge"
+    brk.exec("node-0", "ip", "link", "set", "cbr0", "down")
+    try:
+        assert failing(brk) == expected
+    finally:
+        brk.exec("node-0", "ip", "link", "set", "cbr0", "up")
+    assert until_healthy(brk) == set()
+
+
+def test_3_nat_flushed_fails_exactly_its_dependents(brk: RunningLab) -> None:
+    expected = dependents(brk, "nat:node-0")
+    assert expected
+    # Pause the node agent, or its proxy's canary would restore the rules at once.
+    brk.exec("node-0", "pkill", "-STOP", "-f", AGENT)
+    try:
+        brk.exec("node-0", "iptables", "-t", "nat", "-F")
+        assert failing(brk) == expected
+    finally:
+        brk.exec("node-0", "pkill", "-CONT", "-f", AGENT)
+    # The canary chain is gone too: the proxy notices and writes the whole ruleset again.
+    assert until_healthy(brk) == set()
+
+
+def test_4_veth_removed_fails_exactly_its_dependents(brk: RunningLab) -> None:
+    expected = dependents(brk, "veth:pod-1")
+    assert expected == {"pod-to-pod:pod-0->pod-1"}
+    peer = brk.exec("pod-1", "cat", "/sys/class/net/eth0/iflink").stdout.strip()
+    veth = brk.exec("node-0", "sh", "-c", f"ip -o link | grep '^{peer}:'").stdout.split(":")[1]
+    brk.exec("node-0", "ip", "link", "del", veth.split("@")[0].strip())
+    assert failing(brk) == expected
+
+
+def test_plan_is_what_kgen_check_runs(brk: RunningLab, tmp_path: Path) -> None:
+    report = json.loads(brk.kgen("check", "--json", check=False).stdout)
+    assert {c["id"] for c in report["checks"]} == {c.id for c in plan(cluster(brk))}
