@@ -29,6 +29,10 @@ NODE_SYSCTLS = [
     ("net.ipv4.conf.all.rp_filter", "0"),
     ("net.ipv4.conf.default.rp_filter", "0"),
     ("net.bridge.bridge-nf-call-iptables", "1"),
+    # The service range is routed back out of cbr0 (see node/overlay.py): no ICMP
+    # redirects, which would also eat the ICMP budget that REJECT answers come from.
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.default.send_redirects", "0"),
     ("net.ipv6.conf.all.disable_ipv6", "1"),
 ]
 

@@ -49,6 +49,7 @@ class Planner:
         self.cluster = cluster
         self.servers = [p for p in cluster["pods"] if _serves(p)]
         self.node_ip = {n["name"]: n["ip"] for n in cluster["nodes"]}
+        self.gateway = {n["name"]: n["gateway"] for n in cluster["nodes"]}
         self.conntrack_planned = False
 
     def plan(self) -> list[Check]:
@@ -115,7 +116,7 @@ class Planner:
         tcp = next((p for p in svc["ports"] if p["protocol"] == "TCP"), None)
         sources = self._sources(backends)
         for source in sources if tcp else []:
-            checks += self._cluster_ip(svc, tcp, source, backends)
+            checks += self._cluster_ip(svc, tcp, source, backends)  # type: ignore[arg-type]
         for udp in (p for p in svc["ports"] if p["protocol"] == "UDP"):
             checks.append(self._udp(svc, udp, sources[0], backends))
         if tcp and svc["sessionAffinity"] == "ClientIP":
@@ -148,7 +149,10 @@ class Planner:
         where = "with" if source["node"] in {b["node"] for b in backends} else "without"
         depends = frozenset(self._service_path(source, backends))
         params = {"backends": names, "port": port, "service": svc["name"],
-                  "requests": 1 if svc["sessionAffinity"] == "ClientIP" else SPREAD_REQUESTS}
+                  "requests": 1 if svc["sessionAffinity"] == "ClientIP" else SPREAD_REQUESTS,
+                  # A backend that draws itself is masqueraded to its node (hairpin).
+                  "hairpin_gateway": self.gateway[source["node"]]
+                  if source["name"] in names else None}
         spread = "spreads over " + ", ".join(names)
         if svc["sessionAffinity"] == "ClientIP":
             spread = "answered by one of " + ", ".join(names)

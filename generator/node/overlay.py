@@ -5,9 +5,9 @@ node a route to its pod subnet via its VTEP address `onlink`, a permanent
 neighbour entry (VTEP → VTEP MAC) and an FDB entry (VTEP MAC → node IP).
 host-gw: a route to every other node's pod subnet via its node IP.
 The cluster pod range is `unreachable` (more specific routes win), and the
-service range is routed into a dummy device, so a packet to a cluster IP that
-no rule DNATs still crosses FORWARD (where kube-proxy REJECTs it) and then
-ends inside the node instead of following the default route out of the lab.
+service range is routed onto cbr0, so a packet to a cluster IP that no rule
+DNATs still crosses FORWARD (where kube-proxy REJECTs it) and otherwise ends
+in an unanswered ARP inside the node, never on the default route out of the lab.
 `setup` converges: running it again is a no-op, and it removes what belongs
 to nodes no longer in the cluster.
 """
@@ -26,7 +26,6 @@ from typing import Any
 log = logging.getLogger("kgen.overlay")
 
 BRIDGE = "cbr0"
-SERVICE_DEVICE = "kgen-svc"
 VXLAN_OVERHEAD = 50
 
 
@@ -128,10 +127,7 @@ def _ensure_vxlan(v: dict[str, Any] | None, device: str) -> None:
 
 
 def _ensure_service_route(cidr: str) -> None:
-    if not ip_json("link", "show", "dev", SERVICE_DEVICE):
-        ip("link", "add", SERVICE_DEVICE, "type", "dummy")
-    ip("link", "set", SERVICE_DEVICE, "up")
-    ip("route", "replace", cidr, "dev", SERVICE_DEVICE)
+    ip("route", "replace", cidr, "dev", BRIDGE)
 
 
 def _sync_routes(desired: dict[str, Any], managed_devs: set[str]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.node.cni import runtime as cni
+from generator.node.cni.spec import CNIError
 
 log = logging.getLogger("kgen.pods")
 
@@ -98,7 +99,7 @@ class PodManager:
             for container in spec["containers"]:
                 self._start(pod, container)
             log.info("pod %s: %s", pod.name, pod.ip)
-        except (subprocess.CalledProcessError, cni.CNIError, OSError, KeyError) as err:
+        except (subprocess.CalledProcessError, CNIError, OSError, KeyError) as err:
             detail = getattr(err, "stderr", None) or str(err)
             pod.state, pod.error = "Failed", str(detail).strip()
             log.error("pod %s failed: %s", pod.name, pod.error)
@@ -112,7 +113,7 @@ class PodManager:
         netns = NETNS_DIR / name
         try:
             cni.delete(CONFLIST, name, str(netns), "eth0", CNI_BIN)
-        except cni.CNIError as err:
+        except CNIError as err:
             log.error("pod %s: CNI DEL: %s", name, err)
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
         log.info("pod %s removed", name)
