@@ -15,6 +15,7 @@ docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1
 command -v debootstrap >/dev/null 2>&1 || want debootstrap
 command -v iptables >/dev/null 2>&1 || want iptables
 command -v tcpdump >/dev/null 2>&1 || want tcpdump
+command -v ping >/dev/null 2>&1 || want iputils-ping
 [ -x /usr/lib/cni/bridge ] || want containernetworking-plugins   # reference CNI plugins for tests
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
 if [ -n "$missing" ]; then

@@ -69,8 +69,9 @@ class RunningLab:
     lab_file: Path
     dir: Path
 
-    def kgen(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return kgen(*args, "-l", str(self.lab_file), cwd=self.dir, check=check)
+    def kgen(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # -l before anything else: after `--` it would belong to the command run by exec.
+        return kgen(command, "-l", str(self.lab_file), *args, cwd=self.dir, check=check)
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.kgen("status", "--json").stdout)

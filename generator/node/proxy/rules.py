@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.node.proxy.endpoints import Endpoint
-from generator.node.proxy.naming import ext_chain, sep_chain, service_port_name, svc_chain, svl_chain
+from generator.node.proxy.naming import (
+    NAMESPACE,
+    ext_chain,
+    sep_chain,
+    service_port_name,
+    svc_chain,
+    svl_chain,
+)
 
 MASQ_MARK = "0x4000"
 FILTER_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
@@ -71,7 +78,7 @@ def _ladder(chain: str, spn: str, proto: str, endpoints: list[Endpoint], affinit
 
 def _sep_rules(spn: str, proto: str, ep: Endpoint, affinity: int | None) -> list[str]:
     sep = sep_chain(spn, proto, ep.address)
-    recent = f" -m recent --set --name {sep}" if affinity is not None else ""
+    recent = f" -m recent --name {sep} --set" if affinity is not None else ""
     return [
         # Hairpin: a pod reaching itself through its service must come back via the node.
         f"-A {sep} {comment(spn)} -s {ep.ip} -j KUBE-MARK-MASQ",
@@ -82,7 +89,7 @@ def _sep_rules(spn: str, proto: str, ep: Endpoint, affinity: int | None) -> list
 
 def service_port_rules(service: dict[str, Any], port: dict[str, Any], endpoints: list[Endpoint],
                        node: str, cluster_cidr: str) -> PortRules:
-    spn = service_port_name(service["name"], port["name"])
+    spn = service_port_name(service["name"], port["name"], service.get("namespace", NAMESPACE))
     proto = port["protocol"].lower()
     ip, svc_port = service["clusterIP"], port["port"]
     node_port = port.get("nodePort") if service["type"] == "NodePort" else None
