@@ -75,6 +75,8 @@ def render_cmd(lab: LabOption = None,
                    "--format", help="compose (default) or clab.")] = "compose") -> None:
     """Validate the lab and write the compose file and every per-node file."""
     with failures():
+        if fmt not in ("compose", "clab"):
+            raise Exit(2, f"--format: {fmt!r} is not one of compose, clab")
         model = open_lab(lab)
         out_dir = output or lab_dir(model)
         state = render(model, out_dir)
@@ -82,8 +84,6 @@ def render_cmd(lab: LabOption = None,
             from generator.clab import render_clab
 
             render_clab(model, state, out_dir)
-        elif fmt != "compose":
-            raise Exit(2, f"--format: {fmt!r} is not one of compose, clab")
         print(out_dir)
 
 
@@ -119,6 +119,7 @@ def up(lab: LabOption = None) -> None:
         echo(f"starting lab {model.name} ({len(cluster['nodes'])} nodes, "
              f"{len(cluster['pods'])} pods, {len(cluster['services'])} services)")
         runtime.start(paths, cluster)
+        runtime.allow_host_gw(client, cluster)
         _wait(client, paths, cluster, f"lab {model.name}")
         summary.print_status(out, runtime.status(client, paths, model.name))
 

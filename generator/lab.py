@@ -177,10 +177,50 @@ def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, 
         time.sleep(0.25)
 
 
+def bridge_of(client: docker.DockerClient, name: str) -> str | None:
+    try:
+        net = client.networks.get(network_name(name))
+    except docker.errors.NotFound:
+        return None
+    options = net.attrs.get("Options") or {}
+    return options.get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
+
+
+def host_gw_rule(bridge: str, name: str) -> list[str]:
+    """Docker drops frames on an internal network whose addresses are outside its
+    subnet; host-gw puts pod IPs on the wire, so accept same-bridge traffic (only)."""
+    return ["DOCKER-USER", "-i", bridge, "-o", bridge, "-m", "comment", "--comment",
+            f"kgen {name}: host-gw pod traffic stays on the lab bridge", "-j", "ACCEPT"]
+
+
+def allow_host_gw(client: docker.DockerClient, cluster: dict[str, Any]) -> None:
+    bridge = bridge_of(client, cluster["name"])
+    if cluster["backend"] != "host-gw" or bridge is None:
+        return
+    rule = host_gw_rule(bridge, cluster["name"])
+    if subprocess.run(["iptables", "-w", "-C", *rule], capture_output=True).returncode == 0:
+        return
+    added = subprocess.run(["iptables", "-w", "-I", *rule], capture_output=True, text=True)
+    if added.returncode != 0:
+        raise RuntimeFailure("backend host-gw needs a host iptables rule that lets pod IPs cross "
+                             f"the lab bridge; adding it failed ({added.stderr.strip()}): run "
+                             "kgen as root")
+
+
+def remove_host_gw(client: docker.DockerClient, name: str) -> None:
+    bridge = bridge_of(client, name)
+    if bridge is None or shutil.which("iptables") is None:
+        return
+    rule = host_gw_rule(bridge, name)
+    while subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True).returncode == 0:
+        pass
+
+
 # ---------------------------------------------------------------- down
 
 
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
+    remove_host_gw(client, name)
     removed = []
     for container in lab_containers(client, name):
         container.remove(force=True)

@@ -125,19 +125,23 @@ def clusterip(lab: Lab, check: Check) -> Outcome:
 
 
 def conntrack(lab: Lab, check: Check) -> Outcome:
+    """The DNAT of this very request: the backend reports our source port (/clientip),
+    and the node's conntrack table must hold that flow with a backend as its reply."""
     vip, port = check.target.rsplit(":", 1)
-    lab.probe(check.source, "http", check.target, "/hostname")
+    answers = _answers(lab.probe(check.source, "http", check.target, "/clientip"))
+    if not answers:
+        return Outcome(False, "the request itself failed")
+    sport = answers[0].rsplit(":", 1)[1]
     result = lab.host(check.params["node"]).run(
-        f"conntrack -L -p tcp --orig-dst {vip} --orig-port-dst {port} 2>/dev/null")
+        f"conntrack -L -p tcp --orig-dst {vip} --orig-port-dst {port} --orig-port-src {sport} "
+        "2>/dev/null")
     backend_ips = {lab.pod_ip[b] for b in check.params["backends"]}
     for line in result.stdout.splitlines():
-        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        # The reply direction's source is the DNATed backend: the last src= on the line.
-        reply_src = [f.split("=", 1)[1] for f in line.split() if f.startswith("src=")][-1:]
-        if reply_src and reply_src[0] in backend_ips:
-            return Outcome(True, f"dst={fields.get('dst')} → reply src={reply_src[0]}")
-    return Outcome(False, result.stdout.strip().splitlines()[0][:140] if result.stdout.strip()
-                   else "no conntrack entry")
+        # The reply direction's source is the DNATed backend: the second src= on the line.
+        sources = [f.split("=", 1)[1] for f in line.split() if f.startswith("src=")]
+        if len(sources) == 2 and sources[1] in backend_ips:
+            return Outcome(True, f"{sources[0]}:{sport} → {vip}:{port}, reply from {sources[1]}")
+    return Outcome(False, f"no conntrack entry for source port {sport}")
 
 
 def _all_from(results: list[dict[str, Any]], allowed: set[str]) -> bool:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from generator.node.proxy.endpoints import Endpoint, endpoints_for, input_digest
+from generator.node.proxy.endpoints import Endpoint, PodIndex, input_digest
 from generator.node.proxy.rules import JUMPS, OWNED_PREFIXES, PortRules, service_port_rules, write_ruleset
 
 log = logging.getLogger("kgen.proxy")
@@ -98,7 +98,8 @@ class Proxier:
 
     def port_rules(self, services: list[dict[str, Any]],
                    pods: list[dict[str, Any]]) -> list[PortRules]:
-        return [service_port_rules(s, p, endpoints_for(s, p, pods), self.node, self.cluster_cidr)
+        index = PodIndex(pods)
+        return [service_port_rules(s, p, index.endpoints(s, p), self.node, self.cluster_cidr)
                 for s in services for p in s["ports"]]
 
     def sync_once(self, full: bool = False) -> bool:
