@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from generator.node.published import (
 log = logging.getLogger("kgen.agent")
 
 LOOP_PERIOD = 0.2
-POD_WORKERS = 4
 
 
 class Agent:
@@ -104,8 +102,10 @@ class Agent:
         new = [spec for name, spec in wanted.items() if name not in self.pods.pods]
         if new:
             started = time.monotonic()
-            with ThreadPoolExecutor(POD_WORKERS) as pool:
-                list(pool.map(self.pods.add, new))
+            # In lab-file order, one at a time: round-robin IPAM then gives every run
+            # the same addresses, which the walkthrough and users rely on.
+            for spec in new:
+                self.pods.add(spec)
             log.info("%d pods set up in %.2fs", len(new), time.monotonic() - started)
 
     def feed_proxy(self) -> None:
