@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -206,6 +206,3 @@ def image_build(offline: Annotated[bool, typer.Option(
         size = client.images.get(tag).attrs.get("Size", 0)
         print(f"{tag} ({size / 1e6:.0f} MB)")
 
-
-def main(argv: list[str] | None = None) -> Callable[..., Any]:
-    return app(argv)

@@ -99,7 +99,7 @@ def ensure_node_image(client: docker.DockerClient, echo: Echo, offline: bool | N
 
 def _build(client: docker.DockerClient, context: Path, tag: str, echo: Echo) -> None:
     try:
-        for chunk in client.api.build(path=str(context), tag=tag, rm=True, decode=True,
+        for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
                                       pull=False, network_mode="host"):
             if "error" in chunk:
                 raise ImageError(chunk["error"].strip())

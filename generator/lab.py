@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -320,4 +319,5 @@ def exec_argv(cluster: dict[str, Any], target: str, command: list[str],
 
 
 def run_exec(argv: list[str]) -> int:
-    return subprocess.call(argv, stdin=sys.stdin if sys.stdin.isatty() else subprocess.DEVNULL)
+    """The command's own exit status; stdin is passed through (`docker exec -i`)."""
+    return subprocess.call(argv)

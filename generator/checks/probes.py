@@ -52,8 +52,9 @@ class Lab:
     def probe(self, source: str, mode: str, target: str, arg: str = "", count: int = 1,
               timeout: float = TIMEOUT) -> list[dict[str, Any]]:
         ip, port = target.rsplit(":", 1)
+        # Every check needs all its requests to succeed: stop at the first failure.
         cmd = (f"{PROBE} {mode} {ip} {port} {shlex.quote(arg) if arg else ''} "
-               f"--count {count} --timeout {timeout} --json")
+               f"--count {count} --timeout {timeout} --fail-fast --json")
         result = self.run(source, cmd)
         try:
             return list(json.loads(result.stdout))

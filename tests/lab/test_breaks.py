@@ -73,7 +73,9 @@ def test_3_nat_flushed_fails_exactly_its_dependents(brk: RunningLab) -> None:
     # Pause the node agent, or its proxy's canary would restore the rules at once.
     brk.exec("node-0", "pkill", "-STOP", "-f", AGENT)
     try:
+        # What a firewall reload does: flush the table and delete its chains.
         brk.exec("node-0", "iptables", "-t", "nat", "-F")
+        brk.exec("node-0", "iptables", "-t", "nat", "-X")
         assert failing(brk) == expected
     finally:
         brk.exec("node-0", "pkill", "-CONT", "-f", AGENT)

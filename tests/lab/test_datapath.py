@@ -33,15 +33,23 @@ def cluster_of(lab: RunningLab) -> dict[str, Any]:
     return json.loads((lab.dir / f"kgen-{name}" / "config" / "cluster.json").read_text())
 
 
+def results(lab: RunningLab) -> dict[str, dict[str, Any]]:
+    """Every planned check of a running lab, run once, by id."""
+    return {r["id"]: r for r in execute(cluster_of(lab), lab.status())}
+
+
+def assert_passed(row: dict[str, Any]) -> None:
+    assert row["passed"], f"{row['what']}: expected {row['expected']}; saw {row['seen']}"
+
+
 @pytest.fixture(scope="module")
 def demo_results(demo: RunningLab) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in execute(cluster_of(demo), demo.status())}
+    return results(demo)
 
 
 @pytest.mark.parametrize("check_id", plan_ids(ROOT / "labs" / "demo.yaml"))
 def test_demo_check(check_id: str, demo_results: dict[str, dict[str, Any]]) -> None:
-    row = demo_results[check_id]
-    assert row["passed"], f"{row['what']}: expected {row['expected']}; saw {row['seen']}"
+    assert_passed(demo_results[check_id])
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +59,12 @@ def hostgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
 
 @pytest.fixture(scope="module")
 def hostgw_results(hostgw: RunningLab) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in execute(cluster_of(hostgw), hostgw.status())}
+    return results(hostgw)
 
 
 @pytest.mark.parametrize("check_id", plan_ids(ROOT / "labs" / "host-gw.yaml"))
 def test_host_gw_check(check_id: str, hostgw_results: dict[str, dict[str, Any]]) -> None:
-    row = hostgw_results[check_id]
-    assert row["passed"], f"{row['what']}: expected {row['expected']}; saw {row['seen']}"
+    assert_passed(hostgw_results[check_id])
 
 
 def test_host_gw_has_no_vxlan_device(hostgw: RunningLab) -> None:

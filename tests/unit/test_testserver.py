@@ -1,0 +1,92 @@
+"""The pod test server and the probe client, on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from generator.node import probe
+from tests.conftest import ROOT
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
+    http, udp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "generator.node.testserver", "--name", "pod-x",
+                             "--host", "127.0.0.1", "--http-port", str(http), "--udp-port",
+                             str(udp)], cwd=ROOT, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while probe.attempt("http", "127.0.0.1", http, "/healthz", 0.5)["ok"] is False:
+        assert time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.05)
+    yield http, udp, proc
+    proc.terminate()
+    proc.wait(5)
+
+
+def ask(mode: str, port: int, arg: str) -> dict:
+    return probe.attempt(mode, "127.0.0.1", port, arg, 2.0)
+
+
+def test_http_endpoints(server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    http, _, _ = server
+    assert ask("http", http, "/hostname")["answer"] == "pod-x"
+    assert ask("http", http, "/echo?msg=hello%20there")["answer"] == "hello there"
+    assert ask("http", http, "/healthz")["answer"] == "ok"
+    ip, port = ask("http", http, "/clientip")["answer"].split(":")
+    assert ip == "127.0.0.1" and 0 < int(port) < 65536
+    missing = ask("http", http, "/nope")
+    assert not missing["ok"] and "404" in missing["error"]
+
+
+def test_udp_commands(server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    _, udp, _ = server
+    assert ask("udp", udp, "hostname")["answer"] == "pod-x"
+    assert ask("udp", udp, "echo hi")["answer"] == "hi"
+    assert ask("udp", udp, "clientip")["answer"].startswith("127.0.0.1:")
+
+
+def test_probe_counts_and_exit_status(server: tuple[int, int, subprocess.Popen[bytes]],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    http, _, _ = server
+    assert probe.main(["http", "127.0.0.1", str(http), "/hostname", "--count", "3",
+                       "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["answer"] for r in results] == ["pod-x"] * 3
+    closed = free_port(socket.SOCK_STREAM)
+    assert probe.main(["tcp", "127.0.0.1", str(closed), "--count", "5", "--fail-fast",
+                       "--json"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert len(refused) == 1 and refused[0]["error"] == "connection refused"
+
+
+def test_probe_bounds_its_arguments() -> None:
+    with pytest.raises(SystemExit) as err:
+        probe.main(["http", "127.0.0.1", "80", "--count", "100000"])
+    assert err.value.code == 2
+
+
+def test_sigterm_stops_the_server() -> None:
+    http, udp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "generator.node.testserver", "--name", "t",
+                             "--host", "127.0.0.1", "--http-port", str(http), "--udp-port",
+                             str(udp)], cwd=ROOT, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not ask("http", http, "/healthz")["ok"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 0
