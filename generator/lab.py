@@ -7,6 +7,7 @@ without the rendered directory.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
@@ -206,20 +207,23 @@ def allow_host_gw(client: docker.DockerClient, cluster: dict[str, Any]) -> None:
                              "kgen as root")
 
 
-def remove_host_gw(client: docker.DockerClient, name: str) -> None:
-    bridge = bridge_of(client, name)
-    if bridge is None or shutil.which("iptables") is None:
+def remove_host_gw(name: str) -> None:
+    """Delete the lab's DOCKER-USER rules by their comment (the network may be gone)."""
+    if shutil.which("iptables") is None:
         return
-    rule = host_gw_rule(bridge, name)
-    while subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True).returncode == 0:
-        pass
+    listed = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True,
+                            text=True).stdout
+    for line in listed.splitlines():
+        if line.startswith("-A DOCKER-USER") and f'"kgen {name}: ' in line:
+            args = shlex.split(line)[2:]
+            subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", *args], capture_output=True)
 
 
 # ---------------------------------------------------------------- down
 
 
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
-    remove_host_gw(client, name)
+    remove_host_gw(name)
     removed = []
     for container in lab_containers(client, name):
         container.remove(force=True)

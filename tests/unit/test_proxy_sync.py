@@ -114,3 +114,53 @@ def test_events_are_batched(ns: str) -> None:
     finally:
         stop.set()
         thread.join(3)
+
+
+class Recorder:
+    """Stands in for subprocess.run: records commands, every one succeeds."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(cmd))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    def conntrack(self) -> list[list[str]]:
+        return [c for c in self.calls if c[0] == "conntrack"]
+
+
+def udp_service(node_port: int | None = None) -> dict:
+    return {"name": "dns", "type": "NodePort" if node_port else "ClusterIP",
+            "clusterIP": "172.30.0.53", "selector": {"app": "dns"}, "sessionAffinity": "None",
+            "sessionAffinityTimeout": 10800, "externalTrafficPolicy": "Cluster",
+            "ports": [{"name": "", "port": 53, "targetPort": 5353, "protocol": "UDP",
+                       "nodePort": node_port}]}
+
+
+def dns_pod(name: str, ip: str) -> dict:
+    return {"name": name, "node": NODE, "ip": ip, "state": "Running", "labels": {"app": "dns"}}
+
+
+def test_stale_udp_conntrack_entries_are_flushed() -> None:
+    run = Recorder()
+    p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
+    both = [dns_pod("a", "10.180.0.7"), dns_pod("b", "10.180.0.8")]
+    p.update([udp_service(30053)], both)
+    assert p.sync_once()
+    assert run.conntrack() == []
+    p.update([udp_service(30053)], both[:1])  # b goes away
+    assert p.sync_once()
+    assert run.conntrack() == [
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53", "--dst-nat", "10.180.0.8"],
+        ["conntrack", "-D", "-p", "udp", "--orig-port-dst", "30053", "--dst-nat", "10.180.0.8"]]
+
+
+def test_udp_service_getting_its_first_endpoint_forgets_rejected_flows() -> None:
+    run = Recorder()
+    p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
+    p.update([udp_service()], [])
+    assert p.sync_once()
+    p.update([udp_service()], [dns_pod("a", "10.180.0.7")])
+    assert p.sync_once()
+    assert run.conntrack() == [["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53"]]
