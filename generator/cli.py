@@ -173,11 +173,12 @@ def apply(lab: LabOption = None) -> None:
         model = open_lab(lab)
         paths = _paths(model)
         before = paths.cluster()
-        if before is None:
+        client = runtime.docker_client()
+        running = [c for c in runtime.lab_containers(client, model.name) if c.status == "running"]
+        if before is None or not running:
             raise Exit(1, f"lab {model.name} is not running; run `kgen up`")
         from generator.reconcile import check_appliable
 
-        client = runtime.docker_client()
         cluster = check_appliable(model, before, paths.root)
         _wait(client, paths, cluster, f"applying to {model.name}")
         summary.print_status(out, runtime.status(client, paths, model.name))

@@ -68,6 +68,10 @@ def test_down_removes_everything_and_is_idempotent(tmp_path: Path) -> None:
     assert not (tmp_path / "kgen-life" / "state").exists()
     second = kgen("down", cwd=tmp_path)
     assert second.returncode == 0 and "nothing was running" in second.stdout
+    # Rendered but not running: apply refuses at once instead of waiting for agents.
+    applied = kgen("apply", cwd=tmp_path, check=False, timeout=30)
+    assert applied.returncode == 1
+    assert applied.stderr.strip() == "kgen: lab life is not running; run `kgen up`"
 
 
 def test_stale_containers_and_networks_are_replaced(tmp_path: Path) -> None:

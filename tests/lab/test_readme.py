@@ -1,0 +1,97 @@
+"""Issue 5: the README walkthrough, run as a newcomer runs it, on a live demo lab.
+
+Every `$ ` command of the walkthrough runs in a shell (with `kgen` on PATH) and
+its output must equal the README's, once both are stripped of what the kernel
+picks anew each run (ephemeral ports, timestamps, MACs of veths, ...). Where
+the README shows one draw of a random choice (which ClusterIP backend), the
+other draws the text names are accepted too, and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.lab.conftest import KGEN, RunningLab
+
+README = ROOT / "README.md"
+
+# What varies from run to run, for every command.
+VARIES = [
+    (r"\b\d\d:\d\d:\d\d\.\d{6}\b", "TIME"),                   # tcpdump timestamps
+    (r"fe80::[0-9a-f:]+/64", "fe80::LL/64"),                  # link-local from a random MAC
+    (r"@if\d+", "@ifN"),                                      # peer interface index
+    (r"^\d+: veth[0-9a-f]+@", "N: vethX@"),                   # veth names are random
+    (r"time=[\d.]+ ms", "time=T ms"),                         # ping round trip
+    (r"time \d+ms$", "time Tms"),                              # ping's total time
+    (r"= [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms", "= RTT ms"),           # ping's rtt summary
+    (r"\bid \d+,", "id N,"),                                  # ICMP echo id
+    (r"(\d+\.\d+\.\d+\.\d+)\.\d+ >", r"\1.PORT >"),           # VXLAN source port (flow hash)
+    (r"^(\d+\.\d+\.\d+\.\d+):\d+$", r"\1:PORT"),              # /clientip: the peer's port
+    (r"port=\d{5}\b", "port=EPHEMERAL"),                      # conntrack client ports
+    (r"^(tcp\s+6\s+)\d+", r"\1TIMEOUT"),                      # conntrack timer
+]
+
+# Random draws the README text explains: command substring -> (pattern, stand-in).
+DRAWS = {
+    "curl -s 10.96.0.10/hostname": (r"^pod-[23]$", "a web backend"),
+    "conntrack -L": (r"src=10\.244\.[12]\.2 dst=10\.244\.0\.2", "src=BACKEND dst=10.244.0.2"),
+    # node-1 SNATs to its bridge address for its own backend, to its VTEP for node-2's.
+    "172.31.0.3:30080/clientip": (r"^10\.244\.1\.[01]:", "node-1:"),
+}
+
+# Listings in the kernel's hash order, which differs between runs: compared as sets of lines.
+ORDERLESS = ("bridge fdb show", "ip neigh show")
+
+
+def walkthrough_steps() -> list[tuple[str, str]]:
+    """(command, shown output) for every `$ ` line of the walkthrough section."""
+    text = README.read_text()
+    section = text[text.index("## Walkthrough"):text.index("## Commands")]
+    steps: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"^```\n(.*?)^```", section, re.S | re.M):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps:
+                steps[-1][1].append(line)
+    return [(cmd, "\n".join(shown).strip("\n")) for cmd, shown in steps]
+
+
+def normalise(command: str, output: str) -> str:
+    lines = []
+    for line in output.strip("\n").splitlines():
+        for pattern, stand_in in VARIES:
+            line = re.sub(pattern, stand_in, line)
+        for key, (pattern, stand_in) in DRAWS.items():
+            if key in command:
+                line = re.sub(pattern, stand_in, line)
+        lines.append(line.rstrip())
+    if any(key in command for key in ORDERLESS):
+        lines.sort()
+    return "\n".join(lines)
+
+
+STEPS = walkthrough_steps()
+
+
+def test_the_walkthrough_reaches_the_nodeport_section() -> None:
+    commands = [cmd for cmd, _ in STEPS]
+    assert len(commands) >= 25
+    assert any("30081/clientip" in cmd for cmd in commands)
+
+
+@pytest.mark.parametrize("command,shown", STEPS, ids=[cmd[:60] for cmd, _ in STEPS])
+def test_readme_command_gives_what_it_shows(command: str, shown: str, demo: RunningLab) -> None:
+    node_ip = demo.status()["nodes"][0]["ip"]
+    prefix = node_ip.rsplit(".", 1)[0] + "."  # the README ran on 172.31.0.0/24
+    command, shown = command.replace("172.31.0.", prefix), shown.replace("172.31.0.", prefix)
+    env = {**os.environ, "PATH": f"{Path(KGEN[0]).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", command], cwd=demo.dir, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert normalise(command, result.stdout) == normalise(command, shown), result.stderr
