@@ -111,6 +111,7 @@ def up(lab: LabOption = None) -> None:
         paths = _paths(model)
         cluster = render(model, paths.root)
         client = runtime.docker_client()
+        runtime.refuse_taken_node_network(cluster)
         ensure_node_image(client, echo)
         runtime.ensure_bridge_netfilter()
         for what in runtime.remove_stale(client, cluster):

@@ -7,6 +7,7 @@ without the rendered directory.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ import docker.errors
 
 from generator.compose import compose
 from generator.node.published import published_pods, read_json, read_node_states
-from generator.render import network_name, project_name
+from generator.render import docker_networks, network_name, project_name
 
 LABEL = "kgen.lab"
 UP_TIMEOUT = 180.0
@@ -81,6 +82,15 @@ def ensure_bridge_netfilter() -> None:
     if not Path("/proc/sys/net/bridge").is_dir():
         raise RuntimeFailure("the kernel has no bridge netfilter (/proc/sys/net/bridge); "
                              "run `modprobe br_netfilter` as root")
+
+
+def refuse_taken_node_network(cluster: dict[str, Any]) -> None:
+    """A lab file's own nodeNetwork may clash with another Docker network: say which."""
+    wanted = ipaddress.ip_network(cluster["nodeNetwork"])
+    for name, subnet in docker_networks(network_name(cluster["name"])):
+        if wanted.overlaps(subnet):
+            raise RuntimeFailure(f"nodeNetwork {wanted} overlaps Docker network {name} ({subnet}); "
+                                 "choose another nodeNetwork, or leave it out to get a free /24")
 
 
 def remove_stale(client: docker.DockerClient, cluster: dict[str, Any]) -> list[str]:

@@ -65,8 +65,8 @@ def choose_node_network(lab: Lab, previous: str | None,
     raise RuntimeError(f"no free /24 left in {NODE_NETWORK_POOL} for the node network")
 
 
-def docker_subnets(exclude_network: str) -> list[IPv4Network]:
-    """Subnets of Docker networks other than this lab's; none when Docker is away."""
+def docker_networks(exclude_network: str) -> list[tuple[str, IPv4Network]]:
+    """(name, subnet) of Docker networks other than this lab's; none when Docker is away."""
     try:
         import docker
 
@@ -74,7 +74,7 @@ def docker_subnets(exclude_network: str) -> list[IPv4Network]:
         networks = client.networks.list()
     except Exception:  # no engine: render still works, with the first candidate
         return []
-    subnets = []
+    found = []
     for net in networks:
         if net.name == exclude_network:
             continue
@@ -84,8 +84,12 @@ def docker_subnets(exclude_network: str) -> list[IPv4Network]:
             except ValueError:
                 continue
             if isinstance(subnet, IPv4Network):
-                subnets.append(subnet)
-    return subnets
+                found.append((net.name, subnet))
+    return found
+
+
+def docker_subnets(exclude_network: str) -> list[IPv4Network]:
+    return [subnet for _, subnet in docker_networks(exclude_network)]
 
 
 def previous_node_network(out_dir: Path) -> str | None:

@@ -38,33 +38,29 @@ def results(lab: RunningLab) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in execute(cluster_of(lab), lab.status())}
 
 
-def assert_passed(row: dict[str, Any]) -> None:
-    assert row["passed"], f"{row['what']}: expected {row['expected']}; saw {row['seen']}"
-
-
-@pytest.fixture(scope="module")
-def demo_results(demo: RunningLab) -> dict[str, dict[str, Any]]:
-    return results(demo)
-
-
-@pytest.mark.parametrize("check_id", plan_ids(ROOT / "labs" / "demo.yaml"))
-def test_demo_check(check_id: str, demo_results: dict[str, dict[str, Any]]) -> None:
-    assert_passed(demo_results[check_id])
-
-
 @pytest.fixture(scope="module")
 def hostgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     yield from bring_up(ROOT / "labs" / "host-gw.yaml", tmp_path_factory.mktemp("hostgw"))
 
 
+# Lab file -> the fixture that brings it up; every planned check of each is a test.
+LABS = {"demo": "demo", "host-gw": "hostgw"}
+CASES = [(lab, check_id) for lab in LABS for check_id in plan_ids(ROOT / "labs" / f"{lab}.yaml")]
+
+
 @pytest.fixture(scope="module")
-def hostgw_results(hostgw: RunningLab) -> dict[str, dict[str, Any]]:
-    return results(hostgw)
+def checked() -> dict[str, dict[str, dict[str, Any]]]:
+    """Results per lab, filled by the first test of that lab: each lab is checked once."""
+    return {}
 
 
-@pytest.mark.parametrize("check_id", plan_ids(ROOT / "labs" / "host-gw.yaml"))
-def test_host_gw_check(check_id: str, hostgw_results: dict[str, dict[str, Any]]) -> None:
-    assert_passed(hostgw_results[check_id])
+@pytest.mark.parametrize("lab,check_id", CASES, ids=[f"{lab}:{cid}" for lab, cid in CASES])
+def test_planned_check(lab: str, check_id: str, request: pytest.FixtureRequest,
+                       checked: dict[str, dict[str, dict[str, Any]]]) -> None:
+    if lab not in checked:
+        checked[lab] = results(request.getfixturevalue(LABS[lab]))
+    row = checked[lab][check_id]
+    assert row["passed"], f"{row['what']}: expected {row['expected']}; saw {row['seen']}"
 
 
 def test_host_gw_has_no_vxlan_device(hostgw: RunningLab) -> None:

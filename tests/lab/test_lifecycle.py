@@ -95,6 +95,24 @@ def test_stale_containers_and_networks_are_replaced(tmp_path: Path) -> None:
     assert labelled("stale") == []
 
 
+def test_a_node_network_taken_by_another_docker_network_is_refused(tmp_path: Path) -> None:
+    import docker
+
+    client = docker.from_env()
+    (tmp_path / "lab.yaml").write_text("name: taken\nnodes: [n0]\nnodeNetwork: 172.31.230.0/24\n")
+    other = client.networks.create("kgen-test-other", internal=True, ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="172.31.230.0/25")]))
+    try:
+        result = kgen("up", cwd=tmp_path, check=False)
+    finally:
+        other.remove()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "kgen: error: nodeNetwork 172.31.230.0/24 overlaps Docker network kgen-test-other "
+        "(172.31.230.0/25); choose another nodeNetwork, or leave it out to get a free /24")
+    assert labelled("taken") == []
+
+
 def test_bad_lab_creates_nothing(tmp_path: Path) -> None:
     lab = tmp_path / "lab.yaml"
     lab.write_text("name: broken\nnodes: [n0]\npods: [{name: p, node: n9}]\n")
