@@ -24,9 +24,9 @@ def container_name(lab: Lab | str, member: str) -> str:
     return f"kgen-{name}-{member}"
 
 
-def vtep_mac(vtep: ipaddress.IPv4Address) -> str:
+def mac_of(address: ipaddress.IPv4Address) -> str:
     """0a:58 + the IPv4 address: the locally administered scheme Kubernetes uses."""
-    return "0a:58:" + ":".join(f"{b:02x}" for b in vtep.packed)
+    return "0a:58:" + ":".join(f"{b:02x}" for b in address.packed)
 
 
 def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]:
@@ -64,8 +64,11 @@ def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]
             "ip": str(node_network.network_address + 2 + i),
             "podCIDR": str(subnet),
             "gateway": str(subnet.network_address + 1),
+            # A bridge without a MAC of its own takes its lowest port's, and changes it
+            # when that pod goes: every pod's ARP entry for the gateway goes stale.
+            "gatewayMAC": mac_of(subnet.network_address + 1),
             "vtep": str(subnet.network_address),
-            "vtepMAC": vtep_mac(subnet.network_address),
+            "vtepMAC": mac_of(subnet.network_address),
         })
     return nodes
 

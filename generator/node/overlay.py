@@ -62,7 +62,8 @@ def plan(cluster: dict[str, Any], node_name: str, underlay: Underlay) -> dict[st
     prefix = me["podCIDR"].split("/")[1]
     vx = cluster["vxlan"]
     desired: dict[str, Any] = {
-        "bridge": {"name": BRIDGE, "address": f"{me['gateway']}/{prefix}", "mtu": cluster["mtu"]},
+        "bridge": {"name": BRIDGE, "address": f"{me['gateway']}/{prefix}", "mtu": cluster["mtu"],
+                   "mac": me["gatewayMAC"]},
         "unreachable": [cluster["podCIDR"]],
         "service_route": cluster["serviceCIDR"],
         "vxlan": None,
@@ -100,7 +101,7 @@ def _sysctl(path: str, value: str) -> None:
 def _ensure_bridge(b: dict[str, Any]) -> None:
     if not ip_json("link", "show", "dev", b["name"]):
         ip("link", "add", "name", b["name"], "mtu", str(b["mtu"]), "type", "bridge")
-    ip("link", "set", b["name"], "mtu", str(b["mtu"]), "up")
+    ip("link", "set", b["name"], "address", b["mac"], "mtu", str(b["mtu"]), "up")
     addrs = ip_json("addr", "show", "dev", b["name"])
     have = {f"{a['local']}/{a['prefixlen']}" for link in addrs for a in link.get("addr_info", [])
             if a.get("family") == "inet"}

@@ -91,6 +91,9 @@ def test_node_has_the_overlay_and_unreachable_ranges(demo: RunningLab) -> None:
     details = demo.exec("node-0", "ip", "-d", "link", "show", "kgen.1").stdout
     assert "vxlan id 1" in details and "dstport 4789" in details and "nolearning" in details
     assert "mtu 1450" in details
+    # Its own MAC (0a:58 + gateway IP), so it never follows a port that comes or goes.
+    assert demo.exec("node-0", "cat", "/sys/class/net/cbr0/address").stdout.strip() == \
+        "0a:58:0a:f4:00:01"
     routes = demo.exec("node-0", "ip", "route").stdout
     assert "unreachable 10.244.0.0/16" in routes
     assert "10.244.1.0/24 via 10.244.1.0 dev kgen.1 onlink" in routes

@@ -35,7 +35,8 @@ def test_vxlan_follows_the_flannel_model() -> None:
 
 def test_bridge_holds_the_gateway_and_ranges_stay_inside() -> None:
     desired = plan(cluster(), "n1", UNDERLAY)
-    assert desired["bridge"] == {"name": "cbr0", "address": "10.244.1.1/24", "mtu": 1450}
+    assert desired["bridge"] == {"name": "cbr0", "address": "10.244.1.1/24", "mtu": 1450,
+                                 "mac": "0a:58:0a:f4:01:01"}
     assert desired["unreachable"] == ["10.244.0.0/16"]
     assert desired["service_route"] == "10.96.0.0/16"
 

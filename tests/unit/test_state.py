@@ -22,7 +22,7 @@ def test_nodes_get_addresses_subnets_and_vteps() -> None:
     assert (n0["ip"], n1["ip"]) == ("172.31.7.2", "172.31.7.3")
     assert (n0["podCIDR"], n1["podCIDR"]) == ("10.244.0.0/24", "10.244.1.0/24")
     assert n1["gateway"] == "10.244.1.1" and n1["vtep"] == "10.244.1.0"
-    assert n1["vtepMAC"] == "0a:58:0a:f4:01:00"
+    assert n1["vtepMAC"] == "0a:58:0a:f4:01:00" and n1["gatewayMAC"] == "0a:58:0a:f4:01:01"
     assert n0["container"] == "kgen-t-n0"
     assert state["clients"] == [{"name": "c0", "container": "kgen-t-c0", "ip": "172.31.7.254"}]
     assert state["mtu"] == 1450 and state["vxlan"]["device"] == "kgen.1"
