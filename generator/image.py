@@ -94,7 +94,23 @@ def ensure_node_image(client: docker.DockerClient, echo: Echo, offline: bool | N
         echo(f"base image {base_tag()} is cached")
     echo(f"building node image {tag}")
     build_node_layer(client, tag, echo)
+    prune_node_images(client, tag, echo)
     return tag
+
+
+def prune_node_images(client: docker.DockerClient, keep: str, echo: Echo) -> None:
+    """Each code change makes a new node tag: drop the older ones no container uses."""
+    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    for image in client.images.list(name="kgen-node"):
+        old = [t for t in image.tags if t.startswith("kgen-node:") and t != keep]
+        if image.id in in_use or not old or keep in image.tags:
+            continue
+        for ref in old:
+            try:
+                client.images.remove(ref)
+                echo(f"removed old node image {ref}")
+            except docker.errors.APIError:
+                pass  # in use after all, or already gone: keep going
 
 
 def _build(client: docker.DockerClient, context: Path, tag: str, echo: Echo) -> None:

@@ -8,6 +8,7 @@ without the rendered directory.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shlex
 import shutil
 import subprocess
@@ -203,30 +204,42 @@ def host_gw_rule(bridge: str, name: str) -> list[str]:
             f"kgen {name}: host-gw pod traffic stays on the lab bridge", "-j", "ACCEPT"]
 
 
+def host_iptables() -> list[str]:
+    """The host's iptables; through passwordless sudo when not root (a GitHub runner)."""
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        return ["sudo", "-n", "iptables", "-w"]
+    return ["iptables", "-w"]
+
+
 def allow_host_gw(client: docker.DockerClient, cluster: dict[str, Any]) -> None:
     bridge = bridge_of(client, cluster["name"])
     if cluster["backend"] != "host-gw" or bridge is None:
         return
     rule = host_gw_rule(bridge, cluster["name"])
-    if subprocess.run(["iptables", "-w", "-C", *rule], capture_output=True).returncode == 0:
-        return
-    added = subprocess.run(["iptables", "-w", "-I", *rule], capture_output=True, text=True)
-    if added.returncode != 0:
+    try:
+        if subprocess.run([*host_iptables(), "-C", *rule], capture_output=True).returncode == 0:
+            return
+        added = subprocess.run([*host_iptables(), "-I", *rule], capture_output=True, text=True)
+        problem = added.stderr.strip() if added.returncode else ""
+    except FileNotFoundError as err:
+        problem = str(err)
+    if problem:
         raise RuntimeFailure("backend host-gw needs a host iptables rule that lets pod IPs cross "
-                             f"the lab bridge; adding it failed ({added.stderr.strip()}): run "
-                             "kgen as root")
+                             f"the lab bridge; adding it failed ({problem}): run kgen as root "
+                             "or with passwordless sudo")
 
 
 def remove_host_gw(name: str) -> None:
     """Delete the lab's DOCKER-USER rules by their comment (the network may be gone)."""
-    if shutil.which("iptables") is None:
+    try:
+        listed = subprocess.run([*host_iptables(), "-S", "DOCKER-USER"], capture_output=True,
+                                text=True).stdout
+    except FileNotFoundError:  # no iptables on this host: no rule of ours either
         return
-    listed = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True,
-                            text=True).stdout
     for line in listed.splitlines():
         if line.startswith("-A DOCKER-USER") and f'"kgen {name}: ' in line:
             args = shlex.split(line)[2:]
-            subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", *args], capture_output=True)
+            subprocess.run([*host_iptables(), "-D", "DOCKER-USER", *args], capture_output=True)
 
 
 # ---------------------------------------------------------------- down

@@ -113,6 +113,30 @@ def test_a_node_network_taken_by_another_docker_network_is_refused(tmp_path: Pat
     assert labelled("taken") == []
 
 
+def test_older_node_images_go_unless_a_container_uses_them(tmp_path: Path) -> None:
+    import io
+
+    import docker
+
+    from generator.image import node_tag, prune_node_images
+
+    client = docker.from_env()
+    kgen("image", "build", cwd=tmp_path)
+    for label in ("idle", "busy"):  # two distinct older images
+        client.images.build(fileobj=io.BytesIO(f"FROM {node_tag()}\nLABEL old={label}\n".encode()),
+                            tag=f"kgen-node:old-{label}", pull=False, network_mode="none")
+    user = client.containers.create("kgen-node:old-busy", command=["true"])
+    try:
+        removed: list[str] = []
+        prune_node_images(client, node_tag(), removed.append)
+        assert "removed old node image kgen-node:old-idle" in removed
+        tags = {t for image in client.images.list(name="kgen-node") for t in image.tags}
+        assert {node_tag(), "kgen-node:old-busy"} <= tags and "kgen-node:old-idle" not in tags
+    finally:
+        user.remove(force=True)
+        client.images.remove("kgen-node:old-busy")
+
+
 def test_bad_lab_creates_nothing(tmp_path: Path) -> None:
     lab = tmp_path / "lab.yaml"
     lab.write_text("name: broken\nnodes: [n0]\npods: [{name: p, node: n9}]\n")
