@@ -124,7 +124,8 @@ def test_older_node_images_go_unless_a_container_uses_them(tmp_path: Path) -> No
     kgen("image", "build", cwd=tmp_path)
     for label in ("idle", "busy"):  # two distinct older images
         client.images.build(fileobj=io.BytesIO(f"FROM {node_tag()}\nLABEL old={label}\n".encode()),
-                            tag=f"kgen-node:old-{label}", pull=False, network_mode="none")
+                            tag=f"kgen-node:old-{label}", pull=False, network_mode="none",
+                            rm=True, forcerm=True)
     user = client.containers.create("kgen-node:old-busy", command=["true"])
     try:
         removed: list[str] = []
