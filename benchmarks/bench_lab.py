@@ -17,6 +17,7 @@ import re
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,8 @@ def _agent_ready_seconds(logs: str) -> float:
     stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)", logs, re.M)
     if len(stamps) < 2:
         return float("nan")
-    fmt = "%Y-%m-%d %H:%M:%S,%f"
-    first = time.mktime(time.strptime(stamps[0][:19], fmt[:17])) + int(stamps[0][20:]) / 1000
-    last = time.mktime(time.strptime(stamps[-1][:19], fmt[:17])) + int(stamps[-1][20:]) / 1000
-    return last - first
+    first, last = (datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f") for s in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds()
 
 
 def iperf(workdir: Path, path: Path, server: str, server_ip: str, client: str) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 
 from generator.image import node_tag
 from generator.model import Lab
-from generator.render import NODE_SYSCTLS, _environment, network_name, write_files
+from generator.render import NODE_SYSCTLS, network_name, template_environment, write_files
 from generator.state import UNDERLAY_MTU
 
 PREFIX = "kgen"
@@ -67,7 +67,7 @@ def members(state: dict[str, Any]) -> list[Member]:
 
 
 def render_clab_text(lab: Lab, state: dict[str, Any]) -> str:
-    return _environment().get_template("clab.yml.j2").render(
+    return template_environment().get_template("clab.yml.j2").render(
         state=state, members=members(state), image=node_tag(), prefix=PREFIX,
         network=network_name(lab.name), mtu=UNDERLAY_MTU, file=clab_file(lab.name),
         source=Path(lab.source).name or "a lab file")

@@ -22,6 +22,7 @@ import docker
 import docker.errors
 
 from generator.compose import compose
+from generator.node.proxy.endpoints import input_digest, ready_pods, selects
 from generator.node.published import published_pods, read_json, read_node_states
 from generator.render import docker_networks, network_name, project_name
 
@@ -134,8 +135,6 @@ def start(paths: LabPaths, cluster: dict[str, Any]) -> None:
 
 
 def expected_digest(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> str:
-    from generator.node.proxy.endpoints import input_digest
-
     return input_digest(cluster["services"], published_pods(cluster, docs))
 
 
@@ -281,12 +280,9 @@ def _node_state(container: Any, doc: dict[str, Any] | None, generation: str) -> 
 
 def service_endpoints(service: dict[str, Any], pods: list[dict[str, Any]]) -> list[str]:
     """`ip:targetPort` of every Running pod matching the selector, for every port."""
-    selector = service["selector"]
     out: set[str] = set()
-    for pod in pods:
-        if pod["state"] != "Running" or not pod["ip"] or not selector:
-            continue
-        if all(pod["labels"].get(k) == v for k, v in selector.items()):
+    for pod in ready_pods(pods):
+        if selects(service["selector"], pod["labels"]):
             out.update(f"{pod['ip']}:{p['targetPort']}" for p in service["ports"])
     return sorted(out, key=lambda e: (tuple(int(x) for x in e.split(":")[0].split(".")), e))
 

@@ -99,7 +99,7 @@ def previous_node_network(out_dir: Path) -> str | None:
         return None
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -117,7 +117,7 @@ def cluster_state(lab: Lab, out_dir: Path) -> dict[str, Any]:
 
 def render_files(lab: Lab, state: dict[str, Any]) -> dict[str, str]:
     """Relative path → content for every file of the rendered lab."""
-    env = _environment()
+    env = template_environment()
     files = {
         "docker-compose.yml": env.get_template("docker-compose.yml.j2").render(
             state=state, image=node_tag(), project=project_name(lab.name),

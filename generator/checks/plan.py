@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from generator.node.proxy.endpoints import selects
+
 SPREAD_REQUESTS = 24  # 2 backends all hit with probability 1 - 2**-23
 AFFINITY_REQUESTS = 10
 
@@ -29,10 +31,6 @@ class Check:
 def _serves(pod: dict[str, Any]) -> bool:
     """Pods with a test-server container answer /hostname and /clientip."""
     return any(not c.get("command") for c in pod["containers"])
-
-
-def _matches(pod: dict[str, Any], selector: dict[str, str]) -> bool:
-    return bool(selector) and all(pod["labels"].get(k) == v for k, v in selector.items())
 
 
 def _path(cluster: dict[str, Any], *pods: dict[str, Any]) -> set[str]:
@@ -109,7 +107,7 @@ class Planner:
     # ---- services
 
     def service(self, svc: dict[str, Any]) -> list[Check]:
-        backends = [p for p in self.servers if _matches(p, svc["selector"])]
+        backends = [p for p in self.servers if selects(svc["selector"], p["labels"])]
         if not backends:
             return self._no_endpoints(svc)
         checks = []
@@ -122,7 +120,7 @@ class Planner:
         if tcp and svc["sessionAffinity"] == "ClientIP":
             checks.append(self._affinity(svc, tcp, sources[0], backends))
         elif tcp:  # with affinity a pod may be pinned to another backend: no hairpin check
-            checks.append(self._hairpin(svc, tcp, backends[0]))
+            checks.append(self._hairpin(svc, tcp, backends))
         if svc["type"] == "NodePort":
             checks += self._node_ports(svc, backends)
         return checks
@@ -183,8 +181,9 @@ class Planner:
                      frozenset(self._service_path(source, backends)),
                      {"requests": AFFINITY_REQUESTS, "backends": sorted(b["name"] for b in backends)})
 
-    def _hairpin(self, svc: dict[str, Any], port: dict[str, Any], pod: dict[str, Any]) -> Check:
-        backends = [p for p in self.servers if _matches(p, svc["selector"])]
+    def _hairpin(self, svc: dict[str, Any], port: dict[str, Any],
+                 backends: list[dict[str, Any]]) -> Check:
+        pod = backends[0]
         # kube-proxy's hairpin rule masquerades a pod that its service sends back to itself.
         return Check(f"hairpin:{svc['name']}:{pod['name']}", "hairpin",
                      f"a backend reaches itself through {svc['name']}", pod["name"],

@@ -71,6 +71,12 @@ def _errors(results: list[dict[str, Any]]) -> list[str]:
     return sorted({str(r.get("error")) for r in results if not r.get("ok")})
 
 
+def _all_from(results: list[dict[str, Any]], allowed: set[str]) -> bool:
+    """Every request answered, and only by allowed answers."""
+    answers = _answers(results)
+    return bool(results) and len(answers) == len(results) and set(answers) <= allowed
+
+
 def _summary(results: list[dict[str, Any]]) -> str:
     answers = _answers(results)
     counts = {a: answers.count(a) for a in sorted(set(answers))}
@@ -116,12 +122,11 @@ def clusterip(lab: Lab, check: Check) -> Outcome:
     p = check.params
     results = lab.probe(check.source, "http", check.target, "/hostname", p["requests"])
     clientip = lab.probe(check.source, "http", check.target, "/clientip")
-    answers = set(_answers(results))
     seen_ip = (_answers(clientip) or ["?:?"])[0].split(":")[0]
     backends = set(p["backends"])
     own = {lab.pod_ip[check.source], p.get("hairpin_gateway")}
-    ok = (len(_answers(results)) == len(results) and answers <= backends
-          and (p["requests"] == 1 or answers == backends) and seen_ip in own)
+    ok = (_all_from(results, backends)
+          and (p["requests"] == 1 or set(_answers(results)) == backends) and seen_ip in own)
     return Outcome(ok, f"{_summary(results)}; backend saw {seen_ip}")
 
 
@@ -145,12 +150,6 @@ def conntrack(lab: Lab, check: Check) -> Outcome:
     return Outcome(False, f"no conntrack entry for source port {sport}")
 
 
-def _all_from(results: list[dict[str, Any]], allowed: set[str]) -> bool:
-    """Every request answered, and only by allowed answers."""
-    answers = _answers(results)
-    return bool(results) and len(answers) == len(results) and set(answers) <= allowed
-
-
 def clusterip_udp(lab: Lab, check: Check) -> Outcome:
     results = lab.probe(check.source, "udp", check.target, "hostname", DRAWS)
     return Outcome(_all_from(results, set(check.params["backends"])), _summary(results))
@@ -158,9 +157,7 @@ def clusterip_udp(lab: Lab, check: Check) -> Outcome:
 
 def affinity(lab: Lab, check: Check) -> Outcome:
     results = lab.probe(check.source, "http", check.target, "/hostname", check.params["requests"])
-    answers = _answers(results)
-    ok = (len(answers) == len(results) and len(set(answers)) == 1
-          and answers[0] in check.params["backends"])
+    ok = _all_from(results, set(check.params["backends"])) and len(set(_answers(results))) == 1
     return Outcome(ok, _summary(results))
 
 

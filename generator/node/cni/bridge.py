@@ -15,17 +15,12 @@ import subprocess
 from typing import Any
 
 from generator.node.cni import spec
-from generator.node.cni.spec import CNIError, run
-
-
-def _in_ns(netns: str, *cmd: str) -> list[str]:
-    """A command inside the netns at a path (CNI_NETNS is a path, not a name)."""
-    return ["nsenter", f"--net={netns}", *cmd]
+from generator.node.cni.spec import CNIError, in_ns, run
 
 
 def _link(name: str, netns: str | None = None) -> dict[str, Any] | None:
     cmd = ["ip", "-j", "link", "show", "dev", name]
-    proc = subprocess.run(_in_ns(netns, *cmd) if netns else cmd, capture_output=True, text=True)
+    proc = subprocess.run(in_ns(netns, *cmd) if netns else cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return None
     links = json.loads(proc.stdout or "[]")
@@ -87,15 +82,15 @@ def make_veth(env: dict[str, str], cfg: dict[str, Any]) -> tuple[str, dict[str, 
 def configure_pod(env: dict[str, str], ipam: dict[str, Any], cfg: dict[str, Any]) -> list[dict]:
     netns, ifname = env["CNI_NETNS"], env["CNI_IFNAME"]
     for ip in ipam["ips"]:
-        run(_in_ns(netns, "ip", "addr", "add", ip["address"], "dev", ifname), "set pod address")
-    run(_in_ns(netns, "ip", "link", "set", ifname, "up"), "bring up pod interface")
+        run(in_ns(netns, "ip", "addr", "add", ip["address"], "dev", ifname), "set pod address")
+    run(in_ns(netns, "ip", "link", "set", ifname, "up"), "bring up pod interface")
     routes = [dict(r) for r in ipam.get("routes", [])]
     if cfg["default_route"] and not any(r["dst"] == "0.0.0.0/0" for r in routes):
         routes.append({"dst": "0.0.0.0/0", "gw": ipam["ips"][0]["gateway"]})
     for route in routes:
         gw = route.get("gw") or ipam["ips"][0].get("gateway")
         cmd = ["ip", "route", "add", route["dst"], "dev", ifname] + (["via", gw] if gw else [])
-        run(_in_ns(netns, *cmd), f"add route {route['dst']}")
+        run(in_ns(netns, *cmd), f"add route {route['dst']}")
     return routes
 
 
@@ -140,7 +135,7 @@ def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
     netns = env.get("CNI_NETNS", "")
     if netns and os.path.exists(netns) and _link(env["CNI_IFNAME"], netns) is not None:
         # Deleting the pod end removes the host end with it.
-        subprocess.run(_in_ns(netns, "ip", "link", "del", env["CNI_IFNAME"]), capture_output=True)
+        subprocess.run(in_ns(netns, "ip", "link", "del", env["CNI_IFNAME"]), capture_output=True)
 
 
 def check(env: dict[str, str], conf: dict[str, Any]) -> None:
@@ -154,7 +149,7 @@ def check(env: dict[str, str], conf: dict[str, Any]) -> None:
     netns, ifname = env["CNI_NETNS"], env["CNI_IFNAME"]
     if _link(ifname, netns) is None:
         raise CNIError(spec.INTERNAL, f"interface {ifname} not found in {netns}")
-    out = run(_in_ns(netns, "ip", "-j", "addr", "show", "dev", ifname), "read pod addresses")
+    out = run(in_ns(netns, "ip", "-j", "addr", "show", "dev", ifname), "read pod addresses")
     have = {f"{a['local']}/{a['prefixlen']}" for link in json.loads(out)
             for a in link.get("addr_info", [])}
     for ip in prev.get("ips", []):

@@ -6,14 +6,14 @@ import os
 from typing import Any
 
 from generator.node.cni import spec
-from generator.node.cni.spec import CNIError, run
+from generator.node.cni.spec import CNIError, in_ns, run
 
 
 def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
     netns = env["CNI_NETNS"]
     if not os.path.exists(netns):
         raise CNIError(spec.INTERNAL, f"failed to open netns {netns!r}: no such file")
-    run(["nsenter", f"--net={netns}", "ip", "link", "set", "lo", "up"], "bring up lo")
+    run(in_ns(netns, "ip", "link", "set", "lo", "up"), "bring up lo")
     if conf.get("prevResult"):
         return dict(conf["prevResult"])  # chained after another plugin: pass its result on
     return {"cniVersion": conf["cniVersion"],
@@ -26,8 +26,7 @@ def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
 
 
 def check(env: dict[str, str], conf: dict[str, Any]) -> None:
-    out = run(["nsenter", f"--net={env['CNI_NETNS']}", "ip", "-br", "link", "show", "lo"],
-              "read lo")
+    out = run(in_ns(env["CNI_NETNS"], "ip", "-br", "link", "show", "lo"), "read lo")
     if "UP" not in out.split()[1:2] and "UNKNOWN" not in out:
         raise CNIError(spec.INTERNAL, "lo is down")
 

@@ -129,6 +129,11 @@ def exec_plugin(path: str, env: dict[str, str], conf: dict[str, Any]) -> dict[st
     return json.loads(out) if out else None
 
 
+def in_ns(netns: str, *cmd: str) -> list[str]:
+    """A command inside the netns at a path (CNI_NETNS is a path, not a name)."""
+    return ["nsenter", f"--net={netns}", *cmd]
+
+
 def run(cmd: list[str], what: str) -> str:
     """Run an iproute2 command; a failure is a CNI error that says what was tried."""
     proc = subprocess.run(cmd, capture_output=True, text=True)
