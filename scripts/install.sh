@@ -1,37 +1,65 @@
 #!/bin/sh
 # Prepare a Debian/Ubuntu machine (root, or a user with sudo) for kgen:
-# Docker engine + compose, debootstrap and iptables from the distribution,
+# a Docker engine + compose, debootstrap and iptables from the distribution,
 # a running dockerd, br_netfilter, and kgen with its test tools in ./.venv.
 # Safe to run again: it only installs or starts what is missing.
+#
+# It looks for the engine (dockerd, or an engine that already answers), not
+# for the `docker` CLI: some machines ship the CLI alone, and a CLI without an
+# engine must still lead to installing docker.io.
+#
+# KGEN_INSTALL_PLAN=1 prints what it would do (one `install: ...` line and one
+# `dockerd: start|running` line) and changes nothing; tests drive the
+# detection that way with stub commands on PATH.
 set -eu
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
+CNI_BRIDGE=${KGEN_CNI_BRIDGE:-/usr/lib/cni/bridge}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+engine_answers() { have docker && $SUDO docker info >/dev/null 2>&1; }
+compose_present() {
+    { have docker && docker compose version >/dev/null 2>&1; } || docker-compose version >/dev/null 2>&1
+}
 
 missing=""
 want() { missing="$missing $1"; }
-command -v docker >/dev/null 2>&1 || want docker.io
-docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1 || want docker-compose
-command -v debootstrap >/dev/null 2>&1 || want debootstrap
-command -v iptables >/dev/null 2>&1 || want iptables
-command -v tcpdump >/dev/null 2>&1 || want tcpdump
-command -v ping >/dev/null 2>&1 || want iputils-ping
-[ -x /usr/lib/cni/bridge ] || want containernetworking-plugins   # reference CNI plugins for tests
+# docker.io brings the CLI and dockerd; an engine that answers (a remote one,
+# Docker Desktop, a runner's) or any installed dockerd (Docker CE) is enough.
+engine_answers || have dockerd || want docker.io
+compose_present || want docker-compose
+have debootstrap || want debootstrap
+have iptables || want iptables
+have tcpdump || want tcpdump
+have ping || want iputils-ping
+[ -x "$CNI_BRIDGE" ] || want containernetworking-plugins   # reference CNI plugins for tests
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
+
+if [ "${KGEN_INSTALL_PLAN:-}" = 1 ]; then
+    echo "install:$missing"
+    if engine_answers; then echo "dockerd: running"; else echo "dockerd: start"; fi
+    exit 0
+fi
+
 if [ -n "$missing" ]; then
     echo "kgen: installing$missing"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-if ! $SUDO docker info >/dev/null 2>&1; then
+if ! engine_answers; then
+    if ! have dockerd; then
+        echo "kgen: no Docker engine (dockerd) after installing docker.io" >&2
+        exit 1
+    fi
     echo "kgen: starting dockerd"
     $SUDO sh -c 'nohup setsid dockerd >/var/log/kgen-dockerd.log 2>&1 &'
     i=0
-    until $SUDO docker info >/dev/null 2>&1; do
+    until engine_answers; do
         i=$((i + 1))
         if [ "$i" -gt 60 ]; then
-            echo "kgen: dockerd did not start; see /var/log/kgen-dockerd.log" >&2
+            echo "kgen: dockerd did not start within 60 s; see /var/log/kgen-dockerd.log" >&2
             exit 1
         fi
         sleep 1
