@@ -83,12 +83,31 @@ class RunningLab:
         return next(p["node"] for p in self.status()["pods"] if p["name"] == pod)
 
 
+# Developers running lab tests side by side on one engine set a short prefix
+# (KGEN_TEST_LAB_PREFIX=t1) so that their labs' names, containers and networks
+# never meet; CI runs one suite at a time and leaves it unset.
+PREFIX = os.environ.get("KGEN_TEST_LAB_PREFIX", "")
+
+
+def prefixed(lab_file: Path, workdir: Path) -> Path:
+    """A copy of the lab file whose name carries PREFIX (no copy without one)."""
+    if not PREFIX:
+        return lab_file
+    import yaml
+
+    doc = yaml.safe_load(lab_file.read_text())
+    doc["name"] = f"{PREFIX}{doc['name']}"[:20]
+    copy = workdir / f"{PREFIX}-{lab_file.name}"
+    copy.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return copy
+
+
 def bring_up(lab_file: Path, workdir: Path) -> Iterator[RunningLab]:
-    name = lab_file.stem if lab_file.parent == ROOT / "labs" else None
     workdir.mkdir(parents=True, exist_ok=True)
+    lab_file = prefixed(lab_file, workdir)
     kgen("up", "-l", str(lab_file), cwd=workdir)
     status = json.loads(kgen("status", "--json", "-l", str(lab_file), cwd=workdir).stdout)
-    lab = RunningLab(name or status["name"], lab_file, workdir)
+    lab = RunningLab(status["name"], lab_file, workdir)
     try:
         yield lab
     finally:

@@ -47,7 +47,7 @@ def started_at(lab: RunningLab) -> list[str]:
     import docker
 
     client = docker.from_env()
-    return [client.containers.get(f"kgen-apl-{n}").attrs["State"]["StartedAt"]
+    return [client.containers.get(f"kgen-{lab.name}-{n}").attrs["State"]["StartedAt"]
             for n in ("node-0", "node-1")]
 
 

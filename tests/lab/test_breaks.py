@@ -32,7 +32,7 @@ def brk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
 
 
 def cluster(lab: RunningLab) -> dict[str, Any]:
-    return json.loads((lab.dir / "kgen-brk" / "config" / "cluster.json").read_text())
+    return json.loads((lab.dir / f"kgen-{lab.name}" / "config" / "cluster.json").read_text())
 
 
 def failing(lab: RunningLab) -> set[str]:

@@ -11,13 +11,13 @@ from tests.lab.conftest import RunningLab, kgen, labelled
 def test_status_lists_nodes_pods_services_and_clients(demo: RunningLab) -> None:
     status = demo.status()
     assert set(status) == {"name", "nodes", "pods", "services", "clients"}
-    assert status["name"] == "demo"
+    assert status["name"] == demo.name
     assert [n["name"] for n in status["nodes"]] == ["node-0", "node-1", "node-2"]
     for node in status["nodes"]:
         assert set(node) == {"name", "container", "ip", "podCIDR", "state"}
-        assert node["container"] == f"kgen-demo-{node['name']}"
+        assert node["container"] == f"kgen-{demo.name}-{node['name']}"
         assert node["state"] == "Ready"
-    assert status["clients"][0]["container"] == "kgen-demo-client-0"
+    assert status["clients"][0]["container"] == f"kgen-{demo.name}-client-0"
     for svc in status["services"]:
         assert set(svc) == {"name", "type", "clusterIP", "ports", "endpoints"}
         for port in svc["ports"]:
@@ -27,7 +27,7 @@ def test_status_lists_nodes_pods_services_and_clients(demo: RunningLab) -> None:
 def test_exec_in_a_node_shows_cbr0_with_the_gateway(demo: RunningLab) -> None:
     result = demo.exec("node-0", "ip", "-br", "addr", "show", "cbr0")
     node = demo.status()["nodes"][0]
-    gateway = json.loads((demo.dir / "kgen-demo" / "config" / "cluster.json").read_text())[
+    gateway = json.loads((demo.dir / f"kgen-{demo.name}" / "config" / "cluster.json").read_text())[
         "nodes"][0]["gateway"]
     assert result.stdout.startswith("cbr0")
     assert f"{gateway}/{node['podCIDR'].split('/')[1]}" in result.stdout
@@ -49,11 +49,11 @@ def test_nodes_are_not_privileged_and_the_network_is_internal(demo: RunningLab) 
     import docker
 
     client = docker.from_env()
-    node = client.containers.get("kgen-demo-node-0")
+    node = client.containers.get(f"kgen-{demo.name}-node-0")
     host = node.attrs["HostConfig"]
     assert host["Privileged"] is False
     assert {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(host["CapAdd"])
-    assert client.networks.get("kgen-demo").attrs["Internal"] is True
+    assert client.networks.get(f"kgen-{demo.name}").attrs["Internal"] is True
 
 
 def test_down_removes_everything_and_is_idempotent(tmp_path: Path) -> None:
