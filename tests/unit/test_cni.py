@@ -242,6 +242,8 @@ def normalised(result: dict[str, Any]) -> dict[str, Any]:
 KEPT_DIFFERENCES = {
     "no CNI_COMMAND": "the reference prints its 'about' text and exits 0; the spec makes "
                       "CNI_COMMAND required, so kgen answers error 4",
+    "cniVersion in errors": "the spec's error object carries cniVersion; reference 1.1.1 "
+                            "leaves it out",
 }
 
 
@@ -281,3 +283,68 @@ def test_error_codes_match_the_reference(ours: Path, tmp_path: Path, env: dict,
     mine = plugin(ours, "ADD", None, config, pod="nowhere", env=env)
     assert ref[0] == mine[0] == 1
     assert ref[1]["code"] == mine[1]["code"]
+
+
+# ---------------------------------------------------------------- requested addresses
+
+
+def _ipam(data_dir: Path, **extra: Any) -> dict[str, Any]:
+    return {"cniVersion": "1.0.0", "name": "kgt",
+            "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                     "ranges": [[{"subnet": "10.244.0.0/24", "gateway": "10.244.0.1"}]]},
+            **extra}
+
+
+# (CNI_ARGS, extra config): what a runtime asks host-local for, taken or refused.
+REQUESTS = [
+    ("IP=10.244.0.7", {}),
+    ("IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.244.0.8", {}),
+    ("K8S_POD_NAME=web;IP=10.244.0.9", {}),  # unknown key without IgnoreUnknown
+    ("IP=10.244.0.5", {}),  # taken by the first ADD of the test
+    ("IP=10.244.1.7", {}),  # in no range
+    ("IP=10.244.0.1", {}),  # the gateway
+    ("IP=bogus", {}),
+    ("IgnoreUnknown=yes;IP=10.244.0.10", {}),
+    ("IP", {}),
+    ("", {"args": {"cni": {"ips": ["10.244.0.20/24"]}}}),
+    ("", {"args": {"cni": {"ips": ["10.244.0.21"]}}}),
+    ("IgnoreUnknown=true", {"runtimeConfig": {"ips": ["10.244.0.22/24"]}}),
+]
+
+
+@pytest.mark.parametrize(("args", "extra"), REQUESTS)
+def test_requested_ips_as_the_reference(ours: Path, tmp_path: Path, args: str,
+                                        extra: dict[str, Any]) -> None:
+    if not (REFERENCE / "host-local").exists():
+        pytest.skip(f"reference plugins not found in {REFERENCE}")
+    seen = {}
+    for label, bin_dir in (("reference", REFERENCE), ("kgen", ours)):
+        data = tmp_path / label
+        taken = plugin(bin_dir, "ADD", None, _ipam(data), container="first", pod="unused",
+                       name="host-local", env={"CNI_ARGS": "IP=10.244.0.5"})
+        assert taken[0] == 0, taken
+        result = plugin(bin_dir, "ADD", None, _ipam(data, **extra), container="c1",
+                        pod="unused", name="host-local", env={"CNI_ARGS": args or None})
+        if result[0] != 0:
+            result[1].pop("cniVersion", None)  # see KEPT_DIFFERENCES
+        files = {k: v for k, v in ipam_files(data).items() if k not in ("lock",)}
+        seen[label] = (result, files)
+    assert seen["kgen"] == seen["reference"]
+
+
+def test_requested_ips_in_parallel_through_the_bridge(netns: Netns, ours: Path,
+                                                      tmp_path: Path) -> None:
+    """What the node agent does: every pod at once, each with the address the host chose."""
+    host = netns.new("h")
+    pods = [netns.new(f"p{i}") for i in range(6)]
+    wanted = [f"10.244.0.{40 - 3 * i}" for i in range(6)]
+
+    def add(i: int) -> tuple[int, Any]:
+        return plugin(ours, "ADD", host, conf(tmp_path), container=f"c{i}", pod=pods[i],
+                      env={"CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME=p{i};IP={wanted[i]}"})
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(add, range(6)))
+    assert [r[1]["ips"][0]["address"] for r in results] == [f"{w}/24" for w in wanted]
+    for i in range(6):
+        assert f"{wanted[i]}/24" in in_ns(pods[i], "ip", "-br", "addr", "show", "eth0")

@@ -27,7 +27,8 @@ def _link(name: str, netns: str | None = None) -> dict[str, Any] | None:
     return links[0] if links else None
 
 
-def _config(conf: dict[str, Any]) -> dict[str, Any]:
+def _config(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    spec.load_args(env, {})  # the reference bridge knows no CNI_ARGS key of its own
     if conf.get("ipMasq"):
         raise CNIError(spec.UNSUPPORTED_FIELD, "ipMasq is not supported by kgen's bridge plugin")
     if not (conf.get("ipam") or {}).get("type"):
@@ -95,7 +96,7 @@ def configure_pod(env: dict[str, str], ipam: dict[str, Any], cfg: dict[str, Any]
 
 
 def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
-    cfg = _config(conf)
+    cfg = _config(conf, env)
     netns = env["CNI_NETNS"]
     if not os.path.exists(netns):
         raise CNIError(spec.INTERNAL, f"failed to open netns {netns!r}: no such file")
@@ -128,6 +129,7 @@ def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
+    spec.load_args(env, {})
     # IPAM first: an address must be released even when the netns is gone.
     ipam_type = (conf.get("ipam") or {}).get("type")
     if ipam_type:
@@ -142,7 +144,7 @@ def check(env: dict[str, str], conf: dict[str, Any]) -> None:
     prev = conf.get("prevResult")
     if not prev:
         raise CNIError(spec.INVALID_CONFIG, "required prevResult missing")
-    cfg = _config(conf)
+    cfg = _config(conf, env)
     spec.exec_plugin(spec.find_plugin(conf["ipam"]["type"], env["CNI_PATH"]), env, conf)
     if _link(cfg["bridge"]) is None:
         raise CNIError(spec.INTERNAL, f"bridge {cfg['bridge']} not found")

@@ -3,6 +3,11 @@
 `<dataDir>/<network>/<ip>` holds `<container id>\\r\\n<ifname>`;
 `last_reserved_ip.<range set>` remembers where round-robin allocation left
 off; `lock` serialises concurrent ADDs and DELs (flock).
+
+A runtime may ask for particular addresses, as with the reference: `IP=` in
+CNI_ARGS, `args.cni.ips` in the configuration, or the `ips` capability
+(`runtimeConfig.ips`). Each requested address is taken from the range set that
+contains it; one that is taken, the gateway, or in no range set is an error.
 """
 
 from __future__ import annotations
@@ -104,7 +109,31 @@ class Store:
         return [p for p, owner in self.allocations() if owner.strip() in (wanted, container)]
 
 
+def _ip(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid IP address {text}") from None
+
+
+def requested_ips(env: dict[str, str], conf: dict[str, Any]) -> list[ipaddress.IPv4Address]:
+    """Addresses the runtime asks for, in the reference's order: CNI_ARGS, args, runtimeConfig."""
+    wanted = []
+    args = spec.load_args(env, {"IP": _ip})
+    if "IP" in args:
+        wanted.append(args["IP"])
+    listed = [*(((conf.get("args") or {}).get("cni") or {}).get("ips") or []),
+              *((conf.get("runtimeConfig") or {}).get("ips") or [])]
+    for item in listed:
+        try:
+            wanted.append(ipaddress.IPv4Interface(str(item)).ip)
+        except ValueError:
+            raise CNIError(spec.INVALID_CONFIG, f"invalid IP address {item}") from None
+    return list(dict.fromkeys(wanted))
+
+
 def _store(env: dict[str, str], conf: dict[str, Any]) -> tuple[Store, dict[str, Any]]:
+    spec.load_args(env, {"IP": _ip})
     ipam = conf.get("ipam") or {}
     if not conf.get("name"):
         raise CNIError(spec.INVALID_CONFIG, "network configuration has no name")
@@ -115,21 +144,40 @@ def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
     store, ipam = _store(env, conf)
     container, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
     rng = ranges(ipam)[0]
+    wanted = requested_ips(env, conf)
+    mine = next((ip for ip in wanted if ip in rng.subnet and rng.start <= ip <= rng.end), None)
     with store.locked():
         if store.held_by(container, ifname):
             raise CNIError(spec.INTERNAL, f"{container} has been allocated to {ifname}, "
                                           "duplicate allocation is not allowed")
-        for ip in rng.candidates(store.last_reserved()):
-            if store.reserve(ip, container, ifname):
-                break
+        if mine is not None:
+            ip = mine
+            if ip == rng.gateway:
+                raise CNIError(spec.INTERNAL, f"failed to allocate for range 0: requested ip "
+                                              f"{ip} is subnet's gateway")
+            if not store.reserve(ip, container, ifname):
+                raise CNIError(spec.INTERNAL, f"failed to allocate for range 0: requested IP "
+                                              f"address {ip} is not available in range set {rng}")
         else:
-            raise CNIError(spec.INTERNAL, f"no IP addresses available in range set: {rng}")
-    return {
+            for ip in rng.candidates(store.last_reserved()):
+                if store.reserve(ip, container, ifname):
+                    break
+            else:
+                raise CNIError(spec.INTERNAL, f"no IP addresses available in range set: {rng}")
+        left = [str(w) for w in wanted if w != mine]
+        if left:
+            # As the reference: what was allocated is given back, the request fails.
+            (store.dir / str(ip)).unlink(missing_ok=True)
+            raise CNIError(spec.INTERNAL, "failed to allocate all requested IPs: "
+                                          + " ".join(left))
+    result: dict[str, Any] = {
         "cniVersion": conf["cniVersion"],
         "ips": [{"address": f"{ip}/{rng.subnet.prefixlen}", "gateway": str(rng.gateway)}],
-        "routes": [dict(r) for r in ipam.get("routes", [])],
         "dns": {},
     }
+    if ipam.get("routes"):  # omitted when empty, as the reference's result is
+        result["routes"] = [dict(r) for r in ipam["routes"]]
+    return result
 
 
 def delete(env: dict[str, str], conf: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from generator.node.cni.spec import CNIError, exec_plugin, find_plugin
 
-__all__ = ["CNIError", "add", "check", "delete", "write_wrappers"]
+__all__ = ["CNIError", "add", "check", "cni_args", "delete", "write_wrappers"]
 
 RESULTS_DIR = Path("/var/lib/cni/results")
 PLUGINS = {"bridge": "bridge", "host-local": "host_local", "loopback": "loopback"}
@@ -35,9 +35,19 @@ def _net_conf(doc: dict[str, Any], plugin: dict[str, Any], prev: Any) -> dict[st
     return conf
 
 
-def _env(command: str, container_id: str, netns: str, ifname: str, cni_path: str) -> dict[str, str]:
-    return {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
-            "CNI_IFNAME": ifname, "CNI_PATH": cni_path}
+def _env(command: str, container_id: str, netns: str, ifname: str, cni_path: str,
+         args: str = "") -> dict[str, str]:
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
+           "CNI_IFNAME": ifname, "CNI_PATH": cni_path}
+    if args:
+        env["CNI_ARGS"] = args
+    return env
+
+
+def cni_args(**pairs: str) -> str:
+    """CNI_ARGS as kubelet's runtimes write it: `IgnoreUnknown=1;K=V;...` (a plugin
+    that does not know a key then ignores it instead of failing)."""
+    return ";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in pairs.items() if v)])
 
 
 def _cache(doc: dict[str, Any], container_id: str, ifname: str) -> Path:
@@ -45,9 +55,9 @@ def _cache(doc: dict[str, Any], container_id: str, ifname: str) -> Path:
 
 
 def add(conflist: Path, container_id: str, netns: str, ifname: str,
-        cni_path: str) -> dict[str, Any]:
+        cni_path: str, args: str = "") -> dict[str, Any]:
     doc = _load(conflist)
-    env = _env("ADD", container_id, netns, ifname, cni_path)
+    env = _env("ADD", container_id, netns, ifname, cni_path, args)
     result: Any = None
     for plugin in doc["plugins"]:
         result = exec_plugin(find_plugin(plugin["type"], cni_path), env,
@@ -57,9 +67,10 @@ def add(conflist: Path, container_id: str, netns: str, ifname: str,
     return dict(result or {})
 
 
-def delete(conflist: Path, container_id: str, netns: str, ifname: str, cni_path: str) -> None:
+def delete(conflist: Path, container_id: str, netns: str, ifname: str, cni_path: str,
+           args: str = "") -> None:
     doc = _load(conflist)
-    env = _env("DEL", container_id, netns, ifname, cni_path)
+    env = _env("DEL", container_id, netns, ifname, cni_path, args)
     cache = _cache(doc, container_id, ifname)
     prev = json.loads(cache.read_text()) if cache.exists() else None
     for plugin in reversed(doc["plugins"]):

@@ -103,6 +103,51 @@ def plugin_main(add: Handler, delete: Handler, check: Handler) -> None:
         sys.exit(1)
 
 
+def _go_quote(text: str) -> str:
+    return json.dumps(text)  # Go's %q for printable text
+
+
+def load_args(env: dict[str, str], fields: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
+    """CNI_ARGS (`K1=V1;K2=V2`) as the reference plugins' `types.LoadArgs` reads it.
+
+    `fields` are the keys this plugin understands (a parser each, raising ValueError);
+    an unknown key is an error unless `IgnoreUnknown` is 1/true, as the spec's
+    convention says. Returns the parsed known keys.
+    """
+    raw = env.get("CNI_ARGS", "")
+    found: dict[str, Any] = {}
+    if not raw:
+        return found
+    unknown = []
+    for pair in raw.split(";"):
+        kv = pair.split("=")
+        if len(kv) != 2:
+            raise CNIError(INTERNAL, f"ARGS: invalid pair {_go_quote(pair)}")
+        key, value = kv
+        parser = _parse_bool if key == "IgnoreUnknown" else fields.get(key)
+        if parser is None:
+            unknown.append(pair)
+            continue
+        try:
+            found[key] = parser(value)
+        except ValueError as err:
+            raise CNIError(INTERNAL, f"ARGS: error parsing value of pair {_go_quote(pair)}: "
+                                     f"{err}") from None
+    if unknown and not found.get("IgnoreUnknown"):
+        listed = " ".join(_go_quote(u) for u in unknown)
+        raise CNIError(INTERNAL, f"ARGS: unknown args [{listed}]")
+    return found
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.lower()
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    raise ValueError(f"boolean unmarshal error: invalid input {value}")
+
+
 def find_plugin(name: str, cni_path: str) -> str:
     for directory in cni_path.split(":"):
         path = os.path.join(directory, name)
