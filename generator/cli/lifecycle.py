@@ -50,7 +50,12 @@ def render_cmd(lab: LabOption = None,
         print(out_dir)
 
 
-def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str) -> None:
+TimeoutOption = Annotated[float | None, typer.Option(
+    "--timeout", help="Seconds to wait for the lab to be ready (default: grows with its size).")]
+
+
+def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str,
+          timeout: float | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generator.runtime.up import wait_ready
@@ -63,7 +68,7 @@ def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str) -> N
         def show(done: int, total: int, waiting: str) -> None:
             bar.update(task, completed=done, total=total, waiting=waiting)
 
-        wait_ready(client, paths, cluster, show)
+        wait_ready(client, paths, cluster, show, timeout)
 
 
 def _print_status(client: Any, paths: LabPaths, name: str) -> None:
@@ -74,7 +79,7 @@ def _print_status(client: Any, paths: LabPaths, name: str) -> None:
 
 
 @app.command()
-def up(lab: LabOption = None) -> None:
+def up(lab: LabOption = None, timeout: TimeoutOption = None) -> None:
     """Render if needed, build the node image if missing, start the lab and wait until ready."""
     with failures():
         from generator.render.files import render
@@ -98,7 +103,7 @@ def up(lab: LabOption = None) -> None:
              f"{len(cluster['pods'])} pods, {len(cluster['services'])} services)")
         runtime_up.start(paths, cluster)
         allow_host_gw(client, cluster)
-        _wait(client, paths, cluster, f"lab {model.name}")
+        _wait(client, paths, cluster, f"lab {model.name}", timeout)
         _print_status(client, paths, model.name)
 
 
@@ -153,7 +158,7 @@ def exec_cmd(target: Annotated[str, typer.Argument(help="A node, client or pod."
 
 
 @app.command()
-def apply(lab: LabOption = None) -> None:
+def apply(lab: LabOption = None, timeout: TimeoutOption = None) -> None:
     """Reconcile a running lab with its edited lab file, without restarting nodes."""
     with failures():
         from generator.runtime.apply import check_appliable
@@ -167,7 +172,7 @@ def apply(lab: LabOption = None) -> None:
         if before is None or not running:
             raise Exit(1, f"lab {model.name} is not running; run `kgen up`")
         cluster = check_appliable(model, before, paths.root)
-        _wait(client, paths, cluster, f"applying to {model.name}")
+        _wait(client, paths, cluster, f"applying to {model.name}", timeout)
         _print_status(client, paths, model.name)
 
 

@@ -22,9 +22,9 @@ def tables(report: dict[str, Any]) -> list[Table]:
     nodes = Table("node", "container", "node IP", "pod subnet", "state", title="nodes")
     for n in report["nodes"]:
         nodes.add_row(n["name"], n["container"], n["ip"], n["podCIDR"], n["state"])
-    pods = Table("pod", "node", "IP", "state", title="pods")
+    pods = Table("pod", "node", "IP", "state", "restarts", title="pods")
     for p in report["pods"]:
-        pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"])
+        pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"], str(p.get("restarts", 0)))
     services = Table("service", "type", "cluster IP", "ports", "endpoints", title="services")
     for s in report["services"]:
         services.add_row(s["name"], s["type"], s["clusterIP"], _ports(s),

@@ -2,8 +2,11 @@
 
 This is what a control plane would hold: node IPs on the node network, each
 node's pod subnet (host-local IPAM range), VTEP addresses and MACs, cluster
-IPs and nodePorts. It is written to `cluster.json` and read by node agents.
-Allocation is hash-seeded so that adding a service does not move others.
+IPs and nodePorts, and every pod's IP (the node's CNI ADD asks host-local for
+it, so that pods can be set up in parallel and still get the same addresses).
+It is written to `cluster.json` and read by node agents.
+Allocation is hash-seeded so that adding a service does not move others, and
+a pod keeps the address an earlier state gave it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ def mac_of(address: ipaddress.IPv4Address) -> str:
     return "0a:58:" + ":".join(f"{b:02x}" for b in address.packed)
 
 
-def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]:
+def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
+                previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`previous`: the state this one replaces (pods keep their addresses)."""
+    nodes = _nodes(lab, node_network)
+    ips = pod_ips(lab, nodes, previous)
     state: dict[str, Any] = {
         "name": lab.name,
         "podCIDR": str(lab.pod_cidr),
@@ -37,8 +44,8 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]
         "nodeGracePeriod": lab.node_grace_period,
         "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
         "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
-        "nodes": _nodes(lab, node_network),
-        "pods": [_pod(p) for p in lab.pods],
+        "nodes": nodes,
+        "pods": [_pod(p, ips[p.name]) for p in lab.pods],
         "services": _services(lab),
         "clients": _clients(lab, node_network),
     }
@@ -78,10 +85,57 @@ def _clients(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, An
             for i, name in enumerate(lab.clients)]
 
 
-def _pod(pod: Any) -> dict[str, Any]:
+def pod_ips(lab: Lab, nodes: list[dict[str, Any]],
+            previous: dict[str, Any] | None) -> dict[str, str]:
+    """Each pod's address in its node's subnet (host-local's range: the gateway .1
+    and the VTEP, the subnet's own address, excluded).
+
+    A pod that stays on its node keeps its previous address. The others take the
+    lowest free one in lab-file order, so a fresh lab gets what round-robin IPAM
+    gave one pod at a time (.2, .3, ...), avoiding addresses this change releases
+    (connections may still point at them) while others are free.
+    """
+    subnets = {n["name"]: ipaddress.IPv4Network(n["podCIDR"]) for n in nodes}
+    before = {p["name"]: p for p in (previous or {}).get("pods", []) if p.get("ip")}
+    held: dict[str, set[ipaddress.IPv4Address]] = {n: set() for n in subnets}
+    ips: dict[str, str] = {}
+    for pod in lab.pods:
+        old = before.get(pod.name)
+        if old is None or old.get("node") != pod.node:
+            continue
+        ip = ipaddress.IPv4Address(old["ip"])
+        subnet = subnets[pod.node]
+        if subnet.network_address + 1 < ip < subnet.broadcast_address and ip not in held[pod.node]:
+            held[pod.node].add(ip)
+            ips[pod.name] = str(ip)
+    released = {ipaddress.IPv4Address(p["ip"]) for name, p in before.items()
+                if ips.get(name) != p["ip"]}
+    for pod in lab.pods:
+        if pod.name in ips:
+            continue
+        subnet = subnets[pod.node]
+        taken = held[pod.node]
+        found = (_first_free(subnet, taken | released) or _first_free(subnet, taken))
+        if found is None:
+            raise ValueError(f"pod subnet {subnet} of {pod.node} has no address left for {pod.name}")
+        ip = found
+        held[pod.node].add(ip)
+        ips[pod.name] = str(ip)
+    return ips
+
+
+def _first_free(subnet: ipaddress.IPv4Network,
+                avoid: set[ipaddress.IPv4Address]) -> ipaddress.IPv4Address | None:
+    first, last = int(subnet.network_address) + 2, int(subnet.broadcast_address) - 1
+    return next((a for a in map(ipaddress.IPv4Address, range(first, last + 1))
+                 if a not in avoid), None)
+
+
+def _pod(pod: Any, ip: str) -> dict[str, Any]:
     return {
         "name": pod.name,
         "node": pod.node,
+        "ip": ip,
         "labels": dict(pod.labels),
         "containers": [{"name": c.name, "command": c.command} for c in pod.containers],
     }

@@ -2,8 +2,14 @@
 
 It plays kubelet and the network daemons of a node: reads the cluster state
 mounted at /etc/kgen, builds the overlay, runs this node's pods, feeds the
-kube-proxy clone with every node's published pods, and publishes what it has
-done in the shared state directory.
+kube-proxy clone with the pods of every live node, renews this node's
+heartbeat, and publishes what it has done in the shared state directory.
+
+Idle, it costs next to nothing: it looks at the modification times of the
+cluster file and of the state directory (one stat each) and at the peers'
+heartbeats once a second, re-reads only the state files that changed, and
+hands the proxy new input only when something did. While something is on its
+way (pods starting, a proxy catching up) it looks five times as often.
 """
 
 from __future__ import annotations
@@ -21,9 +27,14 @@ from generator.node import overlay
 from generator.node.contract import (
     CLUSTER_FILE,
     STATE_DIR,
-    published_pods,
+    grace_period,
+    heartbeat_age,
+    heartbeat_period,
+    input_digest,
+    is_live,
     read_json,
-    read_node_states,
+    renew_heartbeat,
+    serving_pods,
     write_json_atomic,
 )
 from generator.node.pods import PodManager, reset_leftovers
@@ -31,7 +42,18 @@ from generator.node.proxy.proxier import Proxier
 
 log = logging.getLogger("kgen.agent")
 
-LOOP_PERIOD = 0.2
+IDLE_PERIOD = 1.0  # kubelet's PLEG relists once a second too
+BUSY_PERIOD = 0.2
+BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that a file was replaced or rewritten: inode, mtime, size."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class Agent:
@@ -41,18 +63,33 @@ class Agent:
         self.cluster_file = cluster_file
         self.state_dir = state_dir
         self.cluster: dict[str, Any] | None = None
+        self.cluster_stamp: tuple[int, int, int] | None = None
         self.applied = ""  # generation whose overlay and pods are in place
         self.error: str | None = None
         self.pods = PodManager(node)
         self.proxier: Proxier | None = None
         self.stop = threading.Event()
         self.last_published: dict[str, Any] | None = None
+        # Peers: their published documents, the stamps they were read at, and who is live.
+        self.dir_stamp: tuple[int, int, int] | None = None
+        self.peer_docs: dict[str, dict[str, Any]] = {}
+        self.peer_stamps: dict[str, tuple[int, int, int] | None] = {}
+        self.live: set[str] = set()
+        self.next_liveness = 0.0
+        self.busy_until = 0.0
+        self.heartbeat: threading.Thread | None = None
+        self.fed = ""  # input digest last handed to the proxy
 
     def me(self) -> dict[str, Any]:
         assert self.cluster is not None
         return next(n for n in self.cluster["nodes"] if n["name"] == self.node)
 
+    # ---- the loop
+
     def run(self) -> None:
+        # A fresh document (no pods yet) goes out before the first heartbeat, so
+        # that a live heartbeat never vouches for pods of an earlier run.
+        self.publish()
         while not self.stop.is_set():
             try:
                 self.step()
@@ -61,16 +98,46 @@ class Agent:
                 self.error = f"{type(err).__name__}: {err}"
                 self.publish()
                 self.stop.wait(2.0)
-            self.stop.wait(LOOP_PERIOD)
+            self.stop.wait(self.period())
         self.pods.stop_all()
 
+    def period(self) -> float:
+        now = time.monotonic()
+        busy = now < self.busy_until or self.pods.busy() or self.proxy_behind()
+        wait = BUSY_PERIOD if busy else IDLE_PERIOD
+        restart = self.pods.next_restart()
+        if restart is not None:
+            wait = min(wait, max(0.05, restart - now))
+        return wait
+
+    def proxy_behind(self) -> bool:
+        return self.proxier is not None and self.proxier.status()["digest"] != self.fed
+
     def step(self) -> None:
-        cluster = read_json(self.cluster_file)
-        if isinstance(cluster, dict) and cluster.get("generation") != self.applied:
-            self.apply(cluster)
-        self.pods.tick()
-        self.feed_proxy()
+        changed = self.watch_cluster()
+        if self.cluster is None:
+            return
+        self.ensure_heartbeat()
+        changed |= self.pods.tick()
+        changed |= self.watch_peers(force=changed)
+        changed |= self.watch_liveness()
+        if changed:
+            self.busy_until = time.monotonic() + BUSY_AFTER_CHANGE
+            self.feed_proxy()
         self.publish()
+
+    def watch_cluster(self) -> bool:
+        stamp = _stamp(self.cluster_file)
+        if stamp == self.cluster_stamp and self.applied:
+            return False
+        cluster = read_json(self.cluster_file)
+        if not isinstance(cluster, dict):
+            return False
+        self.cluster_stamp = stamp
+        if cluster.get("generation") == self.applied:
+            return False
+        self.apply(cluster)
+        return True
 
     def apply(self, cluster: dict[str, Any]) -> None:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
@@ -82,6 +149,24 @@ class Agent:
         self.reconcile_pods()
         self.applied = cluster["generation"]
         self.error = None
+
+    def ensure_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            return
+
+        def beat() -> None:
+            while True:
+                assert self.cluster is not None
+                try:
+                    renew_heartbeat(self.state_dir, self.node)
+                except OSError as err:
+                    log.error("heartbeat: %s", err)
+                if self.stop.wait(heartbeat_period(self.cluster)):
+                    return
+
+        # Its own thread: a long pod set-up or overlay sync never makes the node look dead.
+        self.heartbeat = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        self.heartbeat.start()
 
     def ensure_proxier(self) -> None:
         if self.proxier is not None:
@@ -102,19 +187,74 @@ class Agent:
         new = [spec for name, spec in wanted.items() if name not in self.pods.pods]
         if new:
             started = time.monotonic()
-            # In lab-file order, one at a time: round-robin IPAM then gives every run
-            # the same addresses, which the walkthrough and users rely on.
-            for spec in new:
-                self.pods.add(spec)
+            self.pods.add_all(new)
             log.info("%d pods set up in %.2fs", len(new), time.monotonic() - started)
+
+    # ---- peers
+
+    def peers(self) -> list[str]:
+        assert self.cluster is not None
+        return [n["name"] for n in self.cluster["nodes"] if n["name"] != self.node]
+
+    def watch_peers(self, force: bool = False) -> bool:
+        """Re-read the state files that changed since the last look: an agent replaces
+        its file by rename, which changes the directory's mtime, so one stat of the
+        directory says whether any file needs a look at all."""
+        stamp = _stamp(self.state_dir)
+        if stamp == self.dir_stamp and not force:
+            return False
+        self.dir_stamp = stamp
+        changed = False
+        peers = self.peers()
+        for name in peers:
+            path = self.state_dir / f"{name}.json"
+            file_stamp = _stamp(path)
+            if file_stamp == self.peer_stamps.get(name, ()):
+                continue
+            self.peer_stamps[name] = file_stamp
+            doc = read_json(path)
+            if not isinstance(doc, dict):
+                doc = None
+            if doc is None:
+                changed |= self.peer_docs.pop(name, None) is not None
+            elif _pods_of(doc) != _pods_of(self.peer_docs.get(name)):
+                self.peer_docs[name] = doc
+                changed = True
+            else:
+                self.peer_docs[name] = doc
+        for gone in set(self.peer_docs) - set(peers):
+            del self.peer_docs[gone]
+            changed = True
+        return changed
+
+    def watch_liveness(self) -> bool:
+        now = time.monotonic()
+        if now < self.next_liveness:
+            return False
+        assert self.cluster is not None
+        self.next_liveness = now + min(IDLE_PERIOD, grace_period(self.cluster) / 4)
+        grace, wall = grace_period(self.cluster), time.time()
+        live = {name for name in self.peers()
+                if is_live(heartbeat_age(self.state_dir, name, wall), grace)}
+        if live == self.live:
+            return False
+        for name in sorted(self.live - live):
+            log.warning("node %s not heard from for %.0fs: NotReady, its endpoints go", name, grace)
+        for name in sorted(live - self.live):
+            log.info("node %s is live", name)
+        self.live = live
+        return True
 
     def feed_proxy(self) -> None:
         if self.proxier is None or self.cluster is None:
             return
-        nodes = [n["name"] for n in self.cluster["nodes"] if n["name"] != self.node]
-        docs = read_node_states(self.state_dir, nodes)
+        docs = {name: doc for name, doc in self.peer_docs.items()}
         docs[self.node] = {"pods": self.pods.published()}
-        self.proxier.update(self.cluster["services"], published_pods(self.cluster, docs))
+        pods = serving_pods(self.cluster, docs, self.live | {self.node})
+        self.fed = input_digest(self.cluster["services"], pods)
+        self.proxier.update(self.cluster["services"], pods)
+
+    # ---- what this node says
 
     def publish(self) -> None:
         pods = self.pods.published()
@@ -129,6 +269,10 @@ class Agent:
         if doc != self.last_published:
             write_json_atomic(self.state_dir / f"{self.node}.json", doc)
             self.last_published = doc
+
+
+def _pods_of(doc: dict[str, Any] | None) -> Any:
+    return (doc or {}).get("pods")
 
 
 def main() -> None:

@@ -56,7 +56,8 @@ def published_pods(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> 
             if spec is None or spec["node"] != node:
                 continue
             pods.append({"name": name, "node": node, "ip": pod.get("ip"),
-                         "state": pod.get("state", "Pending"), "labels": spec["labels"]})
+                         "state": pod.get("state", "Pending"),
+                         "restarts": int(pod.get("restarts", 0)), "labels": spec["labels"]})
     return sorted(pods, key=lambda p: p["name"])
 
 
@@ -75,3 +76,63 @@ def input_digest(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> 
                    for p in ready_pods(pods))
     body = json.dumps({"services": services, "pods": ready}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- node liveness
+#
+# Like the node lifecycle controller's Leases: each agent renews its heartbeat,
+# `<state dir>/heartbeat/<node>` (its mtime is the renewal time), every third of
+# the grace period; a node not heard from for `nodeGracePeriod` seconds is not
+# live, and its pods are nobody's endpoints. The host (`kgen status`, `kgen up`)
+# and every proxy apply this one rule to the same files.
+
+HEARTBEAT_DIR = "heartbeat"
+DEFAULT_GRACE_PERIOD = 6
+
+
+def grace_period(cluster: dict[str, Any]) -> float:
+    return float(cluster.get("nodeGracePeriod", DEFAULT_GRACE_PERIOD))
+
+
+def heartbeat_period(cluster: dict[str, Any]) -> float:
+    """Three renewals per grace period: one late renewal never costs a node its endpoints."""
+    return max(0.2, grace_period(cluster) / 3)
+
+
+def heartbeat_path(state_dir: Path, node: str) -> Path:
+    return state_dir / HEARTBEAT_DIR / node
+
+
+def renew_heartbeat(state_dir: Path, node: str) -> None:
+    path = heartbeat_path(state_dir, node)
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def heartbeat_age(state_dir: Path, node: str, now: float) -> float | None:
+    """Seconds since the node last renewed its heartbeat; None when it never did."""
+    try:
+        return max(0.0, now - heartbeat_path(state_dir, node).stat().st_mtime)
+    except OSError:
+        return None
+
+
+def is_live(age: float | None, grace: float) -> bool:
+    return age is not None and age <= grace
+
+
+def live_nodes(cluster: dict[str, Any], state_dir: Path, now: float) -> set[str]:
+    """Nodes heard from within the grace period."""
+    grace = grace_period(cluster)
+    return {n["name"] for n in cluster["nodes"]
+            if is_live(heartbeat_age(state_dir, n["name"], now), grace)}
+
+
+def serving_pods(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
+                 live: set[str]) -> list[dict[str, Any]]:
+    """What every proxy and `kgen status` make endpoints from: the published pods
+    of live nodes only (of those, `ready_pods` are the endpoints)."""
+    return published_pods(cluster, {n: d for n, d in docs.items() if n in live})

@@ -131,40 +131,70 @@ def _ensure_service_route(cidr: str) -> None:
     ip("route", "replace", cidr, "dev", BRIDGE)
 
 
-def _sync_routes(desired: dict[str, Any], managed_devs: set[str]) -> None:
+def ip_batch(lines: list[str], tool: str = "ip") -> None:
+    """Many iproute2 commands in one process (`ip -batch -`): one fork for N peers."""
+    if not lines:
+        return
+    proc = subprocess.run([tool, "-batch", "-"], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} -batch: {proc.stderr.strip()[:500]}")
+
+
+def route_commands(desired: dict[str, Any], current: list[dict[str, Any]],
+                   managed_devs: set[str]) -> list[str]:
+    """`ip -batch` lines that make the routes what `desired` says (pure).
+
+    Routes to pod subnets of nodes that left (inside the pod range, via a gateway
+    on our devices) are deleted; the pod range stays `unreachable`.
+    """
+    lines = []
     wanted = {r["dst"] for r in desired["routes"]}
-    for r in desired["routes"]:
-        args = ["route", "replace", r["dst"], "via", r["via"], "dev", r["dev"]]
-        ip(*args, *(["onlink"] if r["onlink"] else []))
-    # Remove routes to pod subnets of nodes that left (inside the pod range, via our devices).
     pods = ipaddress.ip_network(desired["unreachable"][0])
-    for route in ip_json("route", "show"):
+    for route in current:
         dst = route.get("dst", "")
         inside = "/" in dst and ipaddress.ip_network(dst).subnet_of(pods)  # type: ignore[arg-type]
         if inside and route.get("dev") in managed_devs and route.get("gateway") and dst not in wanted:
-            ip("route", "del", dst, "dev", route["dev"], check=False)
-    for cidr in desired["unreachable"]:
-        ip("route", "replace", "unreachable", cidr)
+            lines.append(f"route del {dst} dev {route['dev']}")
+    for r in desired["routes"]:
+        lines.append(f"route replace {r['dst']} via {r['via']} dev {r['dev']}"
+                     + (" onlink" if r["onlink"] else ""))
+    lines += [f"route replace unreachable {cidr}" for cidr in desired["unreachable"]]
+    return lines
+
+
+def neighbour_commands(desired: dict[str, Any], device: str, neighbours: list[dict[str, Any]],
+                       fdb: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(`ip -batch` lines, `bridge -batch` lines) for the VTEP neighbours and FDB (pure)."""
+    ip_lines, bridge_lines = [], []
+    wanted_neigh = {n["ip"]: n["mac"] for n in desired["neighbours"]}
+    for neigh in neighbours:
+        if neigh.get("dst") and wanted_neigh.get(neigh["dst"]) != neigh.get("lladdr"):
+            ip_lines.append(f"neigh del {neigh['dst']} dev {device}")
+    ip_lines += [f"neigh replace {addr} lladdr {mac} dev {device} nud permanent"
+                 for addr, mac in wanted_neigh.items()]
+    wanted_fdb = {f["mac"]: f["dst"] for f in desired["fdb"]}
+    for entry in fdb:
+        mac, dst = entry.get("mac"), entry.get("dst")
+        if dst and wanted_fdb.get(mac) != dst:
+            bridge_lines.append(f"fdb del {mac} dev {device} dst {dst}")
+    bridge_lines += [f"fdb replace {mac} dev {device} dst {dst} self permanent"
+                     for mac, dst in wanted_fdb.items()]
+    return ip_lines, bridge_lines
+
+
+def _sync_routes(desired: dict[str, Any], managed_devs: set[str]) -> None:
+    ip_batch(route_commands(desired, ip_json("route", "show"), managed_devs))
 
 
 def _sync_neighbours(desired: dict[str, Any], device: str) -> None:
-    wanted_neigh = {n["ip"]: n["mac"] for n in desired["neighbours"]}
-    for neigh in ip_json("neigh", "show", "dev", device):
-        if wanted_neigh.get(neigh.get("dst")) != neigh.get("lladdr"):
-            ip("neigh", "del", neigh["dst"], "dev", device, check=False)
-    for addr, mac in wanted_neigh.items():
-        ip("neigh", "replace", addr, "lladdr", mac, "dev", device, "nud", "permanent")
-    wanted_fdb = {f["mac"]: f["dst"] for f in desired["fdb"]}
     out = subprocess.run(["bridge", "-j", "fdb", "show", "dev", device], capture_output=True,
                          text=True).stdout
-    for entry in json.loads(out) if out.strip() else []:
-        mac, dst = entry.get("mac"), entry.get("dst")
-        if dst and wanted_fdb.get(mac) != dst:
-            subprocess.run(["bridge", "fdb", "del", mac, "dev", device, "dst", dst],
-                           capture_output=True)
-    for mac, dst in wanted_fdb.items():
-        subprocess.run(["bridge", "fdb", "replace", mac, "dev", device, "dst", dst, "self",
-                        "permanent"], check=True, capture_output=True)
+    fdb = json.loads(out) if out.strip() else []
+    ip_lines, bridge_lines = neighbour_commands(desired, device,
+                                                ip_json("neigh", "show", "dev", device), fdb)
+    ip_batch(ip_lines)
+    ip_batch(bridge_lines, tool="bridge")
 
 
 def setup(cluster: dict[str, Any], node_name: str) -> None:

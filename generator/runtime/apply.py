@@ -22,7 +22,8 @@ FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan
 
 
 def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    state = build_state(lab, lab.node_network or ipaddress.IPv4Network(running["nodeNetwork"]))
+    state = build_state(lab, lab.node_network or ipaddress.IPv4Network(running["nodeNetwork"]),
+                        running)
     changed = [key for key in FIXED if state[key] != running[key]]
     if changed:
         raise RuntimeFailure(f"{lab.source}: {', '.join(changed)} changed; apply handles pods and "

@@ -51,7 +51,8 @@ def desired_cluster(lab: Lab, out_dir: Path) -> dict[str, Any]:
         network = choose_node_network(lab, previous_node_network(out_dir), used)
     except NoFreeNetwork as err:
         raise RuntimeFailure(str(err)) from None
-    return build_state(lab, network)
+    previous = read_json(out_dir / "config" / "cluster.json")
+    return build_state(lab, network, previous if isinstance(previous, dict) else None)
 
 
 def refuse_taken_node_network(cluster: dict[str, Any]) -> None:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import docker
 
-from generator.node.contract import published_pods, read_node_states, ready_pods, selects
+from generator.node.contract import (
+    live_nodes,
+    read_node_states,
+    ready_pods,
+    selects,
+    serving_pods,
+)
 from generator.runtime.engine import lab_containers
 from generator.runtime.paths import LabPaths
 
 
-def _node_state(container: Any, doc: dict[str, Any] | None, generation: str) -> str:
+def _node_state(container: Any, doc: dict[str, Any] | None, generation: str, live: bool) -> str:
+    """The container's state unless it runs; then Ready only if its agent was heard
+    from within the grace period and has everything of this generation in place."""
     if container is None:
         return "Absent"
     if container.status != "running":
         return container.status.capitalize()
-    if doc and doc.get("ready") and doc.get("generation") == generation:
+    if live and doc and doc.get("ready") and doc.get("generation") == generation:
         return "Ready"
     return "NotReady"
 
@@ -36,21 +45,23 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
         return {"name": name, "nodes": [], "pods": [], "services": [], "clients": []}
     containers = {c.name: c for c in lab_containers(client, name)} if client else {}
     docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
-    live = {n for n, d in docs.items()
-            if containers.get(_container_of(cluster, n)) is not None
-            and containers[_container_of(cluster, n)].status == "running"}
-    pods = published_pods(cluster, {n: d for n, d in docs.items() if n in live})
+    running = {n["name"] for n in cluster["nodes"]
+               if containers.get(n["container"]) is not None
+               and containers[n["container"]].status == "running"}
+    live = live_nodes(cluster, paths.state_dir, time.time()) & running
+    pods = serving_pods(cluster, docs, live)
     by_name = {p["name"]: p for p in pods}
     return {
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
                    "podCIDR": n["podCIDR"],
                    "state": _node_state(containers.get(n["container"]), docs.get(n["name"]),
-                                        cluster["generation"])}
+                                        cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
         "pods": [{"name": p["name"], "node": p["node"],
                   "ip": (by_name.get(p["name"]) or {}).get("ip"),
-                  "state": (by_name.get(p["name"]) or {}).get("state", "Unknown")}
+                  "state": (by_name.get(p["name"]) or {}).get("state", "Unknown"),
+                  "restarts": (by_name.get(p["name"]) or {}).get("restarts", 0)}
                  for p in cluster["pods"]],
         "services": [{"name": s["name"], "type": s["type"], "clusterIP": s["clusterIP"],
                       "ports": [dict(p) for p in s["ports"]],
@@ -59,7 +70,3 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
         "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
                     for c in cluster["clients"]],
     }
-
-
-def _container_of(cluster: dict[str, Any], node: str) -> str:
-    return next(n["container"] for n in cluster["nodes"] if n["name"] == node)

@@ -12,13 +12,26 @@ from typing import Any
 import docker
 
 from generator.cluster.names import network_name, project_name
-from generator.node.contract import input_digest, published_pods, read_node_states
+from generator.node.contract import (
+    HEARTBEAT_DIR,
+    input_digest,
+    live_nodes,
+    read_node_states,
+    serving_pods,
+)
 from generator.runtime.compose import compose
 from generator.runtime.engine import LABEL, lab_containers
 from generator.runtime.errors import RuntimeFailure
 from generator.runtime.paths import LabPaths
 
-UP_TIMEOUT = 180.0
+# The wait for a lab to be ready: a base plus what its size needs on a slow machine.
+WAIT_BASE = 60.0
+WAIT_PER_NODE = 2.0
+WAIT_PER_POD = 0.5
+
+
+def default_timeout(cluster: dict[str, Any]) -> float:
+    return WAIT_BASE + WAIT_PER_NODE * len(cluster["nodes"]) + WAIT_PER_POD * len(cluster["pods"])
 
 
 def ensure_bridge_netfilter() -> None:
@@ -61,8 +74,11 @@ def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: dic
     """Forget what agents published before their container (re)starts."""
     running = {c.name for c in lab_containers(client, cluster["name"]) if c.status == "running"}
     paths.state_dir.mkdir(parents=True, exist_ok=True)
-    keep = {f"{n['name']}.json" for n in cluster["nodes"] if n["container"] in running}
+    keep = {n["name"] for n in cluster["nodes"] if n["container"] in running}
     for path in paths.state_dir.glob("*.json"):
+        if path.stem not in keep:
+            path.unlink()
+    for path in (paths.state_dir / HEARTBEAT_DIR).glob("*"):
         if path.name not in keep:
             path.unlink()
 
@@ -71,23 +87,29 @@ def start(paths: LabPaths, cluster: dict[str, Any]) -> None:
     compose(paths.compose_file, project_name(cluster["name"]), "up", "-d", "--remove-orphans")
 
 
-def expected_digest(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> str:
-    return input_digest(cluster["services"], published_pods(cluster, docs))
+def expected_digest(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
+                    live: set[str]) -> str:
+    return input_digest(cluster["services"], serving_pods(cluster, docs, live))
 
 
-def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
-    """What is not there yet, as short phrases for the progress line."""
+def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
+            live: set[str] | None = None) -> list[str]:
+    """What is not there yet, as short phrases for the progress line. `live`: the
+    nodes heard from within the grace period (all of them when not given)."""
+    live = {n["name"] for n in cluster["nodes"]} if live is None else live
     missing = []
-    digest = expected_digest(cluster, docs)
+    digest = expected_digest(cluster, docs, live)
     for node in cluster["nodes"]:
         doc = docs.get(node["name"])
-        if doc is None or not doc.get("ready") or doc.get("generation") != cluster["generation"]:
+        if (doc is None or node["name"] not in live or not doc.get("ready")
+                or doc.get("generation") != cluster["generation"]):
             missing.append(f"node {node['name']}")
             continue
         if (doc.get("proxy") or {}).get("digest") != digest:
             missing.append(f"proxy on {node['name']}")
-    running = {p["name"] for p in published_pods(cluster, docs) if p["ip"]
-               and p["state"] == "Running"}
+    # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
+    running = {p["name"] for p in serving_pods(cluster, docs, live) if p["ip"]
+               and p["state"] in ("Running", "CrashLoopBackOff")}
     missing += [f"pod {p['name']}" for p in cluster["pods"] if p["name"] not in running]
     return missing
 
@@ -102,12 +124,15 @@ def failures(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[s
 
 
 def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any],
-               progress: Callable[[int, int, str], None], timeout: float = UP_TIMEOUT) -> None:
+               progress: Callable[[int, int, str], None], timeout: float | None = None) -> None:
+    """Until every node is live and ready, every pod runs and every proxy has synced
+    what the host computes; `timeout` (seconds) defaults to one that grows with the lab."""
+    timeout = default_timeout(cluster) if timeout is None else timeout
     total = len(cluster["nodes"]) * 2 + len(cluster["pods"])
     deadline = time.monotonic() + timeout
     while True:
         docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
-        missing = pending(cluster, docs)
+        missing = pending(cluster, docs, live_nodes(cluster, paths.state_dir, time.time()))
         progress(total - len(missing), total, ", ".join(missing[:4]))
         if not missing:
             return
@@ -119,6 +144,8 @@ def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, 
             raise RuntimeFailure(f"container(s) stopped: {', '.join(dead)} "
                                  f"(see `docker logs {dead[0]}`)")
         if time.monotonic() > deadline:
-            raise RuntimeFailure(f"not ready after {timeout:.0f}s: {', '.join(missing)}; "
-                                 "see `docker logs <container>`")
+            shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more"
+                                               if len(missing) > 20 else "")
+            raise RuntimeFailure(f"not ready after {timeout:.0f}s: {shown}; "
+                                 "see `docker logs <container>` (or give `--timeout`)")
         time.sleep(0.25)

@@ -63,3 +63,35 @@ def test_generation_changes_with_content_only() -> None:
     c = build_state(parse_lab(lab(pods=[{"name": "p", "node": "n0"}])), NET)
     assert a["generation"] == b["generation"] == generation(a)
     assert a["generation"] != c["generation"]
+
+
+def _pods(*placed: tuple[str, str]) -> list[dict]:
+    return [{"name": name, "node": node} for name, node in placed]
+
+
+def _ips(state: dict) -> dict[str, str]:
+    return {p["name"]: p["ip"] for p in state["pods"]}
+
+
+def test_pods_get_addresses_in_lab_file_order_per_node() -> None:
+    state = build_state(parse_lab(lab(pods=_pods(("a", "n0"), ("b", "n1"), ("c", "n0")))), NET)
+    assert _ips(state) == {"a": "10.244.0.2", "b": "10.244.1.2", "c": "10.244.0.3"}
+
+
+def test_pods_keep_their_addresses_when_others_come_and_go() -> None:
+    first = build_state(parse_lab(lab(pods=_pods(("a", "n0"), ("b", "n0"), ("c", "n0")))), NET)
+    # b goes, d comes, c moves to n1: a keeps .2; d does not take b's just released .3.
+    second = build_state(parse_lab(lab(pods=_pods(("a", "n0"), ("d", "n0"), ("c", "n1")))), NET,
+                         first)
+    assert _ips(second) == {"a": "10.244.0.2", "d": "10.244.0.5", "c": "10.244.1.2"}
+    # Applying the same lab again changes nothing.
+    again = build_state(parse_lab(lab(pods=_pods(("a", "n0"), ("d", "n0"), ("c", "n1")))), NET,
+                        second)
+    assert again == second
+
+
+def test_released_addresses_are_reused_when_nothing_else_is_free() -> None:
+    small = {"nodeCIDRMaskSize": 30}  # .2 is the only pod address of a /30
+    first = build_state(parse_lab(lab(pods=_pods(("a", "n0")), **small)), NET)
+    second = build_state(parse_lab(lab(pods=_pods(("b", "n0")), **small)), NET, first)
+    assert _ips(first) == {"a": "10.244.0.2"} and _ips(second) == {"b": "10.244.0.2"}

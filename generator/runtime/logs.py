@@ -1,0 +1,37 @@
+"""`kgen logs`: a pod container's output, which the node agent writes to
+/var/log/kgen/pods/<pod>/<container>.log inside the pod's node.
+
+Like `kgen exec`: no Docker SDK, one `docker exec`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+POD_LOG_DIR = "/var/log/kgen/pods"  # generator.node.pods.LOG_DIR, inside the node
+
+
+def logs_argv(cluster: dict[str, Any], pod: str, container: str | None, follow: bool = False,
+              tail: int | None = None) -> tuple[list[str], str | None]:
+    """The `docker exec` command line that prints the log, and a note for stderr
+    when the container was picked by default (as kubectl says "Defaulted container")."""
+    spec = next((p for p in cluster["pods"] if p["name"] == pod), None)
+    if spec is None:
+        known = ", ".join(p["name"] for p in cluster["pods"]) or "none"
+        raise LookupError(f"no pod named {pod!r} (pods: {known})")
+    names = [c["name"] for c in spec["containers"]]
+    note = None
+    if container is None:
+        container = names[0]
+        if len(names) > 1:
+            note = f'Defaulted container "{container}" out of: {", ".join(names)}'
+    elif container not in names:
+        raise LookupError(f"container {container!r} is not valid for pod {pod} "
+                          f"(choose one of: {', '.join(names)})")
+    node = next(n for n in cluster["nodes"] if n["name"] == spec["node"])
+    path = f"{POD_LOG_DIR}/{pod}/{container}.log"
+    argv = ["docker", "exec", node["container"], "tail", "-n",
+            "+1" if tail is None else str(tail)]
+    if follow:
+        argv.append("-F")
+    return [*argv, path], note
