@@ -75,7 +75,7 @@ class Agent:
         self.peer_docs: dict[str, dict[str, Any]] = {}
         self.peer_stamps: dict[str, tuple[int, int, int] | None] = {}
         self.live: set[str] = set()
-        self.next_liveness = 0.0
+        self.expiry: dict[str, float] = {}  # when each peer's heartbeat runs out (wall clock)
         self.busy_until = 0.0
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
@@ -228,14 +228,25 @@ class Agent:
         return changed
 
     def watch_liveness(self) -> bool:
-        now = time.monotonic()
-        if now < self.next_liveness:
-            return False
+        """Which peers are live. A peer's heartbeat is looked at again only when the
+        grace period since its last renewal runs out (about once per grace period
+        per peer, not every second); a peer that is not live, once a second."""
         assert self.cluster is not None
-        self.next_liveness = now + min(IDLE_PERIOD, grace_period(self.cluster) / 4)
-        grace, wall = grace_period(self.cluster), time.time()
-        live = {name for name in self.peers()
-                if is_live(heartbeat_age(self.state_dir, name, wall), grace)}
+        grace, now = grace_period(self.cluster), time.time()
+        live = set(self.live)
+        peers = self.peers()
+        for name in peers:
+            if self.expiry.get(name, 0.0) > now:
+                continue
+            age = heartbeat_age(self.state_dir, name, now)
+            if is_live(age, grace):
+                assert age is not None
+                live.add(name)
+                self.expiry[name] = now - age + grace
+            else:
+                live.discard(name)
+                self.expiry[name] = now + min(IDLE_PERIOD, grace / 4)
+        live &= set(peers)
         if live == self.live:
             return False
         for name in sorted(self.live - live):

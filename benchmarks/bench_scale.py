@@ -1,0 +1,192 @@
+"""Scale benchmark (`nox -s bench -- scale`): labs of 3, 20 and 50 nodes.
+
+Each lab has 5 pods per node, three services (two ClusterIP, one NodePort)
+over all of them, and one client. For each size it measures, in this order:
+
+- up: wall time of `kgen up` (the node image already built);
+- idle CPU: CPU time all the lab's containers used over a fixed window once
+  the lab is up and has settled, from their cgroups (cpuacct, or cpu.stat on
+  cgroup v2), as a percentage of one CPU;
+- agent RSS: resident memory of each node's agent process (mean and max);
+- check: wall time of `kgen check` (bounded by --check-timeout) and its exit status;
+- down: wall time of `kgen down`.
+
+The machine's load average is printed next to each row: this machine is
+shared, and every number here depends on what else runs.
+
+Lab names are `<prefix>scale<N>`; node networks are Docker networks with
+`internal: true` on private ranges, as every kgen lab's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SIZES = (3, 20, 50)
+PODS_PER_NODE = 5
+SETTLE_SECONDS = 10.0
+IDLE_WINDOW = 30.0
+_beside = Path(sys.executable).with_name("kgen")
+KGEN = str(_beside) if _beside.exists() else shutil.which("kgen") or "kgen"
+
+
+def lab_doc(name: str, nodes: int, node_network: str | None) -> dict[str, Any]:
+    apps = ["a", "b", "c", "a", "b"]
+    doc: dict[str, Any] = {
+        "name": name,
+        "nodes": [f"node-{i}" for i in range(nodes)],
+        "pods": [{"name": f"p{i}-{j}", "node": f"node-{i}", "labels": {"app": apps[j]}}
+                 for i in range(nodes) for j in range(PODS_PER_NODE)],
+        "services": [
+            {"name": "svc-a", "selector": {"app": "a"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            {"name": "svc-b", "type": "NodePort", "selector": {"app": "b"},
+             "ports": [{"port": 80, "targetPort": 8080}]},
+            {"name": "svc-c", "selector": {"app": "c"},
+             "ports": [{"name": "http", "port": 80, "targetPort": 8080},
+                       {"name": "udp", "port": 8081, "targetPort": 8081, "protocol": "UDP"}]},
+        ],
+        "clients": ["client-0"],
+    }
+    if node_network:
+        doc["nodeNetwork"] = node_network
+    return doc
+
+
+def kgen(workdir: Path, *args: str, timeout: float = 900) -> tuple[float, int, str]:
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([KGEN, *args], cwd=workdir, capture_output=True, text=True,
+                              timeout=timeout)
+        code, out = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired:
+        code, out = -1, f"timed out after {timeout:.0f}s"
+    return time.monotonic() - started, code, out
+
+
+def containers(lab: str) -> list[dict[str, Any]]:
+    ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=kgen.lab={lab}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if not ids:
+        return []
+    out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
+    return list(json.loads(out.stdout))
+
+
+def cpu_ns(container_id: str) -> int:
+    """CPU time the container's cgroup has used, in ns (cgroup v1 or v2)."""
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text())
+    for v2 in (Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"),
+               Path(f"/sys/fs/cgroup/docker/{container_id}/cpu.stat")):
+        if v2.exists():
+            fields = dict(line.split() for line in v2.read_text().splitlines())
+            return int(fields["usage_usec"]) * 1000
+    raise FileNotFoundError(f"no cgroup CPU accounting found for container {container_id[:12]}")
+
+
+def idle_cpu_percent(lab: str, window: float) -> float:
+    ids = [c["Id"] for c in containers(lab)]
+    before = {i: cpu_ns(i) for i in ids}
+    started = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - started
+    used = sum(cpu_ns(i) - before[i] for i in ids)
+    return 100.0 * used / (elapsed * 1e9)
+
+
+def agent_rss_mb(lab: str) -> list[float]:
+    """RSS of each node's agent: the child of the container's init (docker-init)."""
+    found = []
+    for c in containers(lab):
+        if (c["Config"].get("Labels") or {}).get("kgen.role") != "node":
+            continue
+        init = c["State"]["Pid"]
+        children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+        for pid in children:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"generator.node.agent" in cmdline:
+                status = Path(f"/proc/{pid}/status").read_text()
+                kb = next(int(line.split()[1]) for line in status.splitlines()
+                          if line.startswith("VmRSS:"))
+                found.append(kb / 1024)
+    return found
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: float,
+             up_timeout: float | None) -> dict[str, Any]:
+    name = f"{prefix}scale{nodes}"
+    with tempfile.TemporaryDirectory(prefix="kgen-scale-") as tmp:
+        workdir = Path(tmp)
+        path = workdir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(lab_doc(name, nodes, node_network), sort_keys=False))
+        row: dict[str, Any] = {"nodes": nodes, "pods": nodes * PODS_PER_NODE, "load_before": load()}
+        try:
+            extra = ["--timeout", str(up_timeout)] if up_timeout else []
+            row["up_s"], code, out = kgen(workdir, "up", "-l", str(path), *extra)
+            if code != 0:
+                row["error"] = f"up exited {code}: {out.strip().splitlines()[-1:]}"
+                return row
+            time.sleep(SETTLE_SECONDS)
+            row["load_idle"] = load()
+            row["idle_cpu_pct"] = idle_cpu_percent(name, IDLE_WINDOW)
+            rss = agent_rss_mb(name)
+            row["agent_rss_mb_mean"] = sum(rss) / len(rss) if rss else float("nan")
+            row["agent_rss_mb_max"] = max(rss) if rss else float("nan")
+            row["check_s"], row["check_exit"], _ = kgen(workdir, "check", "-l", str(path),
+                                                        timeout=check_timeout)
+        finally:
+            row["down_s"], _, _ = kgen(workdir, "down", "-l", str(path))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="Node counts, comma-separated (default 3,20,50).")
+    parser.add_argument("--prefix", default=os.environ.get("KGEN_BENCH_PREFIX", "bn"),
+                        help="Lab names are <prefix>scale<N> (default $KGEN_BENCH_PREFIX or bn).")
+    parser.add_argument("--node-network", default=None,
+                        help="A private /24 for every lab's node network (default: kgen picks).")
+    parser.add_argument("--check-timeout", type=float, default=600.0)
+    parser.add_argument("--up-timeout", type=float, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = [run_size(int(n), args.prefix, args.node_network, args.check_timeout, args.up_timeout)
+            for n in args.sizes.split(",")]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'nodes':>5} {'pods':>5} {'up s':>7} {'idle CPU %':>10} {'%/node':>7} "
+          f"{'agent RSS MB':>13} {'check s':>8} {'exit':>4} {'down s':>7}  load (before; idle)")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['nodes']:>5} {r['pods']:>5}  {r['error']}")
+            continue
+        rss = f"{r['agent_rss_mb_mean']:.1f}/{r['agent_rss_mb_max']:.1f}"
+        check = "timeout" if r["check_exit"] == -1 else str(r["check_exit"])
+        print(f"{r['nodes']:>5} {r['pods']:>5} {r['up_s']:>7.1f} {r['idle_cpu_pct']:>10.2f} "
+              f"{r['idle_cpu_pct'] / r['nodes']:>7.3f} {rss:>13} {r['check_s']:>8.1f} {check:>4} "
+              f"{r['down_s']:>7.1f}  {r['load_before']}; {r['load_idle']}")
+    print(f"\nidle CPU: all the lab's containers over {IDLE_WINDOW:.0f}s, {SETTLE_SECONDS:.0f}s "
+          "after up; agent RSS: mean/max over nodes; the goal is 50 nodes up in <= 60 s and "
+          "idle below 5 % of one CPU")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Node liveness, pod back-off and the agent's change watching (pure logic and files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.node import contract
+from generator.node.agent import Agent
+from generator.node.overlay import neighbour_commands, route_commands
+from generator.node.pods import (
+    BACKOFF_INITIAL,
+    BACKOFF_MAX,
+    BACKOFF_RESET,
+    Container,
+    Pod,
+    next_backoff,
+    pod_state,
+)
+
+
+def cluster(grace: int = 6, nodes: int = 3) -> dict[str, Any]:
+    return {"nodeGracePeriod": grace, "generation": "g1", "services": [],
+            "nodes": [{"name": f"n{i}"} for i in range(nodes)],
+            "pods": [{"name": f"p{i}", "node": f"n{i}", "labels": {"app": "a"}}
+                     for i in range(nodes)]}
+
+
+def beat(state: Path, node: str, age: float) -> None:
+    contract.renew_heartbeat(state, node)
+    when = time.time() - age
+    os.utime(contract.heartbeat_path(state, node), (when, when))
+
+
+# ---------------------------------------------------------------- the contract
+
+
+def test_a_node_is_live_until_its_grace_period_runs_out(tmp_path: Path) -> None:
+    beat(tmp_path, "n0", 1.0)
+    beat(tmp_path, "n1", 5.9)
+    beat(tmp_path, "n2", 6.1)
+    assert contract.live_nodes(cluster(grace=6), tmp_path, time.time()) == {"n0", "n1"}
+    assert contract.live_nodes(cluster(grace=10), tmp_path, time.time()) == {"n0", "n1", "n2"}
+    assert contract.heartbeat_age(tmp_path, "nobody", time.time()) is None
+
+
+def test_default_grace_and_three_renewals_per_grace() -> None:
+    assert contract.grace_period({}) == contract.DEFAULT_GRACE_PERIOD == 6
+    assert contract.heartbeat_period({"nodeGracePeriod": 6}) == 2
+
+
+def test_pods_of_nodes_not_live_serve_nobody() -> None:
+    docs = {f"n{i}": {"pods": {f"p{i}": {"ip": f"10.0.{i}.2", "state": "Running",
+                                         "restarts": i}}} for i in range(3)}
+    pods = contract.serving_pods(cluster(), docs, {"n0", "n2"})
+    assert [(p["name"], p["restarts"]) for p in pods] == [("p0", 0), ("p2", 2)]
+    everyone = contract.serving_pods(cluster(), docs, {"n0", "n1", "n2"})
+    assert contract.input_digest([], pods) != contract.input_digest([], everyone)
+
+
+# ---------------------------------------------------------------- pods
+
+
+def test_backoff_is_kubelets() -> None:
+    delays, current = [], 0.0
+    for _ in range(8):
+        current = next_backoff(current, ran=1.0)
+        delays.append(current)
+    assert delays == [10, 20, 40, 80, 160, 300, 300, 300]
+    assert (BACKOFF_INITIAL, BACKOFF_MAX) == (10, 300)
+    assert next_backoff(300, ran=BACKOFF_RESET) == 10, "a long run starts over"
+
+
+def test_pod_state_follows_its_containers() -> None:
+    pod = Pod({"name": "p", "containers": []})
+    a, b = Container({"name": "a"}), Container({"name": "b"})
+    pod.containers = {"a": a, "b": b}
+    assert pod_state(pod, serving=False) == "Pending"
+    assert pod_state(pod, serving=True) == "Running"
+    b.restart_at, b.restarts = 123.0, 2
+    assert pod_state(pod, serving=False) == "CrashLoopBackOff"
+    assert pod.published() == {"ip": None, "state": "Pending", "restarts": 2}
+    pod.state = "Failed"
+    assert pod_state(pod, serving=True) == "Failed"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="processes and /proc")
+def test_an_exiting_container_backs_off_and_counts_restarts(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restart logic on real processes (run directly, not in a netns)."""
+    from generator.node import pods as pods_module
+
+    monkeypatch.setattr(pods_module, "LOG_DIR", tmp_path)
+    manager = pods_module.PodManager("n0")
+    pod = Pod({"name": "crash", "containers": [{"name": "main", "command": ["true"]}]},
+              ip="10.0.0.2")
+    container = Container(pod.spec["containers"][0])
+    pod.containers["main"] = container
+    manager.pods["crash"] = pod
+    container.proc = subprocess.Popen(["true"])
+    container.proc.wait()
+    container.started = 0.0
+    now = 1000.0
+    assert manager.tick(now) is True
+    assert (pod.state, container.restart_at, pod.restarts) == ("CrashLoopBackOff", now + 10, 0)
+    assert manager.tick(now + 9.9) is False, "still backing off"
+    monkeypatch.setattr(manager, "_start", lambda p, c: setattr(c, "restart_at", None)
+                        or setattr(c, "proc", subprocess.Popen(["true"])) or setattr(c, "started", now + 10))
+    manager.tick(now + 10)
+    assert pod.restarts == 1
+    assert container.proc is not None
+    container.proc.wait()
+    manager.tick(now + 11)
+    assert container.restart_at == now + 11 + 20, "the second delay doubles"
+    assert pod.state == "CrashLoopBackOff"
+
+
+# ---------------------------------------------------------------- the agent's watching
+
+
+def agent(tmp_path: Path, grace: int = 6) -> Agent:
+    a = Agent("n0", cluster_file=tmp_path / "cluster.json", state_dir=tmp_path / "state")
+    (tmp_path / "state").mkdir(exist_ok=True)
+    a.cluster = cluster(grace)
+    return a
+
+
+def publish(state: Path, node: str, pods: dict[str, Any]) -> None:
+    contract.write_json_atomic(state / f"{node}.json", {"node": node, "pods": pods})
+
+
+def test_peers_are_reread_only_when_the_directory_changed(tmp_path: Path) -> None:
+    a = agent(tmp_path)
+    state = tmp_path / "state"
+    publish(state, "n1", {"p1": {"ip": "10.0.1.2", "state": "Running"}})
+    assert a.watch_peers() is True
+    assert a.watch_peers() is False, "nothing changed: one stat, no reads"
+    # A rewrite with the same pods (e.g. a proxy status) is read but changes nothing.
+    time.sleep(0.01)
+    publish(state, "n1", {"p1": {"ip": "10.0.1.2", "state": "Running"}})
+    assert a.watch_peers() is False
+    publish(state, "n2", {"p2": {"ip": "10.0.2.2", "state": "Pending"}})
+    assert a.watch_peers() is True
+    assert set(a.peer_docs) == {"n1", "n2"}
+
+
+def test_liveness_looks_again_only_when_a_heartbeat_runs_out(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    a = agent(tmp_path, grace=6)
+    state = tmp_path / "state"
+    beat(state, "n1", 1.0)
+    beat(state, "n2", 7.0)
+    assert a.watch_liveness() is True and a.live == {"n1"}
+    looked: list[str] = []
+    real = contract.heartbeat_age
+
+    def counting(state_dir: Path, node: str, now: float) -> float | None:
+        looked.append(node)
+        return real(state_dir, node, now)
+
+    monkeypatch.setattr("generator.node.agent.heartbeat_age", counting)
+    assert a.watch_liveness() is False
+    assert looked == [], "n1 has 5 s left and n2 is looked at once a second"
+    a.expiry["n1"] = 0.0  # n1's grace runs out: it has not renewed
+    beat(state, "n1", 6.5)
+    assert a.watch_liveness() is True and a.live == set()
+
+
+def test_the_agent_feeds_its_proxy_only_live_nodes_pods(tmp_path: Path) -> None:
+    class Proxy:
+        def update(self, services: list[Any], pods: list[dict[str, Any]]) -> None:
+            self.pods = pods
+
+        def status(self) -> dict[str, Any]:
+            return {"digest": ""}
+
+    a = agent(tmp_path)
+    proxy = Proxy()
+    a.proxier = proxy  # type: ignore[assignment]
+    state = tmp_path / "state"
+    for i in (1, 2):
+        publish(state, f"n{i}", {f"p{i}": {"ip": f"10.0.{i}.2", "state": "Running"}})
+    beat(state, "n1", 0.5)
+    beat(state, "n2", 60.0)
+    a.watch_peers()
+    a.watch_liveness()
+    a.feed_proxy()
+    assert [p["name"] for p in proxy.pods] == ["p1"]
+
+
+# ---------------------------------------------------------------- the overlay in batches
+
+
+def test_overlay_commands_are_one_batch_for_every_peer() -> None:
+    desired = {"routes": [{"dst": f"10.244.{i}.0/24", "via": f"10.244.{i}.0", "dev": "kgen.1",
+                           "onlink": True} for i in range(1, 50)],
+               "unreachable": ["10.244.0.0/16"],
+               "neighbours": [{"ip": "10.244.1.0", "mac": "0a:58:0a:f4:01:00"}],
+               "fdb": [{"mac": "0a:58:0a:f4:01:00", "dst": "172.31.0.3"}]}
+    current = [{"dst": "10.244.60.0/24", "gateway": "10.244.60.0", "dev": "kgen.1"},
+               {"dst": "10.244.1.0/24", "gateway": "10.244.1.0", "dev": "kgen.1"},
+               {"dst": "172.31.0.0/24", "dev": "eth0"}]
+    lines = route_commands(desired, current, {"kgen.1", "eth0"})
+    assert lines[0] == "route del 10.244.60.0/24 dev kgen.1", "a node that left"
+    assert lines[1] == "route replace 10.244.1.0/24 via 10.244.1.0 dev kgen.1 onlink"
+    assert len(lines) == 1 + 49 + 1 and lines[-1] == "route replace unreachable 10.244.0.0/16"
+    ip_lines, bridge_lines = neighbour_commands(
+        desired, "kgen.1", [{"dst": "10.244.9.0", "lladdr": "0a:58:0a:f4:09:00"}],
+        [{"mac": "0a:58:0a:f4:09:00", "dst": "172.31.0.10"}])
+    assert ip_lines == ["neigh del 10.244.9.0 dev kgen.1",
+                        "neigh replace 10.244.1.0 lladdr 0a:58:0a:f4:01:00 dev kgen.1 nud permanent"]
+    assert bridge_lines == ["fdb del 0a:58:0a:f4:09:00 dev kgen.1 dst 172.31.0.10",
+                            "fdb replace 0a:58:0a:f4:01:00 dev kgen.1 dst 172.31.0.3 self permanent"]
+
+
+def test_batches_are_accepted_by_iproute2(tmp_path: Path) -> None:
+    """The generated lines are real `ip -batch` syntax: run them in a throw-away netns."""
+    from tests.conftest import need_root_netns
+
+    need_root_netns()
+    ns = f"kgt-batch-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        def run(*cmd: str, stdin: str | None = None) -> str:
+            return subprocess.run(["ip", "netns", "exec", ns, *cmd], input=stdin, check=True,
+                                  capture_output=True, text=True).stdout
+
+        run("ip", "link", "add", "dummy0", "type", "veth", "peer", "name", "dummy1")
+        run("ip", "link", "set", "dummy0", "up")
+        run("ip", "addr", "add", "172.31.0.2/24", "dev", "dummy0")
+        run("ip", "link", "add", "kgen.1", "type", "vxlan", "id", "1", "dstport", "4789",
+            "local", "172.31.0.2", "dev", "dummy0", "nolearning")
+        run("ip", "link", "set", "kgen.1", "up")
+        desired = {"routes": [{"dst": f"10.244.{i}.0/24", "via": f"10.244.{i}.0",
+                               "dev": "kgen.1", "onlink": True} for i in range(1, 4)],
+                   "unreachable": ["10.244.0.0/16"],
+                   "neighbours": [{"ip": f"10.244.{i}.0", "mac": f"0a:58:0a:f4:0{i}:00"}
+                                  for i in range(1, 4)],
+                   "fdb": [{"mac": f"0a:58:0a:f4:0{i}:00", "dst": f"172.31.0.{2 + i}"}
+                           for i in range(1, 4)]}
+        routes = json.loads(run("ip", "-j", "route", "show"))
+        run("ip", "-batch", "-", stdin="\n".join(route_commands(desired, routes, {"kgen.1"})) + "\n")
+        ip_lines, bridge_lines = neighbour_commands(desired, "kgen.1", [], [])
+        run("ip", "-batch", "-", stdin="\n".join(ip_lines) + "\n")
+        run("bridge", "-batch", "-", stdin="\n".join(bridge_lines) + "\n")
+        table = run("ip", "route", "show")
+        assert "10.244.3.0/24 via 10.244.3.0 dev kgen.1 onlink" in table
+        assert "unreachable 10.244.0.0/16" in table
+        assert "0a:58:0a:f4:02:00 dst 172.31.0.4" in run("bridge", "fdb", "show", "dev", "kgen.1")
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
