@@ -45,6 +45,7 @@ log = logging.getLogger("kgen.agent")
 IDLE_PERIOD = 1.0  # kubelet's PLEG relists once a second too
 BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
+FEED_INTERVAL = 1.0  # kube-proxy's default iptables minSyncPeriod
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -79,6 +80,8 @@ class Agent:
         self.busy_until = 0.0
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
+        self.feed_pending = False
+        self.last_feed = -FEED_INTERVAL
 
     def me(self) -> dict[str, Any]:
         assert self.cluster is not None
@@ -105,6 +108,8 @@ class Agent:
         now = time.monotonic()
         busy = now < self.busy_until or self.pods.busy() or self.proxy_behind()
         wait = BUSY_PERIOD if busy else IDLE_PERIOD
+        if self.feed_pending:
+            wait = min(wait, max(0.05, self.last_feed + FEED_INTERVAL - now))
         restart = self.pods.next_restart()
         if restart is not None:
             wait = min(wait, max(0.05, restart - now))
@@ -121,9 +126,15 @@ class Agent:
         changed |= self.pods.tick()
         changed |= self.watch_peers(force=changed)
         changed |= self.watch_liveness()
+        now = time.monotonic()
         if changed:
-            self.busy_until = time.monotonic() + BUSY_AFTER_CHANGE
+            self.busy_until = now + BUSY_AFTER_CHANGE
+            self.feed_pending = True
+        # Changes that come in a burst (a lab coming up) reach the proxy together:
+        # at most one new input per FEED_INTERVAL, as kube-proxy's minSyncPeriod.
+        if self.feed_pending and now - self.last_feed >= FEED_INTERVAL:
             self.feed_proxy()
+            self.last_feed, self.feed_pending = now, False
         self.publish()
 
     def watch_cluster(self) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import secrets
 import subprocess
 from typing import Any
 
@@ -69,7 +68,7 @@ def make_veth(env: dict[str, str], cfg: dict[str, Any]) -> tuple[str, dict[str, 
     netns, ifname = env["CNI_NETNS"], env["CNI_IFNAME"]
     if _link(ifname, netns) is not None:
         raise CNIError(spec.INTERNAL, f"container veth name provided ({ifname}) already exists")
-    host = "veth" + secrets.token_hex(4)
+    host = "veth" + os.urandom(4).hex()  # (not `secrets`: it loads hmac/OpenSSL, per ADD)
     run(["ip", "link", "add", host, "mtu", str(cfg["mtu"]), "type", "veth", "peer", "name",
          ifname, "mtu", str(cfg["mtu"]), "netns", netns], "create veth pair")
     run(["ip", "link", "set", host, "master", cfg["bridge"], "up"], f"attach {host}")
