@@ -285,7 +285,10 @@ class Agent:
             "generation": self.applied,
             "ready": bool(self.applied) and all(p["state"] != "Pending" for p in pods.values()),
             "pods": pods,
-            "proxy": self.proxier.status() if self.proxier else None,
+            # What others need (has it caught up, is it failing), not its counters:
+            # a file that changes on every periodic sync would wake every peer.
+            "proxy": ({k: v for k, v in self.proxier.status().items() if k in ("digest", "error")}
+                      if self.proxier else None),
             "error": self.error,
         }
         if doc != self.last_published:
