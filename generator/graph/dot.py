@@ -144,10 +144,12 @@ def build(picture: Picture, overlay: Overlay | None = None) -> Any:
 
     nodes = picture.nodes
     for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
+        for j, b in enumerate(nodes[i + 1:]):
+            # One label for the whole mesh (on the first pair); a trace brings its own.
+            label = picture.overlay_text() if (i, j) == (0, 0) and overlay is None else ""
             g.edge(dev_id(a.name, "overlay"), dev_id(b.name, "overlay"), dir="both",
                    arrowsize="0.5", constraint="false", style="dashed", color=OVERLAY_LINE,
-                   fontcolor=OVERLAY_LINE, label=picture.overlay_text() if (i, b) == (0, nodes[1]) and overlay is None else "")
+                   fontcolor=OVERLAY_LINE, label=label)
 
     with g.subgraph(name="cluster_services") as services:
         services.attr(label="services (kube-proxy rules on every node)", style="rounded,dashed",

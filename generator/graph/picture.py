@@ -261,7 +261,9 @@ def details(picture: Picture) -> dict[str, dict[str, str]]:
         for p in n.pods:
             served = [s.name for s in picture.services if p.name in s.endpoint_pods]
             out[pod_id(p.name)] = {
-                "pod": p.name, "node": p.node, "IP": p.ip or "(none yet)", "state": p.state,
+                "pod": p.name, "node": p.node,
+                "IP": (p.ip or "(none yet)") + (" (as IPAM hands it out)" if p.state == "Desired" else ""),
+                "state": "not running (drawn from the lab file)" if p.state == "Desired" else p.state,
                 "labels": ", ".join(f"{k}={v}" for k, v in p.labels.items()) or "none",
                 "containers": ", ".join(p.containers), "endpoint of": ", ".join(served) or "none"}
     for c in picture.clients:
