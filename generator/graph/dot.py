@@ -119,7 +119,7 @@ def build(picture: Picture, overlay: Overlay | None = None) -> Any:
     for n in picture.nodes:
         with g.subgraph(name=f"cluster_node_{n.name}") as box:
             state = "" if n.state in ("Ready", "Desired") else f" · {n.state}"
-            box.attr(label=f"{n.name}  ({n.container}){state}", style="rounded,filled",
+            box.attr(label=f"{n.name} ({n.container}){state}", style="rounded,filled",
                      fillcolor=NODE_FILL, color=NODE_LINE, fontsize="11", id=f"node_{n.name}")
             node(box, dev_id(n.name, "eth0"), _lines(f"eth0 {n.ip}", f"pod subnet {n.pod_cidr}"),
                  fillcolor=ETH_FILL)
