@@ -69,9 +69,9 @@ def mermaid(picture: Picture, overlay: Overlay | None = None) -> str:
         for p in n.pods:
             link(f"{ref(dev_id(n.name, 'cbr0'))} ---|veth| {ref(pod_id(p.name))}")
     for i, a in enumerate(picture.nodes):
-        for b in picture.nodes[i + 1:]:
-            link(f"{ref(dev_id(a.name, 'overlay'))} <-.->|{_text(picture.overlay_text())}| "
-                 f"{ref(dev_id(b.name, 'overlay'))}")
+        for j, b in enumerate(picture.nodes[i + 1:]):
+            label = f"|{_text(picture.overlay_text())}| " if (i, j) == (0, 0) else ""
+            link(f"{ref(dev_id(a.name, 'overlay'))} <-.->{label}{ref(dev_id(b.name, 'overlay'))}")
     out.append('  subgraph services["services (kube-proxy rules on every node)"]')
     for s in picture.services:
         lines = [s.name, f"{s.type} {s.cluster_ip}", *(p.text() for p in s.ports)]

@@ -188,6 +188,47 @@ def test_mermaid_is_one_flowchart_with_every_element(demo: picture.Picture) -> N
     assert mermaid(demo) == text
 
 
+def mermaid_js() -> Path | None:
+    """mermaid.min.js where installed: $KGEN_MERMAID_JS, else npm's global `mermaid` package."""
+    if os.environ.get("KGEN_MERMAID_JS"):
+        return Path(os.environ["KGEN_MERMAID_JS"])
+    if shutil.which("npm") is None:
+        return None
+    root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=60).stdout
+    path = Path(root.strip()) / "mermaid" / "dist" / "mermaid.min.js"
+    return path if path.is_file() else None
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--enable-logging=stderr", "--v=0"]
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_mermaid_is_accepted_by_mermaid(demo: picture.Picture, tmp_path: Path, traced: bool) -> None:
+    """Mermaid's own renderer (the JS library GitHub uses) in headless Chromium, where installed."""
+    js, chromium = mermaid_js(), shutil.which("chromium")
+    if js is None or chromium is None:
+        pytest.skip("needs chromium and the mermaid npm package (npm install -g mermaid@11, "
+                    "or KGEN_MERMAID_JS=path/to/mermaid.min.js)")
+    text = mermaid(demo, overlay.build(demo, trace("nodeport")) if traced else None)
+    test_page = tmp_path / "mermaid.html"
+    test_page.write_text(
+        f'<!DOCTYPE html><html><body><div id="out"></div><script src="{js.as_uri()}"></script>'
+        "<script>mermaid.initialize({startOnLoad: false});"
+        f"mermaid.render('g', {json.dumps(text)}).then(function (r) {{"
+        "document.getElementById('out').innerHTML = r.svg;"
+        "document.body.setAttribute('data-rendered', 'yes'); }).catch(function (e) {"
+        "document.body.setAttribute('data-error', String(e)); });</script></body></html>")
+    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                           "--virtual-time-budget=10000", "--dump-dom", test_page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'data-rendered="yes"' in done.stdout, re.findall(r'data-error="[^"]*"', done.stdout)
+    for name, ip in DEMO_PODS.items():
+        assert name in done.stdout and ip in done.stdout
+
+
 def test_html_is_one_self_contained_page(demo: picture.Picture) -> None:
     need_dot()
     html = page(demo, dot.render(demo, "svg"))
