@@ -24,7 +24,6 @@ from generator.graph.picture import (
 )
 
 FONT = "DejaVu Sans"
-MONO = "DejaVu Sans Mono"
 
 # Colours: one per kind of thing, readable on white and in print.
 NODE_FILL, NODE_LINE = "#f2f5fa", "#4a6fa5"
@@ -217,10 +216,11 @@ def _legend(overlay: Overlay) -> str:
     rows = [f'<tr><td colspan="3" align="left"><b>{html.escape(overlay.title())}</b></td></tr>']
     for hop in overlay.hops:
         colour = REQUEST if hop.direction == "request" else REPLY
-        detail = hop.detail if len(hop.detail) <= 110 else hop.detail[:107] + "..."
+        detail = hop.detail.removeprefix(f"{hop.node}: ")   # the node has its own column
+        detail = detail if len(detail) <= 110 else detail[:107] + "..."
         rows.append(f'<tr><td align="right"><font color="{colour}"><b>{hop.number}</b></font></td>'
                     f'<td align="left">{html.escape(hop.node)}</td>'
-                    f'<td align="left"><font face="{MONO}" point-size="8">'
+                    f'<td align="left"><font point-size="8">'
                     f"{html.escape(detail)}</font></td></tr>")
     rows.append(f'<tr><td colspan="3" align="left"><font color="{REQUEST}">━ request</font>   '
                 f'<font color="{REPLY}">━ reply</font>   <font color="{NAT}">▭ translation</font>'

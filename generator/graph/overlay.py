@@ -19,6 +19,7 @@ conntrack all act on the packet in place). The overlay then lists:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,13 @@ def endpoint_element(picture: Picture, name: str | None, ip: str | None) -> str 
     return picture.owner_of_ip(ip) if ip else None
 
 
-DELIVER_WORDS = ("deliver", "veth", "socket", "answer", "receive", "local", "accept", "pod")
-SEND_WORDS = ("send", "leave", "egress", "start", "out of", "from pod", "pod")
+# Steps are plain words, not a closed list (lab contract §5 leaves them to `kgen trace`);
+# these are the words that move the packet. Anything else (a rule, a policy, conntrack)
+# happens where the packet already is.
+SEND_WORDS = ("leave-netns", "send", "leave", "egress")
+DELIVER_WORDS = ("deliver", "receive", "socket", "answer")
 OVERLAY_WORDS = ("decap", "encap", "vxlan", "tunnel")
+DEVICE = re.compile(r"\bdev ([A-Za-z0-9_.-]*[A-Za-z0-9_-])")
 
 
 def _node_of_element(element: str | None) -> str | None:
@@ -191,17 +196,18 @@ def _place(picture: Picture, hop: Hop, here: str | None) -> str | None:
     src_ip, dst_ip = _ip(hop.src), _ip(hop.dst)
     if any(w in step for w in SEND_WORDS) and src_ip in local and \
             here in (None, pod_id(local[src_ip])):
-        return pod_id(local[src_ip])
+        return pod_id(local[src_ip])          # a pod puts the packet into its node
     if any(w in step for w in DELIVER_WORDS) and dst_ip in local:
-        return pod_id(local[dst_ip])
-    if any(w in step for w in DELIVER_WORDS) and dst_ip == node.ip and here == dev_id(node.name, "eth0"):
-        return here
+        return pod_id(local[dst_ip])          # the node hands it to a pod
+    if "bridge" in step:
+        return dev_id(node.name, "cbr0")      # switched on cbr0
+    if "wire" in step:
+        return dev_id(node.name, "eth0")      # out onto the node network
     if "route" in step or "forward" in step:
-        detail = f" {hop.detail} "
-        for device, element in (("cbr0", "cbr0"), ("eth0", "eth0"),
-                                (picture.vxlan_device, "overlay")):
-            if f"dev {device} " in detail:
-                return dev_id(node.name, element)
+        device = DEVICE.search(hop.detail)
+        names = {"cbr0": "cbr0", "eth0": "eth0", picture.vxlan_device: "overlay"}
+        if device and device.group(1) in names:
+            return dev_id(node.name, names[device.group(1)])
     if here is not None and _node_of_element(here) == node.name:
         return here
     if here is not None and here.startswith("pod_"):
@@ -211,9 +217,19 @@ def _place(picture: Picture, hop: Hop, here: str | None) -> str | None:
     return dev_id(node.name, "eth0")           # it came from outside this node
 
 
-def _translation(hop: Hop, before: Hop | None) -> list[tuple[str, str, str]]:
-    """(kind, before, after) for each translation this hop made: the packet's addresses
-    changed since the previous hop of its direction (for the first hop, its rule says so)."""
+def _outer(hop: Hop) -> bool:
+    """The hop shows the encapsulating packet (node IP to node IP), not the pod's."""
+    return hop.encap is not None and {_ip(hop.src), _ip(hop.dst)} == \
+        {str(hop.encap.get("src")), str(hop.encap.get("dst"))}
+
+
+def _translation(hop: Hop, before: Hop | None,
+                 seen: set[str]) -> list[tuple[str, str, str]]:
+    """(kind, before, after) for each translation this hop made: an address of the packet
+    changed since the previous hop of its direction to one this direction had not held
+    yet (for the first hop, its rule says so). A trace may show a packet before a
+    translation that an earlier hop already announced (conntrack reverses a DNAT in
+    POSTROUTING, after routing and FORWARD): going back to an address seen is no new one."""
     rule = (hop.rule or "").upper()
     reverse = hop.direction == "reply"
     if before is None:
@@ -224,10 +240,11 @@ def _translation(hop: Hop, before: Hop | None) -> list[tuple[str, str, str]]:
             found.append(("MASQUERADE" if "MASQUERADE" in rule else "SNAT", "?", hop.src))
         return found
     found = []
-    if before.dst != hop.dst:
+    if before.dst != hop.dst and hop.dst not in seen:
         found.append(("un-SNAT" if reverse else "DNAT", before.dst, hop.dst))
-    if before.src != hop.src:
-        kind = "un-DNAT" if reverse else ("MASQUERADE" if "MASQUERADE" in rule else "SNAT")
+    if before.src != hop.src and hop.src not in seen:
+        kind = "un-DNAT" if reverse else ("MASQUERADE" if "MASQUERADE" in rule or
+                                          "masquerade" in hop.step.lower() else "SNAT")
         found.append((kind, before.src, hop.src))
     return found
 
@@ -244,12 +261,15 @@ def build(picture: Picture, doc: dict[str, Any]) -> Overlay:
         last: Hop | None = None
         prev_encap: dict[str, Any] | None = None
         before_first_move: list[int] = []   # hops where the packet starts: told on the first move
+        reached = 0
         moved = False
+        seen: set[str] = set()                # addresses this direction's packet has held
         for hop in (h for h in hops if h.direction == direction):
             place = _place(picture, hop, here)
             if place is None:
                 continue
             overlay.places[hop.number] = place
+            reached = hop.number
             if place != here and here is not None:
                 encap = prev_encap if _crosses_overlay(here, place) else None
                 overlay.moves.append(Move(direction, here, place,
@@ -260,16 +280,19 @@ def build(picture: Picture, doc: dict[str, Any]) -> Overlay:
             else:
                 before_first_move.append(hop.number)
             here = place
-            for kind, old, new in _translation(hop, last):
-                overlay.marks.append(Mark(place, hop.number, direction, kind, old, new))
             if hop.encap is not None:
                 prev_encap = hop.encap
+            if _outer(hop):
+                continue                      # the tunnel's addresses are no translation
+            for kind, old, new in _translation(hop, last, seen):
+                overlay.marks.append(Mark(place, hop.number, direction, kind, old, new))
+            seen.update((hop.src, hop.dst))
             last = hop
         final = answered if direction == "request" else start
         if doc["verdict"] == "answered" and final is not None and here is not None and here != final:
             overlay.moves.append(Move(direction, here, final, before_first_move, None))
         if direction == "request" and doc["verdict"] != "answered" and here is not None:
-            overlay.end = (here, last.number if last else 0)
+            overlay.end = (here, reached)
     return overlay
 
 

@@ -28,6 +28,7 @@ from tests.conftest import ROOT
 
 DEMO = ROOT / "labs" / "demo.yaml"
 TRACES = ROOT / "docs" / "traces"
+REAL = ROOT / "tests" / "golden" / "traces"     # recorded from kgen trace itself
 SVG = "{http://www.w3.org/2000/svg}"
 runner = CliRunner()
 
@@ -293,7 +294,7 @@ def test_nodeport_trace_marks_dnat_and_masquerade(demo: picture.Picture) -> None
 
 def test_a_drop_is_marked_where_it_happened(demo: picture.Picture) -> None:
     ov = overlay.build(demo, trace("nodeport-local-drop"))
-    assert ov.end == ("node_node-0_eth0", 3)
+    assert ov.end == ("node_node-0_eth0", 5)
     assert [m.direction for m in ov.moves] == ["request"]
 
 
@@ -303,18 +304,67 @@ def test_traced_svg_numbers_hops_colours_the_reply_and_marks_translations(
     svg = dot.render(demo, "svg", overlay.build(demo, trace("nodeport")))
     root = ET.fromstring(svg)
     text = "\n".join(svg_texts(svg))
-    assert "4: DNAT 172.31.0.2:30080 → 10.244.1.2:8080" in text
-    assert "6: MASQUERADE 172.31.0.254:51000 → 10.244.0.0:63447" in text
-    assert "8 VXLAN VNI 1" in text and "172.31.0.2 → 172.31.0.3:4789" in text
+    assert "6: DNAT 172.31.0.2:30080 → 10.244.1.2:8080" in text
+    assert "8: MASQUERADE 172.31.0.254:51000 → 10.244.0.0:63447" in text
+    assert "10 VXLAN VNI 1" in text and "172.31.0.2 → 172.31.0.3:4789" in text
     edges = {g.get("id"): g for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("trace-")}
     colours = {d: {p.get("stroke") for g in edges.values() if f"trace-{d}-" in (g.get("id") or "")
                    for p in g.iter(f"{SVG}path")} for d in ("request", "reply")}
     # The encapsulated stretch is a tube: the direction's colour around a white core.
     assert colours["request"] == {dot.REQUEST, "white"} and colours["reply"] == {dot.REPLY, "white"}
     legend = next(g for g in root.iter(f"{SVG}g") if g.get("id") == "trace-legend")
-    assert len([t for t in legend.iter(f"{SVG}text") if (t.text or "").strip().isdigit()]) == 17
+    assert len([t for t in legend.iter(f"{SVG}text") if (t.text or "").strip().isdigit()]) == 20
     dropped = dot.render(demo, "svg", overlay.build(demo, trace("nodeport-local-drop")))
-    assert "✖ dropped at hop 3" in "\n".join(svg_texts(dropped))
+    assert "✖ dropped at hop 5" in "\n".join(svg_texts(dropped))
+
+
+def real(name: str) -> tuple[picture.Picture, dict[str, Any]]:
+    cluster = json.loads((REAL / "real-cluster.json").read_text())
+    return picture.from_cluster(cluster), json.loads((REAL / f"real-{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["clusterip", "nodeport", "nodeport-local-drop", "refused"])
+def test_real_traces_follow_the_contract_schema(name: str) -> None:
+    doc = real(name)[1]
+    assert set(doc) == CONTRACT_TOP
+    assert all(set(hop) == CONTRACT_HOP for hop in doc["hops"])
+
+
+def test_real_nodeport_trace_on_the_picture() -> None:
+    """What `kgen trace` really prints: the reply's route hop after conntrack still shows the
+    untranslated source (conntrack reverses a DNAT in POSTROUTING): one un-DNAT, not three."""
+    pic, doc = real("nodeport")
+    ov = overlay.build(pic, doc)
+    assert [(m.direction, m.kind, m.before, m.after) for m in ov.marks] == [
+        ("request", "DNAT", "172.31.5.2:30080", "10.244.2.2:8080"),
+        ("request", "MASQUERADE", "172.31.5.254:22174", "10.244.0.0:12489"),
+        ("reply", "un-SNAT", "10.244.0.0:12489", "172.31.5.254:22174"),
+        ("reply", "un-DNAT", "10.244.2.2:8080", "172.31.5.2:30080")]
+    path = [(m.direction, m.tail, m.head, m.encap is not None) for m in ov.moves]
+    assert path == [
+        ("request", "client_client-0", "node_node-0_eth0", False),
+        ("request", "node_node-0_eth0", "node_node-0_overlay", False),
+        ("request", "node_node-0_overlay", "node_node-2_overlay", True),
+        ("request", "node_node-2_overlay", "node_node-2_cbr0", False),
+        ("request", "node_node-2_cbr0", "pod_pod-3", False),
+        ("reply", "pod_pod-3", "node_node-2_overlay", False),
+        ("reply", "node_node-2_overlay", "node_node-0_overlay", True),
+        ("reply", "node_node-0_overlay", "node_node-0_eth0", False),
+        ("reply", "node_node-0_eth0", "client_client-0", False)]
+    numbers = [n for m in ov.moves for n in m.hops]
+    assert numbers == list(range(1, len(doc["hops"]) + 1))    # every hop, once, in order
+
+
+def test_real_clusterip_refusal_and_drop_on_the_picture() -> None:
+    pic, doc = real("clusterip")
+    ov = overlay.build(pic, doc)
+    assert [(m.kind, m.element) for m in ov.marks] == [("DNAT", "node_node-0_cbr0"),
+                                                        ("un-DNAT", "node_node-0_overlay")]
+    assert ov.moves[-1].head == "pod_pod-0" and ov.end is None
+    pic, doc = real("refused")
+    assert overlay.build(pic, doc).end == ("node_node-0_cbr0", 6)
+    pic, doc = real("nodeport-local-drop")
+    assert overlay.build(pic, doc).end == ("node_node-0_eth0", 10)
 
 
 @pytest.mark.parametrize("breakage, message", [
