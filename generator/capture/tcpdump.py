@@ -17,7 +17,9 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from generator.node.contract import Cluster
 
 DEFAULT_COUNT = 100
 DEFAULT_DURATION = 10.0
@@ -46,7 +48,7 @@ class Target:
         return argv
 
 
-def resolve(cluster: dict[str, Any], target: str, iface: str | None) -> Target:
+def resolve(cluster: Cluster, target: str, iface: str | None) -> Target:
     """The container (and namespace) that holds TARGET's interface.
 
     `-i vxlan` on a node means its VXLAN device (kgen.<vni>); any other name
@@ -97,7 +99,7 @@ def default_file(lab_dir: Path, target: Target) -> Path:
     return lab_dir / "captures" / f"{target.name}-{target.iface}.pcap"
 
 
-def decode_hint(cluster: dict[str, Any], target: Target, where: str) -> str | None:
+def decode_hint(cluster: Cluster, target: Target, where: str) -> str | None:
     """How to read the overlay in a node's underlay capture (the lab's VXLAN port)."""
     if cluster.get("backend") != "vxlan" or target.kind != "node" or target.iface == \
             cluster["vxlan"]["device"]:

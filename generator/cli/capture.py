@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from generator.cli.app import Exit, LabOption, app, echo, failures
-from generator.cluster.names import rendered_dir
 from generator.lab.resolve import open_lab
 
 
@@ -31,11 +30,12 @@ def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.")
     from generator.capture import tcpdump
 
     with failures():
-        model = open_lab(lab)
-        root = rendered_dir(model.name)
-        from generator.runtime.paths import LabPaths
+        from generator.cli.lifecycle import lab_paths
 
-        cluster = LabPaths(root).cluster()
+        model = open_lab(lab)
+        paths = lab_paths(model)
+        root = paths.root
+        cluster = paths.cluster()
         if cluster is None:
             raise Exit(1, f"lab {model.name} is not rendered here; run `kgen up` first")
         try:

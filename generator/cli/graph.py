@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from generator.cli.app import Exit, LabOption, app, echo, failures
-from generator.cluster.names import rendered_dir
 from generator.lab.resolve import open_lab
 
 FORMATS = ("svg", "png", "html", "mermaid", "dot")
@@ -32,12 +31,12 @@ def graph(lab: LabOption = None,
     with failures():
         if fmt not in FORMATS:
             raise Exit(2, f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        from generator.cli.lifecycle import lab_paths
         from generator.graph import dot, source
         from generator.graph.overlay import TraceFileError, build, load
-        from generator.runtime.paths import LabPaths
 
         model = open_lab(lab)
-        paths = LabPaths(rendered_dir(model.name))
+        paths = lab_paths(model)
         picture = None
         if not from_file:
             client = source.engine()

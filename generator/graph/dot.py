@@ -66,6 +66,8 @@ def service_label(s: ServiceBox) -> str:
     lines += [p.text() for p in s.ports]
     if s.type == "NodePort":
         lines.append(f"externalTrafficPolicy {s.external_traffic_policy}")
+    if s.internal_traffic_policy != "Cluster":
+        lines.append(f"internalTrafficPolicy {s.internal_traffic_policy}")
     if s.session_affinity != "None":
         lines.append(f"sessionAffinity {s.session_affinity}")
     if not s.endpoints:
@@ -151,7 +153,8 @@ def build(picture: Picture, overlay: Overlay | None = None) -> Any:
                    fontcolor=OVERLAY_LINE, label=label)
 
     with g.subgraph(name="cluster_services") as services:
-        services.attr(label="services (kube-proxy rules on every node)", style="rounded,dashed",
+        services.attr(label=f"services (kube-proxy {picture.proxy_mode} rules on every node)",
+                      style="rounded,dashed",
                       labelloc="b",
                       color=SERVICE_LINE, fontcolor=SERVICE_LINE, fontsize="10", rank="same")
         for s in picture.services:

@@ -72,7 +72,7 @@ def mermaid(picture: Picture, overlay: Overlay | None = None) -> str:
         for j, b in enumerate(picture.nodes[i + 1:]):
             label = f"|{_text(picture.overlay_text())}| " if (i, j) == (0, 0) else ""
             link(f"{ref(dev_id(a.name, 'overlay'))} <-.->{label}{ref(dev_id(b.name, 'overlay'))}")
-    out.append('  subgraph services["services (kube-proxy rules on every node)"]')
+    out.append(f'  subgraph services["services (kube-proxy {picture.proxy_mode} rules on every node)"]')
     for s in picture.services:
         lines = [s.name, f"{s.type} {s.cluster_ip}", *(p.text() for p in s.ports)]
         if s.type == "NodePort":

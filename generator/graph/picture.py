@@ -17,6 +17,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from generator.node.contract import Cluster
+
 # Element ids: one namespace shared by every renderer and the trace overlay. Names are DNS
 # labels ([a-z0-9-]), so '_' separates unambiguously and the ids are valid XML names.
 
@@ -93,6 +95,7 @@ class ServiceBox:
     ports: list[PortLine]
     selector: dict[str, str]
     external_traffic_policy: str
+    internal_traffic_policy: str
     session_affinity: str
     endpoints: list[str]          # "ip:port" as `kgen status` lists them
     endpoint_pods: list[str]      # the pods behind them, by name, in lab order
@@ -102,6 +105,7 @@ class ServiceBox:
 class Picture:
     name: str
     source: str                   # "lab file" or "running lab"
+    proxy_mode: str               # iptables or nftables
     backend: str
     vni: int
     vxlan_port: int
@@ -163,7 +167,7 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def expected_pod_ips(cluster: dict[str, Any]) -> dict[str, str]:
+def expected_pod_ips(cluster: Cluster) -> dict[str, str]:
     """The IPs host-local IPAM gives a fresh node's pods: lab order, from .2 of the subnet."""
     ips: dict[str, str] = {}
     for node in cluster["nodes"]:
@@ -175,7 +179,7 @@ def expected_pod_ips(cluster: dict[str, Any]) -> dict[str, str]:
     return ips
 
 
-def from_cluster(cluster: dict[str, Any], report: dict[str, Any] | None = None) -> Picture:
+def from_cluster(cluster: Cluster, report: dict[str, Any] | None = None) -> Picture:
     """The picture of a cluster state; with a `kgen status --json` report, the live one."""
     live = report is not None
     status_pods = {p["name"]: p for p in (report or {}).get("pods", [])}
@@ -219,13 +223,15 @@ def from_cluster(cluster: dict[str, Any], report: dict[str, Any] | None = None) 
                                key=_endpoint_key)
         services.append(ServiceBox(
             s["name"], s["type"], (seen_svc or s)["clusterIP"], ports, dict(s.get("selector") or {}),
-            s.get("externalTrafficPolicy", "Cluster"), s.get("sessionAffinity", "None"),
+            s.get("externalTrafficPolicy", "Cluster"), s.get("internalTrafficPolicy", "Cluster"),
+            s.get("sessionAffinity", "None"),
             endpoints, endpoint_pods))
 
     clients = [ClientBox(c["name"], c["container"], c["ip"]) for c in cluster["clients"]]
     vxlan = cluster.get("vxlan") or {}
     return Picture(
         name=cluster["name"], source="running lab" if live else "lab file",
+        proxy_mode=cluster.get("proxyMode", "iptables"),
         backend=cluster.get("backend", "vxlan"), vni=int(vxlan.get("vni", 1)),
         vxlan_port=int(vxlan.get("port", 4789)),
         vxlan_device=str(vxlan.get("device", f"kgen.{vxlan.get('vni', 1)}")),
@@ -276,6 +282,8 @@ def details(picture: Picture) -> dict[str, dict[str, str]]:
                 "endpoints": ", ".join(s.endpoints) or "none"}
         if s.type == "NodePort":
             info["externalTrafficPolicy"] = s.external_traffic_policy
+        if s.internal_traffic_policy != "Cluster":
+            info["internalTrafficPolicy"] = s.internal_traffic_policy
         if s.session_affinity != "None":
             info["sessionAffinity"] = s.session_affinity
         out[service_id(s.name)] = info
