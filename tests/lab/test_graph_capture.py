@@ -146,3 +146,23 @@ def test_capture_stops_by_itself_when_nothing_comes(demo: RunningLab) -> None:
     assert result.stdout.strip() == str(out)
     assert "0 packets captured" in result.stderr
     assert out.read_bytes()[:4] in PCAP_MAGIC and len(out.read_bytes()) == 24   # the header alone
+
+
+def test_a_real_trace_drawn_on_the_live_graph(demo: RunningLab) -> None:
+    """`kgen trace --json` into `kgen graph --trace`: the two commands meet on real output."""
+    has_trace = subprocess.run([*KGEN, "trace", "--help"], capture_output=True, timeout=60)
+    if has_trace.returncode != 0:
+        pytest.skip("this kgen has no `kgen trace` yet (lab contract §5)")
+    done = demo.kgen("trace", "pod-0", "web", "--json")
+    path = demo.dir / "trace.json"
+    path.write_text(done.stdout)
+    trace = json.loads(done.stdout)
+    out = demo.dir / "traced.svg"
+    demo.kgen("graph", "--trace", str(path), "-o", str(out))
+    root = ET.parse(out).getroot()
+    text = "\n".join(t.text or "" for t in root.iter(f"{SVG}text"))
+    assert trace["verdict"] == "answered"
+    assert re.search(r"\d+: DNAT 10\.96\.0\.10:80 → 10\.244\.\d+\.2:8080", text), text
+    ids = {g.get("id") or "" for g in root.iter(f"{SVG}g")}
+    assert any(i.startswith("trace-request-") for i in ids)
+    assert any(i.startswith("trace-reply-") for i in ids)

@@ -168,6 +168,19 @@ def test_dot_output_is_accepted_by_graphviz(demo: picture.Picture, tmp_path: Pat
         ET.fromstring(done.stdout)
 
 
+def test_host_gw_lab_draws_routes_instead_of_a_tunnel(tmp_path: Path) -> None:
+    pic = source.from_lab_file(load_lab(ROOT / "labs" / "host-gw.yaml"), tmp_path)
+    assert pic.backend == "host-gw" and pic.overlay_text() == "host-gw: routes via node IPs"
+    text = dot.source(pic)
+    assert "VXLAN" not in text
+    for n in pic.nodes:
+        for other in pic.nodes:
+            if other is not n:
+                assert f"{other.pod_cidr} via {other.ip}" in text
+    info = picture.details(pic)[picture.dev_id(pic.nodes[0].name, "overlay")]
+    assert info[pic.nodes[1].pod_cidr] == f"via {pic.nodes[1].ip}"
+
+
 def test_png_is_a_png(demo: picture.Picture) -> None:
     need_dot()
     assert dot.render(demo, "png").startswith(b"\x89PNG\r\n\x1a\n")
