@@ -46,10 +46,15 @@ def graph(lab: LabOption = None,
             picture = source.from_lab_file(model, paths.root)
         overlay = None
         if trace is not None:
+            from generator.graph.overlay import mismatches
+
             try:
-                overlay = build(picture, load(trace))
+                doc = load(trace)
             except TraceFileError as e:
                 raise Exit(2, str(e)) from None
+            for problem in mismatches(picture, doc):
+                echo(f"warning: {trace}: {problem}; drawn where the names say")
+            overlay = build(picture, doc)
 
         data: bytes
         if fmt == "dot":

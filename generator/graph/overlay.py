@@ -296,6 +296,26 @@ def build(picture: Picture, doc: dict[str, Any]) -> Overlay:
     return overlay
 
 
+def mismatches(picture: Picture, doc: dict[str, Any]) -> list[str]:
+    """Where the trace and the picture disagree (a trace of another lab, or an older run)."""
+    found = []
+    for key in ("src", "dst"):
+        end = doc.get(key) or {}
+        name, ip = end.get("name"), end.get("ip")
+        element = endpoint_element(picture, name, None)
+        if element is None:
+            found.append(f"{key} {name!r} is not in lab {picture.name}")
+            continue
+        owner = picture.owner_of_ip(ip) if ip else None
+        if ip and owner is None:
+            found.append(f"{key} {name} has {ip} in the trace, no address of lab {picture.name}")
+    nodes = {n.name for n in picture.nodes} | {c.name for c in picture.clients}
+    strangers = sorted({h["node"] for h in doc.get("hops", [])} - nodes)
+    if strangers:
+        found.append(f"hops on {', '.join(strangers)}, which lab {picture.name} does not have")
+    return found
+
+
 def _crosses_overlay(a: str, b: str) -> bool:
     return a.endswith("_overlay") and b.endswith("_overlay") and _node_of_element(a) != \
         _node_of_element(b)

@@ -380,6 +380,18 @@ def test_real_clusterip_refusal_and_drop_on_the_picture() -> None:
     assert overlay.build(pic, doc).end == ("node_node-0_eth0", 10)
 
 
+def test_a_trace_of_another_lab_is_told(demo: picture.Picture) -> None:
+    assert overlay.mismatches(demo, trace("nodeport")) == []
+    told = overlay.mismatches(demo, real("nodeport")[1])     # the grtr lab's addresses
+    assert told == ["src client-0 has 172.31.5.254 in the trace, no address of lab demo",
+                    "dst node-0 has 172.31.5.2 in the trace, no address of lab demo"]
+    doc = copy.deepcopy(trace("clusterip"))
+    doc["src"]["name"] = "pod-9"
+    doc["hops"][0]["node"] = "node-7"
+    assert overlay.mismatches(demo, doc) == ["src 'pod-9' is not in lab demo",
+                                             "hops on node-7, which lab demo does not have"]
+
+
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: d.pop("verdict"), "verdict: missing"),
     (lambda d: d.update(verdict="maybe"), "verdict: 'maybe' is not one of"),
