@@ -83,6 +83,20 @@ def test_html_page_opens_in_chromium_without_console_errors(demo: RunningLab,
     assert shot.read_bytes().startswith(b"\x89PNG")
     shutil.copy(shot, demo.dir / "graph-screenshot.png")   # to look at after a run
 
+    # Hovering: a copy of the page whose last script moves the mouse onto a service.
+    service = demo.status()["services"][0]
+    hovered = tmp_path / "hovered.html"
+    hovered.write_text(page.read_text().replace(
+        "</body>", f"<script>document.getElementById('service_{service['name']}')"
+                   ".dispatchEvent(new MouseEvent('mouseenter'));</script></body>"))
+    done = subprocess.run([chromium, *flags, f"--user-data-dir={tmp_path / 'profile-hover'}",
+                           "--dump-dom", hovered.as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+    assert f'data-shown="service_{service["name"]}"' in done.stdout
+    assert f"<td>{service['clusterIP']}</td>" in done.stdout
+
 
 def _capture(demo: RunningLab, *args: str, then: list[str]) -> tuple[bytes, str]:
     """Run `kgen capture ARGS`, and once tcpdump listens, run `kgen exec THEN`."""
