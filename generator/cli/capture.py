@@ -43,6 +43,9 @@ def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.")
             where = tcpdump.resolve(cluster, target, iface)
         except tcpdump.CaptureError as e:
             raise Exit(2, str(e)) from None
+        if write == "-" and sys.stdout.isatty():
+            raise Exit(2, "-w -: stdout is a terminal; pipe the pcap (| wireshark -k -i -) "
+                          "or write it to a file with -w FILE")
         command = tcpdump.argv(where, count, duration, list(capture_filter or []))
         if write == "-":
             result = tcpdump.run(command, sys.stdout.buffer.fileno(), duration)
