@@ -15,6 +15,7 @@ from generator.lab.resolve import open_lab
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
+    from generator.node.contract import Cluster
     from generator.runtime.paths import LabPaths
 
 image_app = typer.Typer(help="The node image.", no_args_is_help=True)
@@ -54,7 +55,7 @@ TimeoutOption = Annotated[float | None, typer.Option(
     "--timeout", help="Seconds to wait for the lab to be ready (default: grows with its size).")]
 
 
-def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str,
+def _wait(client: Any, paths: LabPaths, cluster: Cluster, what: str,
           timeout: float | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

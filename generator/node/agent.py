@@ -21,12 +21,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from generator.node import overlay
 from generator.node.contract import (
     CLUSTER_FILE,
     STATE_DIR,
+    Cluster,
+    NodeSpec,
+    NodeState,
     grace_period,
     heartbeat_age,
     heartbeat_period,
@@ -63,7 +66,7 @@ class Agent:
         self.node = node
         self.cluster_file = cluster_file
         self.state_dir = state_dir
-        self.cluster: dict[str, Any] | None = None
+        self.cluster: Cluster | None = None
         self.cluster_stamp: tuple[int, int, int] | None = None
         self.applied = ""  # generation whose overlay and pods are in place
         self.error: str | None = None
@@ -73,7 +76,7 @@ class Agent:
         self.last_published: dict[str, Any] | None = None
         # Peers: their published documents, the stamps they were read at, and who is live.
         self.dir_stamp: tuple[int, int, int] | None = None
-        self.peer_docs: dict[str, dict[str, Any]] = {}
+        self.peer_docs: dict[str, NodeState] = {}
         self.peer_stamps: dict[str, tuple[int, int, int] | None] = {}
         self.live: set[str] = set()
         self.expiry: dict[str, float] = {}  # when each peer's heartbeat runs out (wall clock)
@@ -83,7 +86,7 @@ class Agent:
         self.feed_pending = False
         self.last_feed = -FEED_INTERVAL
 
-    def me(self) -> dict[str, Any]:
+    def me(self) -> NodeSpec:
         assert self.cluster is not None
         return next(n for n in self.cluster["nodes"] if n["name"] == self.node)
 
@@ -147,10 +150,10 @@ class Agent:
         self.cluster_stamp = stamp
         if cluster.get("generation") == self.applied:
             return False
-        self.apply(cluster)
+        self.apply(cast(Cluster, cluster))
         return True
 
-    def apply(self, cluster: dict[str, Any]) -> None:
+    def apply(self, cluster: Cluster) -> None:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
@@ -271,7 +274,7 @@ class Agent:
         if self.proxier is None or self.cluster is None:
             return
         docs = {name: doc for name, doc in self.peer_docs.items()}
-        docs[self.node] = {"pods": self.pods.published()}
+        docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
         self.fed = input_digest(self.cluster["services"], pods)
         self.proxier.update(self.cluster["services"], pods)
@@ -296,8 +299,8 @@ class Agent:
             self.last_published = doc
 
 
-def _pods_of(doc: dict[str, Any] | None) -> Any:
-    return (doc or {}).get("pods")
+def _pods_of(doc: NodeState | None) -> Any:
+    return doc.get("pods") if doc is not None else None
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
+from generator.node.contract import ContainerSpec, PodSpec
 
 log = logging.getLogger("kgen.pods")
 
@@ -44,7 +45,7 @@ SETUP_WORKERS = 8
 
 @dataclass
 class Container:
-    spec: dict[str, Any]
+    spec: ContainerSpec
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
@@ -61,7 +62,7 @@ class Container:
 
 @dataclass
 class Pod:
-    spec: dict[str, Any]
+    spec: PodSpec
     ip: str | None = None
     state: str = "Pending"
     error: str | None = None
@@ -94,9 +95,10 @@ def reset_leftovers() -> None:
         path.unlink(missing_ok=True)
 
 
-def _command(pod: str, container: dict[str, Any]) -> list[str]:
-    if container.get("command"):
-        return list(container["command"])
+def _command(pod: str, container: ContainerSpec) -> list[str]:
+    command = container.get("command")
+    if command:
+        return list(command)
     return [sys.executable, "-m", "generator.node.testserver", "--name", pod]
 
 
@@ -140,7 +142,7 @@ class PodManager:
 
     # ---- lifecycle
 
-    def add_all(self, specs: list[dict[str, Any]]) -> None:
+    def add_all(self, specs: list[PodSpec]) -> None:
         """Set pods up; in parallel when the host chose every address (deterministic
         whatever the order), else one at a time in lab-file order (round-robin IPAM
         then gives every run the same addresses)."""
@@ -157,7 +159,7 @@ class PodManager:
         if not (NETNS_DIR / name).exists():
             subprocess.run(["ip", "netns", "add", name], capture_output=True)
 
-    def add(self, spec: dict[str, Any]) -> Pod:
+    def add(self, spec: PodSpec) -> Pod:
         pod = Pod(spec)
         self.pods[pod.name] = pod
         try:
@@ -192,7 +194,7 @@ class PodManager:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
         log.info("pod %s removed", name)
 
-    def update(self, spec: dict[str, Any]) -> None:
+    def update(self, spec: PodSpec) -> None:
         """Labels change in place; a change of containers restarts the processes;
         a new address (or one a failed set-up never got) sets the pod up again."""
         pod = self.pods[spec["name"]]

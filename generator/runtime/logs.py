@@ -6,12 +6,15 @@ Like `kgen exec`: no Docker SDK, one `docker exec`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from generator.node.contract import Cluster
 
 POD_LOG_DIR = "/var/log/kgen/pods"  # generator.node.pods.LOG_DIR, inside the node
 
 
-def logs_argv(cluster: dict[str, Any], pod: str, container: str | None, follow: bool = False,
+def logs_argv(cluster: Cluster, pod: str, container: str | None, follow: bool = False,
               tail: int | None = None) -> tuple[list[str], str | None]:
     """The `docker exec` command line that prints the log, and a note for stderr
     when the container was picked by default (as kubectl says "Defaulted container")."""

@@ -8,6 +8,10 @@ from typing import Any
 import docker
 
 from generator.node.contract import (
+    NodeState,
+    PodSpec,
+    PublishedPod,
+    ServiceSpec,
     live_nodes,
     read_node_states,
     ready_pods,
@@ -18,7 +22,7 @@ from generator.runtime.engine import lab_containers
 from generator.runtime.paths import LabPaths
 
 
-def _node_state(container: Any, doc: dict[str, Any] | None, generation: str, live: bool) -> str:
+def _node_state(container: Any, doc: NodeState | None, generation: str, live: bool) -> str:
     """The container's state unless it runs; then Ready only if its agent was heard
     from within the grace period and has everything of this generation in place."""
     if container is None:
@@ -30,7 +34,7 @@ def _node_state(container: Any, doc: dict[str, Any] | None, generation: str, liv
     return "NotReady"
 
 
-def service_endpoints(service: dict[str, Any], pods: list[dict[str, Any]]) -> list[str]:
+def service_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
     """`ip:targetPort` of every Running pod matching the selector, for every port."""
     out: set[str] = set()
     for pod in ready_pods(pods):
@@ -58,11 +62,7 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
                    "state": _node_state(containers.get(n["container"]), docs.get(n["name"]),
                                         cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
-        "pods": [{"name": p["name"], "node": p["node"],
-                  "ip": (by_name.get(p["name"]) or {}).get("ip"),
-                  "state": (by_name.get(p["name"]) or {}).get("state", "Unknown"),
-                  "restarts": (by_name.get(p["name"]) or {}).get("restarts", 0)}
-                 for p in cluster["pods"]],
+        "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]],
         "services": [{"name": s["name"], "type": s["type"], "clusterIP": s["clusterIP"],
                       "ports": [dict(p) for p in s["ports"]],
                       "endpoints": service_endpoints(s, pods)}
@@ -70,3 +70,9 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
         "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
                     for c in cluster["clients"]],
     }
+
+
+def _pod_row(spec: PodSpec, seen: PublishedPod | None) -> dict[str, Any]:
+    return {"name": spec["name"], "node": spec["node"], "ip": seen["ip"] if seen else None,
+            "state": seen["state"] if seen else "Unknown",
+            "restarts": seen.get("restarts", 0) if seen else 0}

@@ -7,13 +7,14 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 
 from generator.cluster.names import network_name, project_name
 from generator.node.contract import (
     HEARTBEAT_DIR,
+    Cluster,
+    NodeState,
     input_digest,
     live_nodes,
     read_node_states,
@@ -30,7 +31,7 @@ WAIT_PER_NODE = 2.0
 WAIT_PER_POD = 0.5
 
 
-def default_timeout(cluster: dict[str, Any]) -> float:
+def default_timeout(cluster: Cluster) -> float:
     return WAIT_BASE + WAIT_PER_NODE * len(cluster["nodes"]) + WAIT_PER_POD * len(cluster["pods"])
 
 
@@ -45,7 +46,7 @@ def ensure_bridge_netfilter() -> None:
                              "run `modprobe br_netfilter` as root")
 
 
-def remove_stale(client: docker.DockerClient, cluster: dict[str, Any]) -> list[str]:
+def remove_stale(client: docker.DockerClient, cluster: Cluster) -> list[str]:
     """Remove what would make compose fail: same-named leftovers of another lab run."""
     name = cluster["name"]
     project = project_name(name)
@@ -70,7 +71,7 @@ def remove_stale(client: docker.DockerClient, cluster: dict[str, Any]) -> list[s
     return removed
 
 
-def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any]) -> None:
+def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: Cluster) -> None:
     """Forget what agents published before their container (re)starts."""
     running = {c.name for c in lab_containers(client, cluster["name"]) if c.status == "running"}
     paths.state_dir.mkdir(parents=True, exist_ok=True)
@@ -83,16 +84,16 @@ def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: dic
             path.unlink()
 
 
-def start(paths: LabPaths, cluster: dict[str, Any]) -> None:
+def start(paths: LabPaths, cluster: Cluster) -> None:
     compose(paths.compose_file, project_name(cluster["name"]), "up", "-d", "--remove-orphans")
 
 
-def expected_digest(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
+def expected_digest(cluster: Cluster, docs: dict[str, NodeState],
                     live: set[str]) -> str:
     return input_digest(cluster["services"], serving_pods(cluster, docs, live))
 
 
-def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
+def pending(cluster: Cluster, docs: dict[str, NodeState],
             live: set[str] | None = None) -> list[str]:
     """What is not there yet, as short phrases for the progress line. `live`: the
     nodes heard from within the grace period (all of them when not given)."""
@@ -105,7 +106,8 @@ def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
                 or doc.get("generation") != cluster["generation"]):
             missing.append(f"node {node['name']}")
             continue
-        if (doc.get("proxy") or {}).get("digest") != digest:
+        proxy = doc.get("proxy")
+        if proxy is None or proxy["digest"] != digest:
             missing.append(f"proxy on {node['name']}")
     # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
     running = {p["name"] for p in serving_pods(cluster, docs, live) if p["ip"]
@@ -114,7 +116,7 @@ def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]],
     return missing
 
 
-def failures(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+def failures(cluster: Cluster, docs: dict[str, NodeState]) -> list[str]:
     found = [f"node {n}: {d['error']}" for n, d in docs.items() if d.get("error")]
     for node, doc in docs.items():
         for pod, info in (doc.get("pods") or {}).items():
@@ -123,7 +125,7 @@ def failures(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[s
     return found
 
 
-def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any],
+def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: Cluster,
                progress: Callable[[int, int, str], None], timeout: float | None = None) -> None:
     """Until every node is live and ready, every pod runs and every proxy has synced
     what the host computes; `timeout` (seconds) defaults to one that grows with the lab."""
