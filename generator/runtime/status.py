@@ -53,8 +53,13 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
                if containers.get(n["container"]) is not None
                and containers[n["container"]].status == "running"}
     live = live_nodes(cluster, paths.state_dir, time.time()) & running
-    pods = serving_pods(cluster, docs, live)
-    by_name = {p["name"]: p for p in pods}
+    pods = serving_pods(cluster, docs, live)  # endpoints come from live nodes only
+    # What a running node last said about its pods; on a node not heard from for the
+    # grace period a pod keeps its address but its state is Unknown (as kubectl shows).
+    by_name = {p["name"]: p for p in serving_pods(cluster, docs, running)}
+    for p in by_name.values():
+        if p["node"] not in live:
+            p["state"] = "Unknown"
     return {
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
