@@ -256,3 +256,45 @@ def test_batches_are_accepted_by_iproute2(tmp_path: Path) -> None:
         assert "0a:58:0a:f4:02:00 dst 172.31.0.4" in run("bridge", "fdb", "show", "dev", "kgen.1")
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+# ---------------------------------------------------------------- the host's side
+
+
+def test_up_waits_for_live_nodes_and_settled_pods() -> None:
+    from generator.runtime.up import default_timeout, pending
+
+    c = cluster(nodes=2)
+    c["services"] = []
+    ready = {"digest": contract.input_digest([], [])}
+
+    def doc(node: str, state: str) -> dict[str, Any]:
+        i = node[1:]
+        return {"node": node, "generation": "g1", "ready": True, "proxy": ready, "error": None,
+                "pods": {f"p{i}": {"ip": f"10.0.{i}.2", "state": state}}}
+
+    docs: dict[str, Any] = {"n0": doc("n0", "Running"), "n1": doc("n1", "CrashLoopBackOff")}
+    digest = contract.input_digest([], contract.serving_pods(c, docs, {"n0", "n1"}))
+    for d in docs.values():
+        d["proxy"] = {"digest": digest, "error": None}
+    assert pending(c, docs, {"n0", "n1"}) == [], "a crash-looping pod has its IP: settled"
+    assert pending(c, docs, {"n0"}) == ["node n1", "pod p1"]
+    assert default_timeout(cluster(nodes=50)) > default_timeout(cluster(nodes=3))
+
+
+def test_logs_command_line() -> None:
+    from generator.runtime.logs import logs_argv
+
+    c: Any = {"nodes": [{"name": "n0", "container": "kgen-t-n0"}],
+              "pods": [{"name": "p", "node": "n0",
+                        "containers": [{"name": "web"}, {"name": "side"}]}]}
+    argv, note = logs_argv(c, "p", None)
+    assert argv == ["docker", "exec", "kgen-t-n0", "tail", "-n", "+1",
+                    "/var/log/kgen/pods/p/web.log"]
+    assert note == 'Defaulted container "web" out of: web, side'
+    argv, note = logs_argv(c, "p", "side", follow=True, tail=5)
+    assert argv[-4:] == ["-n", "5", "-F", "/var/log/kgen/pods/p/side.log"] and note is None
+    with pytest.raises(LookupError, match="choose one of: web, side"):
+        logs_argv(c, "p", "nope")
+    with pytest.raises(LookupError, match="no pod named 'q'"):
+        logs_argv(c, "q", None)
