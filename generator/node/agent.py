@@ -141,17 +141,21 @@ class Agent:
         self.publish()
 
     def watch_cluster(self) -> bool:
+        """Apply a new generation of cluster.json; the file is read only when its
+        stamp changed, and a generation whose apply failed is tried again."""
         stamp = _stamp(self.cluster_file)
-        if stamp == self.cluster_stamp and self.applied:
+        if stamp == self.cluster_stamp:
             return False
         cluster = read_json(self.cluster_file)
         if not isinstance(cluster, dict):
             return False
+        if cluster.get("generation") != self.applied:
+            self.apply(cast(Cluster, cluster))  # raises: the stamp stays old, so next step retries
+            changed = True
+        else:
+            changed = False
         self.cluster_stamp = stamp
-        if cluster.get("generation") == self.applied:
-            return False
-        self.apply(cast(Cluster, cluster))
-        return True
+        return changed
 
     def apply(self, cluster: Cluster) -> None:
         if not any(n["name"] == self.node for n in cluster["nodes"]):

@@ -298,3 +298,24 @@ def test_logs_command_line() -> None:
         logs_argv(c, "p", "nope")
     with pytest.raises(LookupError, match="no pod named 'q'"):
         logs_argv(c, "q", None)
+
+
+def test_a_generation_whose_apply_failed_is_tried_again(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    a = agent(tmp_path)
+    a.cluster, a.applied = None, "g0"
+    contract.write_json_atomic(tmp_path / "cluster.json", cluster())
+    calls: list[str] = []
+
+    def apply(c: Any) -> None:
+        calls.append(c["generation"])
+        if len(calls) == 1:
+            raise RuntimeError("overlay failed")
+        a.applied = c["generation"]
+
+    monkeypatch.setattr(a, "apply", apply)
+    with pytest.raises(RuntimeError):
+        a.watch_cluster()
+    assert a.watch_cluster() is True and a.applied == "g1"
+    assert a.watch_cluster() is False, "unchanged file: not even read"
+    assert calls == ["g1", "g1"]
