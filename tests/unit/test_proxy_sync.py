@@ -30,7 +30,8 @@ def proxier(ns: str, **kw: float) -> Proxier:
     exec_ns = ("ip", "netns", "exec", ns)
     return Proxier(NODE, "192.168.0.2", CLUSTER_CIDR,
                    iptables_restore=(*exec_ns, "iptables-restore"),
-                   iptables=(*exec_ns, "iptables"), **kw)
+                   iptables=(*exec_ns, "iptables"), iptables_save=(*exec_ns, "iptables-save"),
+                   **kw)  # type: ignore[arg-type]
 
 
 def save(ns: str, table: str = "nat") -> str:
@@ -116,24 +117,56 @@ def test_events_are_batched(ns: str) -> None:
         thread.join(3)
 
 
-class Recorder:
-    """Stands in for subprocess.run: records commands, every one succeeds."""
+def test_jumps_follow_kube_proxys_order(ns: str) -> None:
+    p = proxier(ns)
+    p.update(SERVICES, PODS)
+    assert p.sync_once()
+    filter_rules = save(ns, "filter").splitlines()
+    jumps = [line.split(" -j ")[-1] for line in filter_rules if line.startswith("-A INPUT")]
+    assert jumps == ["KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES",
+                     "KUBE-FIREWALL"]
+    jumps = [line.split(" -j ")[-1] for line in filter_rules if line.startswith("-A FORWARD")]
+    assert jumps == ["KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES",
+                     "KUBE-EXTERNAL-SERVICES"]
 
-    def __init__(self) -> None:
+
+def test_staged_full_sync_writes_the_same_ruleset(ns: str) -> None:
+    p = proxier(ns, stage=1)
+    p.update(SERVICES, PODS)
+    assert p.sync_once()
+    staged = save(ns)
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", "nat", "-F"], check=True)
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", "nat", "-X"], check=True)
+    q = proxier(ns, stage=1000)
+    q.update(SERVICES, PODS)
+    assert q.sync_once()
+    def rules(text: str) -> list[str]:
+        return sorted(line for line in text.splitlines() if line.startswith(("-A", ":KUBE")))
+    assert rules(staged) == rules(save(ns))
+
+
+class Recorder:
+    """Stands in for subprocess.run: records commands, every one succeeds; `conntrack -L`
+    answers with the entries given."""
+
+    def __init__(self, entries: str = "") -> None:
         self.calls: list[list[str]] = []
+        self.entries = entries
 
     def __call__(self, cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
         self.calls.append(list(cmd))
-        return subprocess.CompletedProcess(cmd, 0, "", "")
+        out = self.entries if cmd[:2] == ["conntrack", "-L"] else ""
+        return subprocess.CompletedProcess(cmd, 0, out, "")
 
-    def conntrack(self) -> list[list[str]]:
-        return [c for c in self.calls if c[0] == "conntrack"]
+    def deletes(self) -> list[list[str]]:
+        return [c for c in self.calls if c[:2] == ["conntrack", "-D"]]
 
 
 def udp_service(node_port: int | None = None) -> dict:
     return {"name": "dns", "type": "NodePort" if node_port else "ClusterIP",
             "clusterIP": "172.30.0.53", "selector": {"app": "dns"}, "sessionAffinity": "None",
             "sessionAffinityTimeout": 10800, "externalTrafficPolicy": "Cluster",
+            "internalTrafficPolicy": "Cluster",
             "ports": [{"name": "", "port": 53, "targetPort": 5353, "protocol": "UDP",
                        "nodePort": node_port}]}
 
@@ -142,25 +175,58 @@ def dns_pod(name: str, ip: str) -> dict:
     return {"name": name, "node": NODE, "ip": ip, "state": "Running", "labels": {"app": "dns"}}
 
 
-def test_stale_udp_conntrack_entries_are_flushed() -> None:
-    run = Recorder()
+def entry(client: str, dst: str, dport: int, reply_src: str) -> str:
+    return (f"udp      17 29 src={client} dst={dst} sport=40000 dport={dport} "
+            f"src={reply_src} dst={client} sport=5353 dport=40000 mark=0 use=1")
+
+
+ENTRIES = "\n".join([
+    entry("10.0.0.2", "172.30.0.53", 53, "10.180.0.7"),  # to a. still serving
+    entry("10.0.0.2", "172.30.0.53", 53, "10.180.0.8"),  # to b, gone below
+    entry("10.0.0.3", "172.30.0.53", 53, "172.30.0.53"),  # made while REJECTed: no DNAT
+    entry("203.0.113.9", "192.168.0.2", 30053, "10.180.0.8"),  # via the nodePort to b
+    entry("10.0.0.2", "172.30.0.99", 53, "10.180.0.8"),  # another service: not ours
+]) + "\n"
+
+
+def test_stale_udp_entries_are_those_whose_reply_source_no_longer_serves() -> None:
+    run = Recorder(ENTRIES)
     p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
     both = [dns_pod("a", "10.180.0.7"), dns_pod("b", "10.180.0.8")]
     p.update([udp_service(30053)], both)
     assert p.sync_once()
-    assert run.conntrack() == []
+    run.calls.clear()
     p.update([udp_service(30053)], both[:1])  # b goes away
     assert p.sync_once()
-    assert run.conntrack() == [
-        ["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53", "--dst-nat", "10.180.0.8"],
-        ["conntrack", "-D", "-p", "udp", "--orig-port-dst", "30053", "--dst-nat", "10.180.0.8"]]
+    assert run.deletes() == [
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53", "--orig-port-dst", "53",
+         "--reply-src", "10.180.0.8"],
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53", "--orig-port-dst", "53",
+         "--reply-src", "172.30.0.53"],
+        ["conntrack", "-D", "-p", "udp", "--orig-port-dst", "30053", "--reply-src", "10.180.0.8"]]
 
 
-def test_udp_service_getting_its_first_endpoint_forgets_rejected_flows() -> None:
-    run = Recorder()
+def test_nothing_is_listed_when_no_udp_service_changed() -> None:
+    run = Recorder(ENTRIES)
     p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
-    p.update([udp_service()], [])
-    assert p.sync_once()
     p.update([udp_service()], [dns_pod("a", "10.180.0.7")])
     assert p.sync_once()
-    assert run.conntrack() == [["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53"]]
+    run.calls.clear()
+    p.update([udp_service(), *SERVICES], [dns_pod("a", "10.180.0.7"), *PODS])
+    assert p.sync_once()
+    assert not [c for c in run.calls if c[0] == "conntrack"]
+
+
+def test_a_deleted_udp_service_loses_all_its_entries() -> None:
+    run = Recorder(ENTRIES)
+    p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
+    p.update([udp_service(30053)], [dns_pod("a", "10.180.0.7")])
+    assert p.sync_once()
+    run.calls.clear()
+    p.update([], [dns_pod("a", "10.180.0.7")])
+    assert p.sync_once()
+    deleted = {tuple(c[4:]) for c in run.deletes()}
+    assert ("--orig-dst", "172.30.0.53", "--orig-port-dst", "53", "--reply-src",
+            "10.180.0.7") in deleted
+    assert ("--orig-port-dst", "30053", "--reply-src", "10.180.0.8") in deleted
+    assert not any("172.30.0.99" in c for c in deleted)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +36,11 @@ class PodIndex:
         return [p for p in candidates if selects(selector, p.get("labels") or {})]
 
     def endpoints(self, service: dict[str, Any], port: dict[str, Any]) -> list[Endpoint]:
+        """Ordered as kube-proxy orders them: by the "ip:port" string (so 10.244.0.10
+        comes before 10.244.0.9), which decides which endpoint gets which probability."""
         found = [Endpoint(p["ip"], int(port["targetPort"]), p["node"])
                  for p in self.select(service["selector"])]
-        return sorted(found, key=lambda e: (int(ipaddress.IPv4Address(e.ip)), e.port))
+        return sorted(found, key=lambda e: e.address)
 
 
 def endpoints_for(service: dict[str, Any], port: dict[str, Any],

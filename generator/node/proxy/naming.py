@@ -36,3 +36,26 @@ def svl_chain(spn: str, protocol: str) -> str:
 def sep_chain(spn: str, protocol: str, endpoint: str) -> str:
     """`endpoint` is `ip:port`, appended before hashing."""
     return "KUBE-SEP-" + _hash16(spn + protocol.lower() + endpoint)
+
+
+# ---- nftables mode (pkg/proxy/nftables): readable names prefixed by a short hash
+
+NFT_NAME_MAX = 256 - 16  # knftables' NameLengthMax less the longest prefix
+
+
+def _hash_and_truncate(name: str) -> str:
+    encoded = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()
+    name = f"{encoded[:8]}-{name}"
+    return name if len(name) <= NFT_NAME_MAX else name[:NFT_NAME_MAX - 3] + "..."
+
+
+def nft_port_base(namespace: str, service: str, protocol: str, port_name: str) -> str:
+    """`HASH-ns/svc/proto/port`, e.g. `ULMVA6XW-ns1/svc1/tcp/p80`."""
+    return _hash_and_truncate(f"{namespace}/{service}/{protocol}/{port_name}")
+
+
+def nft_endpoint_base(namespace: str, service: str, protocol: str, port_name: str,
+                      ip: str, port: int) -> str:
+    """`HASH-ns/svc/proto/port__ip/port`, e.g. `5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80`."""
+    return _hash_and_truncate(f"{namespace}/{service}/{protocol}/{port_name}__"
+                              f"{ip.replace(':', '.')}/{port}")
