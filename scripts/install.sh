@@ -31,6 +31,8 @@ engine_answers || have dockerd || want docker.io
 compose_present || want docker-compose
 have debootstrap || want debootstrap
 have iptables || want iptables
+have nft || want nftables            # the nftables proxier's netns tests and benchmark
+have conntrack || want conntrack
 have tcpdump || want tcpdump
 have ping || want iputils-ping
 [ -x "$CNI_BRIDGE" ] || want containernetworking-plugins   # reference CNI plugins for tests

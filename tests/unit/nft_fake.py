@@ -69,6 +69,9 @@ class FakeTable:
                     raise ValueError(f"chain {name} is in use")
                 del self.chains[name]
         elif kind == "rule":
+            for target in re.findall(r"(?:jump|goto) (\S+)", tail):
+                if target not in self.chains:
+                    raise ValueError(f"No such file or directory: chain {target}")
             self.chains[name].rules.append(tail)
         elif kind in ("set", "map"):
             if verb == "add":

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-TOOLS = ["debootstrap", "iptables", "tcpdump", "ping"]
+TOOLS = ["debootstrap", "iptables", "nft", "conntrack", "tcpdump", "ping"]
 
 
 def _stub(bin_dir: Path, name: str, body: str) -> None:
@@ -57,7 +57,8 @@ def tools() -> dict[str, str]:
 
 def test_bare_machine_gets_engine_compose_and_tools(tmp_path: Path) -> None:
     got = plan(tmp_path, {})
-    assert got["install"].split() == ["docker.io", "docker-compose", *TOOLS[:3], "iputils-ping",
+    assert got["install"].split() == ["docker.io", "docker-compose", "debootstrap", "iptables",
+                                      "nftables", "conntrack", "tcpdump", "iputils-ping",
                                       "containernetworking-plugins"]
     assert got["dockerd"] == "start"
 

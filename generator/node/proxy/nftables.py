@@ -343,7 +343,9 @@ class NFTablesProxier(BaseProxier):
                 existing, existing_sets = listed
         staged, final = ([], changed) if len(changed) <= self.stage else (changed, [])
         for batch in chunks(staged, self.stage):
-            ok, err, seconds = self.nft("\n".join([TABLE_LINE, *chain_lines(batch)]) + "\n")
+            # The table and the chain every endpoint chain jumps to may not exist yet.
+            head = [TABLE_LINE, f"add chain {TABLE} mark-for-masquerade"]
+            ok, err, seconds = self.nft("\n".join([*head, *chain_lines(batch)]) + "\n")
             kernel += seconds
             if not ok:
                 return self.failed(f"nft: {err}")
