@@ -61,9 +61,11 @@ class FakeNft:
             return subprocess.CompletedProcess(cmd, 0, "", "")
         if "list" in cmd:
             if self.table.table is None:
-                return subprocess.CompletedProcess(cmd, 1, "", "No such file or directory")
-            body = "".join(f"\tchain {c} {{\n\t}}\n" for c in self.table.chains)
-            body += "".join(f"\tset {s} {{\n\t}}\n" for s in self.table.containers)
+                return subprocess.CompletedProcess(cmd, 0, "", "")
+            if "chains" in cmd:
+                body = "".join(f"\tchain {c} {{\n\t}}\n" for c in self.table.chains)
+            else:
+                body = "".join(f"\tset {s} {{\n\t}}\n" for s in self.table.containers)
             return subprocess.CompletedProcess(cmd, 0, f"table ip kube-proxy {{\n{body}}}\n", "")
         raise AssertionError(cmd)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from generator.node.contract import input_digest
-from generator.node.proxy.service import PortInfo
+from generator.node.proxy.service import PortInfo, PortTracker
 
 log = logging.getLogger("kgen.proxy")
 
@@ -44,8 +44,11 @@ class BaseProxier:
         self.changed = threading.Event()
         self.services: list[dict[str, Any]] = []
         self.pods: list[dict[str, Any]] = []
-        self.input = ""  # digest of services + pods last handed in
-        self.synced = ""  # digest of the last successful sync
+        self.input = ""  # generation of the services + pods last handed in
+        self.synced = ""  # input digest of the last successful sync (see status)
+        self.synced_input: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self.digest_of: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self.tracker = PortTracker()
         self.need_full = True
         self.syncs = 0
         self.last_sync_ms = 0.0
@@ -57,14 +60,19 @@ class BaseProxier:
     # ---- inputs and status
 
     def update(self, services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
-        digest = input_digest(services, pods)
+        """Hand in the cluster's services and pods (treated as immutable from here on)."""
         with self.lock:
-            if digest == self.input:
+            if services == self.services and pods == self.pods and self.input:
                 return
-            self.services, self.pods, self.input = services, pods, digest
+            self.services, self.pods = services, pods
+            self.input = str(int(self.input or "0") + 1)  # a generation number
         self.changed.set()
 
     def status(self) -> dict[str, Any]:
+        """`digest`: the input digest (`contract.input_digest`) of what the last successful
+        sync put in place; computed here, off the sync path, once per synced input."""
+        if self.synced_input is not None and self.digest_of is not self.synced_input:
+            self.synced, self.digest_of = input_digest(*self.synced_input), self.synced_input
         return {"digest": self.synced, "syncs": self.syncs,
                 "lastSyncMs": round(self.last_sync_ms, 2), "error": self.error}
 
@@ -100,13 +108,16 @@ class BaseProxier:
             ok = self.sync_once()
             retry_at = None if ok else time.monotonic() + self.sync_period
 
-    def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    def snapshot(self) -> tuple[list[PortInfo], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Every service port of the input last handed in, and that input."""
         with self.lock:
-            return self.services, self.pods, self.input
+            services, pods = self.services, self.pods
+        return self.tracker.update(services, pods), (services, pods)
 
-    def synced_ok(self, digest: str, started: float) -> None:
+    def synced_ok(self, synced: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+                  started: float) -> None:
         self.need_full, self.error = False, None
-        self.synced, self.syncs = digest, self.syncs + 1
+        self.synced_input, self.syncs = synced, self.syncs + 1
         self.last_sync_ms = (time.monotonic() - started) * 1000
 
     def failed(self, error: str) -> bool:

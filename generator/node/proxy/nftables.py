@@ -33,7 +33,7 @@ from generator.node.proxy.loop import (
     run_command,
 )
 from generator.node.proxy.naming import nft_endpoint_base, nft_port_base
-from generator.node.proxy.service import PortInfo, policy, port_infos
+from generator.node.proxy.service import PortInfo, policy
 
 log = logging.getLogger("kgen.proxy")
 
@@ -308,9 +308,9 @@ class NFTablesProxier(BaseProxier):
         return result.returncode == 0, result.stderr.strip(), time.monotonic() - started
 
     def sync_once(self, full: bool = False) -> bool:
-        services, pods, digest = self.snapshot()
-        full = full or self.need_full
         started = time.monotonic()
+        infos, synced = self.snapshot()
+        full = full or self.need_full
         kernel = 0.0
         # Chains flushed at least a second ago are no longer referenced: delete them
         # (kernels before 6.2 notice a deleted map element's chain reference late).
@@ -325,7 +325,7 @@ class NFTablesProxier(BaseProxier):
             else:
                 log.warning("deleting stale chains: %s (retried later)", err)
         ports, changed = [], []
-        for info in port_infos(services, pods):
+        for info in infos:
             cached = self.cache.get(info.key)
             if cached is not None and cached.info == info and not full:
                 ports.append(cached)
@@ -337,7 +337,10 @@ class NFTablesProxier(BaseProxier):
         wanted = {name for p in ports for name in p.chains}
         wanted_sets = {name for p in ports for name in p.sets}
         existing, existing_sets = self.chains, self.sets
-        if full:
+        if not self.flushed:
+            # What an earlier run left (kube-proxy lists the chains on every sync; kgen
+            # knows what it wrote and lists once, at its first sync: a listing of
+            # 60,000 chains costs seconds).
             listed = self.list_table()
             if listed is not None:
                 existing, existing_sets = listed
@@ -370,7 +373,7 @@ class NFTablesProxier(BaseProxier):
         self.cache = {p.key: p for p in ports}
         self.elements, self.chains, self.sets = elements, wanted | set(stale), wanted_sets
         self.cleanup_udp(p.info for p in ports)
-        self.synced_ok(digest, started)
+        self.synced_ok(synced, started)
         total = time.monotonic() - started
         self.timing = {"total": total, "kernel": kernel, "python": total - kernel}
         log.info("%s sync: %d service ports, %d rewritten (%d staged), %d stale, %.1f ms",
@@ -379,10 +382,14 @@ class NFTablesProxier(BaseProxier):
         return True
 
     def list_table(self) -> tuple[set[str], set[str]] | None:
-        """The service chains and affinity sets now in the table (None: no table yet)."""
-        result = self.run_cmd([*self.nft_cmd, "-t", "list", "table", *TABLE.split()])
-        if result.returncode != 0:
+        """The service chains and affinity sets now in the table (None: no table yet).
+        (`list chains` and `list sets` print no rules and no elements, unlike `list table`.)"""
+        chains = self.run_cmd([*self.nft_cmd, "list", "chains", "ip"])
+        sets = self.run_cmd([*self.nft_cmd, "-t", "list", "sets", "ip"])
+        if chains.returncode != 0 or sets.returncode != 0:
             return None
-        chains = set(re.findall(r"^\s*chain (\S+) \{", result.stdout, re.M))
-        sets = set(re.findall(r"^\s*set (affinity-\S+) \{", result.stdout, re.M))
-        return {c for c in chains if _is_service_chain(c)}, sets
+        ours = chains.stdout.partition(f"table {TABLE} {{")[2].partition("\n}")[0]
+        names = set(re.findall(r"^\s*chain (\S+) \{", ours, re.M))
+        ours = sets.stdout.partition(f"table {TABLE} {{")[2].partition("\n}")[0]
+        return ({c for c in names if _is_service_chain(c)},
+                set(re.findall(r"^\s*set (affinity-\S+) \{", ours, re.M)))

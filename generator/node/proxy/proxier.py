@@ -38,7 +38,6 @@ from generator.node.proxy.rules import (
     write_chains,
     write_ruleset,
 )
-from generator.node.proxy.service import port_infos
 
 log = logging.getLogger("kgen.proxy")
 
@@ -89,11 +88,10 @@ class Proxier(BaseProxier):
     # ---- one sync
 
     def sync_once(self, full: bool = False) -> bool:
-        services, pods, digest = self.snapshot()
-        full = full or self.need_full
         started = time.monotonic()
+        infos, synced = self.snapshot()
+        full = full or self.need_full
         restore_s = 0.0
-        infos = list(port_infos(services, pods))
         large = sum(len(i.endpoints) for i in infos) > LARGE_CLUSTER_ENDPOINTS
         ports, changed = [], []
         for info in infos:
@@ -135,7 +133,7 @@ class Proxier(BaseProxier):
         self.cleanup_udp(infos)
         self.cache = {p.key: p for p in ports}
         self.large, self.written = large, wanted
-        self.synced_ok(digest, started)
+        self.synced_ok(synced, started)
         total = time.monotonic() - started
         self.timing = {"total": total, "kernel": restore_s, "python": total - restore_s}
         log.info("%s sync: %d service ports, %d rewritten (%d staged), %d stale, %.1f ms",

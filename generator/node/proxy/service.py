@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+from generator.node.contract import ready_pods, selects
 from generator.node.proxy.endpoints import Endpoint, PodIndex
 from generator.node.proxy.naming import NAMESPACE, service_port_name
 
@@ -29,12 +31,12 @@ class PortInfo:
     internal_local: bool  # internalTrafficPolicy: Local
     endpoints: tuple[Endpoint, ...]  # ordered by "ip:port"
 
-    @property
+    @cached_property
     def spn(self) -> str:
         """kube-proxy's ServicePortName string: `ns/svc` or `ns/svc:port`."""
         return service_port_name(self.service, self.port_name, self.namespace)
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"{self.spn}/{self.protocol}"
 
@@ -75,18 +77,80 @@ def policy(info: PortInfo, node: str) -> Policy:
 
 
 def port_infos(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Iterator[PortInfo]:
+    """Every service port from scratch (the proxiers keep a PortTracker instead)."""
     index = PodIndex(pods)
     for s in services:
-        affinity = s.get("sessionAffinityTimeout", 10800) if s.get("sessionAffinity") == "ClientIP" \
-            else None
-        node_port_service = s.get("type") == "NodePort"
-        for p in s["ports"]:
-            yield PortInfo(
-                namespace=s.get("namespace", NAMESPACE), service=s["name"],
-                port_name=p.get("name") or "", protocol=p["protocol"].lower(),
-                cluster_ip=s["clusterIP"], port=int(p["port"]),
-                node_port=p.get("nodePort") if node_port_service else None,
-                affinity=affinity,
-                external_local=node_port_service and s.get("externalTrafficPolicy") == "Local",
-                internal_local=s.get("internalTrafficPolicy") == "Local",
-                endpoints=tuple(index.endpoints(s, p)))
+        yield from port_infos_of(s, index.select(s.get("selector") or {}))
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return bool(ready_pods([pod]))
+
+
+class PortTracker:
+    """PortInfo of every service port, kept across syncs: a sync recomputes only the
+    services whose own spec changed or whose selector matches a pod that changed, so
+    one changed endpoint at 10,000 services costs a few dict comparisons per object,
+    not a new selection and sort for every service."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.by_label: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # ready pods
+        self.by_selector: dict[tuple[str, str], set[str]] = {}  # selector item: services
+        self.ports: dict[str, list[PortInfo]] = {}
+
+    def update(self, services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[PortInfo]:
+        new_services = {s["name"]: s for s in services}
+        affected = {n for n, s in new_services.items() if self.services.get(n) != s}
+        affected |= self.services.keys() - new_services.keys()
+        for name in affected:
+            for item in (self.services.get(name) or {}).get("selector", {}).items():
+                self.by_selector.get(item, set()).discard(name)
+            for item in (new_services.get(name) or {}).get("selector", {}).items():
+                self.by_selector.setdefault(item, set()).add(name)
+        new_pods = {p["name"]: p for p in pods}
+        changed = [n for n, p in new_pods.items() if self.pods.get(n) != p]
+        changed += [n for n in self.pods if n not in new_pods]
+        for name in changed:
+            for version, add in ((self.pods.get(name), False), (new_pods.get(name), True)):
+                if version is None:
+                    continue
+                for item in (version.get("labels") or {}).items():
+                    affected |= self.by_selector.get(item, set())
+                    if add and _ready(version):
+                        self.by_label.setdefault(item, {})[name] = version
+                    elif not add:
+                        self.by_label.get(item, {}).pop(name, None)
+        self.services, self.pods = new_services, new_pods
+        for name in affected:
+            s = new_services.get(name)
+            if s is None:
+                self.ports.pop(name, None)
+            else:
+                self.ports[name] = list(port_infos_of(s, self.select(s.get("selector") or {})))
+        return [info for name in new_services for info in self.ports[name]]
+
+    def select(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+        if not selector:
+            return []
+        candidates = min((self.by_label.get(item, {}) for item in selector.items()), key=len)
+        return [p for p in candidates.values() if selects(selector, p.get("labels") or {})]
+
+
+def port_infos_of(s: dict[str, Any], pods: list[dict[str, Any]]) -> Iterator[PortInfo]:
+    affinity = s.get("sessionAffinityTimeout", 10800) if s.get("sessionAffinity") == "ClientIP" \
+        else None
+    node_port_service = s.get("type") == "NodePort"
+    for p in s["ports"]:
+        endpoints = sorted((Endpoint(pod["ip"], int(p["targetPort"]), pod["node"]) for pod in pods),
+                           key=lambda e: e.address)
+        yield PortInfo(
+            namespace=s.get("namespace", NAMESPACE), service=s["name"],
+            port_name=p.get("name") or "", protocol=p["protocol"].lower(),
+            cluster_ip=s["clusterIP"], port=int(p["port"]),
+            node_port=p.get("nodePort") if node_port_service else None,
+            affinity=affinity,
+            external_local=node_port_service and s.get("externalTrafficPolicy") == "Local",
+            internal_local=s.get("internalTrafficPolicy") == "Local",
+            endpoints=tuple(endpoints))
