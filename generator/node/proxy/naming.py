@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 NAMESPACE = "default"
@@ -17,8 +16,20 @@ def service_port_name(service: str, port_name: str, namespace: str = NAMESPACE) 
     return f"{base}:{port_name}" if port_name else base
 
 
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def _b32_prefix(digest: bytes, chars: int) -> str:
+    """The first `chars` characters of base32(digest), computed from the bytes they need
+    (base64.b32encode of the whole digest is pure Python and dominates a 10k sync)."""
+    nbytes = (chars * 5 + 7) // 8
+    value = int.from_bytes(digest[:nbytes], "big")
+    bits = nbytes * 8
+    return "".join(_B32[(value >> (bits - 5 * (i + 1))) & 31] for i in range(chars))
+
+
 def _hash16(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    return _b32_prefix(hashlib.sha256(text.encode()).digest(), 16)
 
 
 def svc_chain(spn: str, protocol: str) -> str:
@@ -44,8 +55,7 @@ NFT_NAME_MAX = 256 - 16  # knftables' NameLengthMax less the longest prefix
 
 
 def _hash_and_truncate(name: str) -> str:
-    encoded = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()
-    name = f"{encoded[:8]}-{name}"
+    name = f"{_b32_prefix(hashlib.sha256(name.encode()).digest(), 8)}-{name}"
     return name if len(name) <= NFT_NAME_MAX else name[:NFT_NAME_MAX - 3] + "..."
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger("kgen.proxy")
 TABLE = "ip kube-proxy"
 TABLE_LINE = f'add table {TABLE} {{ comment "rules for kube-proxy" ; }}'
 MASQ_MARK = "0x4000"
-STAGE = 500  # service ports per staged transaction (see the benchmark)
+STAGE = 1000  # service ports per staged transaction (see the benchmark)
 
 # Base chains: name, type, hook, priority (filter before DNAT at dstnat-10, filter at 0).
 BASE_CHAINS = [

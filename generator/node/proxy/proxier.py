@@ -43,7 +43,7 @@ log = logging.getLogger("kgen.proxy")
 
 CANARY = "KUBE-PROXY-CANARY"
 CANARY_TABLES = ("mangle", "nat", "filter")
-STAGE = 250  # service ports per restore in a staged sync (see the benchmark)
+STAGE = 500  # service ports per restore in a staged sync (see the benchmark)
 
 
 class Proxier(BaseProxier):

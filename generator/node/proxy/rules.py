@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from generator.node.proxy.naming import ext_chain, sep_chain, svc_chain, svl_chain
+from generator.node.proxy.naming import sep_chain, svc_chain
 from generator.node.proxy.service import PortInfo, policy
 
 MASQ_MARK = "0x4000"
@@ -51,19 +51,19 @@ class PortRules:
         return self.info.key
 
 
-def _ladder(chain: str, spn: str, proto: str, endpoints: Sequence, affinity: int | None,
-            large: bool) -> list[str]:
+def _ladder(chain: str, spn: str, seps: dict[str, str], endpoints: Sequence,
+            affinity: int | None, large: bool) -> list[str]:
     """Endpoint i of N taken with probability 1/(N-i); ClientIP affinity first."""
     rules = []
     if affinity is not None:
         for ep in endpoints:
-            sep = sep_chain(spn, proto, ep.address)
+            sep = seps[ep.address]
             note = "" if large else f" {comment(f'{spn} -> {ep.address}')}"
             rules.append(f"-A {chain}{note} -m recent --name {sep} --rcheck --seconds {affinity} "
                          f"--reap -j {sep}")
     n = len(endpoints)
     for i, ep in enumerate(endpoints):
-        sep = sep_chain(spn, proto, ep.address)
+        sep = seps[ep.address]
         note = "" if large else f" {comment(f'{spn} -> {ep.address}')}"
         chance = "" if i == n - 1 else (f" -m statistic --mode random --probability "
                                         f"{1.0 / (n - i):.10f}")
@@ -71,8 +71,8 @@ def _ladder(chain: str, spn: str, proto: str, endpoints: Sequence, affinity: int
     return rules
 
 
-def _sep_rules(spn: str, proto: str, ep, affinity: int | None, large: bool) -> list[str]:
-    sep = sep_chain(spn, proto, ep.address)
+def _sep_rules(spn: str, proto: str, sep: str, ep, affinity: int | None,
+               large: bool) -> list[str]:
     note = "" if large else f" {comment(spn)}"
     recent = f" -m recent --name {sep} --set" if affinity is not None else ""
     return [
@@ -86,9 +86,12 @@ def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
                        large: bool = False) -> PortRules:
     spn, proto = info.spn, info.protocol
     ip, port = info.cluster_ip, info.port
-    svc, svl, ext = svc_chain(spn, proto), svl_chain(spn, proto), ext_chain(spn, proto)
+    svc = svc_chain(spn, proto)
+    digest = svc[len("KUBE-SVC-"):]  # KUBE-SVC, KUBE-SVL and KUBE-EXT share it
+    svl, ext = f"KUBE-SVL-{digest}", f"KUBE-EXT-{digest}"
     pol = policy(info, node)
-    r = PortRules(info, svc[len("KUBE-SVC-"):])
+    seps = {ep.address: sep_chain(spn, proto, ep.address) for ep in pol.reachable}
+    r = PortRules(info, digest)
     match = f"-m {proto} -p {proto}"
     internal = svl if info.internal_local else svc
 
@@ -140,13 +143,13 @@ def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
 
     if pol.cluster:
         r.chains.setdefault(svc, []).extend(
-            _ladder(svc, spn, proto, pol.cluster, info.affinity, large))
+            _ladder(svc, spn, seps, pol.cluster, info.affinity, large))
     if pol.local:
         r.chains.setdefault(svl, []).extend(
-            _ladder(svl, spn, proto, pol.local, info.affinity, large))
+            _ladder(svl, spn, seps, pol.local, info.affinity, large))
     for ep in pol.reachable:
-        r.chains[sep_chain(spn, proto, ep.address)] = _sep_rules(spn, proto, ep, info.affinity,
-                                                                 large)
+        r.chains[seps[ep.address]] = _sep_rules(spn, proto, seps[ep.address], ep, info.affinity,
+                                                large)
     return r
 
 
