@@ -85,6 +85,13 @@ def same_as_fresh(nft: FakeNft, services, pods) -> bool:
     return fresh_lines == got_lines - leftovers
 
 
+def two_ports() -> dict:
+    """svc8 with two ports: both own the cluster-ips element of 172.30.0.48."""
+    svc = service(8, "172.30.0.48")
+    svc["ports"] = [*svc["ports"], {**svc["ports"][0], "name": "p81", "port": 81}]
+    return svc
+
+
 @pytest.mark.parametrize("stage", [1, nftables.STAGE])
 def test_full_then_partial_syncs_reach_the_same_table_as_a_fresh_one(stage: int) -> None:
     nft = FakeNft()
@@ -95,6 +102,8 @@ def test_full_then_partial_syncs_reach_the_same_table_as_a_fresh_one(stage: int)
         (SERVICES, [*PODS, pod("mine", "10.180.0.9", "svc2", node=NODE)]),  # a local endpoint
         (SERVICES[:4], PODS),  # svc5 and svc6 deleted
         ([*SERVICES, service(7, "172.30.0.47", internal="Local")], PODS),
+        ([*SERVICES, two_ports()], [*PODS, pod("e8", "10.180.0.8", "svc8")]),
+        ([*SERVICES, service(8, "172.30.0.48")], [*PODS, pod("e8", "10.180.0.8", "svc8")]),
     ]
     for services, pods in steps:
         p.update(services, pods)

@@ -297,7 +297,8 @@ class NFTablesProxier(BaseProxier):
         self.stage = stage
         self.cache: dict[str, NftPort] = {}
         self.elements: dict[tuple[str, str], tuple[str, str]] = {}
-        self.chains: set[str] = set()  # service and endpoint chains in the table
+        self.owners: dict[tuple[str, str], int] = {}  # element: how many ports want it
+        self.chains: set[str] = set()  # service and endpoint chains wanted in the table
         self.sets: set[str] = set()  # affinity sets in the table
         self.stale: dict[str, float] = {}  # flushed chains to delete a second later
         self.flushed = False
@@ -320,30 +321,73 @@ class NFTablesProxier(BaseProxier):
             kernel += seconds
             for chain in old:
                 del self.stale[chain]
-            if ok:
-                self.chains -= set(old)
-            else:
+            if not ok:
                 log.warning("deleting stale chains: %s (retried later)", err)
-        ports, changed = [], []
+                self.stale.update(dict.fromkeys(old, started))
+        cache = self.cache
+        ports: list[NftPort] = []
+        changed: list[NftPort] = []
         for info in infos:
-            cached = self.cache.get(info.key)
-            if cached is not None and cached.info == info and not full:
+            cached = cache.get(info.key)
+            if cached is not None and (cached.info is info or cached.info == info):
                 ports.append(cached)
+                if full:
+                    changed.append(cached)
                 continue
-            rules = cached if cached is not None and cached.info == info else \
-                service_port_rules(info, self.node, self.cluster_cidr)
+            rules = service_port_rules(info, self.node, self.cluster_cidr)
             ports.append(rules)
             changed.append(rules)
-        wanted = {name for p in ports for name in p.chains}
-        wanted_sets = {name for p in ports for name in p.sets}
-        existing, existing_sets = self.chains, self.sets
+        removed = [cache[k] for k in cache.keys() - {p.key for p in ports}]
+        if full:
+            old_ports = list(cache.values())
+            chains = {name for p in ports for name in p.chains}
+            sets = {name for p in ports for name in p.sets}
+            stale = self.chains - chains
+            dropped_sets = self.sets - sets
+            owners: dict[tuple[str, str], int] = {}
+            for p in ports:
+                for key in p.elements:
+                    owners[key] = owners.get(key, 0) + 1
+            elements = {k: v for p in ports for k, v in p.elements.items()}
+            element_diff = element_lines({}, elements)
+        else:
+            # Only what changed and removed ports owned can have changed.
+            old_ports = [cache[p.key] for p in changed if p.key in cache] + removed
+            new_chains = {name for p in changed for name in p.chains}
+            stale = {name for p in old_ports for name in p.chains} - new_chains
+            chains = (self.chains - stale) | new_chains
+            new_sets = {name for p in changed for name in p.sets}
+            dropped_sets = {name for p in old_ports for name in p.sets} - new_sets
+            sets = (self.sets - dropped_sets) | new_sets
+            owners = dict(self.owners)
+            elements = dict(self.elements)
+            for p in old_ports:
+                for key in p.elements:
+                    owners[key] -= 1
+            provided = {}
+            for p in changed:
+                for key, value in p.elements.items():
+                    owners[key] = owners.get(key, 0) + 1
+                    provided[key] = value
+            affected = {key for p in old_ports for key in p.elements} | provided.keys()
+            before = {k: self.elements[k] for k in affected if k in self.elements}
+            for key in affected:
+                if owners.get(key, 0) <= 0:
+                    owners.pop(key, None)
+                    elements.pop(key, None)
+                elif key in provided:
+                    elements[key] = provided[key]
+            element_diff = element_lines(before, {k: elements[k] for k in affected
+                                                  if k in elements})
         if not self.flushed:
             # What an earlier run left (kube-proxy lists the chains on every sync; kgen
             # knows what it wrote and lists once, at its first sync: a listing of
             # 60,000 chains costs seconds).
             listed = self.list_table()
             if listed is not None:
-                existing, existing_sets = listed
+                stale |= listed[0] - chains
+                dropped_sets |= listed[1] - sets
+        stale -= self.stale.keys()  # flushed already, deleted soon
         staged, final = ([], changed) if len(changed) <= self.stage else (changed, [])
         for batch in chunks(staged, self.stage):
             # The table and the chain every endpoint chain jumps to may not exist yet.
@@ -352,15 +396,13 @@ class NFTablesProxier(BaseProxier):
             kernel += seconds
             if not ok:
                 return self.failed(f"nft: {err}")
-        elements = {k: v for p in ports for k, v in p.elements.items()}
         lines = []
         if full:
             lines += setup_lines(self.node_ip, self.service_cidr, not self.flushed)
         lines += chain_lines(final)
-        lines += element_lines({} if full else self.elements, elements)
-        stale = sorted(c for c in existing - wanted if _is_service_chain(c))
-        lines += [f"flush chain {TABLE} {c}" for c in stale]
-        lines += [f"delete set {TABLE} {s}" for s in sorted(existing_sets - wanted_sets)]
+        lines += element_diff
+        lines += [f"flush chain {TABLE} {c}" for c in sorted(stale)]
+        lines += [f"delete set {TABLE} {s}" for s in sorted(dropped_sets)]
         if lines:
             ok, err, seconds = self.nft("\n".join(lines) + "\n")
             kernel += seconds
@@ -370,9 +412,15 @@ class NFTablesProxier(BaseProxier):
         for chain in stale:
             self.stale.setdefault(chain, now)
         self.flushed = self.flushed or full
-        self.cache = {p.key: p for p in ports}
-        self.elements, self.chains, self.sets = elements, wanted | set(stale), wanted_sets
-        self.cleanup_udp(p.info for p in ports)
+        if full:
+            self.cache = {p.key: p for p in ports}
+        else:
+            for p in removed:
+                del cache[p.key]
+            cache.update((p.key, p) for p in changed)
+        self.elements, self.owners, self.chains, self.sets = elements, owners, chains, sets
+        if full or any(p.info.protocol == "udp" for p in [*changed, *removed]):
+            self.cleanup_udp(p.info for p in ports)
         self.synced_ok(synced, started)
         total = time.monotonic() - started
         self.timing = {"total": total, "kernel": kernel, "python": total - kernel}

@@ -93,18 +93,31 @@ class Proxier(BaseProxier):
         full = full or self.need_full
         restore_s = 0.0
         large = sum(len(i.endpoints) for i in infos) > LARGE_CLUSTER_ENDPOINTS
+        cache = self.cache
         ports, changed = [], []
         for info in infos:
-            cached = self.cache.get(info.key)
-            if cached is not None and cached.info == info and large == self.large:
+            cached = cache.get(info.key)
+            if cached is not None and large == self.large and (
+                    cached.info is info or cached.info == info):
                 ports.append(cached)
                 continue
             rules = service_port_rules(info, self.node, self.cluster_cidr, large)
             ports.append(rules)
             changed.append(rules)
+        removed = [cache[k] for k in cache.keys() - {p.key for p in ports}]
         to_write = ports if full else changed
-        wanted = {name for p in ports for name in p.chains}
-        stale = self.written - wanted
+        if full:
+            wanted = {name for p in ports for name in p.chains}
+            stale = self.written - wanted
+        else:
+            # Only the chains of changed and removed ports can have become stale.
+            new = {name for p in changed for name in p.chains}
+            old = {name for p in removed for name in p.chains}
+            for p in changed:
+                if p.key in cache:
+                    old.update(cache[p.key].chains)
+            stale = old - new
+            wanted = (self.written - stale) | new
         now = time.monotonic()
         if full and (not large or now - self.last_cleanup > self.sync_period):
             # Chains left by an earlier run; in large clusters at most once per sync period.
@@ -130,8 +143,14 @@ class Proxier(BaseProxier):
             self.ensure_jumps_and_canary()
             restore_s += time.monotonic() - t
             self.last_full = time.monotonic()
-        self.cleanup_udp(infos)
-        self.cache = {p.key: p for p in ports}
+        if full or any(p.info.protocol == "udp" for p in [*changed, *removed]):
+            self.cleanup_udp(infos)
+        if full:
+            self.cache = {p.key: p for p in ports}
+        else:
+            for p in removed:
+                del cache[p.key]
+            cache.update((p.key, p) for p in changed)
         self.large, self.written = large, wanted
         self.synced_ok(synced, started)
         total = time.monotonic() - started
