@@ -131,6 +131,12 @@ def test_jumps_follow_kube_proxys_order(ns: str) -> None:
     jumps = [line.split(" -j ")[-1] for line in filter_rules if line.startswith("-A FORWARD")]
     assert jumps == ["KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES",
                      "KUBE-EXTERNAL-SERVICES"]
+    # A second full sync finds every jump in place and adds none.
+    assert p.sync_once(full=True)
+    def rules(text: str) -> list[str]:  # without the save's dated comment lines
+        return [line for line in text.splitlines() if not line.startswith("#")]
+    assert rules(save(ns, "filter")) == rules("\n".join(filter_rules))
+    assert save(ns).count("-j KUBE-SERVICES") == 2
 
 
 def test_staged_full_sync_writes_the_same_ruleset(ns: str) -> None:
