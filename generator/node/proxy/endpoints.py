@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from generator.node.contract import ready_pods, selects
@@ -14,7 +15,7 @@ class Endpoint:
     port: int
     node: str
 
-    @property
+    @cached_property
     def address(self) -> str:
         return f"{self.ip}:{self.port}"
 

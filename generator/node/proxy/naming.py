@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 NAMESPACE = "default"
@@ -16,16 +17,10 @@ def service_port_name(service: str, port_name: str, namespace: str = NAMESPACE) 
     return f"{base}:{port_name}" if port_name else base
 
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-
-
 def _b32_prefix(digest: bytes, chars: int) -> str:
-    """The first `chars` characters of base32(digest), computed from the bytes they need
-    (base64.b32encode of the whole digest is pure Python and dominates a 10k sync)."""
-    nbytes = (chars * 5 + 7) // 8
-    value = int.from_bytes(digest[:nbytes], "big")
-    bits = nbytes * 8
-    return "".join(_B32[(value >> (bits - 5 * (i + 1))) & 31] for i in range(chars))
+    """The first `chars` characters (a multiple of 8) of base32(digest): base32 of the
+    5-byte groups they stand for, not of the whole digest (which dominated a 10k sync)."""
+    return base64.b32encode(digest[:chars // 8 * 5]).decode()
 
 
 def _hash16(text: str) -> str:

@@ -83,10 +83,6 @@ def port_infos(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> It
         yield from port_infos_of(s, index.select(s.get("selector") or {}))
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return bool(ready_pods([pod]))
-
-
 class PortTracker:
     """PortInfo of every service port, kept across syncs: a sync recomputes only the
     services whose own spec changed or whose selector matches a pod that changed, so
@@ -112,13 +108,14 @@ class PortTracker:
         new_pods = {p["name"]: p for p in pods}
         changed = [n for n, p in new_pods.items() if self.pods.get(n) != p]
         changed += [n for n in self.pods if n not in new_pods]
+        ready = {p["name"] for p in ready_pods([new_pods[n] for n in changed if n in new_pods])}
         for name in changed:
             for version, add in ((self.pods.get(name), False), (new_pods.get(name), True)):
                 if version is None:
                     continue
                 for item in (version.get("labels") or {}).items():
                     affected |= self.by_selector.get(item, set())
-                    if add and _ready(version):
+                    if add and name in ready:
                         self.by_label.setdefault(item, {})[name] = version
                     elif not add:
                         self.by_label.get(item, {}).pop(name, None)
