@@ -13,7 +13,7 @@ import pytest
 from generator.node.contract import input_digest
 from generator.node.proxy.proxier import Proxier
 from tests.conftest import need_root_netns
-from tests.unit.proxy_fixture import CLUSTER_CIDR, NODE, PODS, SERVICES
+from tests.unit.proxy_fixture import CLUSTER_CIDR, NODE, PODS, SERVICES, pod
 
 pytestmark = pytest.mark.netns
 
@@ -152,6 +152,29 @@ def test_staged_full_sync_writes_the_same_ruleset(ns: str) -> None:
     def rules(text: str) -> list[str]:
         return sorted(line for line in text.splitlines() if line.startswith(("-A", ":KUBE")))
     assert rules(staged) == rules(save(ns))
+
+
+def test_partial_syncs_end_where_a_full_sync_starts(ns: str) -> None:
+    """Partial syncs leave unchanged top-level chains as they are: the tables must still
+    hold exactly what one full sync of the final state writes."""
+    p = proxier(ns)
+    steps = [PODS, PODS[1:], [*PODS, pod("e4b", "10.180.0.14", "svc4")],
+             [*PODS, pod("mine", "10.180.0.9", "svc2", node=NODE)], PODS[:3]]
+    for pods in steps:
+        p.update(SERVICES, pods)
+        assert p.sync_once(), p.error
+    fresh = f"kgt-proxy-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", fresh], check=True)
+    try:
+        q = proxier(fresh)
+        q.update(SERVICES, steps[-1])
+        assert q.sync_once(), q.error
+        for table in ("nat", "filter"):
+            def rules(text: str) -> list[str]:
+                return sorted(line for line in text.splitlines() if line.startswith(("-A", ":")))
+            assert rules(save(ns, table)) == rules(save(fresh, table)), table
+    finally:
+        subprocess.run(["ip", "netns", "delete", fresh], capture_output=True)
 
 
 class Recorder:

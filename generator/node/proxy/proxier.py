@@ -34,6 +34,7 @@ from generator.node.proxy.rules import (
     LARGE_CLUSTER_ENDPOINTS,
     OWNED_PREFIXES,
     PortRules,
+    dirty_top_level,
     service_port_rules,
     write_chains,
     write_ruleset,
@@ -132,7 +133,12 @@ class Proxier(BaseProxier):
             restore_s += time.monotonic() - t
             if result.returncode != 0:
                 return self.failed(f"iptables-restore: {result.stderr.strip()}")
-        payload = write_ruleset(ports, final, stale)
+        if full:
+            top = None
+        else:
+            top = dirty_top_level(changed, [cache[p.key] for p in changed if p.key in cache]
+                                  + removed)
+        payload = write_ruleset(ports, final, stale, top)
         t = time.monotonic()
         result = self.run_cmd([*self.restore_cmd, "-w", "--noflush"], input=payload)
         restore_s += time.monotonic() - t

@@ -196,33 +196,68 @@ def write_chains(ports: Iterable[PortRules]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The top-level chains that service ports add rules to, as (table, chain, PortRules field).
+TOP_LEVEL = [("filter", "KUBE-SERVICES", "filter_services"),
+             ("filter", "KUBE-EXTERNAL-SERVICES", "filter_external"),
+             ("nat", "KUBE-NODEPORTS", "nat_nodeports"),
+             ("nat", "KUBE-SERVICES", "nat_services")]
+
+
+def dirty_top_level(changed: Iterable[PortRules], old: Iterable[PortRules]
+                    ) -> set[tuple[str, str]]:
+    """The top-level chains whose rules differ once `old` ports are replaced by `changed`
+    ones (ports are compared by key: an old port without a new one was removed)."""
+    before = {p.key: p for p in old}
+    after = {p.key: p for p in changed}
+    dirty = set()
+    for table, chain, attr in TOP_LEVEL:
+        for key in before.keys() | after.keys():
+            if getattr(before.get(key), attr, []) != getattr(after.get(key), attr, []):
+                dirty.add((table, chain))
+                break
+    return dirty
+
+
 def write_ruleset(ports: Sequence[PortRules], only: Iterable[PortRules] | None = None,
-                  stale: Iterable[str] = ()) -> str:
+                  stale: Iterable[str] = (), top: set[tuple[str, str]] | None = None) -> str:
     """The iptables-restore payload for both tables.
 
-    `only`: the ports whose owned chains are written (None: all); the top-level
-    chains (and their jumps to every port's chains) are always written whole.
+    `only`: the ports whose owned chains are written (None: all).
     `stale`: owned chains that exist but are no longer wanted; declared, then deleted.
+    `top`: the top-level chains to write whole, with their jumps to every port's chains
+    (None: all of them, and the fixed chains too, as every full sync does). kube-proxy
+    rewrites them all on every sync; kgen leaves a chain whose rules did not change as it
+    is (rewriting KUBE-SERVICES costs most of a partial sync at 10,000 services), which
+    puts the same rules in the kernel.
     """
     ordered = sorted(ports, key=lambda p: p.order, reverse=True)
-    lines = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules()]
-    for p in ordered:
-        lines += p.filter_services
-    for p in ordered:
-        lines += p.filter_external
+    everything = top is None
+    lines = ["*filter"]
+    if everything:
+        lines += [*(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules()]
+    for table, chain, attr in TOP_LEVEL[:2]:
+        if everything or (table, chain) in (top or set()):
+            if not everything:
+                lines.append(f":{chain} - [0:0]")
+            for p in ordered:
+                lines += getattr(p, attr)
     lines.append("COMMIT")
     owned = _owned(ports if only is None else only)
     stale = sorted(stale, reverse=True)
-    lines += ["*nat", *(f":{c} - [0:0]" for c in NAT_CHAINS),
+    lines += ["*nat", *(f":{c} - [0:0]" for c in NAT_CHAINS if everything or
+                        ("nat", c) in (top or set())),
               *(f":{name} - [0:0]" for name, _ in owned), *(f":{name} - [0:0]" for name in stale)]
     for _, rules in owned:
         lines += rules
-    for p in ordered:
-        lines += p.nat_nodeports
-    for p in ordered:
-        lines += p.nat_services
-    lines.append(NODEPORTS_LAST)
-    lines += static_nat_rules()
+    if everything or ("nat", "KUBE-NODEPORTS") in (top or set()):
+        for p in ordered:
+            lines += p.nat_nodeports
+    if everything or ("nat", "KUBE-SERVICES") in (top or set()):
+        for p in ordered:
+            lines += p.nat_services
+        lines.append(NODEPORTS_LAST)
+    if everything:
+        lines += static_nat_rules()
     lines += [f"-X {name}" for name in stale]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
