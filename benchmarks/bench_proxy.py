@@ -4,10 +4,9 @@ For 1,000 / 5,000 / 10,000 ClusterIP services x 5 endpoints, in each mode:
 - the full sync of a fresh node and then a one-service sync (one endpoint gone),
   end to end through the proxier (`update` + `sync_once`), split into Python and
   kernel-load time (the iptables-restore / nft processes);
-- the floor, measured in the same run: for iptables the same rules through
-  iptables-legacy-restore (one payload; for the one-service sync, the same partial
-  payload on top of the loaded ruleset), for nftables the proxier's own
-  transactions replayed with `nft -f` in a fresh namespace (no Python);
+- the floor, measured in the same run: the proxier's own payloads replayed with no
+  Python in a fresh namespace, through iptables-legacy-restore (iptables mode) or
+  `nft -f` (nftables mode);
 - the ratio of the proxier's time to the floor.
 Nothing here asserts a time.
 """
@@ -27,8 +26,6 @@ from typing import Any
 from generator.node.proxy.loop import BaseProxier
 from generator.node.proxy.nftables import NFTablesProxier
 from generator.node.proxy.proxier import Proxier
-from generator.node.proxy.rules import service_port_rules, write_ruleset
-from generator.node.proxy.service import port_infos
 
 ENDPOINTS = 5
 SIZES = (1000, 5000, 10000)
@@ -65,13 +62,14 @@ def netns() -> Iterator[str]:
 
 
 class Recording:
-    """A runner that runs each command and keeps every `nft -f` transaction."""
+    """A runner that runs each command and keeps every payload (`nft -f` transaction or
+    iptables-restore input)."""
 
     def __init__(self) -> None:
         self.transactions: list[str] = []
 
     def __call__(self, cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
-        if input is not None and cmd[-2:] == ["-f", "-"]:
+        if input is not None:
             self.transactions.append(input)
         return subprocess.run(cmd, input=input, capture_output=True, text=True)
 
@@ -95,21 +93,24 @@ def run(cmd: list[str], payload: str) -> float:
 def iptables_row(n: int) -> dict[str, Any]:
     services, pods = synthetic(n)
     changed = pods[1:]  # svc-0 loses one endpoint
+    recording = Recording()
     with netns() as ns:
         ex = ("ip", "netns", "exec", ns)
         p = Proxier(NODE, NODE_IP, str(POD_NET), iptables_restore=(*ex, "iptables-restore"),
-                    iptables=(*ex, "iptables"), iptables_save=(*ex, "iptables-save"))
+                    iptables=(*ex, "iptables"), iptables_save=(*ex, "iptables-save"),
+                    runner=recording)
         full = timed_sync(p, services, pods)
+        first = len(recording.transactions)
         one = timed_sync(p, services, changed)
-    # The floor: the same rules through iptables-legacy-restore.
-    large = n * ENDPOINTS > 1000
-    ports = [service_port_rules(i, NODE, str(POD_NET), large) for i in port_infos(services, pods)]
-    after = [service_port_rules(i, NODE, str(POD_NET), large)
-             for i in port_infos(services, changed)]
+    # The floor: the proxier's own payloads through iptables-legacy-restore.
     with netns() as ns:
         legacy = ["ip", "netns", "exec", ns, "iptables-legacy-restore", "-w", "--noflush"]
-        floor_full = run(legacy, write_ruleset(ports))
-        floor_one = run(legacy, write_ruleset(after, only=after[:1]))
+        floor_full = sum(run(legacy, t) for t in recording.transactions[:first])
+        floor_one = sum(run(legacy, t) for t in recording.transactions[first:])
+        for table in ("nat", "filter"):
+            for flag in ("-F", "-X"):
+                subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy", "-t", table, flag],
+                               capture_output=True)
     return {"mode": "iptables", "services": n, "full": full, "one": one,
             "floor_full": floor_full, "floor_one": floor_one}
 
@@ -158,8 +159,8 @@ def main() -> None:
                   f"{t['total'] / floor:>6.1f}")
     print("(ClusterIP services x 5 endpoints, fresh network namespace per mode and size; "
           "one = one endpoint of one service gone. kernel: time in iptables-restore / nft "
-          "processes. floor: iptables-legacy-restore of the same rules, or nft -f of the "
-          "proxier's own transactions with no Python, in the same run.)")
+          "processes. floor: the proxier's own payloads replayed with no Python through "
+          "iptables-legacy-restore, or nft -f, in the same run. ratio: total / floor.)")
     print(f"benchmark time: {time.perf_counter() - started:.0f} s")
 
 
