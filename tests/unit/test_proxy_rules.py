@@ -8,6 +8,7 @@ from collections import defaultdict
 from generator.node.proxy.endpoints import Endpoint, endpoints_for
 from generator.node.proxy.naming import sep_chain, service_port_name, svc_chain, svl_chain
 from generator.node.proxy.rules import (
+    dirty_top_level,
     jump_order,
     service_port_rules,
     write_chains,
@@ -184,3 +185,16 @@ def test_payload_order_is_descending_chain_names() -> None:
                 if line.startswith(":KUBE-S")]
     assert declared == sorted(declared, reverse=True)
     assert sort_rules(staged).count("-A ") == staged.count("-A ")
+
+
+def test_only_top_level_chains_whose_rules_change_are_dirty() -> None:
+    before = ports_for()
+    after = ports_for(pods=[*PODS, pod("e4b", "10.180.0.14", "svc4")])
+    changed = [a for a, b in zip(after, before, strict=True) if a.chains != b.chains]
+    assert [p.key for p in changed] == ["ns4/svc4:p80/tcp"]
+    assert dirty_top_level(changed, [before[3]]) == set(), "a new endpoint: no top-level change"
+    gone = ports_for(pods=PODS[1:])  # svc1 loses its only endpoint: nat jump out, REJECT in
+    assert dirty_top_level([gone[0]], [before[0]]) == {("filter", "KUBE-SERVICES"),
+                                                       ("nat", "KUBE-SERVICES")}
+    assert dirty_top_level([], [before[2]]) == {("nat", "KUBE-SERVICES"),
+                                                ("nat", "KUBE-NODEPORTS")}, "svc3 removed"

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from generator.node.proxy.loop import (
+    FULL_SYNC_PERIOD,
     MIN_SYNC_PERIOD,
     SYNC_PERIOD,
     BaseProxier,
@@ -302,6 +303,11 @@ class NFTablesProxier(BaseProxier):
         self.sets: set[str] = set()  # affinity sets in the table
         self.stale: dict[str, float] = {}  # flushed chains to delete a second later
         self.flushed = False
+        self.last_sync_at = time.monotonic()
+
+    def periodic(self, now: float) -> bool:
+        """kube-proxy's nftables mode syncs at least hourly (a partial sync: no canary)."""
+        return now - self.last_sync_at >= FULL_SYNC_PERIOD
 
     def nft(self, text: str) -> tuple[bool, str, float]:
         started = time.monotonic()
@@ -309,7 +315,7 @@ class NFTablesProxier(BaseProxier):
         return result.returncode == 0, result.stderr.strip(), time.monotonic() - started
 
     def sync_once(self, full: bool = False) -> bool:
-        started = time.monotonic()
+        started = self.last_sync_at = time.monotonic()
         infos, synced = self.snapshot()
         full = full or self.need_full
         kernel = 0.0
