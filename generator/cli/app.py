@@ -57,7 +57,8 @@ def failures() -> Iterator[None]:
     try:
         yield
     except LabError as e:
-        _say(f"kgen: {e}")
+        for line in e.lines():
+            _say(f"kgen: {line}")
         raise typer.Exit(2) from None
     except Exit as e:
         _say(f"kgen: {e}")

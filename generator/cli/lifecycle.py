@@ -15,6 +15,7 @@ from generator.lab.resolve import open_lab
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
+    from generator.node.contract import Cluster
     from generator.runtime.paths import LabPaths
 
 image_app = typer.Typer(help="The node image.", no_args_is_help=True)
@@ -50,7 +51,7 @@ def render_cmd(lab: LabOption = None,
         print(out_dir)
 
 
-def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str) -> None:
+def _wait(client: Any, paths: LabPaths, cluster: Cluster, what: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generator.runtime.up import wait_ready

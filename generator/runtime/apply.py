@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
 
 from generator.cluster.build import build_state
 from generator.lab.model import Lab
+from generator.node.contract import Cluster
 from generator.render.files import render_files, write_files
 from generator.runtime.errors import RuntimeFailure
 
@@ -21,9 +21,9 @@ FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan
          "clients")
 
 
-def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def check_appliable(lab: Lab, running: Cluster, out_dir: Path) -> Cluster:
     state = build_state(lab, lab.node_network or ipaddress.IPv4Network(running["nodeNetwork"]))
-    changed = [key for key in FIXED if state[key] != running[key]]
+    changed = [key for key in FIXED if state.get(key) != running.get(key)]
     if changed:
         raise RuntimeFailure(f"{lab.source}: {', '.join(changed)} changed; apply handles pods and "
                              "services only: run `kgen down && kgen up`")

@@ -7,10 +7,11 @@ Deliberately light: no Docker SDK, so that `kgen exec` starts as fast as
 from __future__ import annotations
 
 import subprocess
-from typing import Any
+
+from generator.node.contract import Cluster
 
 
-def exec_argv(cluster: dict[str, Any], target: str, command: list[str],
+def exec_argv(cluster: Cluster, target: str, command: list[str],
               interactive: bool) -> list[str]:
     """The `docker exec` command line for a node, a client or a pod."""
     flags = ["-i", "-t"] if interactive else ["-i"]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from generator.node.contract import input_digest
+from generator.node.contract import PublishedPod, ServiceSpec, input_digest
 from generator.node.proxy.service import PortInfo, PortTracker
 
 log = logging.getLogger("kgen.proxy")
@@ -42,12 +42,12 @@ class BaseProxier:
         self.min_sync_period, self.sync_period = min_sync_period, sync_period
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.services: list[dict[str, Any]] = []
-        self.pods: list[dict[str, Any]] = []
+        self.services: list[ServiceSpec] = []
+        self.pods: list[PublishedPod] = []
         self.input = ""  # generation of the services + pods last handed in
         self.synced = ""  # input digest of the last successful sync (see status)
-        self.synced_input: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
-        self.digest_of: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self.synced_input: tuple[list[ServiceSpec], list[PublishedPod]] | None = None
+        self.digest_of: tuple[list[ServiceSpec], list[PublishedPod]] | None = None
         self.tracker = PortTracker()
         self.need_full = True
         self.syncs = 0
@@ -59,7 +59,7 @@ class BaseProxier:
 
     # ---- inputs and status
 
-    def update(self, services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> None:
         """Hand in the cluster's services and pods (treated as immutable from here on)."""
         with self.lock:
             if services == self.services and pods == self.pods and self.input:
@@ -108,13 +108,13 @@ class BaseProxier:
             ok = self.sync_once()
             retry_at = None if ok else time.monotonic() + self.sync_period
 
-    def snapshot(self) -> tuple[list[PortInfo], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    def snapshot(self) -> tuple[list[PortInfo], tuple[list[ServiceSpec], list[PublishedPod]]]:
         """Every service port of the input last handed in, and that input."""
         with self.lock:
             services, pods = self.services, self.pods
         return self.tracker.update(services, pods), (services, pods)
 
-    def synced_ok(self, synced: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    def synced_ok(self, synced: tuple[list[ServiceSpec], list[PublishedPod]],
                   started: float) -> None:
         self.need_full, self.error = False, None
         self.synced_input, self.syncs = synced, self.syncs + 1

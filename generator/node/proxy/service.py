@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
-from generator.node.contract import ready_pods, selects
+from generator.node.contract import PublishedPod, ServiceSpec, ready_pods, selects
 from generator.node.proxy.endpoints import Endpoint, PodIndex
 from generator.node.proxy.naming import NAMESPACE, service_port_name
 
@@ -76,7 +75,7 @@ def policy(info: PortInfo, node: str) -> Policy:
     return Policy(cluster, local, reachable, has, has_internal, has_external)
 
 
-def port_infos(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Iterator[PortInfo]:
+def port_infos(services: list[ServiceSpec], pods: list[PublishedPod]) -> Iterator[PortInfo]:
     """Every service port from scratch (the proxiers keep a PortTracker instead)."""
     index = PodIndex(pods)
     for s in services:
@@ -90,20 +89,21 @@ class PortTracker:
     not a new selection and sort for every service."""
 
     def __init__(self) -> None:
-        self.services: dict[str, dict[str, Any]] = {}
-        self.pods: dict[str, dict[str, Any]] = {}
-        self.by_label: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # ready pods
+        self.services: dict[str, ServiceSpec] = {}
+        self.pods: dict[str, PublishedPod] = {}
+        self.by_label: dict[tuple[str, str], dict[str, PublishedPod]] = {}  # ready pods
         self.by_selector: dict[tuple[str, str], set[str]] = {}  # selector item: services
         self.ports: dict[str, list[PortInfo]] = {}
 
-    def update(self, services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[PortInfo]:
+    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> list[PortInfo]:
         new_services = {s["name"]: s for s in services}
         affected = {n for n, s in new_services.items() if self.services.get(n) != s}
         affected |= self.services.keys() - new_services.keys()
         for name in affected:
-            for item in (self.services.get(name) or {}).get("selector", {}).items():
+            was, now = self.services.get(name), new_services.get(name)
+            for item in (was["selector"] if was else {}).items():
                 self.by_selector.get(item, set()).discard(name)
-            for item in (new_services.get(name) or {}).get("selector", {}).items():
+            for item in (now["selector"] if now else {}).items():
                 self.by_selector.setdefault(item, set()).add(name)
         new_pods = {p["name"]: p for p in pods}
         changed = [n for n, p in new_pods.items() if self.pods.get(n) != p]
@@ -128,19 +128,20 @@ class PortTracker:
                 self.ports[name] = list(port_infos_of(s, self.select(s.get("selector") or {})))
         return [info for name in new_services for info in self.ports[name]]
 
-    def select(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+    def select(self, selector: dict[str, str]) -> list[PublishedPod]:
         if not selector:
             return []
         candidates = min((self.by_label.get(item, {}) for item in selector.items()), key=len)
         return [p for p in candidates.values() if selects(selector, p.get("labels") or {})]
 
 
-def port_infos_of(s: dict[str, Any], pods: list[dict[str, Any]]) -> Iterator[PortInfo]:
+def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo]:
     affinity = s.get("sessionAffinityTimeout", 10800) if s.get("sessionAffinity") == "ClientIP" \
         else None
     node_port_service = s.get("type") == "NodePort"
     for p in s["ports"]:
-        endpoints = sorted((Endpoint(pod["ip"], int(p["targetPort"]), pod["node"]) for pod in pods),
+        endpoints = sorted((Endpoint(str(pod["ip"]), int(p["targetPort"]), pod["node"])
+                            for pod in pods),
                            key=lambda e: e.address)
         yield PortInfo(
             namespace=s.get("namespace", NAMESPACE), service=s["name"],
