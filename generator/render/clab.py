@@ -20,7 +20,7 @@ from typing import Any
 from generator.cluster.build import UNDERLAY_MTU
 from generator.cluster.names import network_name
 from generator.lab.model import Lab
-from generator.render.files import NODE_SYSCTLS, template_environment, write_files
+from generator.render.files import NODE_SYSCTLS, template_environment, where_labels, write_files
 from generator.render.node_image import node_tag
 
 PREFIX = "kgen"
@@ -67,15 +67,15 @@ def members(state: dict[str, Any]) -> list[Member]:
     return [*map(node_member, state["nodes"]), *map(client_member, state["clients"])]
 
 
-def render_clab_text(lab: Lab, state: dict[str, Any]) -> str:
+def render_clab_text(lab: Lab, state: dict[str, Any], out_dir: Path) -> str:
     return template_environment().get_template("clab.yml.j2").render(
         state=state, members=members(state), image=node_tag(), prefix=PREFIX,
         network=network_name(lab.name), mtu=UNDERLAY_MTU, file=clab_file(lab.name),
-        source=Path(lab.source).name or "a lab file")
+        source=Path(lab.source).name or "a lab file", **where_labels(lab, out_dir))
 
 
 def render_clab(lab: Lab, state: dict[str, Any], out_dir: Path) -> Path:
     """Write `<out_dir>/<name>.clab.yml` (atomically, like every rendered file)."""
     name = clab_file(lab.name)
-    write_files(out_dir, {name: render_clab_text(lab, state)})
+    write_files(out_dir, {name: render_clab_text(lab, state, out_dir)})
     return out_dir / name

@@ -21,11 +21,28 @@ FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan
          "clients")
 
 
-def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def fixed_changes(state: dict[str, Any], running: dict[str, Any]) -> list[str]:
+    """The FIXED fields in which the desired cluster differs from the running one."""
+    return [key for key in FIXED if state.get(key) != running.get(key)]
+
+
+def describe_changes(changed: list[str], state: dict[str, Any], running: dict[str, Any]) -> str:
+    """`podCIDR 10.244.0.0/16 -> 10.245.0.0/16, nodes` (values for the one-value fields)."""
+    parts = []
+    for key in changed:
+        old, new = running.get(key), state.get(key)
+        simple = all(isinstance(v, str | int) for v in (old, new))
+        parts.append(f"{key} {old} -> {new}" if simple else key)
+    return ", ".join(parts)
+
+
+def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path,
+                    redo: str = "run `kgen down` then `kgen up`") -> dict[str, Any]:
+    """Write the lab's files for a running lab, or refuse (saying `redo`) what needs new containers."""
     state = build_state(lab, lab.node_network or ipaddress.IPv4Network(running["nodeNetwork"]))
-    changed = [key for key in FIXED if state[key] != running[key]]
+    changed = fixed_changes(state, running)
     if changed:
-        raise RuntimeFailure(f"{lab.source}: {', '.join(changed)} changed; apply handles pods and "
-                             "services only: run `kgen down && kgen up`")
-    write_files(out_dir, render_files(lab, state))
+        raise RuntimeFailure(f"{lab.source}: {describe_changes(changed, state, running)} changed; "
+                             f"apply handles pods and services only: {redo}")
+    write_files(out_dir, render_files(lab, state, out_dir))
     return state

@@ -1,0 +1,175 @@
+"""Running labs, found by name from any directory (lab contract §2).
+
+Every container and network of a lab carries labels rendered into its compose
+file, as containerlab does: `kgen.lab` (the name), `kgen.dir` (the rendered
+directory, absolute) and `kgen.file` (the lab file, absolute). The Docker
+engine is therefore the one record of which labs run and where their files
+are; nothing is kept on the side that could go stale. Labs started by an
+older kgen lack `kgen.dir`: compose's own working-directory label stands in.
+
+Read through the `docker` CLI, not the Docker SDK: this module is on the path
+of `kgen exec`, which must start about as fast as `docker exec` itself.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.node.contract import read_json, read_node_states
+
+LAB_LABEL = "kgen.lab"
+DIR_LABEL = "kgen.dir"
+FILE_LABEL = "kgen.file"
+ROLE_LABEL = "kgen.role"
+COMPOSE_DIR_LABEL = "com.docker.compose.project.working_dir"
+LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
+
+# One line per object; fields split on a unit separator (paths may hold tabs).
+SEP = "\x1f"
+_FIELDS = (LAB_LABEL, DIR_LABEL, FILE_LABEL, COMPOSE_DIR_LABEL)
+_LABELS = SEP.join(f'{{{{.Label "{key}"}}}}' for key in _FIELDS)
+CONTAINER_FORMAT = f'{{{{.Names}}}}{SEP}{{{{.State}}}}{SEP}{{{{.Label "{ROLE_LABEL}"}}}}{SEP}{_LABELS}'
+NETWORK_FORMAT = f"{{{{.Name}}}}{SEP}{_LABELS}"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One container of a running lab."""
+
+    name: str
+    state: str  # Docker's: running, exited, created, ...
+    role: str  # node, client, or "" for a container without the role label
+
+
+@dataclass
+class RunningLab:
+    """A lab that has containers or networks on the engine, and where its files are."""
+
+    name: str
+    dir: Path | None = None
+    file: Path | None = None
+    containers: list[Member] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[Member]:
+        return [m for m in self.containers if m.role == "node"]
+
+    @property
+    def running(self) -> int:
+        return sum(m.state == "running" for m in self.containers)
+
+
+def _docker(*args: str) -> list[list[str]]:
+    """The lines `docker ARGS` prints, split on SEP; nothing when Docker is absent or down."""
+    try:
+        result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if result.returncode != 0:
+        return []
+    return [line.split(SEP) for line in result.stdout.splitlines() if line.strip()]
+
+
+def _path(value: str) -> Path | None:
+    return Path(value) if value and value != "<no value>" else None
+
+
+def _collect(rows: list[list[str]], labs: dict[str, RunningLab], dirs: dict[str, Counter[tuple]],
+             containers: bool) -> None:
+    for row in rows:
+        if containers:
+            if len(row) != 3 + len(_FIELDS):
+                continue
+            name, state, role, lab, dir_label, file_label, compose_dir = row
+        else:
+            if len(row) != 1 + len(_FIELDS):
+                continue
+            name, lab, dir_label, file_label, compose_dir = row
+            state = role = ""
+        if not lab or lab == "<no value>":
+            continue
+        entry = labs.setdefault(lab, RunningLab(lab))
+        if containers:
+            entry.containers.append(Member(name, state, "" if role == "<no value>" else role))
+        else:
+            entry.networks.append(name)
+        where = (_path(dir_label) or _path(compose_dir), _path(file_label))
+        if where[0] is not None:
+            dirs.setdefault(lab, Counter())[where] += 1
+
+
+def running_labs(name: str | None = None, networks: bool = True) -> list[RunningLab]:
+    """Every lab (or the one named) with containers or, with `networks`, networks on the engine.
+
+    A lab's directory and file are the ones most of its objects carry (they all
+    agree unless a lab was half replaced by hand).
+    """
+    selector = f"label={LAB_LABEL}" + (f"={name}" if name else "")
+    labs: dict[str, RunningLab] = {}
+    dirs: dict[str, Counter[tuple]] = {}
+    _collect(_docker("ps", "-a", "--no-trunc", "--filter", selector, "--format", CONTAINER_FORMAT),
+             labs, dirs, containers=True)
+    if networks:
+        _collect(_docker("network", "ls", "--filter", selector, "--format", NETWORK_FORMAT),
+                 labs, dirs, containers=False)
+    for lab, counts in dirs.items():
+        labs[lab].dir, labs[lab].file = counts.most_common(1)[0][0]
+    for entry in labs.values():
+        entry.containers.sort(key=lambda m: m.name)
+    return [labs[k] for k in sorted(labs)]
+
+
+def find_running(name: str) -> RunningLab | None:
+    """The lab of that name if anything of it is on the engine (its networks are
+    looked up only when it has no container: one `docker` call in the usual case)."""
+    if not LAB_NAME.fullmatch(name):
+        return None
+    found = running_labs(name, networks=False) or running_labs(name, networks=True)
+    return found[0] if found else None
+
+
+def running_from_file(path: Path) -> RunningLab | None:
+    """The running lab that was brought up from this lab file, if any."""
+    wanted = path.resolve()
+    return next((lab for lab in running_labs(networks=False) if lab.file == wanted), None)
+
+
+def lab_state(lab: RunningLab, cluster: dict[str, Any] | None) -> str:
+    """Ready, NotReady (some node agent not ready), Degraded (some container not
+    running), Stopped (none running), Absent (only its network is left)."""
+    if not lab.containers:
+        return "Absent"
+    if lab.running == 0:
+        return "Stopped"
+    if lab.running < len(lab.containers):
+        return "Degraded"
+    if cluster is None or lab.dir is None:
+        return "Running"
+    names = [n["name"] for n in cluster["nodes"]]
+    docs = read_node_states(lab.dir / "state", names)
+    ready = all(docs.get(n, {}).get("ready") and docs[n].get("generation") == cluster.get("generation")
+                for n in names)
+    return "Ready" if ready else "NotReady"
+
+
+def describe(lab: RunningLab) -> dict[str, Any]:
+    """One row of `kgen ls`: name, nodes, pods, clients, state, containers, file, dir."""
+    cluster = read_json(lab.dir / "config" / "cluster.json") if lab.dir else None
+    if not isinstance(cluster, dict) or cluster.get("name") != lab.name:
+        cluster = None
+    return {
+        "name": lab.name,
+        "nodes": len(cluster["nodes"]) if cluster else len(lab.nodes),
+        "pods": len(cluster["pods"]) if cluster else None,
+        "clients": len(cluster["clients"]) if cluster else None,
+        "state": lab_state(lab, cluster),
+        "containers": {"running": lab.running, "total": len(lab.containers)},
+        "file": str(lab.file) if lab.file else None,
+        "dir": str(lab.dir) if lab.dir else None,
+    }
