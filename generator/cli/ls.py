@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from generator.cli.app import app, failures, out
+from generator.cli.app import app, failures
+
+COLUMNS = (("LAB", "name"), ("NODES", "nodes"), ("PODS", "pods"), ("STATE", "state"),
+           ("LAB FILE", "file"), ("DIRECTORY", "dir"))
+
+
+def ls_table(labs: list[dict[str, Any]]) -> str:
+    """Plain columns like `docker ps`: whole paths, never cut to the terminal's width."""
+    rows = [[head for head, _ in COLUMNS]]
+    rows += [["-" if lab[key] is None else str(lab[key]) for _, key in COLUMNS] for lab in labs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    return "\n".join("   ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
+                     for row in rows)
 
 
 @app.command("ls")
 def ls(as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False) -> None:
-    """The running labs: name, nodes, pods, state, lab file, directory."""
+    """The running labs, from any directory: name, nodes, pods, state, lab file, directory."""
     with failures():
         from generator.runtime.registry import describe, running_labs
 
         labs = [describe(r) for r in running_labs()]
         if as_json:
             print(json.dumps(labs, indent=2))
-            return
-        if not labs:
+        elif not labs:
             print("no kgen lab is running")
-            return
-        from rich.table import Table
-
-        table = Table("lab", "nodes", "pods", "state", "lab file", "directory", box=None)
-        for lab in labs:
-            table.add_row(lab["name"], str(lab["nodes"]), str(lab["pods"]), lab["state"],
-                          lab["file"] or "-", lab["dir"] or "-")
-        out().print(table)
+        else:
+            print(ls_table(labs))

@@ -21,9 +21,24 @@ FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan
          "clients")
 
 
+# Fields that change as a consequence of others: not named when those are.
+DERIVED = {"nodes": ("podCIDR", "nodeNetwork"), "clients": ("nodeNetwork",), "mtu": ("backend",)}
+
+
 def fixed_changes(state: dict[str, Any], running: dict[str, Any]) -> list[str]:
-    """The FIXED fields in which the desired cluster differs from the running one."""
-    return [key for key in FIXED if state.get(key) != running.get(key)]
+    """The FIXED fields in which the desired cluster differs from the running one, leaving
+    out node and client addresses that moved only with podCIDR or nodeNetwork."""
+    changed = [key for key in FIXED if state.get(key) != running.get(key)]
+
+    def names(doc: dict[str, Any], key: str) -> list[str]:
+        return [m["name"] for m in doc.get(key) or []]
+
+    def follows(key: str) -> bool:
+        causes = DERIVED.get(key, ())
+        return (any(c in changed for c in causes)
+                and (key == "mtu" or names(state, key) == names(running, key)))
+
+    return [key for key in changed if not follows(key)]
 
 
 def describe_changes(changed: list[str], state: dict[str, Any], running: dict[str, Any]) -> str:

@@ -58,12 +58,10 @@ class LabRef:
     def model(self) -> Lab:
         """The validated lab file (LabError, exit 2, when it does not validate)."""
         if self._model is None:
-            from generator.lab.model import load_lab
-
             if self.file is None:
                 raise LabError("", f"lab {self.name} runs, but the lab file it came up from is "
                                    "not recorded; give it with -l FILE", self.arg)
-            self._model = load_lab(self.file)
+            self._model = _load(self.file)
         return self._model
 
     def cluster(self) -> dict[str, Any] | None:
@@ -75,6 +73,15 @@ class LabRef:
         if running.file is not None and self.file is not None:
             return running.file == self.file.resolve()
         return running.dir is not None and running.dir == rendered_dir(self.name).resolve()
+
+
+def _load(path: Path) -> Lab:
+    from generator.lab.model import load_lab
+
+    try:
+        return load_lab(path)
+    except UnicodeDecodeError as e:  # until the loader says so itself
+        raise LabError("", f"not UTF-8 text (byte {e.start})", str(path)) from None
 
 
 def _shown(path: Path) -> str:
@@ -111,12 +118,7 @@ def from_file(path: Path, arg: str, given: bool = True) -> LabRef:
         # Unreadable, or no usable name: a running lab may still say it came from here
         # (an edited-into-invalid file must not keep its lab from going down).
         running = running_from_file(path)
-        if running is None:
-            from generator.lab.model import load_lab
-
-            name = load_lab(path).name  # raises the file's own error
-        else:
-            name = running.name
+        name = running.name if running is not None else _load(path).name  # the file's own error
     running = find_running(name)
     shown = running.name if running is not None else arg
     return LabRef(name, _where(name, running), path, running, shown, given)

@@ -1,0 +1,299 @@
+"""Issue 10: which lab `-l` means (one resolver for every command), running labs read
+back from their labels, and the `kgen exec` fast path. No Docker engine: the
+engine's answers are canned `docker ps` / `docker network ls` lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.__main__ import parse_exec
+from generator.lab.errors import LabError
+from generator.runtime import locate, registry
+from generator.runtime.registry import SEP, Member, RunningLab
+from tests.conftest import ROOT
+
+DEMO = ROOT / "labs" / "demo.yaml"
+
+
+class Engine:
+    """What `docker ps -a` and `docker network ls` print, filtered as Docker filters."""
+
+    def __init__(self) -> None:
+        self.containers: list[list[str]] = []
+        self.networks: list[list[str]] = []
+        self.calls: list[tuple[str, ...]] = []
+
+    def container(self, name: str, lab: str, state: str = "running", role: str = "node",
+                  dir: str = "<no value>", file: str = "<no value>",
+                  compose_dir: str = "<no value>") -> None:
+        self.containers.append([name, state, role, lab, dir, file, compose_dir])
+
+    def network(self, name: str, lab: str, dir: str = "<no value>", file: str = "<no value>") -> None:
+        self.networks.append([name, lab, dir, file, "<no value>"])
+
+    def __call__(self, *args: str) -> list[list[str]]:
+        self.calls.append(args)
+        selector = args[args.index("--filter") + 1]
+        wanted = selector.split("=", 2)[2] if selector.count("=") == 2 else None
+        rows, lab_at = (self.containers, 3) if args[0] == "ps" else (self.networks, 1)
+        return [r for r in rows if wanted is None or r[lab_at] == wanted]
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
+    fake = Engine()
+    monkeypatch.setattr(registry, "_docker", fake)
+    return fake
+
+
+def write_lab(path: Path, name: str, extra: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"name: {name}\nnodes: [n0]\n{extra}")
+    return path
+
+
+# --- the registry: running labs from labels ---------------------------------------------
+
+def test_running_labs_are_read_from_their_labels(engine: Engine, tmp_path: Path) -> None:
+    where = {"dir": str(tmp_path / "kgen-a"), "file": str(tmp_path / "a.yaml")}
+    engine.container("kgen-a-n1", "a", **where)
+    engine.container("kgen-a-n0", "a", state="exited", **where)
+    engine.container("kgen-a-c0", "a", role="client", **where)
+    engine.network("kgen-a", "a", **where)
+    engine.container("kgen-old-n0", "old", compose_dir="/srv/kgen-old")  # an older kgen: no kgen.dir
+    engine.network("kgen-gone", "gone", dir="/srv/kgen-gone")  # containers removed by hand
+    labs = {lab.name: lab for lab in registry.running_labs()}
+    assert sorted(labs) == ["a", "gone", "old"]
+    a = labs["a"]
+    assert (a.dir, a.file) == (tmp_path / "kgen-a", tmp_path / "a.yaml")
+    assert [m.name for m in a.containers] == ["kgen-a-c0", "kgen-a-n0", "kgen-a-n1"]
+    assert [m.name for m in a.nodes] == ["kgen-a-n0", "kgen-a-n1"] and a.running == 2
+    assert a.networks == ["kgen-a"]
+    assert (labs["old"].dir, labs["old"].file) == (Path("/srv/kgen-old"), None)
+    assert labs["gone"].containers == [] and labs["gone"].dir == Path("/srv/kgen-gone")
+
+
+def test_the_directory_most_objects_record_wins(engine: Engine) -> None:
+    engine.container("kgen-a-n0", "a", dir="/x/kgen-a")
+    engine.container("kgen-a-n1", "a", dir="/x/kgen-a")
+    engine.container("kgen-a-n2", "a", dir="/y/kgen-a")
+    assert registry.running_labs()[0].dir == Path("/x/kgen-a")
+
+
+def test_a_named_lookup_asks_for_networks_only_when_no_container_is_left(engine: Engine) -> None:
+    engine.container("kgen-a-n0", "a", dir="/x/kgen-a")
+    engine.network("kgen-b", "b", dir="/x/kgen-b")
+    assert registry.find_running("a").dir == Path("/x/kgen-a")
+    assert [c[0] for c in engine.calls] == ["ps"], "one docker call on the exec path"
+    assert registry.find_running("b").dir == Path("/x/kgen-b")
+    assert registry.find_running("c") is None
+    assert registry.find_running("Not A Name") is None
+
+
+def test_fields_are_split_on_a_separator_paths_do_not_hold() -> None:
+    assert SEP not in registry.CONTAINER_FORMAT.replace(SEP, "")
+    assert registry.CONTAINER_FORMAT.count(SEP) == 6 and registry.NETWORK_FORMAT.count(SEP) == 4
+
+
+def test_no_docker_means_no_running_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert registry.running_labs() == []
+
+
+def lab_dir(tmp_path: Path, ready: dict[str, bool]) -> Path:
+    root = tmp_path / "kgen-a"
+    (root / "config").mkdir(parents=True)
+    (root / "state").mkdir()
+    nodes = [{"name": n} for n in ready]
+    (root / "config" / "cluster.json").write_text(json.dumps(
+        {"name": "a", "generation": "g1", "nodes": nodes, "pods": [{}, {}, {}], "clients": [{}]}))
+    for node, ok in ready.items():
+        (root / "state" / f"{node}.json").write_text(json.dumps({"ready": ok, "generation": "g1"}))
+    return root
+
+
+def test_ls_rows_count_from_the_rendered_lab_and_say_its_state(tmp_path: Path) -> None:
+    root = lab_dir(tmp_path, {"n0": True, "n1": True})
+    up = [Member("kgen-a-n0", "running", "node"), Member("kgen-a-n1", "running", "node")]
+    row = registry.describe(RunningLab("a", root, tmp_path / "a.yaml", up, ["kgen-a"]))
+    assert row == {"name": "a", "nodes": 2, "pods": 3, "clients": 1, "state": "Ready",
+                   "containers": {"running": 2, "total": 2},
+                   "file": str(tmp_path / "a.yaml"), "dir": str(root)}
+    (root / "state" / "n1.json").write_text(json.dumps({"ready": True, "generation": "old"}))
+    assert registry.describe(RunningLab("a", root, None, up))["state"] == "NotReady"
+    half = [up[0], Member("kgen-a-n1", "exited", "node")]
+    assert registry.describe(RunningLab("a", root, None, half))["state"] == "Degraded"
+    down = [Member(m.name, "exited", "node") for m in up]
+    assert registry.describe(RunningLab("a", root, None, down))["state"] == "Stopped"
+    assert registry.describe(RunningLab("a", root, None, [], ["kgen-a"]))["state"] == "Absent"
+    gone = registry.describe(RunningLab("a", tmp_path / "nowhere", None, up))
+    assert (gone["nodes"], gone["pods"], gone["state"]) == (2, None, "Running")
+
+
+# --- the resolver -------------------------------------------------------------------------
+
+def test_default_is_lab_yaml_here_else_the_builtin_demo(engine: Engine, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ref = locate.find_lab(None)
+    assert (ref.name, ref.file, ref.running, ref.given_file) == ("demo", DEMO, None, False)
+    assert ref.paths.root == tmp_path / "kgen-demo" and ref.flag == "-l demo"
+    write_lab(tmp_path / "lab.yaml", "mine")
+    ref = locate.find_lab(None)
+    assert (ref.name, ref.file, ref.given_file) == ("mine", Path("lab.yaml"), True)
+    assert ref.paths.root == tmp_path / "kgen-mine" and ref.flag == "-l lab.yaml"
+    assert ref.model().name == "mine"
+
+
+def test_a_running_lab_is_found_by_name_from_any_directory(engine: Engine, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_file = write_lab(tmp_path / "a" / "lab.yaml", "web")
+    engine.container("kgen-web-n0", "web", dir=str(tmp_path / "a" / "kgen-web"), file=str(lab_file))
+    monkeypatch.chdir(write_lab(tmp_path / "b" / "lab.yaml", "other").parent)
+    ref = locate.find_lab("web")
+    assert ref.paths.root == tmp_path / "a" / "kgen-web"
+    assert ref.file == lab_file and ref.running is not None and not ref.given_file
+    assert ref.flag == "-l web"
+    assert ref.model().name == "web"
+
+
+def test_a_lab_file_whose_name_runs_elsewhere_means_that_running_lab(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = write_lab(tmp_path / "a" / "lab.yaml", "web")
+    engine.container("kgen-web-n0", "web", dir=str(tmp_path / "a" / "kgen-web"), file=str(first))
+    second = write_lab(tmp_path / "b" / "lab.yaml", "web")
+    monkeypatch.chdir(tmp_path / "b")
+    ref = locate.find_lab(None)
+    assert ref.file == Path("lab.yaml") and ref.paths.root == tmp_path / "a" / "kgen-web"
+    assert ref.running is not None and not ref.same_file(ref.running)
+    assert ref.flag == "-l web" and ref.file_flag == "-l lab.yaml"
+    assert locate.find_lab(str(first)).same_file(ref.running)
+    assert not locate.find_lab(str(second)).same_file(ref.running)
+
+
+def test_a_running_lab_without_a_recorded_file_is_the_same_lab_in_its_directory(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_lab(tmp_path / "lab.yaml", "web")
+    engine.container("kgen-web-n0", "web", compose_dir=str(tmp_path / "kgen-web"))
+    ref = locate.find_lab(None)
+    assert ref.running is not None and ref.same_file(ref.running)
+    engine.containers[0][6] = "/elsewhere/kgen-web"
+    ref = locate.find_lab(None)
+    assert ref.running is not None and not ref.same_file(ref.running)
+
+
+def test_a_path_comes_before_a_running_name_and_a_running_name_before_a_builtin(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine.container("kgen-demo-n0", "demo", dir="/srv/kgen-demo", file="/srv/demo.yaml")
+    assert locate.find_lab("demo").paths.root == Path("/srv/kgen-demo")
+    write_lab(tmp_path / "demo", "fromfile")  # a file named like the lab
+    assert locate.find_lab("demo").name == "fromfile"
+    assert locate.find_lab("host-gw").name == "hostgw"  # built-in, not running
+
+
+def test_an_unknown_lab_names_the_running_and_builtin_ones(engine: Engine) -> None:
+    engine.container("kgen-web-n0", "web", dir="/srv/kgen-web")
+    with pytest.raises(LabError) as err:
+        locate.find_lab("nosuch")
+    assert str(err.value).startswith("nosuch: no such lab file, no running lab")
+    assert "running: web;" in str(err.value) and "demo" in str(err.value)
+
+
+def test_down_takes_any_lab_name(engine: Engine, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ref = locate.find_lab("nosuch", name_only=True)
+    assert (ref.name, ref.file, ref.running) == ("nosuch", None, None)
+    with pytest.raises(LabError):
+        ref.model()
+    with pytest.raises(LabError):
+        locate.find_lab("Not/A/Name", name_only=True)
+
+
+def test_a_file_that_no_longer_parses_still_names_the_lab_it_brought_up(
+        engine: Engine, tmp_path: Path) -> None:
+    broken = tmp_path / "lab.yaml"
+    broken.write_text("name: [\n")
+    with pytest.raises(LabError):
+        locate.find_lab(str(broken))  # nothing runs from it: the file's own error
+    broken.write_bytes(b"name: [\n\xff")  # not even UTF-8 any more
+    engine.container("kgen-web-n0", "web", dir=str(tmp_path / "kgen-web"), file=str(broken))
+    ref = locate.find_lab(str(broken))
+    assert ref.name == "web" and ref.paths.root == tmp_path / "kgen-web"
+    with pytest.raises(LabError):
+        ref.model()
+
+
+def test_an_invalid_file_with_a_readable_name_resolves_until_validated(engine: Engine,
+                                                                       tmp_path: Path) -> None:
+    bad = write_lab(tmp_path / "lab.yaml", "web", "pods: [{name: p, node: n9}]\n")
+    ref = locate.find_lab(str(bad))
+    assert ref.name == "web"
+    with pytest.raises(LabError, match="unknown node 'n9'"):
+        ref.model()
+
+
+# --- the exec fast path ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "parsed"), [
+    (["pod-0", "--", "ip", "-br", "a"], (None, "pod-0", ["ip", "-br", "a"])),
+    (["-l", "web", "pod-0", "--", "true"], ("web", "pod-0", ["true"])),
+    (["--lab", "x.yaml", "node-0"], ("x.yaml", "node-0", [])),
+    (["--lab=web", "node-0", "hostname"], ("web", "node-0", ["hostname"])),
+    (["node-0", "-l", "web", "--", "-l", "x"], ("web", "node-0", ["-l", "x"])),
+    (["pod-0", "--"], (None, "pod-0", [])),
+    (["-h"], None),
+    (["pod-0", "ip", "-br", "a"], None),  # an option before `--`: typer decides
+    (["-lweb", "pod-0"], None),
+    (["-l"], None),
+    (["--", "true"], None),
+    ([], None),
+])
+def test_plain_exec_command_lines_take_the_fast_path(args: list[str], parsed: tuple | None) -> None:
+    assert parse_exec(args) == parsed
+
+
+def test_the_exec_path_imports_neither_typer_nor_docker_rich_jinja2_or_pydantic(
+        tmp_path: Path) -> None:
+    """`kgen exec` from the console script to the `docker exec` it becomes, in a fresh
+    interpreter: which modules were loaded at the moment it would exec."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    lab = write_lab(tmp_path / "lab.yaml", "fast", "pods: [{name: p0, node: n0}]\n")
+    subprocess.run([sys.executable, "-m", "generator", "render", "-l", str(lab)], cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
+    probe = (
+        "import json, sys\n"
+        "import generator.runtime.execute as ex\n"
+        "def fake(argv):\n"
+        "    print(json.dumps({'argv': argv, 'modules': sorted(sys.modules)}))\n"
+        "    sys.exit(0)\n"
+        "ex.run_exec = fake\n"
+        "sys.argv = ['kgen', 'exec', '-l', 'lab.yaml', 'p0', '--', 'true']\n"
+        "from generator.__main__ import main\n"
+        "main()\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, text=True,
+                            capture_output=True, check=True, stdin=subprocess.DEVNULL)
+    seen = json.loads(result.stdout)
+    assert seen["argv"] == ["docker", "exec", "-i", "kgen-fast-n0", "ip", "netns", "exec", "p0",
+                            "true"]
+    heavy = {m.split(".")[0] for m in seen["modules"]} & {
+        "typer", "docker", "rich", "jinja2", "pydantic", "click"}
+    assert heavy == set()
+    assert "generator.lab.model" not in seen["modules"], "exec reads only the lab's name"
+
+
+def test_importing_the_command_line_loads_nothing_heavy() -> None:
+    """Every command module keeps its heavy imports inside its commands."""
+    probe = ("import json, sys; import generator.cli; "
+             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    result = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, check=True)
+    assert set(json.loads(result.stdout)) & {"docker", "rich", "jinja2", "pydantic"} == set()
