@@ -142,4 +142,7 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
 
 
 def echo(message: str) -> None:
-    err().print(f"[dim]·[/dim] {message}", highlight=False)
+    """A progress line on stderr, never wrapped (paths stay whole)."""
+    from rich.markup import escape
+
+    err().print(f"[dim]·[/dim] {escape(message)}", highlight=False, soft_wrap=True)

@@ -26,7 +26,7 @@ from generator.cli.app import (
 )
 from generator.cluster.names import rendered_dir
 from generator.lab.errors import LabError
-from generator.runtime.locate import LabRef, find_lab, lab_paths_of
+from generator.runtime.locate import DEFAULT_LAB_FILE, LabRef, find_lab, lab_paths_of
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
@@ -191,6 +191,10 @@ def up(lab: LabOption = None,
         _print_status(client, paths, model.name)
 
 
+def _warn(message: str) -> None:
+    err().print(f"kgen: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _down_one(client: Any, name: str, paths: LabPaths | None) -> bool:
     from generator.runtime.down import down as lab_down
 
@@ -226,13 +230,21 @@ def down(name: Annotated[str | None, typer.Argument(
             for running in labs:
                 _down_one(client, running.name, LabPaths(running.dir) if running.dir else None)
             return
-        ref = find_lab(name or lab, name_only=True)
+        try:
+            ref = find_lab(name or lab, name_only=True)
+        except LabError as e:
+            given = Path(name or lab or DEFAULT_LAB_FILE)
+            if not given.is_file():
+                raise
+            # No name can be read from it, and no running lab records it: nothing to do.
+            _warn(f"{e}; no running lab came up from {given}")
+            print(f"nothing to take down for {given}")
+            return
         if ref.given_file:
             try:
                 ref.model()
             except LabError as e:
-                err().print(f"kgen: warning: {e}; taking lab {ref.name} down by its name",
-                            markup=False, highlight=False, soft_wrap=True)
+                _warn(f"{e}; taking lab {ref.name} down by its name")
         _down_one(docker_client(), ref.name, ref.paths)
 
 

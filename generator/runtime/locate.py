@@ -13,6 +13,7 @@ asks for the validated model with `LabRef.model()`.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +93,28 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+# A block-style top-level `name:` line: at column 0 it can be nothing else in YAML.
+_NAME_LINE = re.compile(r"""^name:[ \t]*(["']?)([a-z][a-z0-9-]{0,19})\1[ \t]*(?:#.*)?$""", re.M)
+
+
 def quick_name(path: Path) -> str | None:
-    """The `name` of a lab file, read without validating the rest; None if unreadable."""
+    """The `name` of a lab file, read without validating the rest; None if unreadable.
+
+    One `name:` line at the top level is read as is (no YAML parser to import on
+    the exec path); anything else (flow style, a repeated key) goes through YAML.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = _NAME_LINE.findall(text)
+    if len(lines) == 1 and text.count("\nname") + text.startswith("name") == 1:
+        return str(lines[0][1])
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
         doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except yaml.YAMLError:
         return None
     name = doc.get("name") if isinstance(doc, dict) else None
     return name if isinstance(name, str) and LAB_NAME.fullmatch(name) else None

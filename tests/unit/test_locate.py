@@ -241,6 +241,24 @@ def test_an_invalid_file_with_a_readable_name_resolves_until_validated(engine: E
         ref.model()
 
 
+@pytest.mark.parametrize(("text", "name"), [
+    ("name: web\nnodes: [n0]\n", "web"),
+    ("# a lab\nnodes: [n0]\nname: 'web'  # the lab\n", "web"),
+    ('name: "web"\n', "web"),
+    ("{name: web, nodes: [n0]}\n", "web"),  # flow style: through YAML
+    ("nodes:\n  - name: n0\nname: web\n", "web"),
+    ("name: web\nname: other\n", "other"),  # repeated: YAML's answer (validation refuses it)
+    ("name: Web\n", None),
+    ("name: [\n", None),
+    ("nodes: [n0]\n", None),
+])
+def test_the_name_is_read_without_validating_the_rest(tmp_path: Path, text: str,
+                                                      name: str | None) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    assert locate.quick_name(path) == name
+
+
 # --- the exec fast path ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "parsed"), [
@@ -285,7 +303,7 @@ def test_the_exec_path_imports_neither_typer_nor_docker_rich_jinja2_or_pydantic(
     assert seen["argv"] == ["docker", "exec", "-i", "kgen-fast-n0", "ip", "netns", "exec", "p0",
                             "true"]
     heavy = {m.split(".")[0] for m in seen["modules"]} & {
-        "typer", "docker", "rich", "jinja2", "pydantic", "click"}
+        "typer", "docker", "rich", "jinja2", "pydantic", "click", "yaml"}
     assert heavy == set()
     assert "generator.lab.model" not in seen["modules"], "exec reads only the lab's name"
 
