@@ -54,8 +54,11 @@ def fast_exec(lab: str | None, target: str, command: list[str]) -> NoReturn:
 
     try:
         run_exec(exec_command(lab, target, command, sys.stdin.isatty()))
-    except (LabError, LookupError) as e:
-        sys.stderr.write(f"kgen: {e.args[0] if isinstance(e, LookupError) else e}\n")
+    except LabError as e:
+        sys.stderr.writelines(f"kgen: {line}\n" for line in e.lines())
+        sys.exit(2)
+    except LookupError as e:
+        sys.stderr.write(f"kgen: {e.args[0]}\n")
         sys.exit(2)
     except RuntimeFailure as e:
         sys.stderr.write(f"kgen: error: {e}\n")

@@ -7,9 +7,10 @@ without importing this package (typer) at all.
 """
 
 from generator.cli import (  # noqa: F401  (registers the commands, in --help order)
-    check,  # noqa: F401  I001
+    check,
     lifecycle,
     ls,
+    schema,
 )
 from generator.cli.app import app
 

@@ -52,7 +52,8 @@ def _lab_members(ctx: typer.Context, kinds: tuple[str, ...]) -> list[str]:
         return []
     if cluster is None:
         return []
-    return [m["name"] for kind in kinds for m in cluster.get(kind, [])]
+    doc: dict[str, list[dict[str, str]]] = dict(cluster)  # type: ignore[arg-type]
+    return [m["name"] for kind in kinds for m in doc.get(kind, [])]
 
 
 def complete_target(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -131,7 +132,8 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
         _say("kgen: interrupted" + (f"; {detail}" if detail else ""))
         raise typer.Exit(130) from None
     except LabError as e:
-        _say(f"kgen: {e}")
+        for line in e.lines():
+            _say(f"kgen: {line}")
         raise typer.Exit(2) from None
     except Exit as e:
         _say(f"kgen: {e}")

@@ -30,6 +30,7 @@ from generator.runtime.locate import DEFAULT_LAB_FILE, LabRef, find_lab, lab_pat
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
+    from generator.node.contract import Cluster
     from generator.runtime.paths import LabPaths
 
 __all__ = ["LabRef", "find_lab", "lab_paths"]
@@ -86,7 +87,7 @@ def render_cmd(lab: LabOption = None,
         print(out_dir)
 
 
-def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str) -> None:
+def _wait(client: Any, paths: LabPaths, cluster: Cluster, what: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generator.runtime.up import wait_ready
@@ -139,7 +140,8 @@ def _up_paths(ref: LabRef, model: Lab, client: Any, force: bool) -> LabPaths:
         changed = fixed_changes(desired, before) if before is not None else []
         if not changed:
             return ref.paths
-        what = describe_changes(changed, desired, before or {})
+        assert before is not None
+        what = describe_changes(changed, desired, before)
         if not force:
             raise Exit(1, f"{model.source}: {what} changed since lab {model.name} came up, "
                           f"which `kgen apply` cannot change: {_redo(ref)} "
@@ -237,14 +239,18 @@ def down(name: Annotated[str | None, typer.Argument(
             if not given.is_file():
                 raise
             # No name can be read from it, and no running lab records it: nothing to do.
-            _warn(f"{e}; no running lab came up from {given}")
+            for line in e.lines():
+                _warn(line)
+            _warn(f"no running lab came up from {given}")
             print(f"nothing to take down for {given}")
             return
         if ref.given_file:
             try:
                 ref.model()
             except LabError as e:
-                _warn(f"{e}; taking lab {ref.name} down by its name")
+                for line in e.lines():
+                    _warn(line)
+                _warn(f"taking lab {ref.name} down by its name")
         _down_one(docker_client(), ref.name, ref.paths)
 
 

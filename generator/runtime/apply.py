@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
 
 from generator.cluster.build import build_state
 from generator.lab.model import Lab
+from generator.node.contract import Cluster
 from generator.render.files import render_files, write_files
 from generator.runtime.errors import RuntimeFailure
 
@@ -25,13 +25,13 @@ FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan
 DERIVED = {"nodes": ("podCIDR", "nodeNetwork"), "clients": ("nodeNetwork",), "mtu": ("backend",)}
 
 
-def fixed_changes(state: dict[str, Any], running: dict[str, Any]) -> list[str]:
+def fixed_changes(state: Cluster, running: Cluster) -> list[str]:
     """The FIXED fields in which the desired cluster differs from the running one, leaving
     out node and client addresses that moved only with podCIDR or nodeNetwork."""
     changed = [key for key in FIXED if state.get(key) != running.get(key)]
 
-    def names(doc: dict[str, Any], key: str) -> list[str]:
-        return [m["name"] for m in doc.get(key) or []]
+    def names(doc: Cluster, key: str) -> list[str]:
+        return [m["name"] for m in doc.get(key) or []]  # type: ignore[attr-defined]
 
     def follows(key: str) -> bool:
         causes = DERIVED.get(key, ())
@@ -41,7 +41,7 @@ def fixed_changes(state: dict[str, Any], running: dict[str, Any]) -> list[str]:
     return [key for key in changed if not follows(key)]
 
 
-def describe_changes(changed: list[str], state: dict[str, Any], running: dict[str, Any]) -> str:
+def describe_changes(changed: list[str], state: Cluster, running: Cluster) -> str:
     """`podCIDR 10.244.0.0/16 -> 10.245.0.0/16, nodes` (values for the one-value fields)."""
     parts = []
     for key in changed:
@@ -51,8 +51,8 @@ def describe_changes(changed: list[str], state: dict[str, Any], running: dict[st
     return ", ".join(parts)
 
 
-def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path,
-                    redo: str = "run `kgen down` then `kgen up`") -> dict[str, Any]:
+def check_appliable(lab: Lab, running: Cluster, out_dir: Path,
+                    redo: str = "run `kgen down` then `kgen up`") -> Cluster:
     """Write the lab's files for a running lab, or refuse (saying `redo`) what needs new containers."""
     state = build_state(lab, lab.node_network or ipaddress.IPv4Network(running["nodeNetwork"]))
     changed = fixed_changes(state, running)

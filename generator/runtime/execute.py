@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from generator.node.contract import Cluster
 from generator.runtime.errors import RuntimeFailure
 
 
@@ -19,7 +20,7 @@ def shell(prompt: str) -> list[str]:
     return ["env", f"PS1={prompt}:\\w# ", "bash", "--norc", "-i"]
 
 
-def exec_argv(cluster: dict[str, Any], target: str, command: list[str],
+def exec_argv(cluster: Cluster, target: str, command: list[str],
               interactive: bool) -> list[str]:
     """The `docker exec` command line for a node, a client or a pod; no command: a shell."""
     flags = ["-i", "-t"] if interactive else ["-i"]

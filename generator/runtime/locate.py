@@ -17,7 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from generator.cluster.names import rendered_dir
 from generator.lab.errors import LabError
@@ -27,6 +27,7 @@ from generator.runtime.registry import LAB_NAME, RunningLab, find_running, runni
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
+    from generator.node.contract import Cluster
 
 DEFAULT_LAB_FILE = Path("lab.yaml")
 DEFAULT_LAB = "demo"
@@ -60,12 +61,12 @@ class LabRef:
         """The validated lab file (LabError, exit 2, when it does not validate)."""
         if self._model is None:
             if self.file is None:
-                raise LabError("", f"lab {self.name} runs, but the lab file it came up from is "
+                raise LabError.one("", f"lab {self.name} runs, but the lab file it came up from is "
                                    "not recorded; give it with -l FILE", self.arg)
             self._model = _load(self.file)
         return self._model
 
-    def cluster(self) -> dict[str, Any] | None:
+    def cluster(self) -> Cluster | None:
         """The rendered desired cluster (cluster.json), if the lab was rendered."""
         return self.paths.cluster()
 
@@ -82,7 +83,7 @@ def _load(path: Path) -> Lab:
     try:
         return load_lab(path)
     except UnicodeDecodeError as e:  # until the loader says so itself
-        raise LabError("", f"not UTF-8 text (byte {e.start})", str(path)) from None
+        raise LabError.one("", f"not UTF-8 text (byte {e.start})", str(path)) from None
 
 
 def _shown(path: Path) -> str:
@@ -170,7 +171,7 @@ def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
     from generator.runtime.registry import running_labs
 
     names = ", ".join(r.name for r in running_labs(networks=False)) or "none"
-    raise LabError("", "no such lab file, no running lab and no built-in lab of that name "
+    raise LabError.one("", "no such lab file, no running lab and no built-in lab of that name "
                        f"(running: {names}; built-in: {', '.join(builtin_labs())})", lab)
 
 

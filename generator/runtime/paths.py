@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
-from generator.node.contract import read_json
+from generator.node.contract import Cluster, read_json
 
 
 @dataclass
@@ -27,6 +27,6 @@ class LabPaths:
     def state_dir(self) -> Path:
         return self.root / "state"
 
-    def cluster(self) -> dict[str, Any] | None:
+    def cluster(self) -> Cluster | None:
         doc = read_json(self.cluster_file)
-        return doc if isinstance(doc, dict) else None
+        return cast(Cluster, doc) if isinstance(doc, dict) else None

@@ -153,7 +153,7 @@ def lab_state(lab: RunningLab, cluster: dict[str, Any] | None) -> str:
         return "Running"
     names = [n["name"] for n in cluster["nodes"]]
     docs = read_node_states(lab.dir / "state", names)
-    ready = all(docs.get(n, {}).get("ready") and docs[n].get("generation") == cluster.get("generation")
+    ready = all(n in docs and docs[n].get("ready") and docs[n].get("generation") == cluster.get("generation")
                 for n in names)
     return "Ready" if ready else "NotReady"
 

@@ -61,6 +61,17 @@ def test_bad_lab_exits_2_with_one_line_and_no_traceback(command: str, tmp_path: 
     assert not list(tmp_path.iterdir()), "nothing is created for a bad lab"
 
 
+def test_three_errors_print_three_lines_and_create_nothing(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["render", "-l", str(GOLDEN / "bad-labs" / "three-errors.yaml")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("kgen: ") and "three-errors.yaml: " in line for line in lines)
+    assert not list(tmp_path.iterdir())
+
+
 def test_unknown_lab_name_is_a_bad_lab() -> None:
     result = runner.invoke(app, ["render", "-l", "no-such-lab"])
     assert result.exit_code == 2
