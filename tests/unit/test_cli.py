@@ -219,3 +219,32 @@ def test_exec_without_a_lab_says_how_to_start_it(tmp_path: Path,
     result = runner.invoke(app, ["exec", "pod-0", "--", "true"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "kgen: error: lab demo is not running; run `kgen up -l demo`"
+
+
+def test_shell_completion_offers_the_labs_members(tmp_path: Path) -> None:
+    """Through the installed console script, as bash asks it (typer's protocol)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    beside = Path(sys.executable).with_name("kgen")
+    kgen = str(beside) if beside.exists() else shutil.which("kgen")
+    if kgen is None:
+        pytest.skip("no kgen console script installed")
+    (tmp_path / "lab.yaml").write_text(
+        "name: comp\nnodes: [n0, n1]\npods: [{name: p0, node: n0}]\nclients: [c0]\n")
+    assert runner.invoke(app, ["render", "-l", str(tmp_path / "lab.yaml"),
+                               "-o", str(tmp_path / "kgen-comp")]).exit_code == 0
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_KGEN_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        result = subprocess.run([kgen], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=60)
+        return result.stdout.split()
+
+    assert complete("kgen exec -l lab.yaml ") == ["n0", "n1", "p0", "c0"]
+    assert complete("kgen exec -l lab.yaml p") == ["p0"]
+    assert "lab.yaml" in complete("kgen status -l ")
+    assert "demo" in complete("kgen status -l d")
