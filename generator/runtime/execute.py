@@ -49,7 +49,10 @@ def exec_command(lab: str | None, target: str, command: list[str], interactive: 
         if ref.given_file:
             ref.model()  # a bad lab file says so (exit 2)
         raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
-    return exec_argv(cluster, target, command, interactive)
+    argv = exec_argv(cluster, target, command, interactive)  # an unknown target first (exit 2)
+    if ref.running is None or not ref.running.running:
+        raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
+    return argv
 
 
 def run_exec(argv: list[str]) -> NoReturn:

@@ -287,9 +287,12 @@ def test_the_exec_path_imports_neither_typer_nor_docker_rich_jinja2_or_pydantic(
     lab = write_lab(tmp_path / "lab.yaml", "fast", "pods: [{name: p0, node: n0}]\n")
     subprocess.run([sys.executable, "-m", "generator", "render", "-l", str(lab)], cwd=tmp_path,
                    env=env, check=True, capture_output=True)
+    where = str(tmp_path / "kgen-fast")
     probe = (
         "import json, sys\n"
-        "import generator.runtime.execute as ex\n"
+        "import generator.runtime.execute as ex, generator.runtime.registry as reg\n"
+        f"row = ['kgen-fast-n0', 'running', 'node', 'fast', {where!r}, {str(lab)!r}, '']\n"
+        "reg._docker = lambda *args: [row] if args[0] == 'ps' else []\n"
         "def fake(argv):\n"
         "    print(json.dumps({'argv': argv, 'modules': sorted(sys.modules)}))\n"
         "    sys.exit(0)\n"
