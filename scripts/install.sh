@@ -1,6 +1,7 @@
 #!/bin/sh
 # Prepare a Debian/Ubuntu machine (root, or a user with sudo) for kgen:
 # a Docker engine + compose, debootstrap and iptables from the distribution,
+# Graphviz and its font for `kgen graph`, tshark and chromium for the tests,
 # a running dockerd, br_netfilter, and kgen with its test tools in ./.venv.
 # Safe to run again: it only installs or starts what is missing.
 #
@@ -16,6 +17,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 CNI_BRIDGE=${KGEN_CNI_BRIDGE:-/usr/lib/cni/bridge}
+# `kgen graph` draws with this font, so a picture is the same bytes on every machine.
+GRAPH_FONT=${KGEN_GRAPH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 
 have() { command -v "$1" >/dev/null 2>&1; }
 engine_answers() { have docker && $SUDO docker info >/dev/null 2>&1; }
@@ -33,6 +36,10 @@ have debootstrap || want debootstrap
 have iptables || want iptables
 have tcpdump || want tcpdump
 have ping || want iputils-ping
+have dot || want graphviz                  # kgen graph (svg, png, html)
+have tshark || want tshark                 # capture tests decode the VXLAN overlay
+have chromium || want chromium             # the html graph test opens the page headless
+[ -f "$GRAPH_FONT" ] || want fonts-dejavu-core
 [ -x "$CNI_BRIDGE" ] || want containernetworking-plugins   # reference CNI plugins for tests
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
 

@@ -7,7 +7,9 @@ without importing this package (typer) at all.
 """
 
 from generator.cli import (  # noqa: F401  (registers the commands, in --help order)
+    capture,
     check,
+    graph,
     lifecycle,
     ls,
     schema,
