@@ -175,6 +175,8 @@ def up(lab: LabOption = None,
 
         ref = find_lab(lab)
         model = ref.model()
+        if model.name != ref.name and ref.file is not None:  # a running lab's file renamed it
+            ref = find_lab(str(ref.file))
         seen["ref"] = ref
         client = docker_client()
         paths = _up_paths(ref, model, client, force)
