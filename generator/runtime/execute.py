@@ -15,8 +15,11 @@ from generator.node.contract import Cluster
 from generator.runtime.errors import RuntimeFailure
 
 
-def shell(prompt: str) -> list[str]:
-    """An interactive shell whose prompt names where it runs (a pod has no hostname of its own)."""
+def shell(prompt: str, interactive: bool) -> list[str]:
+    """A shell: on a terminal, interactive, its prompt naming where it runs (a pod has no
+    hostname of its own); otherwise one that reads its commands from stdin."""
+    if not interactive:
+        return ["bash"]
     return ["env", f"PS1={prompt}:\\w# ", "bash", "--norc", "-i"]
 
 
@@ -26,13 +29,14 @@ def exec_argv(cluster: Cluster, target: str, command: list[str],
     flags = ["-i", "-t"] if interactive else ["-i"]
     for member in cluster["nodes"] + cluster["clients"]:
         if member["name"] == target:
-            return ["docker", "exec", *flags, member["container"], *(command or shell(target))]
+            return ["docker", "exec", *flags, member["container"],
+                    *(command or shell(target, interactive))]
     for pod in cluster["pods"]:
         if pod["name"] == target:
             node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
             return ["docker", "exec", *flags, node["container"],
                     "ip", "netns", "exec", pod["name"],
-                    *(command or shell(f"{pod['name']}@{node['name']}"))]
+                    *(command or shell(f"{pod['name']}@{node['name']}", interactive))]
     names = [m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]]
     raise LookupError(f"no node, client or pod named {target!r} (known: {', '.join(names)})")
 

@@ -98,6 +98,13 @@ def test_exec_command_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "docker", "exec", "-i", "kgen-demo-node-1", "ip", "netns", "exec", "pod-2", "ip", "a"]
     assert exec_argv(cluster, "client-0", ["true"], True)[:4] == [
         "docker", "exec", "-i", "-t"]
+    # No command: a shell, interactive with a prompt naming the pod on a terminal,
+    # else one reading its commands from stdin.
+    assert exec_argv(cluster, "pod-2", [], True) == [
+        "docker", "exec", "-i", "-t", "kgen-demo-node-1", "ip", "netns", "exec", "pod-2",
+        "env", "PS1=pod-2@node-1:\\w# ", "bash", "--norc", "-i"]
+    assert exec_argv(cluster, "node-0", [], False) == [
+        "docker", "exec", "-i", "kgen-demo-node-0", "bash"]
 
 
 class Recorder:
