@@ -13,7 +13,10 @@ and usage errors.
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def parse_exec(args: list[str]) -> tuple[str | None, str, list[str]] | None:
@@ -48,15 +51,11 @@ def parse_exec(args: list[str]) -> tuple[str | None, str, list[str]] | None:
 
 
 def fast_exec(lab: str | None, target: str, command: list[str]) -> NoReturn:
-    from generator.lab.errors import LabError
     from generator.runtime.errors import RuntimeFailure
     from generator.runtime.execute import exec_command, run_exec
 
     try:
         run_exec(exec_command(lab, target, command, sys.stdin.isatty()))
-    except LabError as e:
-        sys.stderr.writelines(f"kgen: {line}\n" for line in e.lines())
-        sys.exit(2)
     except LookupError as e:
         sys.stderr.write(f"kgen: {e.args[0]}\n")
         sys.exit(2)
@@ -66,6 +65,13 @@ def fast_exec(lab: str | None, target: str, command: list[str]) -> NoReturn:
     except KeyboardInterrupt:
         sys.stderr.write("kgen: interrupted\n")
         sys.exit(130)
+    except Exception as e:
+        # A bad lab file; generator.lab.errors is loaded only when one was raised.
+        errors = sys.modules.get("generator.lab.errors")
+        if errors is None or not isinstance(e, errors.LabError):
+            raise
+        sys.stderr.writelines(f"kgen: {line}\n" for line in e.lines())
+        sys.exit(2)
 
 
 def main() -> None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
 
-from generator.node.contract import Cluster
 from generator.runtime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from generator.node.contract import Cluster
 
 
 def shell(prompt: str, interactive: bool) -> list[str]:

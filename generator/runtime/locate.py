@@ -15,35 +15,52 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from generator.cluster.names import rendered_dir
-from generator.lab.errors import LabError
 from generator.resources import builtin_labs, labs_dir
 from generator.runtime.paths import LabPaths
 from generator.runtime.registry import LAB_NAME, RunningLab, find_running, running_from_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
 if TYPE_CHECKING:
+    from generator.lab.errors import LabError
     from generator.lab.model import Lab
     from generator.node.contract import Cluster
+
+
+def _lab_error(message: str, source: str) -> LabError:
+    from generator.lab.errors import LabError
+
+    return LabError.one("", message, source)
 
 DEFAULT_LAB_FILE = Path("lab.yaml")
 DEFAULT_LAB = "demo"
 
 
-@dataclass
 class LabRef:
-    """A resolved lab: its name, where it is rendered, its lab file, and whether it runs."""
+    """A resolved lab: its name, where it is rendered, its lab file, and whether it runs.
 
-    name: str
-    paths: LabPaths  # the running lab's directory, else ./kgen-<name>/
-    file: Path | None  # the lab file; None when only a name is known
-    running: RunningLab | None  # what of it is on the Docker engine
-    arg: str  # what to give `-l` to mean this lab again, from any directory when it runs
-    given_file: bool = False  # the lab file was named by the user (or is ./lab.yaml), not looked up
-    _model: Lab | None = field(default=None, repr=False)
+    name: the lab's name; paths: the running lab's directory, else ./kgen-<name>/;
+    file: the lab file (None when only a name is known); running: what of it is on
+    the Docker engine; arg: what to give `-l` to mean this lab again (from any
+    directory when it runs); given_file: the lab file was named by the user (or is
+    ./lab.yaml), not looked up.
+    """
+
+    def __init__(self, name: str, paths: LabPaths, file: Path | None, running: RunningLab | None,
+                 arg: str, given_file: bool = False) -> None:
+        self.name = name
+        self.paths = paths
+        self.file = file
+        self.running = running
+        self.arg = arg
+        self.given_file = given_file
+        self._model: Lab | None = None
+
+    def __repr__(self) -> str:
+        return (f"LabRef({self.name!r}, {self.paths!r}, file={self.file!r}, "
+                f"running={self.running is not None}, arg={self.arg!r})")
 
     @property
     def flag(self) -> str:
@@ -61,8 +78,8 @@ class LabRef:
         """The validated lab file (LabError, exit 2, when it does not validate)."""
         if self._model is None:
             if self.file is None:
-                raise LabError.one("", f"lab {self.name} runs, but the lab file it came up from is "
-                                   "not recorded; give it with -l FILE", self.arg)
+                raise _lab_error(f"lab {self.name} runs, but the lab file it came up from is "
+                                 "not recorded; give it with -l FILE", self.arg)
             self._model = _load(self.file)
         return self._model
 
@@ -83,7 +100,7 @@ def _load(path: Path) -> Lab:
     try:
         return load_lab(path)
     except UnicodeDecodeError as e:  # until the loader says so itself
-        raise LabError.one("", f"not UTF-8 text (byte {e.start})", str(path)) from None
+        raise _lab_error(f"not UTF-8 text (byte {e.start})", str(path)) from None
 
 
 def _shown(path: Path) -> str:
@@ -171,8 +188,8 @@ def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
     from generator.runtime.registry import running_labs
 
     names = ", ".join(r.name for r in running_labs(networks=False)) or "none"
-    raise LabError.one("", "no such lab file, no running lab and no built-in lab of that name "
-                       f"(running: {names}; built-in: {', '.join(builtin_labs())})", lab)
+    raise _lab_error("no such lab file, no running lab and no built-in lab of that name "
+                     f"(running: {names}; built-in: {', '.join(builtin_labs())})", lab)
 
 
 def lab_paths_of(name: str) -> LabPaths:

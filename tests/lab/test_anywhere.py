@@ -85,6 +85,22 @@ def test_commands_from_another_directory_act_on_the_running_lab(anywhere: Runnin
     assert list(tmp_path.iterdir()) == [], "nothing is rendered in the other directory"
 
 
+def test_the_engine_api_and_the_docker_cli_list_the_same_objects(anywhere: RunningLab) -> None:
+    """kgen reads labels over the engine's socket (fast) and falls back to the CLI: both agree."""
+    from generator.runtime import registry
+
+    selector = f"label=kgen.lab={anywhere.name}"
+    cli = {"containers": registry._docker("ps", "-a", "--no-trunc", "--filter", selector,
+                                          "--format", registry.CONTAINER_FORMAT),
+           "networks": registry._docker("network", "ls", "--filter", selector,
+                                        "--format", registry.NETWORK_FORMAT)}
+    for kind, rows in cli.items():
+        api = registry._api_rows(kind, selector)
+        assert api is not None, "the local engine answers on its socket"
+        shown = sorted([["" if f == "<no value>" else f for f in row] for row in rows])
+        assert sorted(api) == shown and len(shown) == (3 if kind == "containers" else 1)
+
+
 def test_exec_without_a_command_opens_a_shell_in_the_pod(anywhere: RunningLab,
                                                          tmp_path: Path) -> None:
     status = anywhere.status()

@@ -19,7 +19,7 @@ def no_running_labs(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests never see the labs that may run on this machine's engine."""
     from generator.runtime import registry
 
-    monkeypatch.setattr(registry, "_docker", lambda *args: [])
+    monkeypatch.setattr(registry, "_rows", lambda kind, selector: [])
 
 
 def test_render_without_arguments_renders_the_demo(tmp_path: Path,

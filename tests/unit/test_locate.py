@@ -48,6 +48,7 @@ class Engine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
     fake = Engine()
+    monkeypatch.setattr(registry, "_api_rows", lambda kind, selector: None)  # the CLI's way
     monkeypatch.setattr(registry, "_docker", fake)
     return fake
 
@@ -101,9 +102,103 @@ def test_fields_are_split_on_a_separator_paths_do_not_hold() -> None:
     assert registry.CONTAINER_FORMAT.count(SEP) == 6 and registry.NETWORK_FORMAT.count(SEP) == 4
 
 
-def test_no_docker_means_no_running_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_docker_means_no_running_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
     assert registry.running_labs() == []
+
+
+@pytest.mark.parametrize(("env", "socket_path"), [
+    ({}, "/var/run/docker.sock"),
+    ({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}, "/run/user/1000/docker.sock"),
+    ({"DOCKER_HOST": "tcp://10.0.0.1:2375"}, None),
+    ({"DOCKER_HOST": "ssh://me@host"}, None),
+    ({"DOCKER_CONTEXT": "remote"}, None),
+    ({"DOCKER_CONTEXT": "default"}, "/var/run/docker.sock"),
+])
+def test_the_engine_socket_is_used_only_where_the_cli_would_use_it(
+        tmp_path: Path, env: dict[str, str], socket_path: str | None) -> None:
+    assert registry.local_socket({"HOME": str(tmp_path), **env}) == socket_path
+
+
+def test_a_docker_context_in_the_cli_config_leaves_it_to_the_cli(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "remote"}))
+    assert registry.local_socket({"DOCKER_CONFIG": str(tmp_path)}) is None
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {}}))
+    assert registry.local_socket({"DOCKER_CONFIG": str(tmp_path)}) == "/var/run/docker.sock"
+
+
+class FakeEngine:
+    """A unix socket that answers one canned HTTP response per connection and keeps the requests."""
+
+    def __init__(self, path: Path, status: str, body: object) -> None:
+        import socket
+        import threading
+
+        self.requests: list[str] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(4)
+        payload = json.dumps(body).encode()
+        self.response = (f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n\r\n".encode()
+                         + payload)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                self.requests.append(conn.recv(65536).decode())
+                conn.sendall(self.response)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_labelled_objects_are_read_from_the_engine_api(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    sock = tmp_path / "docker.sock"
+    engine = FakeEngine(sock, "200 OK", [
+        {"Names": ["/kgen-web-n0"], "State": "running",
+         "Labels": {"kgen.lab": "web", "kgen.role": "node", "kgen.dir": "/x/kgen-web",
+                    "kgen.file": "/x/web.yaml"}},
+        {"Names": ["/kgen-web-c0"], "State": "exited",
+         "Labels": {"kgen.lab": "web", "kgen.role": "client",
+                    "com.docker.compose.project.working_dir": "/x/kgen-web"}}])
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(registry, "_docker", lambda *args: pytest.fail("the CLI was run"))
+    try:
+        lab = registry.find_running("web")
+    finally:
+        engine.close()
+    assert lab is not None
+    assert (lab.dir, lab.file) == (Path("/x/kgen-web"), Path("/x/web.yaml"))
+    assert lab.containers == [Member("kgen-web-c0", "exited", "client"),
+                              Member("kgen-web-n0", "running", "node")]
+    request = engine.requests[0].splitlines()[0]
+    assert request.startswith("GET /containers/json?all=1&filters=") and request.endswith(" HTTP/1.0")
+    from urllib.parse import unquote
+
+    assert json.loads(unquote(request.split("filters=")[1].split()[0])) == {"label": ["kgen.lab=web"]}
+
+
+def test_an_engine_error_falls_back_to_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sock = tmp_path / "docker.sock"
+    engine = FakeEngine(sock, "500 Internal Server Error", {"message": "boom"})
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cli: list[tuple[str, ...]] = []
+    monkeypatch.setattr(registry, "_docker", lambda *args: cli.append(args) or [])
+    try:
+        assert registry.find_running("web") is None
+    finally:
+        engine.close()
+    assert cli and cli[0][0] == "ps"
 
 
 def lab_dir(tmp_path: Path, ready: dict[str, bool]) -> Path:
@@ -292,7 +387,7 @@ def test_the_exec_path_imports_neither_typer_nor_docker_rich_jinja2_or_pydantic(
         "import json, sys\n"
         "import generator.runtime.execute as ex, generator.runtime.registry as reg\n"
         f"row = ['kgen-fast-n0', 'running', 'node', 'fast', {where!r}, {str(lab)!r}, '']\n"
-        "reg._docker = lambda *args: [row] if args[0] == 'ps' else []\n"
+        "reg._rows = lambda kind, selector: [row] if kind == 'containers' else []\n"
         "def fake(argv):\n"
         "    print(json.dumps({'argv': argv, 'modules': sorted(sys.modules)}))\n"
         "    sys.exit(0)\n"
@@ -306,7 +401,9 @@ def test_the_exec_path_imports_neither_typer_nor_docker_rich_jinja2_or_pydantic(
     assert seen["argv"] == ["docker", "exec", "-i", "kgen-fast-n0", "ip", "netns", "exec", "p0",
                             "true"]
     heavy = {m.split(".")[0] for m in seen["modules"]} & {
-        "typer", "docker", "rich", "jinja2", "pydantic", "click", "yaml"}
+        "typer", "docker", "rich", "jinja2", "pydantic", "click", "yaml",
+        # Each of these costs more CPU at start-up than the rest of the exec path.
+        "typing", "dataclasses", "hashlib"}
     assert heavy == set()
     assert "generator.lab.model" not in seen["modules"], "exec reads only the lab's name"
 
