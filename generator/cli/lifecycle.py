@@ -153,6 +153,26 @@ def _up_paths(ref: LabRef, model: Lab, client: Any, force: bool) -> LabPaths:
     return here if not ref.same_file(running) else ref.paths
 
 
+def _start(paths: LabPaths, cluster: Cluster, model: Lab, attempts: int = 3) -> Cluster:
+    """compose up; a node network that another network took since it was chosen (labs
+    coming up side by side) is chosen afresh, at most `attempts` times in all."""
+    from generator.render.files import render
+    from generator.runtime import up as runtime_up
+    from generator.runtime.errors import ComposeError
+    from generator.runtime.networks import desired_cluster
+
+    for attempt in range(1, attempts + 1):
+        try:
+            runtime_up.start(paths, cluster)
+            return cluster
+        except ComposeError as e:
+            if "Pool overlaps" not in str(e) or model.node_network is not None or attempt == attempts:
+                raise
+        echo(f"node network {cluster['nodeNetwork']} was taken meanwhile; choosing another")
+        cluster = render(model, desired_cluster(model, paths.root), paths.root)
+    return cluster
+
+
 @app.command()
 def up(lab: LabOption = None,
        force: Annotated[bool, typer.Option(
@@ -189,7 +209,7 @@ def up(lab: LabOption = None,
         runtime_up.clear_stale_state(client, paths, cluster)
         echo(f"starting lab {model.name} ({len(cluster['nodes'])} nodes, "
              f"{len(cluster['pods'])} pods, {len(cluster['services'])} services)")
-        runtime_up.start(paths, cluster)
+        cluster = _start(paths, cluster, model)
         allow_host_gw(client, cluster)
         _wait(client, paths, cluster, f"lab {model.name}")
         _print_status(client, paths, model.name)

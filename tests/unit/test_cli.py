@@ -255,3 +255,40 @@ def test_shell_completion_offers_the_labs_members(tmp_path: Path) -> None:
     assert complete("kgen exec -l lab.yaml p") == ["p0"]
     assert "lab.yaml" in complete("kgen status -l ")
     assert "demo" in complete("kgen status -l d")
+
+
+def test_a_node_network_taken_meanwhile_is_chosen_afresh(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labs coming up side by side: the /24 chosen for one may be taken before compose
+    creates it; `up` then renders the lab on another free /24 (bounded attempts)."""
+    from generator.cli import lifecycle
+    from generator.lab.model import load_lab
+    from generator.runtime import networks, up
+    from generator.runtime.errors import ComposeError
+    from generator.runtime.paths import LabPaths
+    from tests.unit.conftest import desired
+
+    model = load_lab(ROOT / "labs" / "demo.yaml")
+    first = desired(model)
+    started: list[str] = []
+
+    def start(paths: LabPaths, cluster: dict) -> None:
+        started.append(cluster["nodeNetwork"])
+        if len(started) == 1:
+            raise ComposeError("docker-compose ... failed: Pool overlaps with other one on this "
+                               "address space")
+
+    monkeypatch.setattr(up, "start", start)
+    monkeypatch.setattr(networks, "desired_cluster",
+                        lambda lab, out: {**first, "nodeNetwork": "172.31.9.0/24"})
+    monkeypatch.setattr(lifecycle, "echo", lambda message: None)
+    cluster = lifecycle._start(LabPaths(tmp_path), first, model)
+    assert started == [first["nodeNetwork"], "172.31.9.0/24"]
+    assert cluster["nodeNetwork"] == "172.31.9.0/24"
+    assert json.loads((tmp_path / "config" / "cluster.json").read_text())["nodeNetwork"] == (
+        "172.31.9.0/24")
+    # Bounded: after the last attempt the failure is raised.
+    monkeypatch.setattr(up, "start", lambda paths, cluster: (_ for _ in ()).throw(
+        ComposeError("Pool overlaps with other one on this address space")))
+    with pytest.raises(ComposeError):
+        lifecycle._start(LabPaths(tmp_path), first, model, attempts=2)
