@@ -64,8 +64,9 @@ def tools() -> dict[str, str]:
 def test_bare_machine_gets_engine_compose_and_tools(tmp_path: Path) -> None:
     got = plan(tmp_path, {})
     assert got["install"].split() == ["docker.io", "docker-compose", *TOOLS[:3], "iputils-ping",
-                                      "graphviz", "tshark", "chromium", "fonts-dejavu-core",
+                                      "graphviz", "fonts-dejavu-core",
                                       "containernetworking-plugins"]
+    assert got["optional"].split() == ["tshark", "chromium"]
     assert got["dockerd"] == "start"
 
 
@@ -88,14 +89,14 @@ def test_docker_ce_stopped_is_started_not_reinstalled(tmp_path: Path,
 def test_github_runner_engine_answering_needs_nothing(tmp_path: Path,
                                                       tools: dict[str, str]) -> None:
     got = plan(tmp_path, {**tools, "docker": _docker_stub(engine=True, compose_v2=True)}, cni=True)
-    assert got == {"install": "", "dockerd": "running"}
+    assert got == {"install": "", "optional": "", "dockerd": "running"}
 
 
 def test_compose_v1_alone_counts_as_compose(tmp_path: Path, tools: dict[str, str]) -> None:
     stubs = {**tools, "docker": _docker_stub(engine=True, compose_v2=False),
              "docker-compose": "exit 0"}
     got = plan(tmp_path, stubs, cni=True)
-    assert got == {"install": "", "dockerd": "running"}
+    assert got == {"install": "", "optional": "", "dockerd": "running"}
 
 
 def test_graph_tools_and_font_are_installed_only_when_missing(tmp_path: Path,
@@ -103,4 +104,5 @@ def test_graph_tools_and_font_are_installed_only_when_missing(tmp_path: Path,
     engine = _docker_stub(engine=True, compose_v2=True)
     without = {k: v for k, v in tools.items() if k not in ("dot", "chromium")}
     got = plan(tmp_path, {**without, "docker": engine}, cni=True, font=False)
-    assert got["install"].split() == ["graphviz", "chromium", "fonts-dejavu-core"]
+    assert got["install"].split() == ["graphviz", "fonts-dejavu-core"]
+    assert got["optional"].split() == ["chromium"]
