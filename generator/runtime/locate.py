@@ -7,8 +7,9 @@ demo. A lab that runs is acted on where it runs: its rendered directory is
 the one its containers record, whatever the current directory.
 
 Light on purpose: `kgen exec` resolves its lab through here, so only the lab's
-name is read from a lab file (one YAML load, no validation) until a command
-asks for the validated model with `LabRef.model()`.
+name is read from a lab file (its top-level `name:` line, else one YAML load;
+no validation) until a command asks for the validated model with
+`LabRef.model()`.
 """
 
 from __future__ import annotations
@@ -97,10 +98,7 @@ class LabRef:
 def _load(path: Path) -> Lab:
     from generator.lab.model import load_lab
 
-    try:
-        return load_lab(path)
-    except UnicodeDecodeError as e:  # until the loader says so itself
-        raise _lab_error(f"not UTF-8 text (byte {e.start})", str(path)) from None
+    return load_lab(path)
 
 
 def _shown(path: Path) -> str:
