@@ -124,6 +124,12 @@ def test_up_of_another_file_with_the_same_name_refuses(anywhere: RunningLab,
         f"`kgen down -l {anywhere.name}`, or replace it with `kgen up -l lab.yaml --force`")
     assert started_at(anywhere.name) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name], "nothing rendered"
+    applied = kgen("apply", cwd=tmp_path, check=False)  # nor applied to the running lab
+    assert applied.returncode == 1
+    assert one_line(applied) == (
+        f"kgen: lab {anywhere.name} runs from {anywhere.lab_file.resolve()}, not from lab.yaml; "
+        "apply edits to that file, or replace the lab with `kgen up -l lab.yaml --force`")
+    assert started_at(anywhere.name) == before
 
 
 def test_up_of_the_same_file_from_another_directory_changes_nothing(anywhere: RunningLab,
