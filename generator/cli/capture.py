@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from generator.cli.app import Exit, LabOption, app, echo, failures
+from generator.cli.app import Exit, LabOption, app, complete_target, echo, failures
 from generator.runtime.locate import find_lab
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.")],
+def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.",
+                                                 autocompletion=complete_target)],
             capture_filter: Annotated[list[str] | None, typer.Argument(
                 metavar="FILTER", help="A tcpdump filter, e.g. udp port 4789.")] = None,
             lab: LabOption = None,
