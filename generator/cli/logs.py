@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from generator.cli.app import Exit, LabOption, app, err, failures
-from generator.lab.resolve import open_lab
 
 
 @app.command()
@@ -21,18 +20,13 @@ def logs(pod: Annotated[str, typer.Argument(help="The pod.")],
     """Print a pod container's output (stdout and stderr, across its restarts)."""
     import subprocess
 
-    from generator.cli.lifecycle import lab_paths
-    from generator.runtime.logs import logs_argv
+    from generator.runtime.logs import logs_command
 
     with failures():
-        model = open_lab(lab)
-        cluster = lab_paths(model).cluster()
-        if cluster is None:
-            raise Exit(1, f"lab {model.name} is not rendered; run `kgen up` first")
         try:
-            argv, note = logs_argv(cluster, pod, container, follow, tail)
+            argv, note = logs_command(lab, pod, container, follow, tail)
         except LookupError as e:
-            raise Exit(2, str(e)) from None
+            raise Exit(2, str(e.args[0])) from None
         if note:
             err().print(note, markup=False, highlight=False)
     raise typer.Exit(subprocess.call(argv))
