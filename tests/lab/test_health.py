@@ -134,6 +134,18 @@ def every_path_succeeds(lab: RunningLab, status: dict[str, Any], gone: str) -> s
     return seen
 
 
+def proxies_in_sync(lab: RunningLab) -> bool:
+    """Every node live, ready, and its proxy synced to what the host computes."""
+    from generator.node.contract import live_nodes, read_node_states
+    from generator.runtime.up import pending
+
+    rendered = lab.dir / f"kgen-{lab.name}"
+    cluster = json.loads((rendered / "config" / "cluster.json").read_text())
+    docs = read_node_states(rendered / "state", [n["name"] for n in cluster["nodes"]])
+    live = live_nodes(cluster, rendered / "state", time.time())
+    return not [m for m in pending(cluster, docs, live) if not m.startswith("pod ")]
+
+
 def rules_mention(lab: RunningLab, node: str, ip: str) -> bool:
     return f"{ip}:8080" in lab.exec(node, "iptables-save", "-t", "nat").stdout
 
@@ -143,9 +155,13 @@ def rules_mention(lab: RunningLab, node: str, ip: str) -> bool:
 
 def test_crash_looping_pod_backs_off_and_is_no_endpoint(lab: RunningLab) -> None:
     # The first restart comes 10 s after the first exit, then it exits again at once.
-    status = wait_for(lab, "crash restarted and backing off",
+    # (Between a restart and the exit the pod may be Running for an instant, as in
+    # kubelet without a readiness probe; so the rules are looked at once every proxy
+    # has synced what the host computes, as `kgen up` waits for.)
+    status = wait_for(lab, "crash restarted and backing off, every proxy in sync",
                       lambda s: pod(s, "crash")["restarts"] >= 1
-                      and pod(s, "crash")["state"] == "CrashLoopBackOff")
+                      and pod(s, "crash")["state"] == "CrashLoopBackOff"
+                      and proxies_in_sync(lab))
     crash_ip = pod(status, "crash")["ip"]
     assert crash_ip, "a crash-looping pod keeps its address"
     assert f"{crash_ip}:8080" not in endpoints(status)
