@@ -208,3 +208,11 @@ def image_build(offline: Annotated[bool, typer.Option(
         size = client.images.get(tag).attrs.get("Size", 0)
         print(f"{tag} ({size / 1e6:.0f} MB)")
 
+
+def _register_trace() -> None:
+    from generator.trace.command import register
+
+    register(app)
+
+
+_register_trace()

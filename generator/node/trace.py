@@ -1,0 +1,551 @@
+"""The node side of `kgen trace`: arm the kernel's netfilter trace for one flow,
+read it, disarm it, and report what the kernel said.
+
+`python3 -m generator.node.trace` reads a plan (one JSON line) on stdin, then
+commands, one per line: `go` runs the plan's probe (on the trace's source),
+`stop` ends the trace. It answers with JSON lines on stdout: `{"event":
+"armed"}`, `{"event": "probe", ...}`, then `{"event": "report", ...}`.
+
+Arming (plan "mode"):
+- iptables: `-j TRACE` rules in the raw table's PREROUTING and OUTPUT, each
+  carrying the comment `kgen-trace:<id>:<deadline>`; the kernel's events are
+  read with `xtables-monitor --trace` (rules printed as iptables-save does).
+- nftables: a table `ip kgen_trace_<id>_<deadline>` whose chains (hooks
+  prerouting and output, priority -350, before conntrack and every other
+  table) set `meta nftrace 1`; read with `nft monitor trace`.
+
+Whatever happens (stop, end of stdin because the host went away, a signal,
+the plan's deadline, an error) the rules are removed before exit, and every
+start also removes the leftovers of traces whose deadline has passed (a
+helper killed with SIGKILL cannot clean up after itself).
+
+While armed, an AF_PACKET socket on the underlay records the overlay frames
+that carry the flow (outer addresses, UDP port and VNI, read from the wire).
+After stopping, the report adds the routing decisions (`ip route get`) for
+the addresses seen, the conntrack entries of the protocol, the bridge ports
+of the node's pods and the nat chains that choose endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+COMMENT = "kgen-trace"
+NFT_PREFIX = "kgen_trace_"
+NFTRACE_GROUP_BIT = 1 << (9 - 1)  # NFNLGRP_NFTRACE
+NETLINK_NETFILTER = 12
+READY_TIMEOUT = 3.0
+MAX_FRAMES = 200
+MAX_LINES = 20000
+PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+ICMP_TYPES = {"echo-request": 8, "echo-reply": 0}
+
+
+class Stop(Exception):
+    """A signal asked the helper to end (the rules still come off)."""
+
+
+def run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- rules
+
+
+def iptables_match(m: dict[str, Any]) -> str:
+    """One flow match as iptables arguments (raw table)."""
+    proto = m["proto"]
+    parts = [f"-p {proto}"]
+    if m.get("src"):
+        parts.append(f"-s {m['src']}/32")
+    if m.get("dst"):
+        parts.append(f"-d {m['dst']}/32")
+    if proto in ("tcp", "udp") and (m.get("sport") or m.get("dport")):
+        parts.append(f"-m {proto}")
+        if m.get("sport"):
+            parts.append(f"--sport {int(m['sport'])}")
+        if m.get("dport"):
+            parts.append(f"--dport {int(m['dport'])}")
+    if proto == "icmp":
+        if m.get("icmp_type"):
+            parts.append(f"-m icmp --icmp-type {ICMP_TYPES[m['icmp_type']]}")
+        if m.get("icmp_id") is not None:
+            # The echo identifier: 16 bits at offset 4 of the ICMP header.
+            parts.append(f'-m u32 --u32 "0>>22&0x3C@4>>16=0x{int(m["icmp_id"]):x}"')
+    return " ".join(parts)
+
+
+def nft_match(m: dict[str, Any]) -> str:
+    proto = m["proto"]
+    parts = [f"meta l4proto {proto}"]
+    if m.get("src"):
+        parts.append(f"ip saddr {m['src']}")
+    if m.get("dst"):
+        parts.append(f"ip daddr {m['dst']}")
+    if proto in ("tcp", "udp"):
+        if m.get("sport"):
+            parts.append(f"{proto} sport {int(m['sport'])}")
+        if m.get("dport"):
+            parts.append(f"{proto} dport {int(m['dport'])}")
+    if proto == "icmp":
+        if m.get("icmp_type"):
+            parts.append(f"icmp type {m['icmp_type']}")
+        if m.get("icmp_id") is not None:
+            parts.append(f"icmp id {int(m['icmp_id'])}")
+    return " ".join(parts)
+
+
+def comment_of(trace_id: str, deadline: int) -> str:
+    return f"{COMMENT}:{trace_id}:{deadline}"
+
+
+def iptables_arm_payload(trace_id: str, deadline: int, matches: list[dict[str, Any]]) -> str:
+    tag = comment_of(trace_id, deadline)
+    lines = ["*raw"]
+    for chain in ("PREROUTING", "OUTPUT"):
+        for m in matches:
+            lines.append(f"-A {chain} {iptables_match(m)} -m comment --comment {tag} -j TRACE")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def nft_table(trace_id: str, deadline: int) -> str:
+    return f"{NFT_PREFIX}{trace_id}_{deadline}"
+
+
+def nft_arm_payload(trace_id: str, deadline: int, matches: list[dict[str, Any]]) -> str:
+    table = nft_table(trace_id, deadline)
+    body = []
+    for chain, hook in (("pre", "prerouting"), ("out", "output")):
+        rules = "".join(f"    {nft_match(m)} meta nftrace set 1\n" for m in matches)
+        body.append(f"  chain {chain} {{\n    type filter hook {hook} priority -350; policy accept;\n"
+                    f"{rules}  }}\n")
+    return f"table ip {table} {{\n{''.join(body)}}}\n"
+
+
+_TAG = re.compile(rf"{COMMENT}:([0-9a-f]+):(\d+)")
+
+
+def stale_or_ours(line: str, trace_id: str | None, now: float) -> bool:
+    """An iptables-save line of a trace rule to remove: ours, or past its deadline."""
+    found = _TAG.search(line)
+    if not found or not line.startswith("-A "):
+        return False
+    return found.group(1) == trace_id or int(found.group(2)) < now
+
+
+def iptables_disarm(trace_id: str | None) -> int:
+    saved = run("iptables-save", "-t", "raw").stdout
+    doomed = [line for line in saved.splitlines() if stale_or_ours(line, trace_id, time.time())]
+    if not doomed:
+        return 0
+    payload = "*raw\n" + "".join(f"-D {line[3:]}\n" for line in doomed) + "COMMIT\n"
+    result = run("iptables-restore", "-w", "--noflush", stdin=payload)
+    if result.returncode != 0:  # one by one, so that one odd line cannot keep the others
+        for line in doomed:
+            run("sh", "-c", f"iptables -w -t raw -D {line[3:]}")
+    return len(doomed)
+
+
+def nft_disarm(trace_id: str | None) -> int:
+    listed = run("nft", "list", "tables").stdout
+    removed = 0
+    for name in re.findall(rf"table ip ({NFT_PREFIX}([0-9a-f]+)_(\d+))", listed):
+        table, owner, deadline = name
+        if owner == trace_id or int(deadline) < time.time():
+            run("nft", "delete", "table", "ip", table)
+            removed += 1
+    return removed
+
+
+def arm(plan: dict[str, Any]) -> None:
+    if not plan["matches"]:
+        return
+    if plan["mode"] == "nftables":
+        result = run("nft", "-f", "-", stdin=nft_arm_payload(plan["id"], plan["deadline"],
+                                                             plan["matches"]))
+    else:
+        result = run("iptables-restore", "-w", "--noflush",
+                     stdin=iptables_arm_payload(plan["id"], plan["deadline"], plan["matches"]))
+    if result.returncode != 0:
+        raise RuntimeError(f"arming the trace failed: {result.stderr.strip()}")
+
+
+def disarm(plan: dict[str, Any]) -> None:
+    if plan["mode"] == "nftables":
+        nft_disarm(plan["id"])
+    else:
+        iptables_disarm(plan["id"])
+
+
+def sweep(mode: str) -> None:
+    """Remove what traces killed without a chance to clean up left behind."""
+    if mode == "nftables":
+        nft_disarm(None)
+    else:
+        iptables_disarm(None)
+
+
+# ---------------------------------------------------------------- monitor
+
+
+class Monitor:
+    """`xtables-monitor --trace` or `nft monitor trace`, its lines collected by a thread."""
+
+    def __init__(self, mode: str) -> None:
+        argv = ["nft", "monitor", "trace"] if mode == "nftables" else ["xtables-monitor", "--trace"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if len(self.lines) < MAX_LINES:
+                self.lines.append(line.rstrip("\n"))
+
+    def socket_inodes(self) -> set[str]:
+        inodes = set()
+        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        return inodes
+
+    def ready(self) -> bool:
+        """True once the monitor's own netlink socket has joined the trace group."""
+        inodes = self.socket_inodes()
+        with contextlib.suppress(OSError):
+            for row in Path("/proc/net/netlink").read_text().splitlines()[1:]:
+                f = row.split()
+                if len(f) >= 10 and f[1] == str(NETLINK_NETFILTER) and f[9] in inodes \
+                        and int(f[3], 16) & NFTRACE_GROUP_BIT:
+                    return True
+        return False
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("the trace monitor exited at start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the trace monitor did not subscribe in time")
+            time.sleep(0.005)
+
+    def stop(self) -> list[str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(2)
+        self.thread.join(2)
+        return list(self.lines)
+
+
+# ---------------------------------------------------------------- wire
+
+
+def parse_frame(frame: bytes, vxlan_port: int, proto: int) -> dict[str, Any] | None:
+    """An underlay frame that carries an IPv4 packet of `proto`: VXLAN (outer header
+    and VNI) or a pod packet routed in the clear (host-gw)."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    outer_proto = ip[9]
+    src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+    if outer_proto == 17 and len(ip) >= ihl + 8:
+        sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
+        if dport == vxlan_port and len(ip) >= ihl + 16 + 14 + 20:
+            vni = int.from_bytes(ip[ihl + 12:ihl + 15], "big")
+            inner = parse_inner(ip[ihl + 16:], proto)
+            if inner is None:
+                return None
+            return {"encap": {"src": src, "dst": dst, "sport": sport, "dport": dport, "vni": vni},
+                    **inner}
+    inner = parse_inner(frame, proto)
+    if inner is None:
+        return None
+    return {"encap": None, **inner}
+
+
+def parse_inner(frame: bytes, proto: int) -> dict[str, Any] | None:
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    if ip[9] != proto:
+        return None
+    out: dict[str, Any] = {"src": socket.inet_ntoa(ip[12:16]), "dst": socket.inet_ntoa(ip[16:20]),
+                           "id": struct.unpack("!H", ip[4:6])[0], "sport": None, "dport": None}
+    if proto in (6, 17) and len(ip) >= ihl + 4:
+        out["sport"], out["dport"] = struct.unpack("!HH", ip[ihl:ihl + 4])
+    elif proto == 1 and len(ip) >= ihl + 8:
+        out["icmp_type"] = ip[ihl]
+        out["icmp_id"] = struct.unpack("!H", ip[ihl + 4:ihl + 6])[0]
+    return out
+
+
+class Sniffer:
+    """Frames of the flow's protocol on the underlay, with their direction."""
+
+    def __init__(self, iface: str, vxlan_port: int, proto: int, ports: set[int],
+                 inside: list[str]) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.vxlan_port, self.proto, self.ports = vxlan_port, proto, ports
+        self.inside = [ipaddress.ip_network(n) for n in inside]
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+        self.sock.bind((iface, 0))
+        self.sock.setblocking(False)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _wanted(self, rec: dict[str, Any]) -> bool:
+        if self.proto != 1 and not ({rec["sport"], rec["dport"]} & self.ports):
+            return False
+        if rec["encap"] is not None:
+            return True
+        return any(ipaddress.ip_address(a) in n for a in (rec["src"], rec["dst"]) for n in self.inside)
+
+    def _loop(self) -> None:
+        while not self.done.is_set():
+            ready, _, _ = select.select([self.sock], [], [], 0.05)
+            if not ready:
+                continue
+            while len(self.frames) < MAX_FRAMES:
+                try:
+                    frame, addr = self.sock.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                rec = parse_frame(frame, self.vxlan_port, self.proto)
+                if rec is not None and self._wanted(rec):
+                    rec["outgoing"] = addr[2] == socket.PACKET_OUTGOING
+                    rec["t"] = time.monotonic()
+                    self.frames.append(rec)
+
+    def stop(self) -> list[dict[str, Any]]:
+        time.sleep(0.02)
+        self.done.set()
+        self.thread.join(2)
+        self.sock.close()
+        return self.frames
+
+
+# ---------------------------------------------------------------- what the node knows
+
+
+def ip_json(*args: str, netns: str | None = None) -> Any:
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", *args]
+    result = run(*argv)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip()}
+    try:
+        return json.loads(result.stdout) if result.stdout.strip() else []
+    except ValueError:
+        return {"error": result.stdout.strip()}
+
+
+_PACKET = re.compile(r"\b(IN|OUT|SRC|DST)=(\S+)")
+_DNAT = re.compile(r"--to-destination (\d+\.\d+\.\d+\.\d+)")
+
+
+def route_questions(lines: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(dst, src, iif) of every packet the monitor showed, and of every DNAT target."""
+    asked: list[tuple[str, str | None, str | None]] = []
+    seen_src: list[tuple[str | None, str | None]] = []
+    for line in lines:
+        if line.startswith("PACKET:"):
+            f = dict(_PACKET.findall(line))
+            if "DST" not in f:
+                continue
+            iif = f.get("IN")
+            q = (f["DST"], f.get("SRC") if iif else None, iif)
+            if q not in asked:
+                asked.append(q)
+            if (q[1], iif) not in seen_src:
+                seen_src.append((q[1], iif))
+        for target in _DNAT.findall(line) if " TRACE:" in line else []:
+            for src, iif in seen_src:
+                q = (target, src, iif)
+                if q not in asked:
+                    asked.append(q)
+    return asked[:16]
+
+
+def routes(lines: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for dst, src, iif in route_questions(lines):
+        args = ["route", "get", dst]
+        if iif and src:
+            args += ["from", src, "iif", iif]
+        out.append({"dst": dst, "src": src, "iif": iif, "result": ip_json(*args)})
+    return out
+
+
+def bridge_ports() -> dict[str, Any]:
+    """Which veth on cbr0 leads to which pod namespace."""
+    netns = run("ip", "netns", "list").stdout
+    by_id = {m.group(2): m.group(1) for m in re.finditer(r"^(\S+) \(id: (\d+)\)", netns, re.M)}
+    ports = {}
+    links = ip_json("link", "show", "master", "cbr0")
+    for link in links if isinstance(links, list) else []:
+        pod = by_id.get(str(link.get("link_netnsid")))
+        if pod:
+            ports[pod] = {"veth": link.get("ifname"), "state": link.get("operstate")}
+    bridge = ip_json("link", "show", "cbr0")
+    state = bridge[0].get("operstate") if isinstance(bridge, list) and bridge else "absent"
+    return {"cbr0": state, "pods": ports}
+
+
+def conntrack(proto: str) -> list[str]:
+    return run("conntrack", "-L", "-p", proto).stdout.splitlines()[:500]
+
+
+def nat_chains() -> list[str]:
+    """The endpoint-choosing chains (kube-proxy's iptables or nftables layout)."""
+    saved = run("iptables-save", "-t", "nat").stdout.splitlines()
+    return [line for line in saved if line.startswith(("-A KUBE-SVC-", "-A KUBE-SVL-"))]
+
+
+def source_route(probe: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not probe:
+        return None
+    netns = probe.get("netns")
+    out: dict[str, Any] = {"route": ip_json("route", "get", probe["host"], netns=netns)}
+    if netns:
+        out["eth0"] = ip_json("link", "show", "eth0", netns=netns)
+    return out
+
+
+# ---------------------------------------------------------------- probe
+
+
+def run_probe(probe: dict[str, Any]) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "generator.node.probe", probe["mode"], probe["host"],
+            str(probe["port"]), probe.get("arg", ""), "--timeout", str(probe["timeout"]),
+            "--source-port", str(probe["sport"]), "--json"]
+    if probe.get("netns"):
+        argv = ["ip", "netns", "exec", probe["netns"], *argv]
+    result = run(*argv, timeout=probe["timeout"] + 5)
+    try:
+        return dict(json.loads(result.stdout)[0])
+    except (ValueError, IndexError, KeyError):
+        return {"ok": False, "answer": None, "error": (result.stderr or result.stdout).strip()[:300],
+                "ms": 0}
+
+
+# ---------------------------------------------------------------- main
+
+
+def emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def _raise_stop(*_: Any) -> None:
+    raise Stop
+
+
+def wait_command(deadline: float) -> str:
+    """The next command on stdin; "stop" at end of input or past the deadline."""
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            return "stop"
+        ready, _, _ = select.select([sys.stdin], [], [], min(left, 0.5))
+        if ready:
+            line = sys.stdin.readline()
+            return line.strip() or "stop" if line else "stop"
+
+
+def trace(plan: dict[str, Any]) -> dict[str, Any]:
+    mode = plan["mode"]
+    sweep(mode)
+    monitor = Monitor(mode) if plan["matches"] else None
+    sniffer = None
+    report: dict[str, Any] = {"event": "report", "member": plan["member"], "error": None}
+    armed = False
+    lines: list[str] = []
+    frames: list[dict[str, Any]] = []
+    try:
+        cap = plan.get("capture")
+        if cap:
+            sniffer = Sniffer(cap["iface"], cap["vxlan_port"], PROTO_NUMBERS[plan["proto"]],
+                              set(cap["ports"]), cap["inside"])
+        if monitor:
+            monitor.wait_ready()
+        armed = True
+        arm(plan)
+        emit({"event": "armed"})
+        while True:
+            command = wait_command(plan["deadline"])
+            if command == "go" and plan.get("probe"):
+                emit({"event": "probe", "result": run_probe(plan["probe"])})
+            elif command == "stop":
+                break
+        time.sleep(plan.get("linger", 0.05))  # the last events of a reply still in flight
+    except Stop:
+        report["error"] = "interrupted"
+    except Exception as err:
+        report["error"] = f"{type(err).__name__}: {err}"
+    finally:
+        with contextlib.suppress(Stop):
+            if armed:
+                disarm(plan)
+            lines = monitor.stop() if monitor else []
+            frames = sniffer.stop() if sniffer else []
+    report.update({
+        "lines": lines,
+        "frames": frames,
+        "routes": routes(lines),
+        "conntrack": conntrack(plan["proto"]) if plan["matches"] else [],
+        "bridge": bridge_ports() if plan.get("node") else None,
+        "natChains": nat_chains() if plan.get("node") and mode == "iptables" else [],
+        "source": source_route(plan.get("probe")),
+    })
+    return report
+
+
+def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
+    line = sys.stdin.readline()
+    try:
+        plan = json.loads(line)
+    except ValueError:
+        emit({"event": "report", "error": "no plan on stdin"})
+        return 2
+    try:
+        report = trace(plan)
+    except Stop:
+        with contextlib.suppress(Exception):
+            disarm(plan)
+        return 1
+    emit(report)
+    return 0 if report["error"] is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
