@@ -442,18 +442,31 @@ def source_route(probe: dict[str, Any] | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- probe
 
 
+def backlog_drops() -> int:
+    """Packets the kernel dropped from its per-CPU input backlogs so far (all namespaces):
+    a packet that vanishes between two places with no rule to blame may be one of them."""
+    try:
+        rows = Path("/proc/net/softnet_stat").read_text().split("\n")
+        return sum(int(r.split()[1], 16) for r in rows if r.strip())
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def run_probe(probe: dict[str, Any]) -> dict[str, Any]:
     argv = [sys.executable, "-m", "generator.node.probe", probe["mode"], probe["host"],
             str(probe["port"]), probe.get("arg", ""), "--timeout", str(probe["timeout"]),
             "--source-port", str(probe["sport"]), "--json"]
     if probe.get("netns"):
         argv = ["ip", "netns", "exec", probe["netns"], *argv]
+    before = backlog_drops()
     result = run(*argv, timeout=probe["timeout"] + 5)
     try:
-        return dict(json.loads(result.stdout)[0])
+        out = dict(json.loads(result.stdout)[0])
     except (ValueError, IndexError, KeyError):
-        return {"ok": False, "answer": None, "error": (result.stderr or result.stdout).strip()[:300],
-                "ms": 0}
+        out = {"ok": False, "answer": None, "error": (result.stderr or result.stdout).strip()[:300],
+               "ms": 0}
+    out["backlogDrops"] = backlog_drops() - before
+    return out
 
 
 # ---------------------------------------------------------------- main

@@ -24,13 +24,21 @@ def source_container(cluster: dict[str, Any], plan: Plan) -> str:
                     if m["name"] == member))
 
 
-def trace(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
-          port: int | None = None, protocol: str | None = None) -> Result:
-    """Plan, run and join one trace. Raises TraceUsageError (bad name or option) or
-    TraceFailure (it could not trace)."""
+def collect(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+            port: int | None = None, protocol: str | None = None
+            ) -> tuple[Plan, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Plan and run one trace: (plan, the probe's result, every member's report)."""
     plan = make_plan(cluster, pods, src, dst, port, protocol)
     probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan))
     broken = [f"{m}: {r['error']}" for m, r in reports.items() if r.get("error")]
     if broken:
         raise TraceFailure("; ".join(broken))
+    return plan, probe, reports
+
+
+def trace(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+          port: int | None = None, protocol: str | None = None) -> Result:
+    """Plan, run and join one trace. Raises TraceUsageError (bad name or option) or
+    TraceFailure (it could not trace)."""
+    plan, probe, reports = collect(cluster, pods, src, dst, port, protocol)
     return join(plan, cluster, reports, probe)

@@ -160,7 +160,7 @@ class Joiner:
 
     def first_request(self) -> Record | None:
         p = self.plan
-        order = [p.src.node] if p.src.kind in ("pod", "node") else []
+        order = [p.src.node] if p.src.kind in ("pod", "node") and p.src.node else []
         order += [n for n in self.views if n not in order]
         for node in order:
             view = self.views.get(node)
@@ -255,6 +255,9 @@ class Joiner:
             owner = self.node_of_subnet(dst)
             return (f"routes {dst} via {gw} dev {dev}: the VXLAN device, to {owner}", True)
         if dev == "cbr0":
+            if ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(self.cluster["serviceCIDR"]):
+                return (f"routes {dst} dev cbr0: the service range is routed onto the bridge "
+                        "(untranslated, nothing there answers)"), True
             return f"routes {dst} dev cbr0: the node's own pod subnet", True
         if gw:
             owner = self.name_of(gw)
@@ -292,36 +295,60 @@ class Joiner:
         return f"picks {which} ({how})"
 
     def record_hops(self, direction: str, node: str, records: list[Record], t: list[Any],
-                    marked: list[str]) -> None:
+                    marked: list[str]) -> bool:
         """Each rule, policy and translation the node's netfilter applied; `t` is the packet
         (src, sport, dst, dport) as it stands, updated in place."""
         routed = records[0].hook != "PREROUTING"
         for rec in records:
+            t[0], t[1], t[2], t[3] = rec.src, rec.sport, rec.dst, rec.dport
             if not routed and rec.hook != "PREROUTING":
                 routed = True
                 self.route_hop(direction, node, rec, t)
-            t[0], t[1], t[2], t[3] = rec.src, rec.sport, rec.dst, rec.dport
             for ev in rec.events:
                 ours = "kgen-trace" in (ev.rule or "") or "nftrace" in (ev.rule or "")
-                if ev.table == "raw" and (ev.kind == "policy" or ours):
+                if ev.table == "raw" and ours:
                     continue
+                if ev.kind == "policy" and ev.verdict == "ACCEPT" and ev.table != "filter":
+                    continue  # raw, mangle and nat chains that decided nothing
                 if ev.kind == "return" or (ev.kind == "rule" and not ev.rule):
                     continue
-                self.event_hop(direction, node, ev, t, marked)
+                hop = self.event_hop(direction, node, ev, t, marked)
+                if hop.step in ("drop", "reject"):
+                    return False
         if not routed:
-            self.route_hop(direction, node, records[-1], t)
+            return self.route_hop(direction, node, records[-1], t)
+        return True
 
-    def route_hop(self, direction: str, node: str, rec: Record, t: list[Any]) -> None:
+    def bridged(self, node: str, rec: Record) -> bool:
+        """A frame from a pod to another pod's MAC on the same cbr0 is switched, not routed
+        (br_netfilter still shows it to iptables)."""
+        mac = self.nodes.get(node, {}).get("gatewayMAC", "")
+        seen = rec.fields.get("MACDST")
+        if rec.iif != "cbr0" or not seen or not mac:
+            return False
+        return [int(x, 16) for x in seen.split(":")] != [int(x, 16) for x in mac.split(":")]
+
+    def route_hop(self, direction: str, node: str, rec: Record, t: list[Any]) -> bool:
+        """The routing decision; False when there is no route (the packet dies here)."""
         if rec.hook == "OUTPUT":
-            return
+            return True
+        first = next((r for r in self.views[node].records if r.trace_id == rec.trace_id
+                      and r.hook == "PREROUTING"), rec)
+        if self.bridged(node, first) or self.bridged(node, rec):
+            self.add(Hop(direction, node, "bridge",
+                         f"{node}: cbr0 switches the frame straight to {self.label(t[2])}'s port "
+                         "(same subnet: no routing; br_netfilter still passes it through iptables)",
+                         self.packet(tuple(t))))  # type: ignore[arg-type]
+            return True
         answer = self.route_for(node, t[2], rec.iif)
         if answer is None:
-            return
+            return True
         text, ok = self.route_text(node, t[2], answer)
         self.add(Hop(direction, node, "route" if ok else "drop", f"{node}: {text}",
                      self.packet(tuple(t))))  # type: ignore[arg-type]
+        return ok
 
-    def event_hop(self, direction: str, node: str, ev: Any, t: list[Any], marked: list[str]) -> None:
+    def event_hop(self, direction: str, node: str, ev: Any, t: list[Any], marked: list[str]) -> Hop:
         rule = ev.rule or ""
         comment = ev.comment
         where = f"{ev.table} {ev.chain}"
@@ -345,10 +372,10 @@ class Joiner:
             else:
                 detail = f"{where} → {target}"
         elif "-j DNAT" in rule or " dnat " in rule:
-            to = re.search(r"(?:--to-destination|dnat to) (\d+\.\d+\.\d+\.\d+):?(\d+)?", rule)
+            found = re.search(r"(?:--to-destination|dnat to) (\d+\.\d+\.\d+\.\d+):?(\d+)?", rule)
             before = ap(t[2], t[3])
-            if to:
-                t[2], t[3] = to.group(1), int(to.group(2)) if to.group(2) else t[3]
+            if found:
+                t[2], t[3] = found.group(1), int(found.group(2)) if found.group(2) else t[3]
             step = "dnat"
             who = self.name_of(t[2])
             detail = (f"{where}: DNAT {before} → {ap(t[2], t[3])}" + (f" ({who})" if who else ""))
@@ -377,8 +404,9 @@ class Joiner:
             detail = f"{where}: clears the masquerade mark"
         else:
             detail = f"{where}: {ev.verdict}" + (f" ({comment})" if comment else "")
-        self.add(Hop(direction, node, step, f"{node}: {detail}", self.packet(tuple(t)),  # type: ignore[arg-type]
-                     ev.table, ev.chain, ev.rule))
+        return self.add(Hop(direction, node, step, f"{node}: {detail}",
+                            self.packet(tuple(t)),  # type: ignore[arg-type]
+                            ev.table, ev.chain, ev.rule))
 
     def frame_for(self, node: str, records: list[Record], outgoing: bool) -> dict[str, Any] | None:
         me = self.nodes.get(node, {}).get("ip")
@@ -424,7 +452,8 @@ class Joiner:
                           f"it is turned back into {ap(o[2], o[3])} → {ap(o[0], o[1])} "
                           f"[{entry.line}]")
                 self.add(Hop(direction, node, "conntrack", detail, self.packet((o[2], o[3], o[0], o[1]))))
-        self.record_hops(direction, node, records, t, marked)
+        if not self.record_hops(direction, node, records, t, marked):
+            return "dropped", None
         how, nxt = self.next_member(records)
         if direction == "reply" and node in self.nat_nodes and self.nat_nodes[node] is not None:
             o = self.nat_nodes[node].orig  # type: ignore[union-attr]
@@ -448,7 +477,7 @@ class Joiner:
             detail = f"{node}: sends it out of eth0 to {nxt or self.label(t[2])}{plain}"
             self.add(Hop(direction, node, "wire", detail, self.packet(tuple(t))))  # type: ignore[arg-type]
         elif how == "cbr0":
-            pod = self.name_of(t[2])
+            pod = self.name_of(t[2]) or ""
             local = {p["name"] for p in self.cluster["pods"] if p["node"] == node}
             if pod in local:
                 veth = self.pod_port(node, pod)
@@ -527,7 +556,7 @@ class Joiner:
                 t = [r0.src, r0.sport, r0.dst, r0.dport]
             how, nxt = self.visit(direction, node, records, first_visit, prev, t)
             first_visit = False
-            if how in ("cbr0", "local", "none") or nxt is None:
+            if how in ("cbr0", "local", "none", "dropped") or nxt is None:
                 return how, node, nxt or ""
             prev, node = node, nxt
         return how, node, nxt or ""
@@ -590,15 +619,22 @@ class Joiner:
         if self.drop is not None:
             r.verdict = "dropped"
             d = self.drop
-            by = f" by {d.table} {d.chain}: {d.rule}" if d.rule else ""
-            r.summary = f"dropped at {d.node}{by} ({d.detail.split(': ', 1)[-1]})" if by else \
-                f"dropped at {d.node}: {d.detail.split(': ', 1)[-1]}"
+            if d.rule:
+                why = re.search(r'--comment "([^"]*)"', d.rule)
+                r.summary = (f"dropped at {d.node} by {d.table} {d.chain}"
+                             + (f" ({why.group(1)})" if why else "") + f": {d.rule}")
+            else:
+                r.summary = f"dropped at {d.node}: {d.detail.split(': ', 1)[-1]}"
             return
         if "unreachable" in error or "no route" in error:
             r.verdict = "dropped"
             r.summary = f"dropped: {error} (an ICMP error came back)"
             return
         r.verdict = "timeout"
+        drops = int(probe.get("backlogDrops") or 0)
+        if drops:
+            error = (f"{error or 'no answer'}; meanwhile the kernel dropped {drops} packet(s) from "
+                     "its input backlog (/proc/net/softnet_stat): a busy machine, not a rule")
         last = self.last_seen
         if not seen:
             r.summary = (f"timeout ({error or 'no answer'}): the packet never reached any node's "

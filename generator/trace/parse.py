@@ -113,9 +113,9 @@ def parse_xtables(node: str, lines: list[str]) -> list[Record]:
         t = _TRACE.match(line)
         if not t:
             continue
-        rec = latest.get(t.group(2))
+        found = latest.get(t.group(2))
         parts = t.group(3).split(":")
-        if rec is None or len(parts) < 3:
+        if found is None or len(parts) < 3:
             continue
         table, chain, kind = parts[:3]
         rest = t.group(4)
@@ -123,6 +123,7 @@ def parse_xtables(node: str, lines: list[str]) -> list[Record]:
                                             and p is parts[3])]
         verdict = tail[0] if tail else ""
         target = tail[1] if len(tail) > 1 else None
+        rec = found
         if verdict == NFT_RETURN:
             verdict = "RETURN"
         rule = None
@@ -170,9 +171,10 @@ def parse_nft(node: str, lines: list[str]) -> list[Record]:
             records.append(rec)
             latest[tid] = rec
             continue
-        rec = latest.get(tid)
-        if rec is None:
+        owner = latest.get(tid)
+        if owner is None:
             continue
+        rec = owner
         if kind == "rule":
             verdict_m = re.search(r"\(verdict (\w+)(?: (\S+))?\)\s*$", rest)
             verdict = (verdict_m.group(1) if verdict_m else "continue").upper()
@@ -215,7 +217,8 @@ def parse_conntrack(lines: list[str]) -> list[Conntrack]:
         if len(srcs) < 2:
             continue
 
-        def side(start: int, end: int) -> tuple[str, int | None, str, int | None]:
+        def side(start: int, end: int, kv: list[tuple[str, str]] = kv
+                 ) -> tuple[str, int | None, str, int | None]:
             d = dict(kv[start:end])
             port = d.get("sport") or d.get("id")
             dport = d.get("dport") or d.get("id")
