@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from generator.node.proxy.endpoints import selects
+from generator.node.contract import selects
 
 SPREAD_REQUESTS = 24  # 2 backends all hit with probability 1 - 2**-23
 AFFINITY_REQUESTS = 10

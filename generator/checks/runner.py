@@ -70,13 +70,14 @@ def table(rows: list[dict[str, Any]]) -> Table:
 
 
 def run_checks(model: Any, paths: Any, as_json: bool, console: Console) -> int:
-    from generator import lab as runtime
+    from generator.runtime.engine import docker_client
+    from generator.runtime.errors import RuntimeFailure
+    from generator.runtime.status import status as lab_status
 
     cluster = paths.cluster()
-    client = runtime.docker_client()
-    status = runtime.status(client, paths, model.name) if cluster else None
+    status = lab_status(docker_client(), paths, model.name) if cluster else None
     if cluster is None or status is None or any(n["state"] != "Ready" for n in status["nodes"]):
-        raise runtime.RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
+        raise RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
     rows = execute(cluster, status)
     failed = sum(not r["passed"] for r in rows)
     if as_json:

@@ -125,11 +125,11 @@ def _service_port(service: dict[str, Any], port: int | None, proto: str | None
 
 def _endpoints(service: dict[str, Any], sp: dict[str, Any], pods: list[dict[str, Any]]
                ) -> list[Endpoint]:
-    from generator.node.proxy.endpoints import ready_pods, selects
+    from generator.node.contract import ready_pods, selects
 
     out = []
-    for pod in ready_pods(pods):
-        if selects(service["selector"], pod["labels"]):
+    for pod in ready_pods(pods):  # type: ignore[arg-type]
+        if selects(service["selector"], pod["labels"]) and pod["ip"]:
             out.append(Endpoint(pod["name"], pod["ip"], int(sp["targetPort"])))
     return sorted(out, key=lambda e: ipaddress.IPv4Address(e.ip))
 

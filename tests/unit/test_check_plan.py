@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 from generator.checks.plan import plan
-from generator.model import load_lab, parse_lab
-from generator.state import build_state
+from generator.cluster.build import build_state
+from generator.lab.model import load_lab, parse_lab
 from tests.conftest import ROOT
 
 NET = ipaddress.ip_network("172.31.9.0/24")

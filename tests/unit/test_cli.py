@@ -7,16 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generator import render as render_mod
 from generator.cli import app
 from tests.conftest import GOLDEN, ROOT
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render_mod, "docker_subnets", lambda exclude: [])
 
 
 def test_render_without_arguments_renders_the_demo(tmp_path: Path,
@@ -56,6 +50,17 @@ def test_bad_lab_exits_2_with_one_line_and_no_traceback(command: str, tmp_path: 
     assert not list(tmp_path.iterdir()), "nothing is created for a bad lab"
 
 
+def test_three_errors_print_three_lines_and_create_nothing(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["render", "-l", str(GOLDEN / "bad-labs" / "three-errors.yaml")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("kgen: ") and "three-errors.yaml: " in line for line in lines)
+    assert not list(tmp_path.iterdir())
+
+
 def test_unknown_lab_name_is_a_bad_lab() -> None:
     result = runner.invoke(app, ["render", "-l", "no-such-lab"])
     assert result.exit_code == 2
@@ -72,11 +77,10 @@ def test_exec_unknown_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_exec_command_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from generator.lab import exec_argv
-    from generator.model import load_lab
-    from generator.render import render
+    from generator.runtime.execute import exec_argv
+    from tests.unit.conftest import render_lab
 
-    cluster = render(load_lab(ROOT / "labs" / "demo.yaml"), tmp_path)
+    cluster = render_lab(ROOT / "labs" / "demo.yaml", tmp_path)
     assert exec_argv(cluster, "node-1", ["ip", "r"], False) == [
         "docker", "exec", "-i", "kgen-demo-node-1", "ip", "r"]
     assert exec_argv(cluster, "pod-2", ["ip", "a"], False) == [

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
 
-from generator.lab import RuntimeFailure
-from generator.model import Lab
-from generator.render import render_files, write_files
-from generator.state import build_state
+from generator.cluster.build import build_state
+from generator.lab.model import Lab
+from generator.node.contract import Cluster
+from generator.render.files import render_files, write_files
+from generator.runtime.errors import RuntimeFailure
 
 # Fields whose change needs `kgen down && kgen up`.
-FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "vxlan", "mtu", "nodes", "clients")
+FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan", "mtu", "nodes",
+         "clients")
 
 
-def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def check_appliable(lab: Lab, running: Cluster, out_dir: Path) -> Cluster:
     state = build_state(lab, lab.node_network or ipaddress.IPv4Network(running["nodeNetwork"]))
-    changed = [key for key in FIXED if state[key] != running[key]]
+    changed = [key for key in FIXED if state.get(key) != running.get(key)]
     if changed:
         raise RuntimeFailure(f"{lab.source}: {', '.join(changed)} changed; apply handles pods and "
                              "services only: run `kgen down && kgen up`")

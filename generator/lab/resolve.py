@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.fields import LabError
-from generator.model import Lab, load_lab
+from generator.lab.errors import LabError
+from generator.lab.model import Lab, load_lab
 from generator.resources import builtin_labs, labs_dir
 
 DEFAULT_LAB_FILE = Path("lab.yaml")
@@ -22,7 +22,7 @@ def resolve(lab: str | None) -> Path:
     if lab in builtin_labs():
         return labs_dir() / f"{lab}.yaml"
     known = ", ".join(builtin_labs())
-    raise LabError("", f"no such lab file, and no built-in lab of that name (built-in: {known})",
+    raise LabError.one("", f"no such lab file, and no built-in lab of that name (built-in: {known})",
                    lab)
 
 

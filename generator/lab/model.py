@@ -1,0 +1,151 @@
+"""The lab file model (lab contract §1): a validated lab as dataclasses.
+
+`load_lab(path)` returns a `Lab` or raises `LabError` listing every problem of
+the file, one line each (file, field path, what). The structure is checked
+against the lab schema (`schema.py`), the rest by `checks.py`; only a document
+that passes both is built here. Nothing here touches Docker.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.lab.checks import default, member_names
+from generator.lab.errors import LabError
+from generator.lab.load import load_data
+from generator.lab.schema import NODE_PORT_RANGE
+from generator.lab.validate import schema_problems
+
+__all__ = ["NODE_PORT_RANGE", "Lab", "Pod", "Container", "Service", "ServicePort", "load_lab",
+           "parse_lab"]
+
+IPv4Network = ipaddress.IPv4Network
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    command: list[str] | None = None  # None: the pod test server
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    node: str
+    labels: dict[str, str] = field(default_factory=dict)
+    containers: list[Container] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    port: int
+    target_port: int
+    protocol: str
+    node_port: int | None
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    type: str
+    selector: dict[str, str]
+    ports: list[ServicePort]
+    cluster_ip: str | None
+    session_affinity: str
+    affinity_timeout: int
+    external_traffic_policy: str
+    internal_traffic_policy: str = "Cluster"
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    pod_cidr: IPv4Network
+    node_cidr_mask: int
+    service_cidr: IPv4Network
+    node_network: IPv4Network | None  # None: pick a free /24 at render time
+    backend: str
+    vxlan_vni: int
+    vxlan_port: int
+    nodes: list[str]
+    pods: list[Pod]
+    services: list[Service]
+    clients: list[str]
+    source: str = ""
+    proxy_mode: str = "iptables"
+    node_grace_period: int = 6
+
+
+def load_lab(path: Path) -> Lab:
+    """Read and validate a lab file; every error names the file."""
+    return parse_lab(load_data(path), str(path))
+
+
+def parse_lab(data: Any, source: str = "") -> Lab:
+    """A validated Lab from a YAML document, or LabError with every problem."""
+    from generator.lab.checks import cluster_problems
+
+    doc = data if data is not None else {}
+    problems = schema_problems(doc)
+    if isinstance(doc, dict):
+        problems += [p for p in cluster_problems(doc) if p not in problems]
+    if problems:
+        raise LabError(problems, source)
+    return _build(doc, source)
+
+
+def _get(doc: Doc, key: str) -> Any:
+    return doc.get(key, default(key))
+
+
+def _build(doc: Doc, source: str) -> Lab:
+    vxlan = doc.get("vxlan") or {}
+    network = doc.get("nodeNetwork")
+    return Lab(
+        name=doc["name"],
+        pod_cidr=IPv4Network(_get(doc, "podCIDR")),
+        node_cidr_mask=_get(doc, "nodeCIDRMaskSize"),
+        service_cidr=IPv4Network(_get(doc, "serviceCIDR")),
+        node_network=IPv4Network(network) if network else None,
+        backend=_get(doc, "backend"),
+        vxlan_vni=int(vxlan.get("vni", 1)),
+        vxlan_port=int(vxlan.get("port", 4789)),
+        nodes=[name for _, _, name in member_names(doc, "nodes")],
+        pods=[_pod(p) for p in doc.get("pods") or []],
+        services=[_service(s) for s in doc.get("services") or []],
+        clients=[name for _, _, name in member_names(doc, "clients")],
+        source=source,
+        proxy_mode=_get(doc, "proxyMode"),
+        node_grace_period=_get(doc, "nodeGracePeriod"),
+    )
+
+
+def _pod(raw: Doc) -> Pod:
+    containers = [Container(c["name"], [str(w) for w in c["command"]] if "command" in c else None)
+                  for c in raw.get("containers") or [{"name": raw["name"]}]]
+    return Pod(raw["name"], raw["node"], {k: str(v) for k, v in (raw.get("labels") or {}).items()},
+               containers)
+
+
+def _service(raw: Doc) -> Service:
+    affinity = ((raw.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+    ports = [ServicePort(p.get("name", ""), p["port"], p.get("targetPort", p["port"]),
+                         p.get("protocol", "TCP"), p.get("nodePort"))
+             for p in raw["ports"]]
+    return Service(
+        name=raw["name"],
+        type=raw.get("type", "ClusterIP"),
+        selector={k: str(v) for k, v in (raw.get("selector") or {}).items()},
+        ports=ports,
+        cluster_ip=raw.get("clusterIP"),
+        session_affinity=raw.get("sessionAffinity", "None"),
+        affinity_timeout=affinity.get("timeoutSeconds", 10800),
+        external_traffic_policy=raw.get("externalTrafficPolicy", "Cluster"),
+        internal_traffic_policy=raw.get("internalTrafficPolicy", "Cluster"),
+    )
+

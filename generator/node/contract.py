@@ -1,0 +1,200 @@
+"""The host<->node contract: the one module both sides import (standard library only).
+
+The host writes the desired cluster to `cluster.json` (mounted at
+/etc/kgen/cluster.json); each node agent owns one file, `<state dir>/<node>.json`,
+replaced atomically, which the host (`kgen status`, `kgen up`) and every other
+agent read. This module defines those paths and formats, and the cluster rules
+both sides must compute alike: which pods a selector picks, which pods serve,
+and the digest that says a proxy has caught up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict, cast
+
+# Inside a node (mount points of the rendered directory's parts).
+CONFIG_MOUNT = "/etc/kgen"  # the rendered config/, read-only
+STATE_MOUNT = "/var/lib/kgen/state"  # the rendered state/, shared by every node
+CNI_CONF_MOUNT = "/etc/cni/net.d"  # the rendered config/nodes/<node>/, read-only
+STATE_DIR = Path(STATE_MOUNT)
+CLUSTER_FILE = Path(CONFIG_MOUNT) / "cluster.json"
+# On the host, relative to the rendered directory (kgen-<name>/).
+RENDERED_CONFIG = "config"
+RENDERED_STATE = "state"
+RENDERED_CLUSTER_FILE = f"{RENDERED_CONFIG}/cluster.json"
+
+
+# ---------------------------------------------------------------- cluster.json
+# Written by the host (generator.cluster.build), read by every agent.
+
+
+class ContainerSpec(TypedDict):
+    name: str
+    command: list[str] | None  # None: the pod test server
+
+
+class PodSpec(TypedDict):
+    name: str
+    node: str
+    labels: dict[str, str]
+    containers: list[ContainerSpec]
+
+
+class ServicePortSpec(TypedDict):
+    name: str
+    port: int
+    targetPort: int
+    protocol: str  # TCP | UDP
+    nodePort: int | None
+
+
+class ServiceSpec(TypedDict):
+    name: str
+    type: str  # ClusterIP | NodePort
+    clusterIP: str
+    selector: dict[str, str]
+    sessionAffinity: str  # None | ClientIP
+    sessionAffinityTimeout: int
+    externalTrafficPolicy: str  # Cluster | Local
+    internalTrafficPolicy: str  # Cluster | Local
+    ports: list[ServicePortSpec]
+    namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
+
+
+class NodeSpec(TypedDict):
+    name: str
+    container: str
+    ip: str
+    podCIDR: str
+    gateway: str
+    gatewayMAC: str
+    vtep: str
+    vtepMAC: str
+
+
+class ClientSpec(TypedDict):
+    name: str
+    container: str
+    ip: str
+
+
+class VxlanSpec(TypedDict):
+    vni: int
+    port: int
+    device: str
+
+
+class Cluster(TypedDict):
+    name: str
+    generation: str  # hash of everything else: agents apply each generation once
+    podCIDR: str
+    serviceCIDR: str
+    nodeNetwork: str
+    nodeNetworkGateway: str
+    backend: str  # vxlan | host-gw
+    proxyMode: str  # iptables | nftables
+    nodeGracePeriod: int
+    vxlan: VxlanSpec
+    mtu: int
+    nodes: list[NodeSpec]
+    pods: list[PodSpec]
+    services: list[ServiceSpec]
+    clients: list[ClientSpec]
+
+
+# ---------------------------------------------------------------- state/<node>.json
+# Written by one agent, read by the host and every other agent.
+
+
+class PodState(TypedDict, total=False):
+    ip: str | None
+    state: str  # Pending | Running | Failed (and what pod health adds)
+    error: str
+
+
+class ProxyStatus(TypedDict):
+    digest: str  # input_digest() of the last successful sync
+    syncs: int
+    lastSyncMs: float
+    error: str | None
+
+
+class NodeState(TypedDict):
+    node: str
+    generation: str  # the cluster generation applied
+    ready: bool
+    pods: dict[str, PodState]
+    proxy: ProxyStatus | None
+    error: str | None
+
+
+class PublishedPod(TypedDict):
+    """A pod as every proxy and the host see it: spec labels joined with its node's report."""
+
+    name: str
+    node: str
+    ip: str | None
+    state: str
+    labels: dict[str, str]
+
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_node_states(state_dir: Path, nodes: list[str]) -> dict[str, NodeState]:
+    """The published document of each listed node that has one."""
+    docs: dict[str, NodeState] = {}
+    for node in nodes:
+        doc = read_json(state_dir / f"{node}.json")
+        if isinstance(doc, dict):
+            docs[node] = cast(NodeState, doc)
+    return docs
+
+
+def published_pods(cluster: Cluster, docs: dict[str, NodeState]) -> list[PublishedPod]:
+    """Pods as every proxy sees them: only pods the cluster state still lists.
+
+    Sorted by name, so that the host and the nodes compute the same digest.
+    """
+    wanted = {p["name"]: p for p in cluster["pods"]}
+    pods: list[PublishedPod] = []
+    for node, doc in docs.items():
+        for name, pod in (doc.get("pods") or {}).items():
+            spec = wanted.get(name)
+            if spec is None or spec["node"] != node:
+                continue
+            pods.append({"name": name, "node": node, "ip": pod.get("ip"),
+                         "state": pod.get("state", "Pending"), "labels": spec["labels"]})
+    return sorted(pods, key=lambda p: p["name"])
+
+
+def ready_pods(pods: list[PublishedPod]) -> list[PublishedPod]:
+    """Pods that serve: Running with an IP (an EndpointSlice's ready endpoints)."""
+    return [p for p in pods if p.get("state") == "Running" and p.get("ip")]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def input_digest(services: list[ServiceSpec], pods: list[PublishedPod]) -> str:
+    """Same services and same ready pods: same digest, on every node and on the host."""
+    ready = sorted((p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()))
+                   for p in ready_pods(pods))
+    body = json.dumps({"services": services, "pods": ready}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
