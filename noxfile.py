@@ -41,6 +41,6 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- proxy` or `-- lab` runs one of them.
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab"]
+    wanted = session.posargs or ["proxy", "lab", "trace"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")

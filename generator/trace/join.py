@@ -365,7 +365,9 @@ class Joiner:
                 detail = f"{where}: marks the packet for masquerade ({reason}) → KUBE-MARK-MASQ"
             elif target.startswith("KUBE-SEP-") and ev.chain.startswith(("KUBE-SVC-", "KUBE-SVL-")):
                 ep = re.search(r"-> (\d+\.\d+\.\d+\.\d+):(\d+)", comment or "")
-                to = f" ({self.label(ep.group(1), int(ep.group(2)))})" if ep else ""
+                who = self.name_of(ep.group(1)) if ep else None
+                to = (f" ({who} at {ep.group(1)}:{ep.group(2)})" if who else
+                      f" ({ep.group(1)}:{ep.group(2)})") if ep else ""
                 detail = f"{where} {self.endpoint_step(node, ev.chain, target, rule)} → {target}{to}"
             elif comment:
                 detail = f"{where}: {comment} → {target}"
@@ -448,9 +450,10 @@ class Joiner:
             entry = self.nat_nodes[node]
             if entry is not None:
                 o, r = entry.orig, entry.reply
-                detail = (f"{node}: conntrack knows the reply {ap(r[0], r[1])} → {ap(r[2], r[3])}: "
-                          f"it is turned back into {ap(o[2], o[3])} → {ap(o[0], o[1])} "
-                          f"[{entry.line}]")
+                tuples = re.findall(r"\b(?:src|dst|sport|dport|type|code|id)=\S+", entry.line)
+                detail = (f"{node}: conntrack turns the reply {ap(r[0], r[1])} → {ap(r[2], r[3])} "
+                          f"back into {ap(o[2], o[3])} → {ap(o[0], o[1])} (entry: {entry.proto} "
+                          f"{' '.join(tuples)})")
                 self.add(Hop(direction, node, "conntrack", detail, self.packet((o[2], o[3], o[0], o[1]))))
         if not self.record_hops(direction, node, records, t, marked):
             return "dropped", None

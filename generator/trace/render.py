@@ -31,15 +31,20 @@ def verdict_line(result: Result) -> str:
 
 
 def as_text(result: Result) -> str:
-    """Plain lines: what a pipe, a file or the README gets."""
+    """Plain lines: what a pipe, a file or the README gets. Each hop's line is its detail,
+    then the packet's addresses in brackets when the hop changed them."""
     lines = [title(result)]
     for direction in ("request", "reply"):
         hops = [h for h in result.hops if h.direction == direction]
         if not hops:
             continue
         lines += ["", direction]
+        shown: dict[str, str] | None = None
         for i, hop in enumerate(hops, 1):
-            lines.append(f"{i:>3}  {hop.detail}  [{packet_text(hop.packet)}]")
+            # The packet's addresses after the hop, printed when they change.
+            after = f"  [{packet_text(hop.packet)}]" if hop.packet != shown else ""
+            shown = hop.packet
+            lines.append(f"{i:>3}  {hop.detail}{after}")
     lines += ["", verdict_line(result)]
     return "\n".join(lines)
 
@@ -64,13 +69,15 @@ def print_rich(console: Any, result: Result) -> None:
         table.add_column("node", style="bold", no_wrap=True)
         table.add_column("hop")
         table.add_column("packet after it", style="dim", no_wrap=True)
+        shown: dict[str, str] | None = None
         for i, hop in enumerate(hops, 1):
+            packet = packet_text(hop.packet) if hop.packet != shown else ""
+            shown = hop.packet
             detail = hop.detail
             prefix = f"{hop.node}: "
             if detail.startswith(prefix):
                 detail = detail[len(prefix):]
-            table.add_row(str(i), hop.node, Text(detail, style=STYLES.get(hop.step, "")),
-                          packet_text(hop.packet))
+            table.add_row(str(i), hop.node, Text(detail, style=STYLES.get(hop.step, "")), packet)
         console.print()
         console.print(table)
     console.print()

@@ -240,6 +240,7 @@ def test_json_is_the_contract_shape(name: str) -> None:
     text = as_text(result)
     assert text.splitlines()[-1].startswith("verdict: ")
     assert all(h.detail in text for h in result.hops)
+    assert text.count("  [") >= len({h.direction for h in result.hops})  # packet per direction
 
 
 # ---------------------------------------------------------------- planning
