@@ -29,6 +29,7 @@ of the node's pods and the nat chains that choose endpoints.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -148,16 +149,74 @@ def stale_or_ours(line: str, trace_id: str | None, now: float) -> bool:
     return found.group(1) == trace_id or int(found.group(2)) < now
 
 
+@contextlib.contextmanager
+def node_lock() -> Any:
+    """Serialises arming and disarming between traces on one node (a lock on this very
+    file: nothing new is created on the node)."""
+    with open(__file__, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _nlmsg(mtype: int, flags: int, seq: int, family: int, res_id: int, payload: bytes = b"") -> bytes:
+    body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
+    return struct.pack("=IHHII", 16 + len(body), mtype, flags, seq, 0) + body
+
+
+def delete_nft_table(name: str, family: int = socket.AF_INET) -> int:
+    """NFT_MSG_DELTABLE in one nfnetlink batch (no nft binary needed); 0 or -errno."""
+    request, ack = 1, 4  # NLM_F_REQUEST, NLM_F_ACK
+    subsys = 10  # NFNL_SUBSYS_NFTABLES
+    attr = struct.pack("=HH", 4 + len(name) + 1, 1) + name.encode() + b"\0"  # NFTA_TABLE_NAME
+    attr += b"\0" * ((4 - len(attr) % 4) % 4)
+    batch = (_nlmsg(0x10, request, 1, 0, subsys)  # NFNL_MSG_BATCH_BEGIN
+             + _nlmsg((subsys << 8) | 2, request | ack, 2, family, 0, attr)  # NFT_MSG_DELTABLE
+             + _nlmsg(0x11, request, 3, 0, subsys))  # NFNL_MSG_BATCH_END
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+        sock.bind((0, 0))
+        sock.settimeout(2)
+        sock.sendto(batch, (0, 0))
+        data = sock.recv(65536)
+    mtype = struct.unpack("=H", data[4:6])[0]
+    return int(struct.unpack("=i", data[16:20])[0]) if mtype == 2 else 0  # NLMSG_ERROR
+
+
+def raw_section(saved: str) -> list[str] | None:
+    """The raw table's lines in a whole `iptables-save` (None: no raw table). Only the
+    whole save tells: `iptables-save -t raw` prints an empty table that does not exist."""
+    lines = saved.splitlines()
+    if "*raw" not in lines:
+        return None
+    start = lines.index("*raw")
+    end = lines.index("COMMIT", start) if "COMMIT" in lines[start:] else len(lines)
+    return lines[start + 1:end]
+
+
+def raw_table_unused(section: list[str] | None) -> bool:
+    """A raw table that holds no rule and accepts everything: as if it did not exist."""
+    if section is None:
+        return False
+    return all(line.startswith((":PREROUTING ACCEPT", ":OUTPUT ACCEPT")) for line in section
+               if not line.startswith("#"))
+
+
 def iptables_disarm(trace_id: str | None) -> int:
-    saved = run("iptables-save", "-t", "raw").stdout
-    doomed = [line for line in saved.splitlines() if stale_or_ours(line, trace_id, time.time())]
-    if not doomed:
-        return 0
-    payload = "*raw\n" + "".join(f"-D {line[3:]}\n" for line in doomed) + "COMMIT\n"
-    result = run("iptables-restore", "-w", "--noflush", stdin=payload)
-    if result.returncode != 0:  # one by one, so that one odd line cannot keep the others
-        for line in doomed:
-            run("sh", "-c", f"iptables -w -t raw -D {line[3:]}")
+    """Remove our rules (and stale ones); then the raw table itself if nothing else uses
+    it: the first trace on a node creates it, the last one out takes it away."""
+    section = raw_section(run("iptables-save").stdout) or []
+    doomed = [line for line in section if stale_or_ours(line, trace_id, time.time())]
+    if doomed:
+        payload = "*raw\n" + "".join(f"-D {line[3:]}\n" for line in doomed) + "COMMIT\n"
+        result = run("iptables-restore", "-w", "--noflush", stdin=payload)
+        if result.returncode != 0:  # one by one, so that one odd line cannot keep the others
+            for line in doomed:
+                run("sh", "-c", f"iptables -w -t raw -D {line[3:]}")
+    if raw_table_unused(raw_section(run("iptables-save").stdout)):
+        with contextlib.suppress(OSError):
+            delete_nft_table("raw")
     return len(doomed)
 
 
@@ -175,6 +234,11 @@ def nft_disarm(trace_id: str | None) -> int:
 def arm(plan: dict[str, Any]) -> None:
     if not plan["matches"]:
         return
+    with node_lock():
+        _arm(plan)
+
+
+def _arm(plan: dict[str, Any]) -> None:
     if plan["mode"] == "nftables":
         result = run("nft", "-f", "-", stdin=nft_arm_payload(plan["id"], plan["deadline"],
                                                              plan["matches"]))
@@ -186,18 +250,20 @@ def arm(plan: dict[str, Any]) -> None:
 
 
 def disarm(plan: dict[str, Any]) -> None:
-    if plan["mode"] == "nftables":
-        nft_disarm(plan["id"])
-    else:
-        iptables_disarm(plan["id"])
+    with node_lock():
+        if plan["mode"] == "nftables":
+            nft_disarm(plan["id"])
+        else:
+            iptables_disarm(plan["id"])
 
 
 def sweep(mode: str) -> None:
     """Remove what traces killed without a chance to clean up left behind."""
-    if mode == "nftables":
-        nft_disarm(None)
-    else:
-        iptables_disarm(None)
+    with node_lock():
+        if mode == "nftables":
+            nft_disarm(None)
+        else:
+            iptables_disarm(None)
 
 
 # ---------------------------------------------------------------- monitor

@@ -410,11 +410,16 @@ class Joiner:
                             self.packet(tuple(t)),  # type: ignore[arg-type]
                             ev.table, ev.chain, ev.rule))
 
-    def frame_for(self, node: str, records: list[Record], outgoing: bool) -> dict[str, Any] | None:
+    def frame_for(self, node: str, records: list[Record], outgoing: bool,
+                  t: Tuple4 | list[Any]) -> dict[str, Any] | None:
+        """The underlay frame that carried this packet: same IP id and the same inner
+        addresses and ports (replies often share IP id 0, so the id alone is not enough)."""
         me = self.nodes.get(node, {}).get("ip")
         last = records[-1]
         for f in self.views[node].frames if node in self.views else []:
             if f.get("outgoing") != outgoing or f.get("id") != last.ip_id:
+                continue
+            if (f.get("src"), f.get("sport"), f.get("dst"), f.get("dport")) != tuple(t):
                 continue
             enc = f.get("encap")
             if enc and me and (enc["src"] if outgoing else enc["dst"]) != me:
@@ -428,7 +433,7 @@ class Joiner:
         r0 = records[0]
         if not first:
             if r0.iif == self.vxlan_dev:
-                f = self.frame_for(node, records, outgoing=False)
+                f = self.frame_for(node, records, False, r0.tuple())
                 enc = f["encap"] if f else None
                 detail = (f"{node}: arrives on eth0 inside VXLAN from {came_from or '?'}"
                           + (f" ({enc['src']} → {enc['dst']}, UDP {enc['dport']}, VNI {enc['vni']})"
@@ -462,7 +467,7 @@ class Joiner:
             o = self.nat_nodes[node].orig  # type: ignore[union-attr]
             t[0], t[1], t[2], t[3] = o[2], o[3], o[0], o[1]
         if how == "vxlan":
-            f = self.frame_for(node, records, outgoing=True)
+            f = self.frame_for(node, records, True, t)
             enc = f["encap"] if f else None
             if f:
                 t[0], t[1], t[2], t[3] = f["src"], f.get("sport"), f["dst"], f.get("dport")
@@ -473,7 +478,7 @@ class Joiner:
             self.add(Hop(direction, node, "encap", detail, self.packet(tuple(t)),  # type: ignore[arg-type]
                          encap=_encap(enc)))
         elif how == "wire":
-            f = self.frame_for(node, records, outgoing=True)
+            f = self.frame_for(node, records, True, t)
             if f:
                 t[0], t[1], t[2], t[3] = f["src"], f.get("sport"), f["dst"], f.get("dport")
             plain = " (host-gw: no encapsulation)" if nxt in self.nodes else ""

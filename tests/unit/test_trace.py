@@ -320,3 +320,16 @@ def test_underlay_frames_are_read_as_the_wire_carries_them() -> None:
         "10.244.0.2", 21001, "10.244.2.2", 8080, 4242)
     assert node_trace.parse_frame(outer, 8472, 6) is None  # VXLAN on another port is not ours
     assert node_trace.parse_frame(outer, 4789, 17) is None
+
+
+def test_the_raw_table_goes_only_when_nothing_uses_it() -> None:
+    empty = "*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n*raw\n:PREROUTING ACCEPT [0:0]\n" \
+            ":OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n-A X -j Y\nCOMMIT\n"
+    assert node_trace.raw_section(empty) == [":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    assert node_trace.raw_table_unused(node_trace.raw_section(empty))
+    assert node_trace.raw_section("*nat\nCOMMIT\n") is None
+    assert not node_trace.raw_table_unused(None)
+    used = empty.replace(":OUTPUT ACCEPT [0:0]\n", ":OUTPUT ACCEPT [0:0]\n-A OUTPUT -j NOTRACK\n")
+    assert not node_trace.raw_table_unused(node_trace.raw_section(used))
+    dropping = empty.replace(":OUTPUT ACCEPT", ":OUTPUT DROP")
+    assert not node_trace.raw_table_unused(node_trace.raw_section(dropping))
