@@ -243,9 +243,25 @@ class Joiner:
                 return route_answer(r)
         return None
 
+    def no_route(self, node: str, dst: str, error: str) -> str:
+        """Why a lab address has no route here, in the lab's terms."""
+        addr = ipaddress.IPv4Address(dst)
+        owner = next((n for n in self.cluster["nodes"]
+                      if addr in ipaddress.IPv4Network(n["podCIDR"])), None)
+        why = error.replace("RTNETLINK answers: ", "").lower()
+        if owner is not None and owner["name"] == node:
+            view = self.views.get(node)
+            bridge = ((view.bridge if view else None) or {}).get("cbr0", "?")
+            return (f"no route to {dst} ({why}): this node's own pod subnet {owner['podCIDR']} "
+                    f"has no route (cbr0 is {bridge}), so the pod range's unreachable route takes it")
+        if owner is not None:
+            return (f"no route to {dst} ({why}): nothing routes {owner['name']}'s pod subnet "
+                    f"{owner['podCIDR']}, so the pod range's unreachable route takes it")
+        return f"no route to {dst} ({why})"
+
     def route_text(self, node: str, dst: str, answer: dict[str, Any]) -> tuple[str, bool]:
         if "error" in answer:
-            return f"no route to {dst}: {answer['error'].replace('RTNETLINK answers: ', '')}", False
+            return self.no_route(node, dst, str(answer["error"])), False
         if answer.get("type") in ("unreachable", "blackhole", "prohibit"):
             return f"no route to {dst} ({answer['type']})", False
         dev, gw = answer.get("dev"), answer.get("gateway")
@@ -622,7 +638,15 @@ class Joiner:
             if rej:
                 r.summary = f"refused at {rej.node} by {rej.table} {rej.chain}: {rej.rule}"
             else:
-                r.summary = "refused: the destination answered with a reset or port unreachable"
+                delivered = next((h for h in r.hops if h.direction == "request"
+                                  and h.step == "deliver"), None)
+                rst = next((h for h in r.hops if h.direction == "reply" and "RST" in h.detail), None)
+                where = f" at {delivered.packet['dst']}" if delivered else ""
+                how = ("answered with a TCP reset" if rst or p.proto == "tcp" else
+                       "answered with ICMP port unreachable")
+                who = (self.name_of(delivered.packet["dst"].split(":")[0]) if delivered else None) \
+                    or "the destination"
+                r.summary = f"refused: {who} {how} (nothing listens{where})"
             return
         if self.drop is not None:
             r.verdict = "dropped"

@@ -333,3 +333,25 @@ def test_the_raw_table_goes_only_when_nothing_uses_it() -> None:
     assert not node_trace.raw_table_unused(node_trace.raw_section(used))
     dropping = empty.replace(":OUTPUT ACCEPT", ":OUTPUT DROP")
     assert not node_trace.raw_table_unused(node_trace.raw_section(dropping))
+
+
+def test_route_removed_ends_at_the_node_without_a_route() -> None:
+    result, _ = replay("broken-route")
+    last = result.hops[-1]
+    assert (last.node, last.step) == ("node-0", "drop") and result.verdict == "dropped"
+    assert "nothing routes node-1's pod subnet 10.244.1.0/24" in last.detail
+    assert "encap" not in steps(result) and not steps(result, "reply")
+
+
+def test_bridge_down_ends_after_the_tunnel_on_the_far_node() -> None:
+    result, _ = replay("broken-bridge")
+    last = result.hops[-1]
+    assert (last.node, last.step) == ("node-1", "drop") and result.verdict == "dropped"
+    assert "cbr0 is DOWN" in last.detail and "decap" in steps(result)
+
+
+def test_nat_flushed_ends_on_the_bridge_with_an_untranslated_service_address() -> None:
+    result, _ = replay("broken-nat")
+    last = result.hops[-1]
+    assert (last.node, last.step) == ("node-0", "drop") and "never translated" in last.detail
+    assert "dnat" not in steps(result) and result.verdict == "dropped"
