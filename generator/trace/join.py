@@ -27,7 +27,8 @@ from generator.trace.parse import (
 )
 from generator.trace.plan import Plan
 
-TABLE_ORDER = {"raw": 0, "mangle": 1, "nat": 2, "filter": 3, "security": 4}
+# Netfilter priorities of the iptables tables, and of kube-proxy's nftables base chains.
+TABLE_PRIORITY = {"raw": -300, "mangle": -150, "nat": -100, "filter": 0, "security": 50}
 HOOKS = {"PREROUTING": 0, "INPUT": 1, "FORWARD": 1, "OUTPUT": 0, "POSTROUTING": 2}
 Tuple4 = tuple[str, int | None, str, int | None]
 
@@ -96,8 +97,23 @@ def ap(ip: str, port: int | None) -> str:
     return f"{ip}:{port}" if port else ip
 
 
+def _priority(r: Record) -> int:
+    table = r.table or ""
+    chain = r.events[0].chain if r.events else ""
+    if table.startswith("kgen_trace"):
+        return -350
+    if table in TABLE_PRIORITY:
+        return 100 if table == "nat" and r.hook == "POSTROUTING" else TABLE_PRIORITY[table]
+    # nftables (kube-proxy's table): the priority its chain names stand for.
+    if chain.startswith("filter-") and chain.endswith("pre-dnat"):
+        return -110
+    if chain.startswith("nat-"):
+        return 100 if r.hook == "POSTROUTING" else -100
+    return 0
+
+
 def _order(r: Record) -> tuple[int, int]:
-    return (HOOKS.get(r.hook, 1), TABLE_ORDER.get(r.table or "", 5))
+    return (HOOKS.get(r.hook, 1), _priority(r))
 
 
 def _one_packet(records: list[Record], first: Record) -> list[Record]:
@@ -281,13 +297,15 @@ class Joiner:
         return f"routes {dst} dev {dev}", True
 
     def reason_for_mark(self, ev_rule: str, chain: str) -> str:
-        if "masquerade traffic for" in ev_rule:
+        if "masquerade traffic for" in ev_rule or (chain.startswith("external-")
+                                                    and "local" not in ev_rule):
             return "NodePort with externalTrafficPolicy Cluster: the reply must come back through this node"
-        if "masquerade LOCAL traffic" in ev_rule:
+        if "masquerade LOCAL traffic" in ev_rule or "masquerade local traffic" in ev_rule:
             return "traffic from the node itself"
-        if chain.startswith("KUBE-SEP-") and " -s " in ev_rule:
+        if (chain.startswith("KUBE-SEP-") and " -s " in ev_rule) or (
+                chain.startswith("endpoint-") and "ip saddr" in ev_rule):
             return "hairpin: the pod reaches itself through its service"
-        if "! -s" in ev_rule:
+        if "! -s" in ev_rule or "ip saddr !=" in ev_rule:
             return "traffic from outside the pod CIDR"
         return "kube-proxy marks it for masquerade"
 
@@ -322,7 +340,7 @@ class Joiner:
                 self.route_hop(direction, node, rec, t)
             for ev in rec.events:
                 ours = "kgen-trace" in (ev.rule or "") or "nftrace" in (ev.rule or "")
-                if ev.table == "raw" and ours:
+                if (ev.table == "raw" and ours) or ev.table.startswith("kgen_trace"):
                     continue
                 if ev.kind == "policy" and ev.verdict == "ACCEPT" and ev.table != "filter":
                     continue  # raw, mangle and nat chains that decided nothing
@@ -375,10 +393,12 @@ class Joiner:
                 step = "drop"
         elif ev.verdict in ("JUMP", "GOTO") and ev.target:
             target = ev.target
-            if target == "KUBE-MARK-MASQ":
+            if target in ("KUBE-MARK-MASQ", "mark-for-masquerade"):
                 reason = self.reason_for_mark(rule, ev.chain)
                 marked.append(reason)
                 detail = f"{where}: marks the packet for masquerade ({reason}) → KUBE-MARK-MASQ"
+            elif target.startswith("endpoint-") and "numgen" in rule:
+                detail = f"{where} {nft_endpoint_step(rule, target)} → {target}"
             elif target.startswith("KUBE-SEP-") and ev.chain.startswith(("KUBE-SVC-", "KUBE-SVL-")):
                 ep = re.search(r"-> (\d+\.\d+\.\d+\.\d+):(\d+)", comment or "")
                 who = self.name_of(ep.group(1)) if ep else None
@@ -406,7 +426,7 @@ class Joiner:
             why = marked[-1] if marked else "marked earlier"
             detail = (f"{where}: MASQUERADE source {before} → {ap(t[0], t[1])}"
                       f" (the address of the way out; why: {why})")
-        elif ev.verdict == "DROP" and "REJECT" in rule:
+        elif ev.verdict == "DROP" and "reject" in rule.lower():
             step = "reject"
             how = re.search(r"--reject-with (\S+)", rule)
             detail = (f"{where}: REJECT" + (f" with {how.group(1)}" if how else "")
@@ -414,7 +434,7 @@ class Joiner:
         elif ev.verdict == "DROP":
             step = "drop"
             detail = f"{where}: DROP" + (f" ({comment})" if comment else "")
-        elif ev.chain == "KUBE-MARK-MASQ":
+        elif ev.chain in ("KUBE-MARK-MASQ", "mark-for-masquerade"):
             detail = f"{where}: sets mark 0x4000 (masquerade when leaving the node)"
         elif ev.verdict == "RETURN" and ev.chain == "KUBE-POSTROUTING":
             detail = f"{where}: not marked for masquerade → RETURN (source kept)"
@@ -568,7 +588,7 @@ class Joiner:
                 records = self.request_on(node, first) if first else []
                 if records:
                     self.req_tuple[node] = records[0].tuple()
-                    if any(ev.rule and ("DNAT" in ev.rule or "MASQUERADE" in ev.rule)
+                    if any(ev.rule and re.search(r"\b(dnat|masquerade)\b", ev.rule, re.I)
                            for r in records for ev in r.events):
                         self.nat_nodes[node] = self.conntrack_on(node, records[0].tuple())
             else:
@@ -675,6 +695,17 @@ class Joiner:
             r.summary = f"timeout ({error or 'no answer'}): last seen at {last.node}: {last.detail}"
         else:
             r.summary = f"timeout ({error or 'no answer'})"
+
+
+def nft_endpoint_step(rule: str, target: str) -> str:
+    """kube-proxy's nftables pick: `numgen random mod N vmap { 0 : goto endpoint-…, … }`."""
+    n = re.search(r"numgen random mod (\d+)", rule)
+    i = re.search(rf"(\d+) : (?:goto|jump) {re.escape(target)}\b", rule)
+    if not n:
+        return "picks an endpoint"
+    total = int(n.group(1))
+    which = f"endpoint {int(i.group(1)) + 1} of {total}" if i else f"one of {total} endpoints"
+    return f"picks {which} (numgen random mod {total}: each 1/{total})"
 
 
 def _encap(enc: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -146,8 +146,14 @@ _NFT_PACKET_FIELDS = [
     (r"ip daddr (\S+)", "DST"), (r"(?:tcp|udp) sport (\d+)", "SPORT"),
     (r"(?:tcp|udp) dport (\d+)", "DPORT"), (r"ip id (\d+)", "ID"), (r"ip length (\d+)", "LEN"),
 ]
-_NFT_HOOKS = {"prerouting": "PREROUTING", "input": "INPUT", "forward": "FORWARD",
-              "output": "OUTPUT", "postrouting": "POSTROUTING"}
+_NFT_HOOKS = [("postrouting", "POSTROUTING"), ("prerouting", "PREROUTING"), ("forward", "FORWARD"),
+              ("input", "INPUT"), ("output", "OUTPUT"), ("pre", "PREROUTING"), ("out", "OUTPUT")]
+
+
+def nft_hook(chain: str) -> str:
+    """The hook of an nftables base chain, from its name (kube-proxy's `nat-prerouting`,
+    `filter-output-pre-dnat`; a trace table's `pre` and `out`)."""
+    return next((hook for word, hook in _NFT_HOOKS if word in chain), chain.upper())
 
 
 def parse_nft(node: str, lines: list[str]) -> list[Record]:
@@ -165,8 +171,8 @@ def parse_nft(node: str, lines: list[str]) -> list[Record]:
                 found = re.search(pattern, rest)
                 if found:
                     fields[key] = found.group(1)
-            flags_m = re.search(r"tcp flags == (\S+)", rest) or re.search(r"tcp flags ([a-z|]+)", rest)
-            flags = tuple(f.upper() for f in re.split(r"[|,]", flags_m.group(1))) if flags_m else ()
+            flags_m = re.search(r"tcp flags == ((?:[a-z]+\s*\|\s*)*[a-z]+)", rest)
+            flags = tuple(f.strip().upper() for f in flags_m.group(1).split("|")) if flags_m else ()
             rec = Record(node, tid, "", fields, flags, index=len(records))
             records.append(rec)
             latest[tid] = rec
@@ -190,7 +196,7 @@ def parse_nft(node: str, lines: list[str]) -> list[Record]:
             if ev.kind == "rule":
                 continue  # a bare verdict line repeats what the rule line said
         if not rec.events:
-            rec.hook = _NFT_HOOKS.get(chain, chain.upper())
+            rec.hook = nft_hook(chain)
         rec.events.append(ev)
     return [r for r in records if r.events]
 

@@ -355,3 +355,57 @@ def test_nat_flushed_ends_on_the_bridge_with_an_untranslated_service_address() -
     last = result.hops[-1]
     assert (last.node, last.step) == ("node-0", "drop") and "never translated" in last.detail
     assert "dnat" not in steps(result) and result.verdict == "dropped"
+
+
+# nftables mode (`proxyMode: nftables`): not yet runnable in a lab here, so these lines follow
+# nft's documented `nft monitor trace` format and kube-proxy's nftables chain layout.
+NFT_NODE0 = [
+    'trace id 1a ip kgen_trace_ab_1 pre packet: iif "cbr0" ip saddr 10.244.0.2 ip daddr '
+    "10.96.0.10 ip id 100 ip length 60 tcp sport 21001 tcp dport 80 tcp flags == syn",
+    "trace id 1a ip kgen_trace_ab_1 pre rule meta l4proto tcp ip saddr 10.244.0.2 tcp sport 21001 "
+    "meta nftrace set 1 (verdict continue)",
+    "trace id 1a ip kgen_trace_ab_1 pre policy accept",
+    'trace id 1a ip kube-proxy nat-prerouting packet: iif "cbr0" ip saddr 10.244.0.2 ip daddr '
+    "10.96.0.10 ip id 100 tcp sport 21001 tcp dport 80 tcp flags == syn",
+    "trace id 1a ip kube-proxy nat-prerouting rule jump services (verdict jump services)",
+    "trace id 1a ip kube-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips "
+    "(verdict goto service-ULMVA6XW-default/web/tcp/http)",
+    "trace id 1a ip kube-proxy service-ULMVA6XW-default/web/tcp/http rule numgen random mod 2 vmap "
+    "{ 0 : goto endpoint-5OJB2KTY-default/web/tcp/http__10.244.1.2/8080, 1 : goto "
+    "endpoint-ZBOO3Y5Q-default/web/tcp/http__10.244.2.2/8080 } "
+    "(verdict goto endpoint-ZBOO3Y5Q-default/web/tcp/http__10.244.2.2/8080)",
+    "trace id 1a ip kube-proxy endpoint-ZBOO3Y5Q-default/web/tcp/http__10.244.2.2/8080 rule "
+    "meta l4proto tcp dnat to 10.244.2.2:8080 (verdict accept)",
+    'trace id 2b ip kube-proxy filter-forward packet: iif "cbr0" oif "kgen.1" ip saddr 10.244.0.2 '
+    "ip daddr 10.244.2.2 ip id 100 tcp sport 21001 tcp dport 8080 tcp flags == syn",
+    "trace id 2b ip kube-proxy filter-forward policy accept",
+    'trace id 3c ip kgen_trace_ab_1 pre packet: iif "kgen.1" ip saddr 10.244.2.2 ip daddr '
+    "10.244.0.2 ip id 0 tcp sport 8080 tcp dport 21001 tcp flags == syn | ack",
+    "trace id 3c ip kgen_trace_ab_1 pre policy accept",
+    'trace id 4d ip kube-proxy filter-forward packet: iif "kgen.1" oif "cbr0" ip saddr 10.244.2.2 '
+    "ip daddr 10.244.0.2 ip id 0 tcp sport 8080 tcp dport 21001 tcp flags == syn | ack",
+    "trace id 4d ip kube-proxy filter-forward policy accept",
+]
+
+
+def test_nftables_mode_joins_kube_proxys_nft_chains() -> None:
+    d = load("clusterip-tcp")
+    cluster = dict(d["cluster"], proxyMode="nftables")
+    plan = make_plan(cluster, d["pods"], "pod-0", "web", None, None, sport=21001)
+    assert plan.mode == "nftables"
+    routes = [{"dst": "10.244.2.2", "src": "10.244.0.2", "iif": "cbr0",
+               "result": [{"dst": "10.244.2.2", "gateway": "10.244.2.0", "dev": "kgen.1"}]}]
+    conntrack = ["tcp      6 119 TIME_WAIT src=10.244.0.2 dst=10.96.0.10 sport=21001 dport=80 "
+                 "src=10.244.2.2 dst=10.244.0.2 sport=8080 dport=21001 [ASSURED] mark=0 use=1"]
+    reports = {n: {"lines": [], "frames": [], "routes": [], "conntrack": [], "bridge": None,
+                   "natChains": [], "source": None, "error": None} for n in ("node-1", "node-2")}
+    reports["node-0"] = {"lines": NFT_NODE0, "frames": [], "routes": routes, "conntrack": conntrack,
+                         "bridge": None, "natChains": [], "source": None, "error": None}
+    result = join(plan, cluster, reports, {"ok": True, "answer": "pod-3", "ms": 1.0})
+    assert all(not (h.table or "").startswith("kgen_trace") for h in result.hops)
+    pick = next(h for h in result.hops if "picks" in h.detail)
+    assert "endpoint 2 of 2 (numgen random mod 2: each 1/2)" in pick.detail
+    dnat = next(h for h in result.hops if h.step == "dnat")
+    assert dnat.packet["dst"] == "10.244.2.2:8080" and dnat.chain.startswith("endpoint-")
+    assert any(h.step == "route" and "kgen.1" in h.detail for h in result.hops)
+    assert result.verdict == "answered" and result.answered_by == "pod-3"
