@@ -5,7 +5,7 @@ modules (Docker SDK, Jinja2, the checks) inside the commands that need them,
 so that `kgen exec` starts fast.
 """
 
-from generator.cli import check, lifecycle, schema, trace  # noqa: F401  (registers the commands)
+from generator.cli import capture, check, graph, lifecycle, schema, trace  # noqa: F401  (registers)
 from generator.cli.app import app
 
 __all__ = ["app"]
