@@ -57,10 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kgen-bench-trace-") as tmp:
         workdir = Path(tmp)
-        lab = args.lab.resolve() if args.lab else workdir / "benchtrace.yaml"
+        lab = args.lab.resolve() if args.lab else workdir / "trbench.yaml"
         if not args.lab:
             doc = yaml.safe_load((ROOT / "labs" / "demo.yaml").read_text())
-            doc["name"] = "benchtrace"
+            doc["name"] = "trbench"
             lab.write_text(yaml.safe_dump(doc, sort_keys=False))
             kgen(workdir, "up", "-l", str(lab))
         try:
