@@ -547,16 +547,25 @@ def _raise_stop(*_: Any) -> None:
     raise Stop
 
 
+_pending = bytearray()
+
+
 def wait_command(deadline: float) -> str:
-    """The next command on stdin; "stop" at end of input or past the deadline."""
-    while True:
+    """The next command on stdin (read unbuffered, so that select never sleeps on a line
+    already read); "stop" at end of input or past the deadline."""
+    while b"\n" not in _pending:
         left = deadline - time.time()
         if left <= 0:
             return "stop"
-        ready, _, _ = select.select([sys.stdin], [], [], min(left, 0.5))
+        ready, _, _ = select.select([0], [], [], min(left, 0.5))
         if ready:
-            line = sys.stdin.readline()
-            return line.strip() or "stop" if line else "stop"
+            chunk = os.read(0, 4096)
+            if not chunk:
+                return "stop"
+            _pending.extend(chunk)
+    line, _, rest = bytes(_pending).partition(b"\n")
+    _pending[:] = rest
+    return line.decode(errors="replace").strip() or "stop"
 
 
 def trace(plan: dict[str, Any]) -> dict[str, Any]:
@@ -590,11 +599,13 @@ def trace(plan: dict[str, Any]) -> dict[str, Any]:
     except Exception as err:
         report["error"] = f"{type(err).__name__}: {err}"
     finally:
-        with contextlib.suppress(Stop):
-            if armed:
-                disarm(plan)
-            lines = monitor.stop() if monitor else []
-            frames = sniffer.stop() if sniffer else []
+        # Nothing may interrupt the clean-up: a second Ctrl-C or TERM waits until it is done.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        if armed:
+            disarm(plan)
+        lines = monitor.stop() if monitor else []
+        frames = sniffer.stop() if sniffer else []
     report.update({
         "lines": lines,
         "frames": frames,
@@ -610,7 +621,7 @@ def trace(plan: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
-    line = sys.stdin.readline()
+    line = wait_command(time.time() + 30)
     try:
         plan = json.loads(line)
     except ValueError:
