@@ -61,7 +61,11 @@ class Stop(Exception):
 
 
 def run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout)
+    try:
+        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
+                              timeout=timeout)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not installed")
 
 
 # ---------------------------------------------------------------- rules
