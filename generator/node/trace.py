@@ -28,6 +28,7 @@ of the node's pods and the nat chains that choose endpoints.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import ipaddress
@@ -209,8 +210,9 @@ def raw_table_unused(section: list[str] | None) -> bool:
 
 def iptables_disarm(trace_id: str | None) -> int:
     """Remove our rules (and stale ones); then the raw table itself if nothing else uses
-    it: the first trace on a node creates it, the last one out takes it away."""
-    section = raw_section(run("iptables-save").stdout) or []
+    it: the first trace on a node creates it, the last one out takes it away. (`-t raw`
+    prints an empty table even where there is none: deleting that one is a no-op.)"""
+    section = raw_section(run("iptables-save", "-t", "raw").stdout) or []
     doomed = [line for line in section if stale_or_ours(line, trace_id, time.time())]
     if doomed:
         payload = "*raw\n" + "".join(f"-D {line[3:]}\n" for line in doomed) + "COMMIT\n"
@@ -218,7 +220,7 @@ def iptables_disarm(trace_id: str | None) -> int:
         if result.returncode != 0:  # one by one, so that one odd line cannot keep the others
             for line in doomed:
                 run("sh", "-c", f"iptables -w -t raw -D {line[3:]}")
-    if raw_table_unused(raw_section(run("iptables-save").stdout)):
+    if raw_table_unused([line for line in section if line not in doomed]):
         with contextlib.suppress(OSError):
             delete_nft_table("raw")
     return len(doomed)
@@ -236,19 +238,25 @@ def nft_disarm(trace_id: str | None) -> int:
 
 
 def arm(plan: dict[str, Any]) -> None:
+    """Sweep the leftovers of killed traces and add ours, under the node's lock; for
+    iptables in one iptables-restore."""
     if not plan["matches"]:
         return
     with node_lock():
-        _arm(plan)
-
-
-def _arm(plan: dict[str, Any]) -> None:
-    if plan["mode"] == "nftables":
-        result = run("nft", "-f", "-", stdin=nft_arm_payload(plan["id"], plan["deadline"],
-                                                             plan["matches"]))
-    else:
-        result = run("iptables-restore", "-w", "--noflush",
-                     stdin=iptables_arm_payload(plan["id"], plan["deadline"], plan["matches"]))
+        if plan["mode"] == "nftables":
+            nft_disarm(None)
+            result = run("nft", "-f", "-", stdin=nft_arm_payload(plan["id"], plan["deadline"],
+                                                                 plan["matches"]))
+        else:
+            section = raw_section(run("iptables-save", "-t", "raw").stdout) or []
+            stale = [line for line in section if stale_or_ours(line, None, time.time())]
+            ours = iptables_arm_payload(plan["id"], plan["deadline"], plan["matches"])
+            payload = ours.replace("*raw\n", "*raw\n" + "".join(f"-D {line[3:]}\n"
+                                                                 for line in stale), 1)
+            result = run("iptables-restore", "-w", "--noflush", stdin=payload)
+            if result.returncode != 0 and stale:
+                iptables_disarm(None)
+                result = run("iptables-restore", "-w", "--noflush", stdin=ours)
     if result.returncode != 0:
         raise RuntimeError(f"arming the trace failed: {result.stderr.strip()}")
 
@@ -465,13 +473,16 @@ def route_questions(lines: list[str]) -> list[tuple[str, str | None, str | None]
 
 
 def routes(lines: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for dst, src, iif in route_questions(lines):
-        args = ["route", "get", dst]
-        if iif and src:
-            args += ["from", src, "iif", iif]
-        out.append({"dst": dst, "src": src, "iif": iif, "result": ip_json(*args)})
-    return out
+    def ask(q: tuple[str, str | None, str | None]) -> dict[str, Any]:
+        dst, src, iif = q
+        args = ["route", "get", dst, *(["from", src, "iif", iif] if iif and src else [])]
+        return {"dst": dst, "src": src, "iif": iif, "result": ip_json(*args)}
+
+    questions = route_questions(lines)
+    if not questions:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(questions)) as pool:
+        return list(pool.map(ask, questions))
 
 
 def bridge_ports() -> dict[str, Any]:
@@ -522,19 +533,49 @@ def backlog_drops() -> int:
         return 0
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def _in_netns(netns: str | None, work: Any) -> Any:
+    """Run `work()` in a thread that has entered the pod's network namespace (setns acts
+    on the calling thread only): the probe's sockets are made there, with no new process."""
+    if not netns:
+        return work()
+    import ctypes
+
+    box: dict[str, Any] = {}
+
+    def enter_and_run() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{netns}", "rb") as handle:
+                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {netns}")
+            box["result"] = work()
+        except Exception as err:  # reported as the probe's error
+            box["error"] = err
+
+    thread = threading.Thread(target=enter_and_run, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def run_probe(probe: dict[str, Any]) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "generator.node.probe", probe["mode"], probe["host"],
-            str(probe["port"]), probe.get("arg", ""), "--timeout", str(probe["timeout"]),
-            "--source-port", str(probe["sport"]), "--json"]
-    if probe.get("netns"):
-        argv = ["ip", "netns", "exec", probe["netns"], *argv]
+    """The existing probe (generator.node.probe), run in this process from the source's
+    network namespace."""
+    from generator.node import probe as prober
+
+    mode = {"http": "http", "udp": "udp", "icmp": "icmp", "tcp": "tcp"}[probe["mode"]]
     before = backlog_drops()
-    result = run(*argv, timeout=probe["timeout"] + 5)
     try:
-        out = dict(json.loads(result.stdout)[0])
-    except (ValueError, IndexError, KeyError):
-        out = {"ok": False, "answer": None, "error": (result.stderr or result.stdout).strip()[:300],
-               "ms": 0}
+        out = dict(_in_netns(probe.get("netns"), lambda: prober.attempt(
+            mode, probe["host"], int(probe["port"]), probe.get("arg", ""),
+            float(probe["timeout"]), int(probe["sport"]))))
+    except Exception as err:
+        out = {"ok": False, "answer": None, "error": f"{type(err).__name__}: {err}"[:300], "ms": 0}
     out["backlogDrops"] = backlog_drops() - before
     return out
 
@@ -574,7 +615,6 @@ def wait_command(deadline: float) -> str:
 
 def trace(plan: dict[str, Any]) -> dict[str, Any]:
     mode = plan["mode"]
-    sweep(mode)
     monitor = Monitor(mode) if plan["matches"] else None
     sniffer = None
     report: dict[str, Any] = {"event": "report", "member": plan["member"], "error": None}
@@ -610,15 +650,19 @@ def trace(plan: dict[str, Any]) -> dict[str, Any]:
             disarm(plan)
         lines = monitor.stop() if monitor else []
         frames = sniffer.stop() if sniffer else []
-    report.update({
-        "lines": lines,
-        "frames": frames,
-        "routes": routes(lines),
-        "conntrack": conntrack(plan["proto"]) if plan["matches"] else [],
-        "bridge": bridge_ports() if plan.get("node") else None,
-        "natChains": nat_chains() if plan.get("node") and mode == "iptables" else [],
-        "source": source_route(plan.get("probe")),
-    })
+    node = bool(plan.get("node"))
+    asks: dict[str, Any] = {
+        "routes": lambda: routes(lines),
+        "conntrack": lambda: conntrack(plan["proto"]) if plan["matches"] else [],
+        "bridge": lambda: bridge_ports() if node else None,
+        "natChains": lambda: nat_chains() if node and mode == "iptables" else [],
+        "source": lambda: source_route(plan.get("probe")),
+    }
+    # Each is a few short commands: all at once, so that a busy machine costs one wait.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(asks)) as pool:
+        futures = {key: pool.submit(ask) for key, ask in asks.items()}
+        report.update({"lines": lines, "frames": frames,
+                       **{key: f.result() for key, f in futures.items()}})
     return report
 
 

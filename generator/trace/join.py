@@ -627,8 +627,6 @@ class Joiner:
             if how == "wire" and nxt in {c["name"] for c in self.cluster["clients"]}:
                 self.add(Hop("reply", nxt, "deliver", f"{nxt}: receives the answer on eth0",
                              self.last_seen.packet if self.last_seen else {}))
-            elif how == "cbr0" and p.src.kind == "pod" and last == p.src.node:
-                pass
         self.verdict(key is not None)
         return self.result
 
