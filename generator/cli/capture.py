@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from generator.cli.app import Exit, LabOption, app, echo, failures
-from generator.lab.resolve import open_lab
+from generator.cli.app import Exit, LabOption, app, complete_target, echo, failures
+from generator.runtime.locate import find_lab
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.")],
+def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.",
+                                                 autocompletion=complete_target)],
             capture_filter: Annotated[list[str] | None, typer.Argument(
                 metavar="FILTER", help="A tcpdump filter, e.g. udp port 4789.")] = None,
             lab: LabOption = None,
@@ -30,14 +31,13 @@ def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.")
     from generator.capture import tcpdump
 
     with failures():
-        from generator.cli.lifecycle import lab_paths
-
-        model = open_lab(lab)
-        paths = lab_paths(model)
-        root = paths.root
-        cluster = paths.cluster()
+        ref = find_lab(lab)
+        root = ref.paths.root
+        cluster = ref.cluster()
         if cluster is None:
-            raise Exit(1, f"lab {model.name} is not rendered here; run `kgen up` first")
+            if ref.given_file:
+                ref.model()  # a bad lab file says so (exit 2)
+            raise Exit(1, f"lab {ref.name} is not running; run `kgen up {ref.file_flag}` first")
         try:
             tcpdump.check_bounds(count, duration)
             where = tcpdump.resolve(cluster, target, iface)

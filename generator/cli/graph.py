@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from generator.cli.app import Exit, LabOption, app, echo, failures
-from generator.lab.resolve import open_lab
+from generator.runtime.locate import find_lab
 
 FORMATS = ("svg", "png", "html", "mermaid", "dot")
 TEXT_FORMATS = ("mermaid", "dot")   # printed unless -o says where
@@ -31,19 +31,18 @@ def graph(lab: LabOption = None,
     with failures():
         if fmt not in FORMATS:
             raise Exit(2, f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
-        from generator.cli.lifecycle import lab_paths
         from generator.graph import dot, source
         from generator.graph.overlay import TraceFileError, build, load
 
-        model = open_lab(lab)
-        paths = lab_paths(model)
+        ref = find_lab(lab)
+        paths = ref.paths
         picture = None
         if not from_file:
             client = source.engine()
             if client is not None:
-                picture = source.from_running_lab(client, paths, model.name)
+                picture = source.from_running_lab(client, paths, ref.name)
         if picture is None:
-            picture = source.from_lab_file(model, paths.root)
+            picture = source.from_lab_file(ref.model(), paths.root)
         overlay = None
         if trace is not None:
             from generator.graph.overlay import mismatches

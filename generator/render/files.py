@@ -1,6 +1,6 @@
 """Render the desired cluster into a directory: compose file, cluster.json, per-node files.
 
-Same input, byte-identical output: everything is sorted or ordered by the lab
+Same input and output directory, byte-identical output: everything is sorted or ordered by the lab
 file, and nothing time- or host-dependent is written. The node network is an
 input (the runtime chooses it), so rendering never asks Docker.
 """
@@ -31,14 +31,26 @@ def template_environment() -> jinja2.Environment:
     )
 
 
-def render_files(lab: Lab, state: Cluster) -> dict[str, str]:
-    """Relative path → content for every file of the rendered lab."""
+def where_labels(lab: Lab, out_dir: Path) -> dict[str, str]:
+    """The values of the `kgen.dir` and `kgen.file` labels: the rendered directory and
+    the lab file, absolute (`generator.runtime.registry` reads them back)."""
+    return {"out_dir": str(out_dir.resolve()),
+            "lab_file": str(Path(lab.source).resolve()) if lab.source else ""}
+
+
+def render_files(lab: Lab, state: Cluster, out_dir: Path) -> dict[str, str]:
+    """Relative path → content for every file of the lab rendered into `out_dir`.
+
+    The compose file labels every container and network with `out_dir` and the
+    lab file (absolute), so that kgen finds a running lab from any directory
+    (`generator.runtime.registry`); the output depends on nothing else.
+    """
     env = template_environment()
     files = {
         "docker-compose.yml": env.get_template("docker-compose.yml.j2").render(
             state=state, members=members(state), image=node_tag(),
             project=project_name(lab.name), network=network_name(lab.name),
-            source=Path(lab.source).name or "a lab file"),
+            source=Path(lab.source).name or "a lab file", **where_labels(lab, out_dir)),
         RENDERED_CLUSTER_FILE: json.dumps(state, indent=2, sort_keys=True) + "\n",
     }
     conflist = env.get_template("10-kgen.conflist.j2")
@@ -64,5 +76,5 @@ def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
 
 def render(lab: Lab, state: Cluster, out_dir: Path) -> Cluster:
     """Write every file of the lab for `state`, the desired cluster built from `lab`."""
-    write_files(out_dir, render_files(lab, state))
+    write_files(out_dir, render_files(lab, state, out_dir))
     return state

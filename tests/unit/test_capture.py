@@ -111,4 +111,5 @@ def test_capture_of_a_lab_never_rendered_is_a_run_time_failure(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["capture", "-l", str(DEMO), "node-0"])
-    assert result.exit_code == 1 and "not rendered" in result.stderr
+    assert result.exit_code == 1
+    assert f"lab demo is not running; run `kgen up -l {DEMO}` first" in result.stderr
