@@ -286,7 +286,8 @@ class Monitor:
 
     def __init__(self, mode: str) -> None:
         argv = ["nft", "monitor", "trace"] if mode == "nftables" else ["xtables-monitor", "--trace"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        # stderr too: a monitor that falls behind says it lost events (netlink ENOBUFS).
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True, bufsize=1)
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._read, daemon=True)

@@ -64,6 +64,7 @@ class NodeView:
     nat_chains: list[str]
     source: dict[str, Any] | None
     error: str | None
+    lost: bool = False
 
 
 @dataclass
@@ -88,9 +89,11 @@ class Result:
 def view(name: str, report: dict[str, Any], mode: str) -> NodeView:
     lines = report.get("lines") or []
     records = parse_nft(name, lines) if mode == "nftables" else parse_xtables(name, lines)
+    lost = any(re.search(r"lost|ENOBUFS|no buffer space", line, re.I) for line in lines
+               if not line.startswith(("PACKET:", " TRACE:", "TRACE:", "trace id")))
     return NodeView(name, records, report.get("frames") or [], report.get("routes") or [],
                     parse_conntrack(report.get("conntrack") or []), report.get("bridge"),
-                    report.get("natChains") or [], report.get("source"), report.get("error"))
+                    report.get("natChains") or [], report.get("source"), report.get("error"), lost)
 
 
 def ap(ip: str, port: int | None) -> str:
@@ -631,6 +634,13 @@ class Joiner:
         return self.result
 
     def verdict(self, seen: bool) -> None:
+        self._verdict(seen)
+        lossy = sorted(name for name, v in self.views.items() if v.lost)
+        if lossy:
+            self.result.summary += (f" (the kernel's trace lost events on {', '.join(lossy)}: "
+                                    "its monitor fell behind, so hops there may be missing)")
+
+    def _verdict(self, seen: bool) -> None:
         r, p = self.result, self.plan
         probe = self.probe or {}
         error = str(probe.get("error") or "")

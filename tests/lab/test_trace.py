@@ -203,7 +203,8 @@ def test_nodeport_local_keeps_the_client(tlab: RunningLab) -> None:
 def test_hairpin_masquerades_to_the_bridge(tlab: RunningLab) -> None:
     doc = trace(tlab, "pod-2", "solo")
     assert doc["verdict"] == "answered" and doc["answeredBy"] == "pod-2"
-    masq = next(h for h in hops(doc) if h["step"] == "masquerade")
+    masq = next((h for h in hops(doc) if h["step"] == "masquerade"), None)
+    assert masq is not None, json.dumps(doc, indent=1)
     gateway = next(n["gateway"] for n in cluster(tlab)["nodes"] if n["name"] == "node-1")
     assert "hairpin" in masq["detail"] and masq["packet"]["src"].startswith(f"{gateway}:")
     assert hops(doc)[-1]["step"] == "deliver" and hops(doc, "reply")[-1]["step"] == "deliver"

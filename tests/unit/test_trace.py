@@ -409,3 +409,13 @@ def test_nftables_mode_joins_kube_proxys_nft_chains() -> None:
     assert dnat.packet["dst"] == "10.244.2.2:8080" and dnat.chain.startswith("endpoint-")
     assert any(h.step == "route" and "kgen.1" in h.detail for h in result.hops)
     assert result.verdict == "answered" and result.answered_by == "pod-3"
+
+
+def test_a_monitor_that_lost_events_is_said_so() -> None:
+    d = load("clusterip-tcp")
+    d["reports"]["node-1"]["lines"].append("# ERROR: We lost some netlink events!")
+    a = d["args"]
+    plan = make_plan(d["cluster"], d["pods"], a["src"], a["dst"], a["port"], a["protocol"],
+                     sport=a["sport"])
+    result = join(plan, d["cluster"], d["reports"], d["probe"])
+    assert "lost events on node-1" in result.summary and result.verdict == "answered"
