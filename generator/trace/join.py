@@ -323,7 +323,7 @@ class Joiner:
         if "--rcheck" in rule:
             how = "the endpoint this client used before (sessionAffinity ClientIP)"
         elif prob:
-            how = f"probability {float(prob.group(1)):.4g} at this step"
+            how = f"probability {fraction(float(prob.group(1)))} at this step"
         elif n > 1:
             how = "the last step: taken when every earlier draw declined"
         else:
@@ -703,6 +703,13 @@ class Joiner:
             r.summary = f"timeout ({error or 'no answer'}): last seen at {last.node}: {last.detail}"
         else:
             r.summary = f"timeout ({error or 'no answer'})"
+
+
+def fraction(p: float) -> str:
+    """kube-proxy's 0.50000000000, 0.33333333333 as 1/2, 1/3; anything else as it is."""
+    if p > 0 and abs(1 / p - round(1 / p)) < 1e-4:
+        return f"1/{round(1 / p)}"
+    return f"{p:.4g}"
 
 
 def nft_endpoint_step(rule: str, target: str) -> str:
