@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from generator.cli.app import Exit, LabOption, app, failures, out
-from generator.cli.lifecycle import lab_paths
-from generator.lab.resolve import open_lab
+from generator.runtime.locate import find_lab
 
 
 @app.command("trace")
@@ -30,12 +29,16 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
     from generator.trace.render import as_json as to_json
     from generator.trace.render import as_text, print_rich
 
-    with failures():
-        model = open_lab(lab)
-        paths = lab_paths(model)
+    with failures(lambda: "every node removed its trace rules"):
+        ref = find_lab(lab)
+        if ref.running is None or not ref.running.running:
+            if ref.given_file:
+                ref.model()  # a bad lab file says so (exit 2)
+            raise Exit(1, f"lab {ref.name} is not up; run `kgen up {ref.file_flag}` first")
+        paths = ref.paths
         cluster = paths.cluster()
         if cluster is None:
-            raise Exit(1, f"lab {model.name} is not running; run `kgen up`")
+            raise Exit(1, f"lab {ref.name} has no cluster state in {paths.root}; run `kgen up`")
         docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
         pods = published_pods(cluster, docs)
         try:
