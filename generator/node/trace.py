@@ -447,7 +447,23 @@ def ip_json(*args: str, netns: str | None = None) -> Any:
 
 
 _PACKET = re.compile(r"\b(IN|OUT|SRC|DST)=(\S+)")
-_DNAT = re.compile(r"--to-destination (\d+\.\d+\.\d+\.\d+)")
+_NFT_PACKET = [(re.compile(r'\biif "([^"]+)"'), "IN"), (re.compile(r'\boif "([^"]+)"'), "OUT"),
+               (re.compile(r"\bip saddr (\S+)"), "SRC"), (re.compile(r"\bip daddr (\S+)"), "DST")]
+_DNAT = re.compile(r"(?:--to-destination|dnat to) (\d+\.\d+\.\d+\.\d+)")
+
+
+def packet_fields(line: str) -> dict[str, str] | None:
+    """IN, OUT, SRC, DST of a monitor's packet line (xtables-monitor or nft monitor trace)."""
+    if line.startswith("PACKET:"):
+        return dict(_PACKET.findall(line))
+    if line.startswith("trace id ") and " packet: " in line:
+        out = {}
+        for pattern, key in _NFT_PACKET:
+            found = pattern.search(line)
+            if found:
+                out[key] = found.group(1)
+        return out
+    return None
 
 
 def route_questions(lines: list[str]) -> list[tuple[str, str | None, str | None]]:
@@ -455,8 +471,8 @@ def route_questions(lines: list[str]) -> list[tuple[str, str | None, str | None]
     asked: list[tuple[str, str | None, str | None]] = []
     seen_src: list[tuple[str | None, str | None]] = []
     for line in lines:
-        if line.startswith("PACKET:"):
-            f = dict(_PACKET.findall(line))
+        f = packet_fields(line)
+        if f is not None:
             if "DST" not in f:
                 continue
             iif = f.get("IN")
@@ -465,7 +481,7 @@ def route_questions(lines: list[str]) -> list[tuple[str, str | None, str | None]
                 asked.append(q)
             if (q[1], iif) not in seen_src:
                 seen_src.append((q[1], iif))
-        for target in _DNAT.findall(line) if " TRACE:" in line else []:
+        for target in _DNAT.findall(line) if f is None else []:
             for src, iif in seen_src:
                 q = (target, src, iif)
                 if q not in asked:

@@ -399,7 +399,7 @@ class Joiner:
             if target in ("KUBE-MARK-MASQ", "mark-for-masquerade"):
                 reason = self.reason_for_mark(rule, ev.chain)
                 marked.append(reason)
-                detail = f"{where}: marks the packet for masquerade ({reason}) → KUBE-MARK-MASQ"
+                detail = f"{where}: marks the packet for masquerade ({reason}) → {target}"
             elif target.startswith("endpoint-") and "numgen" in rule:
                 detail = f"{where} {nft_endpoint_step(rule, target)} → {target}"
             elif target.startswith("KUBE-SEP-") and ev.chain.startswith(("KUBE-SVC-", "KUBE-SVL-")):
@@ -420,7 +420,7 @@ class Joiner:
             step = "dnat"
             who = self.name_of(t[2])
             detail = (f"{where}: DNAT {before} → {ap(t[2], t[3])}" + (f" ({who})" if who else ""))
-        elif "MASQUERADE" in rule or " masquerade" in rule:
+        elif "-j MASQUERADE" in rule or re.search(r"(^|\s)masquerade(\s|$)", rule):
             step = "masquerade"
             entry = self.nat_nodes.get(node)
             before = ap(t[0], t[1])

@@ -145,7 +145,22 @@ _NFT_PACKET_FIELDS = [
     (r'iif "([^"]+)"', "IN"), (r'oif "([^"]+)"', "OUT"), (r"ip saddr (\S+)", "SRC"),
     (r"ip daddr (\S+)", "DST"), (r"(?:tcp|udp) sport (\d+)", "SPORT"),
     (r"(?:tcp|udp) dport (\d+)", "DPORT"), (r"ip id (\d+)", "ID"), (r"ip length (\d+)", "LEN"),
+    (r"ether daddr (\S+)", "MACDST"), (r"ether saddr (\S+)", "MACSRC"),
 ]
+TCP_FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20}
+
+
+def nft_tcp_flags(text: str) -> tuple[str, ...]:
+    """`tcp flags == 0x12` or `tcp flags == syn | ack`, as xtables-monitor names them."""
+    found = re.search(r"tcp flags == (0x[0-9a-f]+|(?:[a-z]+\s*\|\s*)*[a-z]+)", text)
+    if not found:
+        return ()
+    value = found.group(1)
+    if value.startswith("0x"):
+        bits = int(value, 16)
+        return tuple(name for name in TCP_FLAGS if bits & TCP_FLAG_BITS.get(name, 0))
+    named = {f.strip().upper() for f in value.split("|")}
+    return tuple(name for name in TCP_FLAGS if name in named)
 _NFT_HOOKS = [("postrouting", "POSTROUTING"), ("prerouting", "PREROUTING"), ("forward", "FORWARD"),
               ("input", "INPUT"), ("output", "OUTPUT"), ("pre", "PREROUTING"), ("out", "OUTPUT")]
 
@@ -171,8 +186,7 @@ def parse_nft(node: str, lines: list[str]) -> list[Record]:
                 found = re.search(pattern, rest)
                 if found:
                     fields[key] = found.group(1)
-            flags_m = re.search(r"tcp flags == ((?:[a-z]+\s*\|\s*)*[a-z]+)", rest)
-            flags = tuple(f.strip().upper() for f in flags_m.group(1).split("|")) if flags_m else ()
+            flags = nft_tcp_flags(rest)
             rec = Record(node, tid, "", fields, flags, index=len(records))
             records.append(rec)
             latest[tid] = rec

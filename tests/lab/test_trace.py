@@ -381,3 +381,32 @@ def test_host_gw_crosses_in_the_clear(hostgw: RunningLab) -> None:
     assert f"via {ips['node-1']} dev eth0" in route["detail"]
     assert not any(h["step"] in ("encap", "decap") for h in doc["hops"])
     assert leftovers(hostgw, ("node-0", "node-1", "client-0")) == []
+
+
+# ---------------------------------------------------------------- nftables mode
+
+
+@pytest.fixture(scope="module")
+def nftlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    workdir = tmp_path_factory.mktemp("trace-nft")
+    doc = yaml.safe_load((ROOT / "labs" / "nftables.yaml").read_text())
+    doc["name"] = "tracenft"
+    lab_file = workdir / "tracenft.yaml"
+    lab_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    yield from bring_up(lab_file, workdir)
+
+
+def test_nftables_mode_clusterip_and_local_drop(nftlab: RunningLab) -> None:
+    doc = trace(nftlab, "pod-0", "web")
+    assert doc["verdict"] == "answered" and doc["answeredBy"] in {"pod-2", "pod-3"}
+    c = chains(doc)
+    assert "services" in c and any(x.startswith("service-") for x in c)
+    dnat = next(h for h in hops(doc) if h["step"] == "dnat")
+    ip = pod_ips(nftlab)[doc["answeredBy"]]
+    assert dnat["chain"].startswith("endpoint-") and dnat["packet"]["dst"] == f"{ip}:8080"
+    table = nftlab.exec("node-0", "nft", "list", "table", "ip", "kube-proxy").stdout
+    assert dnat["chain"] in table and f"dnat to {ip}:8080" in table
+    assert_vxlan(nftlab, doc, "node-0", nftlab.node_of(doc["answeredBy"]))
+    drop = trace(nftlab, "client-0", "node-0", "--port", "30081")
+    assert drop["verdict"] == "dropped" and hops(drop)[-1]["node"] == "node-0"
+    assert leftovers(nftlab) == []
