@@ -90,3 +90,45 @@ def test_sigterm_stops_the_server() -> None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
+
+
+# ---- batches: many probes in one process
+
+
+def test_batch_stops_once_every_wanted_answer_is_seen(
+        server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    http, udp, _ = server
+    jobs = [{"netns": None, "mode": "http", "host": "127.0.0.1", "port": http, "arg": "/hostname",
+             "count": 50, "timeout": 2.0, "until": ["pod-x"]},
+            {"netns": None, "mode": "udp", "host": "127.0.0.1", "port": udp, "arg": "hostname",
+             "count": 3, "timeout": 2.0, "until": None}]
+    first, second = probe.run_batch(jobs, 30.0, 4)
+    assert first["sent"] == 1 and first["answers"] == {"pod-x": 1}
+    assert second["sent"] == second["ok"] == 3 and second["answers"] == {"pod-x": 3}
+
+
+def test_batch_fails_fast_and_keeps_the_error(server: tuple[int, int, subprocess.Popen[bytes]],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    closed = free_port(socket.SOCK_STREAM)
+    jobs = [{"mode": "tcp", "host": "127.0.0.1", "port": closed, "count": 10, "timeout": 1.0}]
+    assert probe.main(["batch", probe.encode_jobs(jobs), "--deadline", "10"]) == 0
+    [summary] = json.loads(capsys.readouterr().out)
+    assert summary["sent"] == 1 and summary["ok"] == 0
+    assert summary["errors"] == {"connection refused": 1}
+
+
+def test_batch_sends_nothing_outside_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(probe, "attempt", lambda mode, host, *a: sent.append(host))
+    for host in ("8.8.8.8", "192.0.2.1", "224.0.0.1", "example.com", "::1"):
+        [summary] = probe.run_batch([{"mode": "http", "host": host, "port": 80}], 5.0, 1)
+        assert summary["sent"] == 0 and "not a lab address" in next(iter(summary["errors"]))
+    assert sent == []
+    assert all(probe.allowed(h) for h in ("10.244.0.2", "172.31.0.3", "192.168.1.1",
+                                          "100.64.0.1", "127.0.0.1"))
+
+
+def test_batch_reports_a_missing_netns() -> None:
+    [summary] = probe.run_batch([{"netns": "no-such-pod-kgen", "mode": "http",
+                                  "host": "127.0.0.1", "port": 1}], 5.0, 1)
+    assert summary["sent"] == 0 and summary["errors"]
