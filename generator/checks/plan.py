@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from generator.node.proxy.endpoints import selects
+from generator.node.contract import selects
 
 FALSE_FAILURE = 1e-6  # per check: the chance that a healthy lab fails a random-draw check
 AFFINITY_REQUESTS = 10

@@ -125,15 +125,16 @@ def progress_display(console: Console) -> tuple[Any, Callable[[int], Callable[[C
 
 def run_checks(model: Any, paths: Any, as_json: bool, console: Console,
                keyword: str | None = None, timeout: float = DEFAULT_DEADLINE,
-               parallel: int = PARALLEL) -> int:
-    from generator import lab as runtime
+               parallel: int = PARALLEL, progress_console: Console | None = None) -> int:
+    from generator.runtime.engine import docker_client
+    from generator.runtime.errors import RuntimeFailure
+    from generator.runtime.status import status as lab_status
 
     cluster = paths.cluster()
-    client = runtime.docker_client()
-    status = runtime.status(client, paths, model.name) if cluster else None
+    status = lab_status(docker_client(), paths, model.name) if cluster else None
     if cluster is None or status is None or any(n["state"] != "Ready" for n in status["nodes"]):
-        raise runtime.RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
-    bar, start = progress_display(Console(stderr=True))
+        raise RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
+    bar, start = progress_display(progress_console or Console(stderr=True))
     started = time.monotonic()
     with bar:
         rows = execute(cluster, status, keyword=keyword, parallel=parallel, timeout=timeout,

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.node import overlay
-from generator.node.pods import PodManager, reset_leftovers
-from generator.node.proxy.proxier import Proxier
-from generator.node.published import (
+from generator.node.contract import (
     CLUSTER_FILE,
     STATE_DIR,
     published_pods,
@@ -28,6 +26,8 @@ from generator.node.published import (
     read_node_states,
     write_json_atomic,
 )
+from generator.node.pods import PodManager, reset_leftovers
+from generator.node.proxy.proxier import Proxier
 
 log = logging.getLogger("kgen.agent")
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 
-from generator.node.published import CLUSTER_FILE, read_json
+from generator.node.contract import CLUSTER_FILE, read_json
 
 
 def main() -> None:

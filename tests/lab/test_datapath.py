@@ -15,8 +15,8 @@ import pytest
 
 from generator.checks.plan import plan
 from generator.checks.runner import execute
-from generator.model import load_lab
-from generator.state import build_state
+from generator.cluster.build import build_state
+from generator.lab.model import load_lab
 from tests.conftest import ROOT
 from tests.lab.conftest import RunningLab, bring_up
 

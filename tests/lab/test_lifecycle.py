@@ -118,7 +118,8 @@ def test_older_node_images_go_unless_a_container_uses_them(tmp_path: Path) -> No
 
     import docker
 
-    from generator.image import node_tag, prune_node_images
+    from generator.render.node_image import node_tag
+    from generator.runtime.image import prune_node_images
 
     client = docker.from_env()
     kgen("image", "build", cwd=tmp_path)

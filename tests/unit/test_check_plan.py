@@ -15,8 +15,8 @@ from generator.checks.plan import (
     pod_matrix,
     spread_requests,
 )
-from generator.model import load_lab, parse_lab
-from generator.state import build_state
+from generator.cluster.build import build_state
+from generator.lab.model import load_lab, parse_lab
 from tests.conftest import ROOT
 
 NET = ipaddress.ip_network("172.31.9.0/24")

@@ -13,8 +13,8 @@ import pytest
 from generator.checks.plan import plan
 from generator.checks.probes import Lab, run_all
 from generator.checks.runner import SelectionError, execute
-from generator.model import load_lab
-from generator.state import build_state
+from generator.cluster.build import build_state
+from generator.lab.model import load_lab
 from tests.conftest import ROOT
 
 NET = ipaddress.ip_network("172.31.9.0/24")

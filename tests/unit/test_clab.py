@@ -10,12 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from generator import render as render_mod
-from generator.clab import render_clab
 from generator.cli import app
-from generator.model import load_lab
-from generator.render import render
+from generator.lab.model import load_lab
+from generator.render.clab import render_clab
 from tests.conftest import ROOT, SCHEMAS, need_schemas
+from tests.unit.conftest import render_lab
 
 DEMO = ROOT / "labs" / "demo.yaml"
 # The schema's address patterns allow a zone suffix `%[\p{N}\p{L}]+`: Unicode
@@ -24,16 +23,10 @@ UNICODE_CLASS = r"[\p{N}\p{L}]"
 PYTHON_CLASS = r"[^\W_]"  # letters and digits
 
 
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rendering must not depend on what this machine's Docker happens to run."""
-    monkeypatch.setattr(render_mod, "docker_subnets", lambda exclude: [])
-
-
 def render_both(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(compose document, clab document) for the demo lab rendered into `out`."""
     lab = load_lab(DEMO)
-    path = render_clab(lab, render(lab, out), out)
+    path = render_clab(lab, render_lab(lab, out), out)
     assert path == out / "demo.clab.yml"
     return (yaml.safe_load((out / "docker-compose.yml").read_text()),
             yaml.safe_load(path.read_text()))
@@ -65,7 +58,7 @@ def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
     lab = load_lab(DEMO)
     texts = []
     for out in (tmp_path / "a", tmp_path / "b", tmp_path / "a"):
-        render_clab(lab, render(lab, out), out)
+        render_clab(lab, render_lab(lab, out), out)
         texts.append((out / "demo.clab.yml").read_bytes())
     assert texts[0] == texts[1] == texts[2]
 

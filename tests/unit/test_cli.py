@@ -7,16 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generator import render as render_mod
 from generator.cli import app
 from tests.conftest import GOLDEN, ROOT
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render_mod, "docker_subnets", lambda exclude: [])
 
 
 def test_render_without_arguments_renders_the_demo(tmp_path: Path,
@@ -72,11 +66,10 @@ def test_exec_unknown_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_exec_command_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from generator.lab import exec_argv
-    from generator.model import load_lab
-    from generator.render import render
+    from generator.runtime.execute import exec_argv
+    from tests.unit.conftest import render_lab
 
-    cluster = render(load_lab(ROOT / "labs" / "demo.yaml"), tmp_path)
+    cluster = render_lab(ROOT / "labs" / "demo.yaml", tmp_path)
     assert exec_argv(cluster, "node-1", ["ip", "r"], False) == [
         "docker", "exec", "-i", "kgen-demo-node-1", "ip", "r"]
     assert exec_argv(cluster, "pod-2", ["ip", "a"], False) == [

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.fields import LabError
-from generator.model import load_lab, parse_lab
+from generator.lab.errors import LabError
+from generator.lab.model import load_lab, parse_lab
 from tests.conftest import GOLDEN, ROOT
 
 BAD = GOLDEN / "bad-labs"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from generator.model import parse_lab
+from generator.cluster.build import build_state
+from generator.lab.model import parse_lab
 from generator.node.overlay import Underlay, plan
-from generator.state import build_state
 
 NET = ipaddress.ip_network("172.31.5.0/24")
 UNDERLAY = Underlay("eth0", 1500)

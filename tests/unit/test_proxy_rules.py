@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from generator.node.proxy.endpoints import Endpoint, endpoints_for, input_digest
+from generator.node.contract import input_digest
+from generator.node.proxy.endpoints import Endpoint, endpoints_for
 from generator.node.proxy.naming import sep_chain, service_port_name, svc_chain
 from generator.node.proxy.rules import service_port_rules, write_ruleset
 from tests.conftest import GOLDEN

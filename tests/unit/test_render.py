@@ -11,18 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generator import render as render_mod
-from generator.model import load_lab, parse_lab
-from generator.render import choose_node_network, render
+from generator.cluster.network import choose_node_network
+from generator.lab.model import load_lab, parse_lab
 from tests.conftest import ROOT, SCHEMAS, need_schemas
+from tests.unit.conftest import render_lab
 
 DEMO = ROOT / "labs" / "demo.yaml"
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rendering must not depend on what this machine's Docker happens to run."""
-    monkeypatch.setattr(render_mod, "docker_subnets", lambda exclude: [])
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -31,15 +25,15 @@ def tree(root: Path) -> dict[str, bytes]:
 
 def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
     lab = load_lab(DEMO)
-    render(lab, tmp_path / "a")
-    render(lab, tmp_path / "b")
-    render(lab, tmp_path / "a")  # re-render over itself
+    render_lab(lab, tmp_path / "a")
+    render_lab(lab, tmp_path / "b")
+    render_lab(lab, tmp_path / "a")  # re-render over itself
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert "docker-compose.yml" in tree(tmp_path / "a")
 
 
 def compose_doc(tmp_path: Path) -> dict:
-    render(load_lab(DEMO), tmp_path)
+    render_lab(load_lab(DEMO), tmp_path)
     return yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
 
 
@@ -79,7 +73,7 @@ def test_compose_v1_accepts_it(tmp_path: Path) -> None:
 
 
 def test_per_node_files(tmp_path: Path) -> None:
-    render(load_lab(DEMO), tmp_path)
+    render_lab(load_lab(DEMO), tmp_path)
     cluster = json.loads((tmp_path / "config" / "cluster.json").read_text())
     for node in cluster["nodes"]:
         conf = json.loads((tmp_path / "config" / "nodes" / node["name"] /

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from generator.model import parse_lab
-from generator.state import build_state, generation
+from generator.cluster.build import build_state, generation
+from generator.lab.model import parse_lab
 
 NET = ipaddress.ip_network("172.31.7.0/24")
 

@@ -1,12 +1,12 @@
-"""Service endpoints from published pods, and the digest that says a proxy caught up."""
+"""Service endpoints from published pods (selection rules: `generator.node.contract`)."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from generator.node.contract import ready_pods, selects
 
 
 @dataclass(frozen=True)
@@ -18,15 +18,6 @@ class Endpoint:
     @property
     def address(self) -> str:
         return f"{self.ip}:{self.port}"
-
-
-def ready_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pods that serve: Running with an IP (an EndpointSlice's ready endpoints)."""
-    return [p for p in pods if p.get("state") == "Running" and p.get("ip")]
-
-
-def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 class PodIndex:
@@ -54,11 +45,3 @@ class PodIndex:
 def endpoints_for(service: dict[str, Any], port: dict[str, Any],
                   pods: list[dict[str, Any]]) -> list[Endpoint]:
     return PodIndex(pods).endpoints(service, port)
-
-
-def input_digest(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> str:
-    """Same services and same ready pods: same digest, on every node and on the host."""
-    ready = sorted((p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()))
-                   for p in ready_pods(pods))
-    body = json.dumps({"services": services, "pods": ready}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from generator.node.proxy.endpoints import Endpoint, PodIndex, input_digest
+from generator.node.contract import input_digest
+from generator.node.proxy.endpoints import Endpoint, PodIndex
 from generator.node.proxy.rules import JUMPS, OWNED_PREFIXES, PortRules, service_port_rules, write_ruleset
 
 log = logging.getLogger("kgen.proxy")

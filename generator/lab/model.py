@@ -14,14 +14,16 @@ from typing import Any
 
 import yaml
 
-from generator import fields as f
-from generator.fields import LabError
+from generator.lab import fields as f
+from generator.lab.errors import LabError
 
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 NODE_PORT_RANGE = (30000, 32767)
 BACKENDS = ("vxlan", "host-gw")
+PROXY_MODES = ("iptables", "nftables")
+DEFAULT_NODE_GRACE_PERIOD = 6  # seconds without a heartbeat before a node is NotReady
 # Lab names end up in container names (kgen-<lab>-<node>) and network names.
 LAB_NAME_MAX = 20
 NODE_NAME_MAX = 20
@@ -62,6 +64,7 @@ class Service:
     session_affinity: str
     affinity_timeout: int
     external_traffic_policy: str
+    internal_traffic_policy: str = "Cluster"
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,12 @@ class Lab:
     services: list[Service]
     clients: list[str]
     source: str = ""
+    proxy_mode: str = "iptables"
+    node_grace_period: int = DEFAULT_NODE_GRACE_PERIOD
 
 
 TOP_KEYS = {"name", "podCIDR", "nodeCIDRMaskSize", "serviceCIDR", "nodeNetwork", "backend",
-            "vxlan", "nodes", "pods", "services", "clients"}
+            "proxyMode", "nodeGracePeriod", "vxlan", "nodes", "pods", "services", "clients"}
 
 
 def load_lab(path: Path) -> Lab:
@@ -118,6 +123,8 @@ def parse_lab(data: Any, source: str = "") -> Lab:
     service_cidr = f.network(top, "serviceCIDR", "", DEFAULT_SERVICE_CIDR)
     node_network = f.network(top, "nodeNetwork", "", None)
     backend = f.choice(top, "backend", "", BACKENDS)
+    proxy_mode = f.choice(top, "proxyMode", "", PROXY_MODES)
+    grace = f.int_range(top, "nodeGracePeriod", "", 1, 3600, DEFAULT_NODE_GRACE_PERIOD)
     vni, port = _vxlan(top)
     nodes = _names(top, "nodes", NODE_NAME_MAX, required=True)
     clients = _names(top, "clients", NODE_NAME_MAX, required=False)
@@ -125,7 +132,7 @@ def parse_lab(data: Any, source: str = "") -> Lab:
     services = [_service(s, f"services[{i}]")
                 for i, s in enumerate(f.get(top, "services", "", list, []))]
     lab = Lab(name, pod_cidr, mask, service_cidr, node_network, backend, vni, port,
-              nodes, pods, services, clients, source)
+              nodes, pods, services, clients, source, proxy_mode, grace)
     _check_cluster(lab)
     return lab
 
@@ -182,7 +189,8 @@ def _container(raw: Any, path: str) -> Container:
 
 
 SERVICE_KEYS = {"name", "type", "selector", "clusterIP", "sessionAffinity",
-                "sessionAffinityConfig", "externalTrafficPolicy", "ports"}
+                "sessionAffinityConfig", "externalTrafficPolicy", "internalTrafficPolicy",
+                "ports"}
 
 
 def _service(raw: Any, path: str) -> Service:
@@ -196,12 +204,13 @@ def _service(raw: Any, path: str) -> Service:
     policy = f.choice(obj, "externalTrafficPolicy", path, ("Cluster", "Local"))
     if "externalTrafficPolicy" in obj and kind != "NodePort":
         raise LabError(f.join(path, "externalTrafficPolicy"), "may only be set on NodePort services")
+    internal = f.choice(obj, "internalTrafficPolicy", path, ("Cluster", "Local"))
     raw_ports = f.get(obj, "ports", path, list)
     if not raw_ports:
         raise LabError(f.join(path, "ports"), "needs at least one port")
     ports = [_port(p, f"{path}.ports[{i}]", kind) for i, p in enumerate(raw_ports)]
     _check_ports(ports, path)
-    return Service(name, kind, selector, ports, cluster_ip, affinity, timeout, policy)
+    return Service(name, kind, selector, ports, cluster_ip, affinity, timeout, policy, internal)
 
 
 def _affinity_timeout(obj: Mapping[str, Any], path: str) -> int:

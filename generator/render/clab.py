@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator.image import node_tag
-from generator.model import Lab
-from generator.render import NODE_SYSCTLS, network_name, template_environment, write_files
-from generator.state import UNDERLAY_MTU
+from generator.cluster.build import UNDERLAY_MTU
+from generator.cluster.names import network_name
+from generator.lab.model import Lab
+from generator.render.files import NODE_SYSCTLS, template_environment, write_files
+from generator.render.node_image import node_tag
 
 PREFIX = "kgen"
 NODE_CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]

@@ -13,15 +13,11 @@ import ipaddress
 import json
 from typing import Any
 
-from generator.model import NODE_PORT_RANGE, Lab, Service
+from generator.cluster.names import container_name
+from generator.lab.model import NODE_PORT_RANGE, Lab, Service
 
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
-
-
-def container_name(lab: Lab | str, member: str) -> str:
-    name = lab if isinstance(lab, str) else lab.name
-    return f"kgen-{name}-{member}"
 
 
 def mac_of(address: ipaddress.IPv4Address) -> str:
@@ -37,6 +33,8 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]
         "nodeNetwork": str(node_network),
         "nodeNetworkGateway": str(node_network.network_address + 1),
         "backend": lab.backend,
+        "proxyMode": lab.proxy_mode,
+        "nodeGracePeriod": lab.node_grace_period,
         "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
         "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
         "nodes": _nodes(lab, node_network),
@@ -60,7 +58,7 @@ def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]
         # .1 is Docker's gateway on the node network, so nodes start at .2.
         nodes.append({
             "name": name,
-            "container": container_name(lab, name),
+            "container": container_name(lab.name, name),
             "ip": str(node_network.network_address + 2 + i),
             "podCIDR": str(subnet),
             "gateway": str(subnet.network_address + 1),
@@ -76,7 +74,7 @@ def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]
 def _clients(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]]:
     # Clients count down from the top so that adding a node never moves them.
     top = node_network.broadcast_address - 1
-    return [{"name": name, "container": container_name(lab, name), "ip": str(top - i)}
+    return [{"name": name, "container": container_name(lab.name, name), "ip": str(top - i)}
             for i, name in enumerate(lab.clients)]
 
 
@@ -138,5 +136,6 @@ def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> 
         "sessionAffinity": svc.session_affinity,
         "sessionAffinityTimeout": svc.affinity_timeout,
         "externalTrafficPolicy": svc.external_traffic_policy,
+        "internalTrafficPolicy": svc.internal_traffic_policy,
         "ports": ports,
     }

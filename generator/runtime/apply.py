@@ -11,13 +11,14 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from generator.lab import RuntimeFailure
-from generator.model import Lab
-from generator.render import render_files, write_files
-from generator.state import build_state
+from generator.cluster.build import build_state
+from generator.lab.model import Lab
+from generator.render.files import render_files, write_files
+from generator.runtime.errors import RuntimeFailure
 
 # Fields whose change needs `kgen down && kgen up`.
-FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "vxlan", "mtu", "nodes", "clients")
+FIXED = ("podCIDR", "serviceCIDR", "nodeNetwork", "backend", "proxyMode", "vxlan", "mtu", "nodes",
+         "clients")
 
 
 def check_appliable(lab: Lab, running: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -7,9 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-
-class ComposeError(RuntimeError):
-    pass
+from generator.runtime.errors import ComposeError
 
 
 @functools.cache

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.fields import LabError
-from generator.model import Lab, load_lab
+from generator.lab.errors import LabError
+from generator.lab.model import Lab, load_lab
 from generator.resources import builtin_labs, labs_dir
 
 DEFAULT_LAB_FILE = Path("lab.yaml")

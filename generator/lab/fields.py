@@ -13,22 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from generator.lab.errors import LabError
+
 MISSING: Any = object()
-
-
-class LabError(Exception):
-    """A lab file that cannot be used; str() is the one line shown to the user."""
-
-    def __init__(self, path: str, message: str, source: str = "") -> None:
-        self.path = path
-        self.message = message
-        self.source = source
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        prefix = f"{self.source}: " if self.source else ""
-        return f"{prefix}{where}{self.message}"
 
 
 def join(path: str, key: str | int) -> str:

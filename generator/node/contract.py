@@ -1,12 +1,16 @@
-"""What node agents publish in the shared state directory, and how it is read.
+"""The host<->node contract: the one module both sides import (standard library only).
 
-Each agent owns one file, `<state dir>/<node>.json`, replaced atomically. The
-host (`kgen status`, `kgen up`) and every other agent read all of them; this
-module is the one definition of that format on both sides.
+The host writes the desired cluster to `cluster.json` (mounted at
+/etc/kgen/cluster.json); each node agent owns one file, `<state dir>/<node>.json`,
+replaced atomically, which the host (`kgen status`, `kgen up`) and every other
+agent read. This module defines those paths and formats, and the cluster rules
+both sides must compute alike: which pods a selector picks, which pods serve,
+and the digest that says a proxy has caught up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -54,3 +58,20 @@ def published_pods(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> 
             pods.append({"name": name, "node": node, "ip": pod.get("ip"),
                          "state": pod.get("state", "Pending"), "labels": spec["labels"]})
     return sorted(pods, key=lambda p: p["name"])
+
+
+def ready_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pods that serve: Running with an IP (an EndpointSlice's ready endpoints)."""
+    return [p for p in pods if p.get("state") == "Running" and p.get("ip")]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def input_digest(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> str:
+    """Same services and same ready pods: same digest, on every node and on the host."""
+    ready = sorted((p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()))
+                   for p in ready_pods(pods))
+    body = json.dumps({"services": services, "pods": ready}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -9,7 +9,6 @@ change and never redoes the base.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import subprocess
@@ -21,39 +20,14 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from generator.render.node_image import PACKAGES, SUITE, base_tag, node_tag
 from generator.resources import PACKAGE_DIR, node_package_files, templates_dir
+from generator.runtime.errors import ImageError
 
-SUITE = "bookworm"
 ONLINE_BASE = "debian:bookworm-slim"
-# What an engineer reaches for in a node (lab contract §3), plus iperf3 for throughput.
-PACKAGES = ["python3", "iproute2", "iptables", "conntrack", "tcpdump", "curl",
-            "iputils-ping", "procps", "iperf3", "util-linux", "ca-certificates"]
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Echo = Callable[[str], None]
-
-
-class ImageError(RuntimeError):
-    pass
-
-
-def _digest(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(hashlib.sha256(part).digest())
-    return h.hexdigest()[:12]
-
-
-def base_tag() -> str:
-    return "kgen-base:" + _digest(SUITE.encode(), " ".join(PACKAGES).encode())
-
-
-def node_tag() -> str:
-    """Changes whenever the node code, the Dockerfile or the base changes."""
-    parts = [base_tag().encode(), (templates_dir() / "Dockerfile.node.j2").read_bytes()]
-    for path in node_package_files():
-        parts += [str(path.relative_to(PACKAGE_DIR)).encode(), path.read_bytes()]
-    return "kgen-node:" + _digest(*parts)
 
 
 def exists(client: docker.DockerClient, ref: str) -> bool:

@@ -1,0 +1,37 @@
+"""`kgen check`: the connectivity and NAT checks against the running lab."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from generator.cli.app import Exit, LabOption, app, err, failures, out
+from generator.cli.lifecycle import lab_paths
+from generator.lab.resolve import open_lab
+
+
+@app.command()
+def check(lab: LabOption = None,
+          as_json: Annotated[bool, typer.Option("--json", help="Results as JSON.")] = False,
+          keyword: Annotated[str | None, typer.Option(
+              "-k", metavar="PATTERN",
+              help="Only the checks whose id matches, as pytest -k matches test ids: "
+                   "substrings with and/or/not, e.g. -k 'nodeport and not local'.")] = None,
+          timeout: Annotated[float, typer.Option(
+              "--timeout", min=1, max=3600, metavar="SECONDS",
+              help="For the whole run; checks not done by then fail.")] = 300,
+          parallel: Annotated[int, typer.Option(
+              "--parallel", min=1, max=32, metavar="N",
+              help="Probe batches (docker execs) running at once.")] = 6) -> None:
+    """Run the connectivity and NAT checks against the running lab."""
+    with failures():
+        from generator.checks.runner import SelectionError, run_checks
+
+        model = open_lab(lab)
+        try:
+            code = run_checks(model, lab_paths(model), as_json, out(), keyword=keyword,
+                              timeout=timeout, parallel=parallel, progress_console=err())
+        except SelectionError as e:
+            raise Exit(2, str(e)) from None
+        raise typer.Exit(code)

@@ -1,0 +1,124 @@
+"""Bringing a lab up: kernel prerequisites, stale leftovers, compose, readiness."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from generator.cluster.names import network_name, project_name
+from generator.node.contract import input_digest, published_pods, read_node_states
+from generator.runtime.compose import compose
+from generator.runtime.engine import LABEL, lab_containers
+from generator.runtime.errors import RuntimeFailure
+from generator.runtime.paths import LabPaths
+
+UP_TIMEOUT = 180.0
+
+
+def ensure_bridge_netfilter() -> None:
+    """Node sysctls include net.bridge.*, which exists only with br_netfilter loaded."""
+    if Path("/proc/sys/net/bridge").is_dir():
+        return
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
+    if not Path("/proc/sys/net/bridge").is_dir():
+        raise RuntimeFailure("the kernel has no bridge netfilter (/proc/sys/net/bridge); "
+                             "run `modprobe br_netfilter` as root")
+
+
+def remove_stale(client: docker.DockerClient, cluster: dict[str, Any]) -> list[str]:
+    """Remove what would make compose fail: same-named leftovers of another lab run."""
+    name = cluster["name"]
+    project = project_name(name)
+    members = {m["container"] for m in cluster["nodes"] + cluster["clients"]}
+    removed = []
+    for container in client.containers.list(all=True):
+        labels = container.labels or {}
+        ours = labels.get("com.docker.compose.project") == project
+        same_lab = labels.get(LABEL) == name
+        if (container.name in members and not ours) or (same_lab and container.name not in members):
+            container.remove(force=True)
+            removed.append(f"container {container.name}")
+    for net in client.networks.list(names=[network_name(name)]):
+        subnets = [c.get("Subnet") for c in (net.attrs.get("IPAM") or {}).get("Config") or []]
+        ours = (net.attrs.get("Labels") or {}).get("com.docker.compose.project") == project
+        if net.name == network_name(name) and (not ours or subnets != [cluster["nodeNetwork"]]):
+            for c in client.containers.list(all=True, filters={"network": net.id}):
+                c.remove(force=True)
+                removed.append(f"container {c.name}")
+            net.remove()
+            removed.append(f"network {net.name}")
+    return removed
+
+
+def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any]) -> None:
+    """Forget what agents published before their container (re)starts."""
+    running = {c.name for c in lab_containers(client, cluster["name"]) if c.status == "running"}
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    keep = {f"{n['name']}.json" for n in cluster["nodes"] if n["container"] in running}
+    for path in paths.state_dir.glob("*.json"):
+        if path.name not in keep:
+            path.unlink()
+
+
+def start(paths: LabPaths, cluster: dict[str, Any]) -> None:
+    compose(paths.compose_file, project_name(cluster["name"]), "up", "-d", "--remove-orphans")
+
+
+def expected_digest(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> str:
+    return input_digest(cluster["services"], published_pods(cluster, docs))
+
+
+def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+    """What is not there yet, as short phrases for the progress line."""
+    missing = []
+    digest = expected_digest(cluster, docs)
+    for node in cluster["nodes"]:
+        doc = docs.get(node["name"])
+        if doc is None or not doc.get("ready") or doc.get("generation") != cluster["generation"]:
+            missing.append(f"node {node['name']}")
+            continue
+        if (doc.get("proxy") or {}).get("digest") != digest:
+            missing.append(f"proxy on {node['name']}")
+    running = {p["name"] for p in published_pods(cluster, docs) if p["ip"]
+               and p["state"] == "Running"}
+    missing += [f"pod {p['name']}" for p in cluster["pods"] if p["name"] not in running]
+    return missing
+
+
+def failures(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+    found = [f"node {n}: {d['error']}" for n, d in docs.items() if d.get("error")]
+    for node, doc in docs.items():
+        for pod, info in (doc.get("pods") or {}).items():
+            if info.get("state") == "Failed":
+                found.append(f"pod {pod} on {node}: {info.get('error')}")
+    return found
+
+
+def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any],
+               progress: Callable[[int, int, str], None], timeout: float = UP_TIMEOUT) -> None:
+    total = len(cluster["nodes"]) * 2 + len(cluster["pods"])
+    deadline = time.monotonic() + timeout
+    while True:
+        docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
+        missing = pending(cluster, docs)
+        progress(total - len(missing), total, ", ".join(missing[:4]))
+        if not missing:
+            return
+        broken = failures(cluster, docs)
+        if broken:
+            raise RuntimeFailure("; ".join(broken))
+        dead = [c.name for c in lab_containers(client, cluster["name"]) if c.status != "running"]
+        if dead:
+            raise RuntimeFailure(f"container(s) stopped: {', '.join(dead)} "
+                                 f"(see `docker logs {dead[0]}`)")
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"not ready after {timeout:.0f}s: {', '.join(missing)}; "
+                                 "see `docker logs <container>`")
+        time.sleep(0.25)
