@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,11 +77,12 @@ def execute(cluster: dict[str, Any], status: dict[str, Any],
     if keyword:
         args += ["-k", keyword]
     report = io.StringIO()
-    with contextlib.redirect_stdout(report):
+    with contextlib.redirect_stdout(report), contextlib.redirect_stderr(report):
         code = pytest.main(args, plugins=[plugin])
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
-        lines = [line for line in report.getvalue().splitlines() if "ERROR" in line or "rror" in line]
-        raise SelectionError(f"-k {keyword!r}: " + ("; ".join(lines[-2:]) or f"pytest exit {code}"))
+        lines = [line.removeprefix("ERROR: ") for line in report.getvalue().splitlines()
+                 if line.startswith("ERROR")]
+        raise SelectionError("; ".join(lines[-2:]) or f"-k {keyword!r}: pytest exit {code}")
     if not plugin.selected:
         raise SelectionError(f"no check matches -k {keyword!r}" if keyword else "no checks planned")
     rows = []
@@ -125,7 +127,7 @@ def progress_display(console: Console) -> tuple[Any, Callable[[int], Callable[[C
 
 def run_checks(model: Any, paths: Any, as_json: bool, console: Console,
                keyword: str | None = None, timeout: float = DEFAULT_DEADLINE,
-               parallel: int = PARALLEL, progress_console: Console | None = None) -> int:
+               parallel: int = PARALLEL) -> int:
     from generator.runtime.engine import docker_client
     from generator.runtime.errors import RuntimeFailure
     from generator.runtime.status import status as lab_status
@@ -134,7 +136,9 @@ def run_checks(model: Any, paths: Any, as_json: bool, console: Console,
     status = lab_status(docker_client(), paths, model.name) if cluster else None
     if cluster is None or status is None or any(n["state"] != "Ready" for n in status["nodes"]):
         raise RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
-    bar, start = progress_display(progress_console or Console(stderr=True))
+    # The progress display writes to the terminal's stderr, fixed now: pytest's own output
+    # is redirected while the checks run.
+    bar, start = progress_display(Console(file=sys.stderr))
     started = time.monotonic()
     with bar:
         rows = execute(cluster, status, keyword=keyword, parallel=parallel, timeout=timeout,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from generator.cli.app import Exit, LabOption, app, err, failures, out
+from generator.cli.app import Exit, LabOption, app, failures, out
 from generator.cli.lifecycle import lab_paths
 from generator.lab.resolve import open_lab
 
@@ -31,7 +31,7 @@ def check(lab: LabOption = None,
         model = open_lab(lab)
         try:
             code = run_checks(model, lab_paths(model), as_json, out(), keyword=keyword,
-                              timeout=timeout, parallel=parallel, progress_console=err())
+                              timeout=timeout, parallel=parallel)
         except SelectionError as e:
             raise Exit(2, str(e)) from None
         raise typer.Exit(code)
