@@ -35,6 +35,7 @@ TIMEOUT = 3.0  # per request that must succeed: lab round trips take well under 
 DROP_TIMEOUT = 2.0  # a request that must be dropped: how long to wait before calling it dropped
 BATCH_JOBS = 48  # probes per `docker exec`
 BATCH_WORKERS = 16  # probes a batch runs at once
+STREAMS = 4  # requests of one probe in flight at once (each a new connection, a new draw)
 PARALLEL = 6  # `docker exec`s at once
 DEFAULT_DEADLINE = 300.0
 
@@ -112,11 +113,19 @@ class Lab:
 
 
 def job(lab: Lab, source: str, mode: str, target: str, arg: str = "", count: int = 1,
-        timeout: float = TIMEOUT, until: Iterable[str] | None = None) -> dict[str, Any]:
+        timeout: float = TIMEOUT, until: Iterable[str] | None = None,
+        streams: int = STREAMS) -> dict[str, Any]:
+    """A probe job for the node-side batch: up to `count` requests, `streams` at once."""
     ip, port = target.rsplit(":", 1)
     return {"netns": source if source in lab.pod_node else None, "mode": mode, "host": ip,
             "port": int(port), "arg": arg, "count": count, "timeout": timeout,
-            "until": sorted(until) if until is not None else None, "fail_fast": True}
+            "until": sorted(until) if until is not None else None, "fail_fast": True,
+            "streams": min(streams, count)}
+
+
+def _cost(jobs: list[dict[str, Any]]) -> float:
+    """A rough time estimate, in requests, to start the longest batches first."""
+    return sum(j["count"] / j["streams"] + (100 if j["timeout"] < TIMEOUT else 10) for j in jobs)
 
 
 def _all_ok(s: dict[str, Any]) -> bool:
@@ -196,8 +205,9 @@ def affinity(lab: Lab, check: Check) -> Probed:
         return Outcome(_all_ok(s[0]) and answers <= backends and len(answers) == 1,
                        _summary(s[0]))
 
+    # One request at a time: the first answer must pin the client before the next asks.
     return Probed([job(lab, check.source, "http", check.target, "/hostname",
-                       check.params["requests"])], judge)
+                       check.params["requests"], streams=1)], judge)
 
 
 def hairpin(lab: Lab, check: Check) -> Probed:
@@ -353,6 +363,8 @@ def _batches(lab: Lab, checks: list[Check]) -> tuple[list[tuple[str, list[tuple[
                 chunk = []
             chunk.append(item)
         batches.append((member, chunk))
+    # Longest first, so that the last to start are short (the run ends with the longest).
+    batches.sort(key=lambda b: -_cost([j for _, probed in b[1] for j in probed.jobs]))
     return batches, broken
 
 

@@ -9,10 +9,11 @@ succeed, 1 otherwise, 2 for usage errors.
 many probes in one process (one `docker exec` for all the checks a node or
 client sends): JOBS is base64 of zlib-compressed JSON, a list of jobs
 `{"netns", "mode", "host", "port", "arg", "count", "timeout", "until",
-"fail_fast"}`. A job with a `netns` runs inside that network namespace
+"fail_fast", "streams"}`. A job with a `netns` runs inside that network namespace
 (`/run/netns/NAME`, entered by its worker thread with setns(2)); it sends up
-to `count` requests and stops early at the first failure (`fail_fast`) or
-once every answer in `until` has been seen. It prints one JSON list, one
+to `count` requests (over up to `streams` connections at once) and stops
+early at the first failure (`fail_fast`) or once every answer in `until` has
+been seen. It prints one JSON list, one
 summary per job in order: `{"sent", "ok", "answers": {answer: n}, "errors":
 {error: n}, "ms_max"}`. Probes go only to private or loopback addresses.
 """
@@ -38,6 +39,7 @@ MAX_COUNT = 50000
 MAX_TIMEOUT = 30.0
 MAX_DEADLINE = 600.0
 MAX_WORKERS = 64
+MAX_STREAMS = 8
 CLONE_NEWNET = 0x40000000
 # Where lab traffic may go: RFC 1918, shared address space (100.64.0.0/10), loopback.
 ALLOWED = [ipaddress.ip_network(n) for n in
@@ -113,15 +115,18 @@ def allowed(host: str) -> bool:
 
 
 _local = threading.local()
+_UNKNOWN = object()
 
 
 def enter_netns(name: str | None) -> None:
     """Move the calling thread into pod netns `name` (None: the process's own)."""
-    if getattr(_local, "netns", None) == name:
+    # A thread starts in the namespace of the thread that made it: only a thread that
+    # entered one itself knows where it is.
+    if getattr(_local, "netns", _UNKNOWN) == name:
         return
-    path = f"/run/netns/{name}" if name else f"/proc/{os.getpid()}/ns/net"
     if name and ("/" in name or name in (".", "..")):
         raise ValueError(f"bad netns name {name!r}")
+    path = f"/run/netns/{name}" if name else f"/proc/{os.getpid()}/ns/net"
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -133,44 +138,86 @@ def enter_netns(name: str | None) -> None:
     _local.netns = name
 
 
+class _Job:
+    """The shared state of one job's requests, sent by up to `streams` threads."""
+
+    def __init__(self, job: dict[str, Any], deadline: float) -> None:
+        self.job = job
+        self.deadline = deadline
+        self.count = max(1, min(int(job.get("count", 1)), MAX_COUNT))
+        self.timeout = max(0.01, min(float(job.get("timeout", 2.0)), MAX_TIMEOUT))
+        self.until = set(job["until"]) if job.get("until") else None
+        self.fail_fast = bool(job.get("fail_fast", True))
+        self.lock = threading.Lock()
+        self.issued = 0
+        self.stop = False
+        self.summary: dict[str, Any] = {"sent": 0, "ok": 0, "answers": {}, "errors": {},
+                                        "ms_max": 0.0}
+
+    def error(self, error: str) -> None:
+        errors = self.summary["errors"]
+        errors[error] = errors.get(error, 0) + 1
+
+    def ticket(self) -> float | None:
+        """Leave to send one more request: its timeout, or None when the job is done."""
+        with self.lock:
+            left = self.deadline - time.monotonic()
+            if self.stop or self.issued >= self.count:
+                return None
+            if left <= 0:
+                self.stop = True
+                self.error("deadline reached")
+                return None
+            self.issued += 1
+            return min(self.timeout, left)
+
+    def record(self, r: dict[str, Any]) -> None:
+        with self.lock:
+            summary = self.summary
+            summary["sent"] += 1
+            summary["ms_max"] = max(summary["ms_max"], r["ms"])
+            if r["ok"]:
+                summary["ok"] += 1
+                summary["answers"][r["answer"]] = summary["answers"].get(r["answer"], 0) + 1
+                if self.until is not None and self.until <= summary["answers"].keys():
+                    self.stop = True
+            else:
+                self.error(r["error"])
+                self.stop = self.stop or self.fail_fast
+
+    def stream(self) -> None:
+        try:
+            enter_netns(self.job.get("netns"))
+        except (OSError, ValueError) as err:
+            with self.lock:
+                self.stop = True
+                self.error(str(err))
+            return
+        job = self.job
+        while (timeout := self.ticket()) is not None:
+            self.record(attempt(job["mode"], job["host"], int(job["port"]), job.get("arg", ""),
+                                timeout))
+
+
 def run_job(job: dict[str, Any], deadline: float) -> dict[str, Any]:
-    """One job of a batch: up to `count` requests, summarised."""
-    summary: dict[str, Any] = {"sent": 0, "ok": 0, "answers": {}, "errors": {}, "ms_max": 0.0}
-
-    def failed(error: str) -> dict[str, Any]:
-        summary["errors"][error] = summary["errors"].get(error, 0) + 1
-        return summary
-
+    """One job of a batch: up to `count` requests over up to `streams` connections at once,
+    summarised. It stops at the first failure (`fail_fast`) or once every answer in `until`
+    was seen; never more than `count` requests, none after the deadline."""
+    state = _Job(job, deadline)
     if job.get("mode") not in MODES:
-        return failed(f"unknown mode {job.get('mode')!r}")
+        state.error(f"unknown mode {job.get('mode')!r}")
+        return state.summary
     if not allowed(str(job["host"])):
-        return failed(f"refused to probe {job['host']}: not a lab address")
-    try:
-        enter_netns(job.get("netns"))
-    except (OSError, ValueError) as err:
-        return failed(str(err))
-    count = max(1, min(int(job.get("count", 1)), MAX_COUNT))
-    timeout = max(0.01, min(float(job.get("timeout", 2.0)), MAX_TIMEOUT))
-    until = set(job["until"]) if job.get("until") else None
-    answers, errors = summary["answers"], summary["errors"]
-    for _ in range(count):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return failed("deadline reached")
-        r = attempt(job["mode"], job["host"], int(job["port"]), job.get("arg", ""),
-                    min(timeout, left))
-        summary["sent"] += 1
-        summary["ms_max"] = max(summary["ms_max"], r["ms"])
-        if r["ok"]:
-            summary["ok"] += 1
-            answers[r["answer"]] = answers.get(r["answer"], 0) + 1
-        else:
-            errors[r["error"]] = errors.get(r["error"], 0) + 1
-            if job.get("fail_fast", True):
-                break
-        if until is not None and until <= answers.keys():
-            break
-    return summary
+        state.error(f"refused to probe {job['host']}: not a lab address")
+        return state.summary
+    streams = max(1, min(int(job.get("streams", 1)), MAX_STREAMS, state.count))
+    helpers = [threading.Thread(target=state.stream, daemon=True) for _ in range(streams - 1)]
+    for t in helpers:
+        t.start()
+    state.stream()
+    for t in helpers:
+        t.join()
+    return state.summary
 
 
 def encode_jobs(jobs: list[dict[str, Any]]) -> str:

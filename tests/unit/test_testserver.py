@@ -132,3 +132,14 @@ def test_batch_reports_a_missing_netns() -> None:
     [summary] = probe.run_batch([{"netns": "no-such-pod-kgen", "mode": "http",
                                   "host": "127.0.0.1", "port": 1}], 5.0, 1)
     assert summary["sent"] == 0 and summary["errors"]
+
+
+def test_batch_streams_never_send_more_than_count(
+        server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    http, _, _ = server
+    base = {"mode": "http", "host": "127.0.0.1", "port": http, "arg": "/hostname", "streams": 4}
+    plain, early = probe.run_batch([{**base, "count": 10},
+                                    {**base, "count": 10, "until": ["pod-x"]}], 30.0, 2)
+    assert plain["sent"] == plain["ok"] == 10 and plain["answers"] == {"pod-x": 10}
+    # Stopped once pod-x answered: at most the requests already in flight besides it.
+    assert 1 <= early["sent"] <= 4 and early["errors"] == {}
