@@ -125,6 +125,33 @@ def progress_display(console: Console) -> tuple[Any, Callable[[int], Callable[[C
     return bar, start
 
 
+NEIGH_LIMIT = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+
+
+def neighbour_warning(cluster: dict[str, Any], limit_file: Path = NEIGH_LIMIT) -> str | None:
+    """Why a big lab may fail its checks on this host, before it does.
+
+    All network namespaces of a host share one neighbour (ARP) table, capped by
+    net.ipv4.neigh.default.gc_thresh3 (1024 by default). The checks make every
+    pair of nodes talk (an entry at each end), the client reach every node, and
+    every pod its gateway: past the cap the kernel refuses new entries
+    ("neighbor table overflow!" in dmesg) and packets are dropped.
+    """
+    try:
+        limit = int(limit_file.read_text())
+    except (OSError, ValueError):
+        return None
+    nodes, pods = len(cluster["nodes"]), len(cluster["pods"])
+    needed = nodes * (nodes - 1) + 2 * nodes * len(cluster["clients"]) + 2 * pods
+    if needed <= limit * 3 // 4:
+        return None
+    return (f"warning: the checks need about {needed} neighbour (ARP) entries at once and this "
+            f"host shares at most {limit} among all its network namespaces "
+            "(net.ipv4.neigh.default.gc_thresh3): checks may fail with 'neighbor table overflow!' "
+            "in dmesg. Raise the limit, e.g. sysctl -w net.ipv4.neigh.default.gc_thresh1=4096 "
+            "net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384")
+
+
 def run_checks(model: Any, paths: Any, as_json: bool, console: Console,
                keyword: str | None = None, timeout: float = DEFAULT_DEADLINE,
                parallel: int = PARALLEL) -> int:
@@ -138,7 +165,11 @@ def run_checks(model: Any, paths: Any, as_json: bool, console: Console,
         raise RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
     # The progress display writes to the terminal's stderr, fixed now: pytest's own output
     # is redirected while the checks run.
-    bar, start = progress_display(Console(file=sys.stderr))
+    progress_console = Console(file=sys.stderr)
+    warning = neighbour_warning(cluster)
+    if warning:
+        progress_console.print(warning, style="yellow", markup=False, highlight=False)
+    bar, start = progress_display(progress_console)
     started = time.monotonic()
     with bar:
         rows = execute(cluster, status, keyword=keyword, parallel=parallel, timeout=timeout,

@@ -115,14 +115,17 @@ def allowed(host: str) -> bool:
 
 
 _local = threading.local()
-_UNKNOWN = object()
+
+
+def current_netns() -> str | None:
+    """Where the calling thread is: a pod netns it entered, or None (the process's own).
+    A thread starts where the thread that made it was (see _Job.stream)."""
+    return getattr(_local, "netns", None)
 
 
 def enter_netns(name: str | None) -> None:
     """Move the calling thread into pod netns `name` (None: the process's own)."""
-    # A thread starts in the namespace of the thread that made it: only a thread that
-    # entered one itself knows where it is.
-    if getattr(_local, "netns", _UNKNOWN) == name:
+    if current_netns() == name:
         return
     if name and ("/" in name or name in (".", "..")):
         raise ValueError(f"bad netns name {name!r}")
@@ -185,7 +188,8 @@ class _Job:
                 self.error(r["error"])
                 self.stop = self.stop or self.fail_fast
 
-    def stream(self) -> None:
+    def stream(self, inherited: str | None) -> None:
+        _local.netns = inherited  # a new thread is where its creator was
         try:
             enter_netns(self.job.get("netns"))
         except (OSError, ValueError) as err:
@@ -211,10 +215,12 @@ def run_job(job: dict[str, Any], deadline: float) -> dict[str, Any]:
         state.error(f"refused to probe {job['host']}: not a lab address")
         return state.summary
     streams = max(1, min(int(job.get("streams", 1)), MAX_STREAMS, state.count))
-    helpers = [threading.Thread(target=state.stream, daemon=True) for _ in range(streams - 1)]
+    here = current_netns()
+    helpers = [threading.Thread(target=state.stream, args=(here,), daemon=True)
+               for _ in range(streams - 1)]
     for t in helpers:
         t.start()
-    state.stream()
+    state.stream(here)
     for t in helpers:
         t.join()
     return state.summary

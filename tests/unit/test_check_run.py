@@ -54,3 +54,19 @@ def test_progress_hears_of_every_check_once(demo: tuple[dict, dict]) -> None:
     heard: list[str] = []
     outcomes = run_all(Lab(*demo), checks, timeout=0, done=lambda c, o: heard.append(c.id))
     assert sorted(heard) == sorted(outcomes) == sorted(c.id for c in checks)
+
+
+def test_a_lab_too_big_for_the_hosts_neighbour_table_is_warned_of(tmp_path) -> None:
+    from benchmarks.bench_check import scale_lab
+    from generator.checks.runner import neighbour_warning
+    from generator.lab.model import parse_lab
+
+    limit = tmp_path / "gc_thresh3"
+    limit.write_text("1024\n")
+    big = build_state(parse_lab(scale_lab("big", 50)), NET)
+    small = build_state(parse_lab(scale_lab("small", 20)), NET)
+    assert "gc_thresh3" in (neighbour_warning(big, limit) or "")
+    assert neighbour_warning(small, limit) is None
+    limit.write_text("16384\n")
+    assert neighbour_warning(big, limit) is None
+    assert neighbour_warning(big, tmp_path / "missing") is None

@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from generator.node import probe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, need_root_netns
 
 
 def free_port(kind: int) -> int:
@@ -143,3 +144,36 @@ def test_batch_streams_never_send_more_than_count(
     assert plain["sent"] == plain["ok"] == 10 and plain["answers"] == {"pod-x": 10}
     # Stopped once pod-x answered: at most the requests already in flight besides it.
     assert 1 <= early["sent"] <= 4 and early["errors"] == {}
+
+
+@pytest.mark.netns
+def test_batch_probes_from_inside_a_named_netns() -> None:
+    """Every stream of a job enters the job's netns: a server only there answers them all,
+    while the same address from the host's own namespace is refused."""
+    need_root_netns()
+    name = f"kgt-probe-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        port = 18080
+        while probe.attempt("tcp", "127.0.0.1", port, "", 0.5)["ok"]:
+            port += 1  # taken in the host's namespace: find one refused there
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m",
+                                   "generator.node.testserver", "--name", "inside", "--host",
+                                   "127.0.0.1", "--http-port", str(port), "--udp-port",
+                                   str(port + 1)], cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            job = {"netns": name, "mode": "http", "host": "127.0.0.1", "port": port,
+                   "arg": "/hostname", "count": 12, "streams": 4, "timeout": 2.0}
+            deadline = time.monotonic() + 10
+            while not probe.run_batch([{**job, "count": 1}], 5.0, 1)[0]["ok"]:
+                assert time.monotonic() < deadline, "test server did not start"
+                time.sleep(0.05)
+            inside, outside = probe.run_batch([job, {**job, "netns": None, "count": 1}], 10.0, 2)
+            assert inside["sent"] == inside["ok"] == 12 and inside["answers"] == {"inside": 12}
+            assert outside["errors"] == {"connection refused": 1}
+        finally:
+            server.terminate()
+            server.wait(5)
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
