@@ -275,19 +275,32 @@ PROBED: dict[str, Callable[[Lab, Check], Probed]] = {
 # ---- checks with commands of their own
 
 
+def _hex(ip: str) -> str:
+    return "0x" + "".join(f"{int(octet):02x}" for octet in ip.split("."))
+
+
 def wire(lab: Lab, check: Check) -> Outcome:
     p = check.params
-    src_pod, dst_ip = check.source, lab.pod_ip[check.target]
+    src_pod, src_ip, dst_ip = check.source, lab.pod_ip[check.source], lab.pod_ip[check.target]
     if p["backend"] == "vxlan":
-        capture = f"udp dst port {p['port']} and src host {p['src_ip']} and dst host {p['dst_ip']}"
+        # This very ping inside the VXLAN packet: inner IPv4 at UDP payload offset
+        # 8 (UDP) + 8 (VXLAN) + 14 (inner Ethernet), so other checks' traffic between the
+        # same nodes, running at the same time, cannot stand in for it.
+        inner = 8 + 8 + 14
+        capture = (f"udp dst port {p['port']} and src host {p['src_ip']} and dst host "
+                   f"{p['dst_ip']} and udp[{inner + 9}:1] = 1 and "
+                   f"udp[{inner + 12}:4] = {_hex(src_ip)} and udp[{inner + 16}:4] = {_hex(dst_ip)}")
     else:
-        capture = f"ip src host {lab.pod_ip[src_pod]} and dst host {dst_ip}"
+        capture = f"icmp and src host {src_ip} and dst host {dst_ip}"
     # Ping only once tcpdump says it listens (its filter is set by then): no race with a
     # slow start on a busy machine. Every wait is bounded.
+    # After the ping, tcpdump gets 5 s more to report what it holds (it exits at once when
+    # it has the packet).
     script = (f"f=$(mktemp); timeout 15 tcpdump -l -nn -c 1 -i eth0 {shlex.quote(capture)} "
-              f"2>$f & i=0; while ! grep -q 'listening on' $f && [ $i -lt 100 ]; do sleep 0.1; "
-              f"i=$((i+1)); done; ip netns exec {shlex.quote(src_pod)} ping -c 2 -W 3 {dst_ip} "
-              f">/dev/null; wait; rm -f $f")
+              f"2>$f & t=$!; i=0; while ! grep -q 'listening on' $f && [ $i -lt 100 ]; do "
+              f"sleep 0.1; i=$((i+1)); done; ip netns exec {shlex.quote(src_pod)} ping -c 2 -W 3 "
+              f"{dst_ip} >/dev/null; i=0; while kill -0 $t 2>/dev/null && [ $i -lt 50 ]; do "
+              f"sleep 0.1; i=$((i+1)); done; kill $t 2>/dev/null; wait; rm -f $f")
     result = lab.host(p["capture_node"]).run(f"sh -c {shlex.quote(script)}")
     line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
     return Outcome(bool(line), line[:140] or "no packet captured")
