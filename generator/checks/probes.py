@@ -31,7 +31,10 @@ import testinfra
 from generator.checks.plan import Check
 
 PROBE = "python3 -m generator.node.probe"
-TIMEOUT = 3.0  # per request that must succeed: lab round trips take well under a millisecond
+# Per request that must succeed. Lab round trips take a millisecond, but on a busy host a
+# lost SYN comes back after 1 s and 3 s (TCP's retransmissions): 10 s covers 1+2+4 s.
+# Only a failing check ever waits this long (it stops at its first failure).
+TIMEOUT = 10.0
 DROP_TIMEOUT = 2.0  # a request that must be dropped: how long to wait before calling it dropped
 BATCH_JOBS = 48  # probes per `docker exec`
 BATCH_WORKERS = 16  # probes a batch runs at once
