@@ -38,9 +38,9 @@ def lab(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
-    `nox -s bench -- proxy` or `-- lab` runs one of them.
+    `nox -s bench -- proxy`, `-- lab` or `-- exec` runs one of them.
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab"]
+    wanted = session.posargs or ["proxy", "lab", "exec"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")

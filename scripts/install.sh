@@ -1,6 +1,7 @@
 #!/bin/sh
 # Prepare a Debian/Ubuntu machine (root, or a user with sudo) for kgen:
 # a Docker engine + compose, debootstrap and iptables from the distribution,
+# Graphviz and its font for `kgen graph`, tshark and chromium for the tests,
 # a running dockerd, br_netfilter, and kgen with its test tools in ./.venv.
 # Safe to run again: it only installs or starts what is missing.
 #
@@ -16,6 +17,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 CNI_BRIDGE=${KGEN_CNI_BRIDGE:-/usr/lib/cni/bridge}
+# `kgen graph` draws with this font, so a picture is the same bytes on every machine.
+GRAPH_FONT=${KGEN_GRAPH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 
 have() { command -v "$1" >/dev/null 2>&1; }
 engine_answers() { have docker && $SUDO docker info >/dev/null 2>&1; }
@@ -25,6 +28,10 @@ compose_present() {
 
 missing=""
 want() { missing="$missing $1"; }
+# Test-only tools: installed when the distribution can (Debian's chromium is a
+# plain package; Ubuntu's goes through snap), and their tests skip, saying so, where not.
+optional=""
+could() { optional="$optional $1"; }
 # docker.io brings the CLI and dockerd; an engine that answers (a remote one,
 # Docker Desktop, a runner's) or any installed dockerd (Docker CE) is enough.
 engine_answers || have dockerd || want docker.io
@@ -33,11 +40,16 @@ have debootstrap || want debootstrap
 have iptables || want iptables
 have tcpdump || want tcpdump
 have ping || want iputils-ping
+have dot || want graphviz                  # kgen graph (svg, png, html)
+have tshark || could tshark                # capture tests decode the VXLAN overlay
+have chromium || could chromium            # the html graph test opens the page headless
+[ -f "$GRAPH_FONT" ] || want fonts-dejavu-core
 [ -x "$CNI_BRIDGE" ] || want containernetworking-plugins   # reference CNI plugins for tests
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
 
 if [ "${KGEN_INSTALL_PLAN:-}" = 1 ]; then
     echo "install:$missing"
+    echo "optional:$optional"
     if engine_answers; then echo "dockerd: running"; else echo "dockerd: start"; fi
     exit 0
 fi
@@ -47,6 +59,12 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+for package in $optional; do
+    [ -n "$missing" ] || { $SUDO apt-get update -qq; missing=updated; }
+    echo "kgen: installing $package (for tests)"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$package" \
+        >/dev/null 2>&1 || echo "kgen: $package could not be installed; its tests will skip" >&2
+done
 
 if ! engine_answers; then
     if ! have dockerd; then

@@ -1,11 +1,19 @@
 """The `kgen` command line (lab contract §2): one module per command group.
 
 Each module registers its commands on the shared `app` and imports heavy
-modules (Docker SDK, Jinja2, the checks) inside the commands that need them,
-so that `kgen exec` starts fast.
+modules (Docker SDK, Jinja2, the checks) inside the commands that need them.
+The console script is `generator.__main__:main`, which runs a plain `kgen exec`
+without importing this package (typer) at all.
 """
 
-from generator.cli import check, lifecycle  # noqa: F401  (registers the commands)
+from generator.cli import (  # noqa: F401  (registers the commands, in --help order)
+    capture,
+    check,
+    graph,
+    lifecycle,
+    ls,
+    schema,
+)
 from generator.cli.app import app
 
 __all__ = ["app"]

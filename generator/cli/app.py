@@ -1,14 +1,16 @@
 """The shared `kgen` app: options every command takes, and how failures exit.
 
-Exit status: 0 ok, 1 failure at run time, 2 bad lab file or usage.
-Nothing heavy is imported here: rich consoles are made on first use.
+Exit status: 0 ok, 1 failure at run time, 2 bad lab file or usage, 130 when
+interrupted (SIGINT). Nothing heavy is imported here: rich consoles are made
+on first use, and shell completion reads running labs through the `docker` CLI.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,11 +20,72 @@ from generator.lab.errors import LabError
 if TYPE_CHECKING:
     from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Kubernetes networking labs in Docker: nodes, pods, VXLAN, kube-proxy.")
 
+
+def complete_lab(incomplete: str) -> list[str]:
+    """Shell completion for -l: running labs, built-in labs, lab files here."""
+    from generator.resources import builtin_labs
+    from generator.runtime.registry import running_labs
+
+    names = [r.name for r in running_labs()] + builtin_labs()
+    folder = Path(incomplete).parent if "/" in incomplete else Path(".")
+    try:
+        files = [str(p) if "/" in incomplete else p.name for p in sorted(folder.iterdir())
+                 if p.suffix in (".yaml", ".yml") or p.is_dir()]
+    except OSError:
+        files = []
+    seen: list[str] = []
+    for word in [*names, *files]:
+        if word.startswith(incomplete) and word not in seen:
+            seen.append(word)
+    return seen
+
+
+def _lab_members(ctx: typer.Context, kinds: tuple[str, ...]) -> list[str]:
+    from generator.runtime.locate import find_lab
+
+    try:
+        cluster = find_lab(ctx.params.get("lab")).cluster()
+    except (LabError, OSError):
+        return []
+    if cluster is None:
+        return []
+    doc: dict[str, list[dict[str, str]]] = dict(cluster)  # type: ignore[arg-type]
+    return [m["name"] for kind in kinds for m in doc.get(kind, [])]
+
+
+def complete_target(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for a node, pod or client of the lab given with -l (or the default)."""
+    return [n for n in _lab_members(ctx, ("nodes", "pods", "clients")) if n.startswith(incomplete)]
+
+
+def complete_pod(ctx: typer.Context, incomplete: str) -> list[str]:
+    return [n for n in _lab_members(ctx, ("pods",)) if n.startswith(incomplete)]
+
+
 LabOption = Annotated[str | None, typer.Option(
-    "-l", "--lab", help="Lab file, or the name of a built-in lab (default: ./lab.yaml, else demo).")]
+    "-l", "--lab", autocompletion=complete_lab,
+    help="Lab file, else a running lab's name (from any directory), else a built-in lab "
+         "(default: ./lab.yaml, else demo).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"kgen {version('kgen')}")
+        except PackageNotFoundError:
+            print("kgen (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print kgen's version.")] = False) -> None:
+    """Kubernetes networking labs in Docker: nodes, pods, VXLAN, kube-proxy."""
 
 
 @functools.cache
@@ -50,14 +113,27 @@ def _say(message: str) -> None:
 
 
 @contextmanager
-def failures() -> Iterator[None]:
-    """Turn known errors into one line on stderr and the contract's exit status."""
+def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
+    """Turn known errors into one line on stderr and the contract's exit status.
+
+    On SIGINT, `interrupted()` says what was left behind and how to clean it up.
+    """
     from generator.runtime.errors import RUNTIME_ERRORS
 
     try:
         yield
+    except KeyboardInterrupt:
+        detail = ""
+        if interrupted is not None:
+            try:
+                detail = interrupted()
+            except Exception as e:  # the report must not hide the interrupt
+                detail = f"could not see what was left running ({e})"
+        _say("kgen: interrupted" + (f"; {detail}" if detail else ""))
+        raise typer.Exit(130) from None
     except LabError as e:
-        _say(f"kgen: {e}")
+        for line in e.lines():
+            _say(f"kgen: {line}")
         raise typer.Exit(2) from None
     except Exit as e:
         _say(f"kgen: {e}")
@@ -68,4 +144,7 @@ def failures() -> Iterator[None]:
 
 
 def echo(message: str) -> None:
-    err().print(f"[dim]·[/dim] {message}", highlight=False)
+    """A progress line on stderr, never wrapped (paths stay whole)."""
+    from rich.markup import escape
+
+    err().print(f"[dim]·[/dim] {escape(message)}", highlight=False, soft_wrap=True)

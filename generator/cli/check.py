@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from generator.cli.app import Exit, LabOption, app, failures, out
-from generator.cli.lifecycle import lab_paths
-from generator.lab.resolve import open_lab
+from generator.runtime.locate import find_lab
 
 
 @app.command()
@@ -25,13 +24,19 @@ def check(lab: LabOption = None,
               "--parallel", min=1, max=32, metavar="N",
               help="Probe batches (docker execs) running at once.")] = 6) -> None:
     """Run the connectivity and NAT checks against the running lab."""
-    with failures():
+    with failures(lambda: "the checks stopped; the lab is unchanged"):
         from generator.checks.runner import SelectionError, run_checks
 
-        model = open_lab(lab)
+        ref = find_lab(lab)
+        if ref.running is None or not ref.running.running:
+            if ref.given_file:
+                ref.model()  # a bad lab file says so (exit 2)
+            raise Exit(1, f"lab {ref.name} is not up; run `kgen up {ref.file_flag}` first")
+        # The checks read the running lab (cluster.json, status): they need its name and
+        # directory, not a lab file that may have been edited since.
         try:
-            code = run_checks(model, lab_paths(model), as_json, out(), keyword=keyword,
-                              timeout=timeout, parallel=parallel)
+            code = run_checks(ref, ref.paths, as_json, out(), keyword=keyword, timeout=timeout,
+                              parallel=parallel)
         except SelectionError as e:
             raise Exit(2, str(e)) from None
         raise typer.Exit(code)

@@ -1,4 +1,8 @@
-"""Lab lifecycle commands: render, up, down, status, exec, apply, image build."""
+"""Lab lifecycle commands: render, up, down, status, exec, apply, image build.
+
+Every command finds its lab with `find_lab` (generator.cli.labref): a lab that
+runs is acted on where it runs, from any directory.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,55 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from generator.cli.app import Exit, LabOption, app, echo, err, failures, out
+from generator.cli.app import (
+    Exit,
+    LabOption,
+    app,
+    complete_lab,
+    complete_target,
+    echo,
+    err,
+    failures,
+    out,
+)
 from generator.cluster.names import rendered_dir
-from generator.lab.resolve import open_lab
+from generator.lab.errors import LabError
+from generator.runtime.locate import DEFAULT_LAB_FILE, LabRef, find_lab, lab_paths_of
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
+    from generator.node.contract import Cluster
     from generator.runtime.paths import LabPaths
+
+__all__ = ["LabRef", "find_lab", "lab_paths"]
 
 image_app = typer.Typer(help="The node image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 
 
 def lab_paths(model: Lab) -> LabPaths:
-    from generator.runtime.paths import LabPaths
+    """Where a lab is: the running lab's directory (from any directory), else ./kgen-<name>/.
 
-    return LabPaths(rendered_dir(model.name))
+    Prefer `find_lab(lab)`, which also gives the name, the file and whether it runs.
+    """
+    return lab_paths_of(model.name)
+
+
+def left_behind(name: str | None, flag: str) -> str:
+    """For an interrupted command: what of the lab is on the engine, and how to clean it."""
+    from generator.runtime.registry import running_labs
+
+    found = running_labs(name) if name else []
+    running = found[0] if found else None
+    if running is None:
+        return f"nothing of lab {name} was started" if name else "no lab was started"
+    things = []
+    if running.containers:
+        things.append(f"{len(running.containers)} container(s), {running.running} running")
+    if running.networks:
+        things.append(f"network {', '.join(running.networks)}")
+    what = "; ".join(things) or "its network"
+    return f"lab {name} was left behind ({what}); remove it with `kgen down {flag}`"
 
 
 @app.command("render")
@@ -40,7 +77,7 @@ def render_cmd(lab: LabOption = None,
         from generator.render.files import render
         from generator.runtime.networks import desired_cluster
 
-        model = open_lab(lab)
+        model = find_lab(lab).model()
         out_dir = output or rendered_dir(model.name)
         state = render(model, desired_cluster(model, out_dir), out_dir)
         if fmt == "clab":
@@ -50,7 +87,7 @@ def render_cmd(lab: LabOption = None,
         print(out_dir)
 
 
-def _wait(client: Any, paths: LabPaths, cluster: dict[str, Any], what: str) -> None:
+def _wait(client: Any, paths: LabPaths, cluster: Cluster, what: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generator.runtime.up import wait_ready
@@ -73,10 +110,82 @@ def _print_status(client: Any, paths: LabPaths, name: str) -> None:
     print_status(out(), lab_status(client, paths, name))
 
 
+def _redo(ref: LabRef) -> str:
+    return f"run `kgen down {ref.flag}` then `kgen up {ref.file_flag}`"
+
+
+def _up_paths(ref: LabRef, model: Lab, client: Any, force: bool) -> LabPaths:
+    """Where `up` renders: the running lab's directory when it is the same lab, else
+    ./kgen-<name>/; a different lab of the same name, or one whose fixed fields
+    (podCIDR, backend, ...) were edited, is refused unless `force` replaces it."""
+    from generator.runtime.apply import describe_changes, fixed_changes
+    from generator.runtime.down import down as lab_down
+    from generator.runtime.networks import desired_cluster
+    from generator.runtime.paths import LabPaths
+
+    here = LabPaths(rendered_dir(model.name))
+    running = ref.running
+    if running is None or not running.containers:
+        return here
+    where = running.file or running.dir
+    if not ref.same_file(running):
+        if not force:
+            raise Exit(1, f"lab {model.name} is already running from {where} (directory "
+                          f"{running.dir}); take it down with `kgen down -l {model.name}`, "
+                          f"or replace it with `kgen up {ref.file_flag} --force`")
+        reason = f"running from {where}"
+    else:
+        before = ref.paths.cluster()
+        desired = desired_cluster(model, ref.paths.root)
+        changed = fixed_changes(desired, before) if before is not None else []
+        if not changed:
+            return ref.paths
+        assert before is not None
+        what = describe_changes(changed, desired, before)
+        if not force:
+            raise Exit(1, f"{model.source}: {what} changed since lab {model.name} came up, "
+                          f"which `kgen apply` cannot change: {_redo(ref)} "
+                          f"(or `kgen up {ref.file_flag} --force`)")
+        reason = f"{what} changed"
+    for what in lab_down(client, model.name, ref.paths):
+        echo(f"removed {what}")
+    echo(f"replaced lab {model.name} ({reason})")
+    return here if not ref.same_file(running) else ref.paths
+
+
+def _start(paths: LabPaths, cluster: Cluster, model: Lab, attempts: int = 3) -> Cluster:
+    """compose up; a node network that another network took since it was chosen (labs
+    coming up side by side) is chosen afresh, at most `attempts` times in all."""
+    from generator.render.files import render
+    from generator.runtime import up as runtime_up
+    from generator.runtime.errors import ComposeError
+    from generator.runtime.networks import desired_cluster
+
+    for attempt in range(1, attempts + 1):
+        try:
+            runtime_up.start(paths, cluster)
+            return cluster
+        except ComposeError as e:
+            if "Pool overlaps" not in str(e) or model.node_network is not None or attempt == attempts:
+                raise
+        echo(f"node network {cluster['nodeNetwork']} was taken meanwhile; choosing another")
+        cluster = render(model, desired_cluster(model, paths.root), paths.root)
+    return cluster
+
+
 @app.command()
-def up(lab: LabOption = None) -> None:
+def up(lab: LabOption = None,
+       force: Annotated[bool, typer.Option(
+           "--force", help="Replace a running lab of the same name that came from another "
+                           "lab file, or whose ranges or backend were edited.")] = False) -> None:
     """Render if needed, build the node image if missing, start the lab and wait until ready."""
-    with failures():
+    seen: dict[str, LabRef] = {}
+
+    def interrupted() -> str:
+        ref = seen.get("ref")
+        return left_behind(ref.name if ref else None, f"-l {ref.name}" if ref else "")
+
+    with failures(interrupted):
         from generator.render.files import render
         from generator.runtime import up as runtime_up
         from generator.runtime.engine import docker_client
@@ -84,10 +193,14 @@ def up(lab: LabOption = None) -> None:
         from generator.runtime.image import ensure_node_image
         from generator.runtime.networks import desired_cluster, refuse_taken_node_network
 
-        model = open_lab(lab)
-        paths = lab_paths(model)
-        cluster = render(model, desired_cluster(model, paths.root), paths.root)
+        ref = find_lab(lab)
+        model = ref.model()
+        if model.name != ref.name and ref.file is not None:  # a running lab's file renamed it
+            ref = find_lab(str(ref.file))
+        seen["ref"] = ref
         client = docker_client()
+        paths = _up_paths(ref, model, client, force)
+        cluster = render(model, desired_cluster(model, paths.root), paths.root)
         refuse_taken_node_network(cluster)
         ensure_node_image(client, echo)
         runtime_up.ensure_bridge_netfilter()
@@ -96,24 +209,71 @@ def up(lab: LabOption = None) -> None:
         runtime_up.clear_stale_state(client, paths, cluster)
         echo(f"starting lab {model.name} ({len(cluster['nodes'])} nodes, "
              f"{len(cluster['pods'])} pods, {len(cluster['services'])} services)")
-        runtime_up.start(paths, cluster)
+        cluster = _start(paths, cluster, model)
         allow_host_gw(client, cluster)
         _wait(client, paths, cluster, f"lab {model.name}")
         _print_status(client, paths, model.name)
 
 
-@app.command()
-def down(lab: LabOption = None) -> None:
-    """Remove the lab's containers, networks and state (idempotent)."""
-    with failures():
-        from generator.runtime.down import down as lab_down
-        from generator.runtime.engine import docker_client
+def _warn(message: str) -> None:
+    err().print(f"kgen: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
-        model = open_lab(lab)
-        removed = lab_down(docker_client(), model.name, lab_paths(model))
-        for what in removed:
-            echo(f"removed {what}")
-        print(f"lab {model.name} is down" + ("" if removed else " (nothing was running)"))
+
+def _down_one(client: Any, name: str, paths: LabPaths | None) -> bool:
+    from generator.runtime.down import down as lab_down
+
+    removed = lab_down(client, name, paths)
+    for what in removed:
+        echo(f"removed {what}")
+    print(f"lab {name} is down" + ("" if removed else " (nothing was running)"))
+    return bool(removed)
+
+
+@app.command()
+def down(name: Annotated[str | None, typer.Argument(
+             help="The lab's name (or lab file): the same as -l.", autocompletion=complete_lab,
+             show_default=False)] = None,
+         lab: LabOption = None,
+         all_labs: Annotated[bool, typer.Option(
+             "--all", help="Every kgen lab on this Docker engine.")] = False) -> None:
+    """Remove the lab's containers, networks and state (idempotent; needs only its name)."""
+    with failures(lambda: "run the same `kgen down` again to finish"):
+        from generator.runtime.engine import docker_client
+        from generator.runtime.paths import LabPaths
+        from generator.runtime.registry import running_labs
+
+        if name and lab and name != lab:
+            raise Exit(2, f"give the lab once: {name!r} or -l {lab!r}")
+        if all_labs:
+            if name or lab:
+                raise Exit(2, "--all takes every lab; give no lab with it")
+            client = docker_client()
+            labs = running_labs()
+            if not labs:
+                print("no kgen lab is running")
+            for running in labs:
+                _down_one(client, running.name, LabPaths(running.dir) if running.dir else None)
+            return
+        try:
+            ref = find_lab(name or lab, name_only=True)
+        except LabError as e:
+            given = Path(name or lab or DEFAULT_LAB_FILE)
+            if not given.is_file():
+                raise
+            # No name can be read from it, and no running lab records it: nothing to do.
+            for line in e.lines():
+                _warn(line)
+            _warn(f"no running lab came up from {given}")
+            print(f"nothing to take down for {given}")
+            return
+        if ref.given_file:
+            try:
+                ref.model()
+            except LabError as e:
+                for line in e.lines():
+                    _warn(line)
+                _warn(f"taking lab {ref.name} down by its name")
+        _down_one(docker_client(), ref.name, ref.paths)
 
 
 @app.command()
@@ -125,50 +285,56 @@ def status(lab: LabOption = None,
         from generator.runtime.engine import docker_client
         from generator.runtime.status import status as lab_status
 
-        model = open_lab(lab)
-        report = lab_status(docker_client(), lab_paths(model), model.name)
+        ref = find_lab(lab)
+        if ref.running is None and ref.given_file:
+            ref.model()  # a bad lab file that does not run: say so (exit 2)
+        report = lab_status(docker_client(), ref.paths, ref.name)
         if as_json:
             print(json.dumps(report, indent=2))
+        elif not report["nodes"]:
+            print(f"lab {ref.name}: nothing rendered or running; start it with "
+                  f"`kgen up {ref.file_flag}`")
         else:
             print_status(out(), report)
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def exec_cmd(target: Annotated[str, typer.Argument(help="A node, client or pod.")],
-             command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+def exec_cmd(target: Annotated[str, typer.Argument(
+                 help="A node, client or pod.", autocompletion=complete_target)],
+             command: Annotated[list[str] | None, typer.Argument(
+                 help="The command, after --; without one, a shell.", show_default=False)] = None,
              lab: LabOption = None) -> None:
-    """Run a command in a node, a client, or a pod's network namespace."""
-    from generator.runtime.execute import exec_argv, run_exec
+    """Run a command (default: a shell) in a node, a client, or a pod's network namespace."""
+    from generator.runtime.execute import exec_command, run_exec
 
     with failures():
-        model = open_lab(lab)
-        cluster = lab_paths(model).cluster()
-        if cluster is None:
-            raise Exit(1, f"lab {model.name} is not rendered; run `kgen up` first")
         try:
-            argv = exec_argv(cluster, target, command, sys.stdin.isatty())
+            argv = exec_command(lab, target, command or [], sys.stdin.isatty())
         except LookupError as e:
-            raise Exit(2, str(e)) from None
-    raise typer.Exit(run_exec(argv))
+            raise Exit(2, str(e.args[0])) from None
+        run_exec(argv)
 
 
 @app.command()
 def apply(lab: LabOption = None) -> None:
     """Reconcile a running lab with its edited lab file, without restarting nodes."""
-    with failures():
+    with failures(lambda: "the lab keeps running; `kgen status` shows where it got to"):
         from generator.runtime.apply import check_appliable
-        from generator.runtime.engine import docker_client, lab_containers
+        from generator.runtime.engine import docker_client
 
-        model = open_lab(lab)
-        paths = lab_paths(model)
-        before = paths.cluster()
+        ref = find_lab(lab)
+        model = ref.model()
+        before = ref.cluster()
+        if before is None or ref.running is None or not ref.running.running:
+            raise Exit(1, f"lab {model.name} is not running; run `kgen up {ref.file_flag}`")
+        if not ref.same_file(ref.running):
+            raise Exit(1, f"lab {model.name} runs from {ref.running.file or ref.running.dir}, not "
+                          f"from {ref.file}; apply edits to that file, or replace the lab with "
+                          f"`kgen up {ref.file_flag} --force`")
         client = docker_client()
-        running = [c for c in lab_containers(client, model.name) if c.status == "running"]
-        if before is None or not running:
-            raise Exit(1, f"lab {model.name} is not running; run `kgen up`")
-        cluster = check_appliable(model, before, paths.root)
-        _wait(client, paths, cluster, f"applying to {model.name}")
-        _print_status(client, paths, model.name)
+        cluster = check_appliable(model, before, ref.paths.root, _redo(ref))
+        _wait(client, ref.paths, cluster, f"applying to {model.name}")
+        _print_status(client, ref.paths, model.name)
 
 
 @image_app.command("build")
@@ -177,7 +343,7 @@ def image_build(offline: Annotated[bool, typer.Option(
                 force: Annotated[bool, typer.Option(
                     "--force", help="Rebuild the base too.")] = False) -> None:
     """Build the node image (from debian:bookworm-slim, or offline with debootstrap)."""
-    with failures():
+    with failures(lambda: "the image build stopped; no lab was changed"):
         from generator.runtime.engine import docker_client
         from generator.runtime.image import ensure_node_image
 

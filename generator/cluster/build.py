@@ -11,10 +11,19 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from generator.cluster.names import container_name
-from generator.lab.model import NODE_PORT_RANGE, Lab, Service
+from generator.lab.model import NODE_PORT_RANGE, Lab, Pod, Service
+from generator.node.contract import (
+    ClientSpec,
+    Cluster,
+    NodeSpec,
+    PodSpec,
+    ServicePortSpec,
+    ServiceSpec,
+)
 
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -25,8 +34,8 @@ def mac_of(address: ipaddress.IPv4Address) -> str:
     return "0a:58:" + ":".join(f"{b:02x}" for b in address.packed)
 
 
-def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]:
-    state: dict[str, Any] = {
+def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> Cluster:
+    body = {
         "name": lab.name,
         "podCIDR": str(lab.pod_cidr),
         "serviceCIDR": str(lab.service_cidr),
@@ -42,18 +51,17 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, Any]
         "services": _services(lab),
         "clients": _clients(lab, node_network),
     }
-    state["generation"] = generation(state)
-    return state
+    return cast(Cluster, {**body, "generation": generation(body)})
 
 
-def generation(state: dict[str, Any]) -> str:
+def generation(state: Mapping[str, Any]) -> str:
     body = {k: v for k, v in state.items() if k != "generation"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]]:
+def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[NodeSpec]:
     subnets = lab.pod_cidr.subnets(new_prefix=lab.node_cidr_mask)
-    nodes = []
+    nodes: list[NodeSpec] = []
     for i, (name, subnet) in enumerate(zip(lab.nodes, subnets, strict=False)):
         # .1 is Docker's gateway on the node network, so nodes start at .2.
         nodes.append({
@@ -71,14 +79,14 @@ def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]
     return nodes
 
 
-def _clients(lab: Lab, node_network: ipaddress.IPv4Network) -> list[dict[str, Any]]:
+def _clients(lab: Lab, node_network: ipaddress.IPv4Network) -> list[ClientSpec]:
     # Clients count down from the top so that adding a node never moves them.
     top = node_network.broadcast_address - 1
     return [{"name": name, "container": container_name(lab.name, name), "ip": str(top - i)}
             for i, name in enumerate(lab.clients)]
 
 
-def _pod(pod: Any) -> dict[str, Any]:
+def _pod(pod: Pod) -> PodSpec:
     return {
         "name": pod.name,
         "node": pod.node,
@@ -100,7 +108,7 @@ def _probe(seed: int, size: int, taken: set[int]) -> int:
     raise ValueError("range exhausted")
 
 
-def _services(lab: Lab) -> list[dict[str, Any]]:
+def _services(lab: Lab) -> list[ServiceSpec]:
     net = lab.service_cidr
     hosts = net.num_addresses - 2
     ip_taken = {int(ipaddress.ip_address(s.cluster_ip)) - int(net.network_address) - 1
@@ -118,8 +126,8 @@ def _services(lab: Lab) -> list[dict[str, Any]]:
     return out
 
 
-def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> dict[str, Any]:
-    ports = []
+def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> ServiceSpec:
+    ports: list[ServicePortSpec] = []
     for p in svc.ports:
         node_port = p.node_port
         if svc.type == "NodePort" and node_port is None:

@@ -22,7 +22,7 @@ def resolve(lab: str | None) -> Path:
     if lab in builtin_labs():
         return labs_dir() / f"{lab}.yaml"
     known = ", ".join(builtin_labs())
-    raise LabError("", f"no such lab file, and no built-in lab of that name (built-in: {known})",
+    raise LabError.one("", f"no such lab file, and no built-in lab of that name (built-in: {known})",
                    lab)
 
 

@@ -15,12 +15,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from generator.node import overlay
 from generator.node.contract import (
     CLUSTER_FILE,
     STATE_DIR,
+    Cluster,
+    NodeSpec,
+    NodeState,
     published_pods,
     read_json,
     read_node_states,
@@ -40,7 +43,7 @@ class Agent:
         self.node = node
         self.cluster_file = cluster_file
         self.state_dir = state_dir
-        self.cluster: dict[str, Any] | None = None
+        self.cluster: Cluster | None = None
         self.applied = ""  # generation whose overlay and pods are in place
         self.error: str | None = None
         self.pods = PodManager(node)
@@ -48,7 +51,7 @@ class Agent:
         self.stop = threading.Event()
         self.last_published: dict[str, Any] | None = None
 
-    def me(self) -> dict[str, Any]:
+    def me(self) -> NodeSpec:
         assert self.cluster is not None
         return next(n for n in self.cluster["nodes"] if n["name"] == self.node)
 
@@ -67,12 +70,12 @@ class Agent:
     def step(self) -> None:
         cluster = read_json(self.cluster_file)
         if isinstance(cluster, dict) and cluster.get("generation") != self.applied:
-            self.apply(cluster)
+            self.apply(cast(Cluster, cluster))
         self.pods.tick()
         self.feed_proxy()
         self.publish()
 
-    def apply(self, cluster: dict[str, Any]) -> None:
+    def apply(self, cluster: Cluster) -> None:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
@@ -113,7 +116,7 @@ class Agent:
             return
         nodes = [n["name"] for n in self.cluster["nodes"] if n["name"] != self.node]
         docs = read_node_states(self.state_dir, nodes)
-        docs[self.node] = {"pods": self.pods.published()}
+        docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         self.proxier.update(self.cluster["services"], published_pods(self.cluster, docs))
 
     def publish(self) -> None:

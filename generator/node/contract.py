@@ -14,10 +14,133 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
-STATE_DIR = Path("/var/lib/kgen/state")
-CLUSTER_FILE = Path("/etc/kgen/cluster.json")
+# Inside a node (mount points of the rendered directory's parts).
+CONFIG_MOUNT = "/etc/kgen"  # the rendered config/, read-only
+STATE_MOUNT = "/var/lib/kgen/state"  # the rendered state/, shared by every node
+CNI_CONF_MOUNT = "/etc/cni/net.d"  # the rendered config/nodes/<node>/, read-only
+STATE_DIR = Path(STATE_MOUNT)
+CLUSTER_FILE = Path(CONFIG_MOUNT) / "cluster.json"
+# On the host, relative to the rendered directory (kgen-<name>/).
+RENDERED_CONFIG = "config"
+RENDERED_STATE = "state"
+RENDERED_CLUSTER_FILE = f"{RENDERED_CONFIG}/cluster.json"
+
+
+# ---------------------------------------------------------------- cluster.json
+# Written by the host (generator.cluster.build), read by every agent.
+
+
+class ContainerSpec(TypedDict):
+    name: str
+    command: list[str] | None  # None: the pod test server
+
+
+class PodSpec(TypedDict):
+    name: str
+    node: str
+    labels: dict[str, str]
+    containers: list[ContainerSpec]
+
+
+class ServicePortSpec(TypedDict):
+    name: str
+    port: int
+    targetPort: int
+    protocol: str  # TCP | UDP
+    nodePort: int | None
+
+
+class ServiceSpec(TypedDict):
+    name: str
+    type: str  # ClusterIP | NodePort
+    clusterIP: str
+    selector: dict[str, str]
+    sessionAffinity: str  # None | ClientIP
+    sessionAffinityTimeout: int
+    externalTrafficPolicy: str  # Cluster | Local
+    internalTrafficPolicy: str  # Cluster | Local
+    ports: list[ServicePortSpec]
+    namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
+
+
+class NodeSpec(TypedDict):
+    name: str
+    container: str
+    ip: str
+    podCIDR: str
+    gateway: str
+    gatewayMAC: str
+    vtep: str
+    vtepMAC: str
+
+
+class ClientSpec(TypedDict):
+    name: str
+    container: str
+    ip: str
+
+
+class VxlanSpec(TypedDict):
+    vni: int
+    port: int
+    device: str
+
+
+class Cluster(TypedDict):
+    name: str
+    generation: str  # hash of everything else: agents apply each generation once
+    podCIDR: str
+    serviceCIDR: str
+    nodeNetwork: str
+    nodeNetworkGateway: str
+    backend: str  # vxlan | host-gw
+    proxyMode: str  # iptables | nftables
+    nodeGracePeriod: int
+    vxlan: VxlanSpec
+    mtu: int
+    nodes: list[NodeSpec]
+    pods: list[PodSpec]
+    services: list[ServiceSpec]
+    clients: list[ClientSpec]
+
+
+# ---------------------------------------------------------------- state/<node>.json
+# Written by one agent, read by the host and every other agent.
+
+
+class PodState(TypedDict, total=False):
+    ip: str | None
+    state: str  # Pending | Running | Failed (and what pod health adds)
+    error: str
+
+
+class ProxyStatus(TypedDict):
+    digest: str  # input_digest() of the last successful sync
+    syncs: int
+    lastSyncMs: float
+    error: str | None
+
+
+class NodeState(TypedDict):
+    node: str
+    generation: str  # the cluster generation applied
+    ready: bool
+    pods: dict[str, PodState]
+    proxy: ProxyStatus | None
+    error: str | None
+
+
+class PublishedPod(TypedDict):
+    """A pod as every proxy and the host see it: spec labels joined with its node's report."""
+
+    name: str
+    node: str
+    ip: str | None
+    state: str
+    labels: dict[str, str]
+
 
 
 def write_json_atomic(path: Path, doc: Any) -> None:
@@ -33,23 +156,23 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def read_node_states(state_dir: Path, nodes: list[str]) -> dict[str, dict[str, Any]]:
+def read_node_states(state_dir: Path, nodes: list[str]) -> dict[str, NodeState]:
     """The published document of each listed node that has one."""
-    docs = {}
+    docs: dict[str, NodeState] = {}
     for node in nodes:
         doc = read_json(state_dir / f"{node}.json")
         if isinstance(doc, dict):
-            docs[node] = doc
+            docs[node] = cast(NodeState, doc)
     return docs
 
 
-def published_pods(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def published_pods(cluster: Cluster, docs: dict[str, NodeState]) -> list[PublishedPod]:
     """Pods as every proxy sees them: only pods the cluster state still lists.
 
     Sorted by name, so that the host and the nodes compute the same digest.
     """
     wanted = {p["name"]: p for p in cluster["pods"]}
-    pods = []
+    pods: list[PublishedPod] = []
     for node, doc in docs.items():
         for name, pod in (doc.get("pods") or {}).items():
             spec = wanted.get(name)
@@ -60,7 +183,7 @@ def published_pods(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> 
     return sorted(pods, key=lambda p: p["name"])
 
 
-def ready_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ready_pods(pods: list[PublishedPod]) -> list[PublishedPod]:
     """Pods that serve: Running with an IP (an EndpointSlice's ready endpoints)."""
     return [p for p in pods if p.get("state") == "Running" and p.get("ip")]
 
@@ -69,7 +192,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def input_digest(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> str:
+def input_digest(services: list[ServiceSpec], pods: list[PublishedPod]) -> str:
     """Same services and same ready pods: same digest, on every node and on the host."""
     ready = sorted((p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()))
                    for p in ready_pods(pods))

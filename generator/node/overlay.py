@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.node.contract import Cluster
+
 log = logging.getLogger("kgen.overlay")
 
 BRIDGE = "cbr0"
@@ -55,7 +57,7 @@ def underlay_for(node_ip: str) -> Underlay:
     raise RuntimeError(f"no interface holds the node IP {node_ip}")
 
 
-def plan(cluster: dict[str, Any], node_name: str, underlay: Underlay) -> dict[str, Any]:
+def plan(cluster: Cluster, node_name: str, underlay: Underlay) -> dict[str, Any]:
     """What this node's network must look like (pure: no system calls)."""
     me = next(n for n in cluster["nodes"] if n["name"] == node_name)
     others = [n for n in cluster["nodes"] if n["name"] != node_name]
@@ -167,7 +169,7 @@ def _sync_neighbours(desired: dict[str, Any], device: str) -> None:
                         "permanent"], check=True, capture_output=True)
 
 
-def setup(cluster: dict[str, Any], node_name: str) -> None:
+def setup(cluster: Cluster, node_name: str) -> None:
     me = next(n for n in cluster["nodes"] if n["name"] == node_name)
     underlay = underlay_for(me["ip"])
     desired = plan(cluster, node_name, underlay)

@@ -17,6 +17,7 @@ from typing import Any
 
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
+from generator.node.contract import ContainerSpec, PodSpec
 
 log = logging.getLogger("kgen.pods")
 
@@ -32,7 +33,7 @@ STOP_GRACE = 2.0
 
 @dataclass
 class Pod:
-    spec: dict[str, Any]
+    spec: PodSpec
     ip: str | None = None
     state: str = "Pending"
     error: str | None = None
@@ -60,9 +61,10 @@ def reset_leftovers() -> None:
         path.unlink(missing_ok=True)
 
 
-def _command(pod: str, container: dict[str, Any]) -> list[str]:
-    if container.get("command"):
-        return list(container["command"])
+def _command(pod: str, container: ContainerSpec) -> list[str]:
+    command = container.get("command")
+    if command:
+        return list(command)
     return [sys.executable, "-m", "generator.node.testserver", "--name", pod]
 
 
@@ -88,7 +90,7 @@ class PodManager:
 
     # ---- lifecycle
 
-    def add(self, spec: dict[str, Any]) -> Pod:
+    def add(self, spec: PodSpec) -> Pod:
         pod = Pod(spec)
         self.pods[pod.name] = pod
         try:
@@ -118,7 +120,7 @@ class PodManager:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
         log.info("pod %s removed", name)
 
-    def update(self, spec: dict[str, Any]) -> None:
+    def update(self, spec: PodSpec) -> None:
         """Labels change in place; a change of containers restarts the processes."""
         pod = self.pods[spec["name"]]
         old, pod.spec = pod.spec, spec
@@ -130,7 +132,7 @@ class PodManager:
                 self._start(pod, container)
             pod.state = "Pending"
 
-    def _start(self, pod: Pod, container: dict[str, Any]) -> None:
+    def _start(self, pod: Pod, container: ContainerSpec) -> None:
         LOG_DIR.joinpath(pod.name).mkdir(parents=True, exist_ok=True)
         logfile = open(LOG_DIR / pod.name / f"{container['name']}.log", "ab")  # noqa: SIM115
         env = dict(os.environ, POD_NAME=pod.name, POD_IP=pod.ip or "", NODE_NAME=self.node)

@@ -1,6 +1,6 @@
 """Render the desired cluster into a directory: compose file, cluster.json, per-node files.
 
-Same input, byte-identical output: everything is sorted or ordered by the lab
+Same input and output directory, byte-identical output: everything is sorted or ordered by the lab
 file, and nothing time- or host-dependent is written. The node network is an
 input (the runtime chooses it), so rendering never asks Docker.
 """
@@ -10,26 +10,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
 from generator.cluster.names import network_name, project_name
 from generator.lab.model import Lab
+from generator.node.contract import RENDERED_CLUSTER_FILE, RENDERED_CONFIG, RENDERED_STATE, Cluster
+from generator.render.members import members
 from generator.render.node_image import node_tag
 from generator.resources import templates_dir
-
-NODE_SYSCTLS = [
-    ("net.ipv4.ip_forward", "1"),
-    ("net.ipv4.conf.all.rp_filter", "0"),
-    ("net.ipv4.conf.default.rp_filter", "0"),
-    ("net.bridge.bridge-nf-call-iptables", "1"),
-    # The service range is routed back out of cbr0 (see node/overlay.py): no ICMP
-    # redirects, which would also eat the ICMP budget that REJECT answers come from.
-    ("net.ipv4.conf.all.send_redirects", "0"),
-    ("net.ipv4.conf.default.send_redirects", "0"),
-    ("net.ipv6.conf.all.disable_ipv6", "1"),
-]
 
 
 def template_environment() -> jinja2.Environment:
@@ -42,19 +31,31 @@ def template_environment() -> jinja2.Environment:
     )
 
 
-def render_files(lab: Lab, state: dict[str, Any]) -> dict[str, str]:
-    """Relative path → content for every file of the rendered lab."""
+def where_labels(lab: Lab, out_dir: Path) -> dict[str, str]:
+    """The values of the `kgen.dir` and `kgen.file` labels: the rendered directory and
+    the lab file, absolute (`generator.runtime.registry` reads them back)."""
+    return {"out_dir": str(out_dir.resolve()),
+            "lab_file": str(Path(lab.source).resolve()) if lab.source else ""}
+
+
+def render_files(lab: Lab, state: Cluster, out_dir: Path) -> dict[str, str]:
+    """Relative path → content for every file of the lab rendered into `out_dir`.
+
+    The compose file labels every container and network with `out_dir` and the
+    lab file (absolute), so that kgen finds a running lab from any directory
+    (`generator.runtime.registry`); the output depends on nothing else.
+    """
     env = template_environment()
     files = {
         "docker-compose.yml": env.get_template("docker-compose.yml.j2").render(
-            state=state, image=node_tag(), project=project_name(lab.name),
-            network=network_name(lab.name), node_sysctls=NODE_SYSCTLS,
-            source=Path(lab.source).name or "a lab file"),
-        "config/cluster.json": json.dumps(state, indent=2, sort_keys=True) + "\n",
+            state=state, members=members(state), image=node_tag(),
+            project=project_name(lab.name), network=network_name(lab.name),
+            source=Path(lab.source).name or "a lab file", **where_labels(lab, out_dir)),
+        RENDERED_CLUSTER_FILE: json.dumps(state, indent=2, sort_keys=True) + "\n",
     }
     conflist = env.get_template("10-kgen.conflist.j2")
     for node in state["nodes"]:
-        files[f"config/nodes/{node['name']}/10-kgen.conflist"] = conflist.render(
+        files[f"{RENDERED_CONFIG}/nodes/{node['name']}/10-kgen.conflist"] = conflist.render(
             state=state, node=node)
     return files
 
@@ -69,11 +70,11 @@ def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
         tmp.write_text(content)
         os.replace(tmp, path)
         written.append(path)
-    (out_dir / "state").mkdir(exist_ok=True)
+    (out_dir / RENDERED_STATE).mkdir(exist_ok=True)
     return written
 
 
-def render(lab: Lab, state: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def render(lab: Lab, state: Cluster, out_dir: Path) -> Cluster:
     """Write every file of the lab for `state`, the desired cluster built from `lab`."""
-    write_files(out_dir, render_files(lab, state))
+    write_files(out_dir, render_files(lab, state, out_dir))
     return state

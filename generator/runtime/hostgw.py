@@ -6,12 +6,12 @@ import os
 import shlex
 import shutil
 import subprocess
-from typing import Any
 
 import docker
 import docker.errors
 
 from generator.cluster.names import network_name
+from generator.node.contract import Cluster
 from generator.runtime.errors import RuntimeFailure
 
 
@@ -38,7 +38,7 @@ def host_iptables() -> list[str]:
     return ["iptables", "-w"]
 
 
-def allow_host_gw(client: docker.DockerClient, cluster: dict[str, Any]) -> None:
+def allow_host_gw(client: docker.DockerClient, cluster: Cluster) -> None:
     bridge = bridge_of(client, cluster["name"])
     if cluster["backend"] != "host-gw" or bridge is None:
         return

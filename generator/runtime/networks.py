@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
 
 from generator.cluster.build import build_state
 from generator.cluster.names import network_name
 from generator.cluster.network import IPv4Network, NoFreeNetwork, choose_node_network
 from generator.lab.model import Lab
-from generator.node.contract import read_json
+from generator.node.contract import Cluster, read_json
 from generator.runtime.errors import RuntimeFailure
 
 
@@ -44,7 +43,7 @@ def previous_node_network(out_dir: Path) -> str | None:
     return str(doc["nodeNetwork"]) if isinstance(doc, dict) and "nodeNetwork" in doc else None
 
 
-def desired_cluster(lab: Lab, out_dir: Path) -> dict[str, Any]:
+def desired_cluster(lab: Lab, out_dir: Path) -> Cluster:
     """The lab's cluster on its own node network, else the one chosen before, else a free /24."""
     used = [subnet for _, subnet in docker_networks(network_name(lab.name))]
     try:
@@ -54,7 +53,7 @@ def desired_cluster(lab: Lab, out_dir: Path) -> dict[str, Any]:
     return build_state(lab, network)
 
 
-def refuse_taken_node_network(cluster: dict[str, Any]) -> None:
+def refuse_taken_node_network(cluster: Cluster) -> None:
     """A lab file's own nodeNetwork may clash with another Docker network: say which."""
     wanted = ipaddress.ip_network(cluster["nodeNetwork"])
     for name, subnet in docker_networks(network_name(cluster["name"])):

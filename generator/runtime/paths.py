@@ -1,19 +1,35 @@
-"""Where a rendered lab lives on the host (the directory compose mounts into nodes)."""
+"""Where a rendered lab lives on the host (the directory compose mounts into nodes).
+
+On the path of `kgen exec`: imports neither `typing` nor `dataclasses` (each
+costs more CPU at start-up than the rest of that path; see benchmarks/bench_exec.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from pathlib import Path
-from typing import Any
 
-from generator.node.contract import read_json
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from generator.node.contract import Cluster
 
 
-@dataclass
 class LabPaths:
     """Where a rendered lab lives."""
 
-    root: Path
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"LabPaths(root={self.root!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabPaths) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
 
     @property
     def compose_file(self) -> Path:
@@ -27,6 +43,10 @@ class LabPaths:
     def state_dir(self) -> Path:
         return self.root / "state"
 
-    def cluster(self) -> dict[str, Any] | None:
-        doc = read_json(self.cluster_file)
-        return doc if isinstance(doc, dict) else None
+    def cluster(self) -> Cluster | None:
+        """cluster.json as rendered, or None (not rendered, or unreadable)."""
+        try:
+            doc = json.loads(self.cluster_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None  # type: ignore[return-value]

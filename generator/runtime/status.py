@@ -6,12 +6,22 @@ from typing import Any
 
 import docker
 
-from generator.node.contract import published_pods, read_node_states, ready_pods, selects
+from generator.node.contract import (
+    Cluster,
+    NodeState,
+    PodSpec,
+    PublishedPod,
+    ServiceSpec,
+    published_pods,
+    read_node_states,
+    ready_pods,
+    selects,
+)
 from generator.runtime.engine import lab_containers
 from generator.runtime.paths import LabPaths
 
 
-def _node_state(container: Any, doc: dict[str, Any] | None, generation: str) -> str:
+def _node_state(container: Any, doc: NodeState | None, generation: str) -> str:
     if container is None:
         return "Absent"
     if container.status != "running":
@@ -21,7 +31,7 @@ def _node_state(container: Any, doc: dict[str, Any] | None, generation: str) -> 
     return "NotReady"
 
 
-def service_endpoints(service: dict[str, Any], pods: list[dict[str, Any]]) -> list[str]:
+def service_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
     """`ip:targetPort` of every Running pod matching the selector, for every port."""
     out: set[str] = set()
     for pod in ready_pods(pods):
@@ -48,10 +58,7 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
                    "state": _node_state(containers.get(n["container"]), docs.get(n["name"]),
                                         cluster["generation"])}
                   for n in cluster["nodes"]],
-        "pods": [{"name": p["name"], "node": p["node"],
-                  "ip": (by_name.get(p["name"]) or {}).get("ip"),
-                  "state": (by_name.get(p["name"]) or {}).get("state", "Unknown")}
-                 for p in cluster["pods"]],
+        "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]],
         "services": [{"name": s["name"], "type": s["type"], "clusterIP": s["clusterIP"],
                       "ports": [dict(p) for p in s["ports"]],
                       "endpoints": service_endpoints(s, pods)}
@@ -61,5 +68,10 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
     }
 
 
-def _container_of(cluster: dict[str, Any], node: str) -> str:
+def _pod_row(spec: PodSpec, seen: PublishedPod | None) -> dict[str, Any]:
+    return {"name": spec["name"], "node": spec["node"], "ip": seen["ip"] if seen else None,
+            "state": seen["state"] if seen else "Unknown"}
+
+
+def _container_of(cluster: Cluster, node: str) -> str:
     return next(n["container"] for n in cluster["nodes"] if n["name"] == node)

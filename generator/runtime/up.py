@@ -7,12 +7,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 
 from generator.cluster.names import network_name, project_name
-from generator.node.contract import input_digest, published_pods, read_node_states
+from generator.node.contract import Cluster, NodeState, input_digest, published_pods, read_node_states
 from generator.runtime.compose import compose
 from generator.runtime.engine import LABEL, lab_containers
 from generator.runtime.errors import RuntimeFailure
@@ -32,7 +31,7 @@ def ensure_bridge_netfilter() -> None:
                              "run `modprobe br_netfilter` as root")
 
 
-def remove_stale(client: docker.DockerClient, cluster: dict[str, Any]) -> list[str]:
+def remove_stale(client: docker.DockerClient, cluster: Cluster) -> list[str]:
     """Remove what would make compose fail: same-named leftovers of another lab run."""
     name = cluster["name"]
     project = project_name(name)
@@ -57,7 +56,7 @@ def remove_stale(client: docker.DockerClient, cluster: dict[str, Any]) -> list[s
     return removed
 
 
-def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any]) -> None:
+def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: Cluster) -> None:
     """Forget what agents published before their container (re)starts."""
     running = {c.name for c in lab_containers(client, cluster["name"]) if c.status == "running"}
     paths.state_dir.mkdir(parents=True, exist_ok=True)
@@ -67,15 +66,15 @@ def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: dic
             path.unlink()
 
 
-def start(paths: LabPaths, cluster: dict[str, Any]) -> None:
+def start(paths: LabPaths, cluster: Cluster) -> None:
     compose(paths.compose_file, project_name(cluster["name"]), "up", "-d", "--remove-orphans")
 
 
-def expected_digest(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> str:
+def expected_digest(cluster: Cluster, docs: dict[str, NodeState]) -> str:
     return input_digest(cluster["services"], published_pods(cluster, docs))
 
 
-def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+def pending(cluster: Cluster, docs: dict[str, NodeState]) -> list[str]:
     """What is not there yet, as short phrases for the progress line."""
     missing = []
     digest = expected_digest(cluster, docs)
@@ -84,7 +83,8 @@ def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[st
         if doc is None or not doc.get("ready") or doc.get("generation") != cluster["generation"]:
             missing.append(f"node {node['name']}")
             continue
-        if (doc.get("proxy") or {}).get("digest") != digest:
+        proxy = doc.get("proxy")
+        if proxy is None or proxy["digest"] != digest:
             missing.append(f"proxy on {node['name']}")
     running = {p["name"] for p in published_pods(cluster, docs) if p["ip"]
                and p["state"] == "Running"}
@@ -92,7 +92,7 @@ def pending(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[st
     return missing
 
 
-def failures(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+def failures(cluster: Cluster, docs: dict[str, NodeState]) -> list[str]:
     found = [f"node {n}: {d['error']}" for n, d in docs.items() if d.get("error")]
     for node, doc in docs.items():
         for pod, info in (doc.get("pods") or {}).items():
@@ -101,7 +101,7 @@ def failures(cluster: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[s
     return found
 
 
-def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: dict[str, Any],
+def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: Cluster,
                progress: Callable[[int, int, str], None], timeout: float = UP_TIMEOUT) -> None:
     total = len(cluster["nodes"]) * 2 + len(cluster["pods"])
     deadline = time.monotonic() + timeout

@@ -71,7 +71,7 @@ def test_down_removes_everything_and_is_idempotent(tmp_path: Path) -> None:
     # Rendered but not running: apply refuses at once instead of waiting for agents.
     applied = kgen("apply", cwd=tmp_path, check=False, timeout=30)
     assert applied.returncode == 1
-    assert applied.stderr.strip() == "kgen: lab life is not running; run `kgen up`"
+    assert applied.stderr.strip() == "kgen: lab life is not running; run `kgen up -l lab.yaml`"
 
 
 def test_stale_containers_and_networks_are_replaced(tmp_path: Path) -> None:

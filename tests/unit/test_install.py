@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-TOOLS = ["debootstrap", "iptables", "tcpdump", "ping"]
+TOOLS = ["debootstrap", "iptables", "tcpdump", "ping", "dot", "tshark", "chromium"]
 
 
 def _stub(bin_dir: Path, name: str, body: str) -> None:
@@ -31,7 +31,9 @@ def _docker_stub(engine: bool, compose_v2: bool) -> str:
             f'compose) exit {0 if compose_v2 else 1};; esac; exit 0')
 
 
-def plan(tmp_path: Path, stubs: dict[str, str], cni: bool = False) -> dict[str, str]:
+def plan(tmp_path: Path, stubs: dict[str, str], cni: bool = False,
+         font: bool | None = None) -> dict[str, str]:
+    """The plan; `cni` and `font` (default: as `cni`) say whether those files exist."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("dirname", "id"):
@@ -42,7 +44,11 @@ def plan(tmp_path: Path, stubs: dict[str, str], cni: bool = False) -> dict[str, 
     cni_bridge = tmp_path / "cni-bridge"
     if cni:
         _stub(tmp_path, "cni-bridge", "exit 0")
-    env = {"PATH": str(bin_dir), "KGEN_INSTALL_PLAN": "1", "KGEN_CNI_BRIDGE": str(cni_bridge)}
+    graph_font = tmp_path / "DejaVuSans.ttf"
+    if cni if font is None else font:
+        graph_font.write_bytes(b"")
+    env = {"PATH": str(bin_dir), "KGEN_INSTALL_PLAN": "1", "KGEN_CNI_BRIDGE": str(cni_bridge),
+           "KGEN_GRAPH_FONT": str(graph_font)}
     result = subprocess.run(["/bin/sh", str(ROOT / "scripts" / "install.sh")], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -58,7 +64,9 @@ def tools() -> dict[str, str]:
 def test_bare_machine_gets_engine_compose_and_tools(tmp_path: Path) -> None:
     got = plan(tmp_path, {})
     assert got["install"].split() == ["docker.io", "docker-compose", *TOOLS[:3], "iputils-ping",
+                                      "graphviz", "fonts-dejavu-core",
                                       "containernetworking-plugins"]
+    assert got["optional"].split() == ["tshark", "chromium"]
     assert got["dockerd"] == "start"
 
 
@@ -81,11 +89,20 @@ def test_docker_ce_stopped_is_started_not_reinstalled(tmp_path: Path,
 def test_github_runner_engine_answering_needs_nothing(tmp_path: Path,
                                                       tools: dict[str, str]) -> None:
     got = plan(tmp_path, {**tools, "docker": _docker_stub(engine=True, compose_v2=True)}, cni=True)
-    assert got == {"install": "", "dockerd": "running"}
+    assert got == {"install": "", "optional": "", "dockerd": "running"}
 
 
 def test_compose_v1_alone_counts_as_compose(tmp_path: Path, tools: dict[str, str]) -> None:
     stubs = {**tools, "docker": _docker_stub(engine=True, compose_v2=False),
              "docker-compose": "exit 0"}
     got = plan(tmp_path, stubs, cni=True)
-    assert got == {"install": "", "dockerd": "running"}
+    assert got == {"install": "", "optional": "", "dockerd": "running"}
+
+
+def test_graph_tools_and_font_are_installed_only_when_missing(tmp_path: Path,
+                                                              tools: dict[str, str]) -> None:
+    engine = _docker_stub(engine=True, compose_v2=True)
+    without = {k: v for k, v in tools.items() if k not in ("dot", "chromium")}
+    got = plan(tmp_path, {**without, "docker": engine}, cni=True, font=False)
+    assert got["install"].split() == ["graphviz", "fonts-dejavu-core"]
+    assert got["optional"].split() == ["chromium"]

@@ -23,7 +23,14 @@ def test_bad_lab_is_refused_with_its_golden_line(case: str, monkeypatch: pytest.
         load_lab(Path(f"{case}.yaml"))
     expected = (BAD / f"{case}.expected").read_text().strip()
     assert str(err.value) == expected
-    assert "\n" not in str(err.value)
+    assert all(line.startswith(f"{case}.yaml: ") for line in err.value.lines())
+
+
+def test_every_error_of_a_file_is_reported_on_its_own_line() -> None:
+    with pytest.raises(LabError) as err:
+        load_lab(BAD / "three-errors.yaml")
+    assert [p.path for p in err.value.problems] == ["name", "backend", "services[0].ports[0].nodePort"]
+    assert len(str(err.value).splitlines()) == 3
 
 
 def test_every_golden_case_has_an_expected_line() -> None:

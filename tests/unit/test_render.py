@@ -26,10 +26,29 @@ def tree(root: Path) -> dict[str, bytes]:
 def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
     lab = load_lab(DEMO)
     render_lab(lab, tmp_path / "a")
-    render_lab(lab, tmp_path / "b")
+    first = tree(tmp_path / "a")
     render_lab(lab, tmp_path / "a")  # re-render over itself
-    assert tree(tmp_path / "a") == tree(tmp_path / "b")
-    assert "docker-compose.yml" in tree(tmp_path / "a")
+    assert tree(tmp_path / "a") == first
+    assert "docker-compose.yml" in first
+
+
+def test_another_directory_changes_only_the_directory_label(tmp_path: Path) -> None:
+    """Containers and networks record where their lab is rendered (`kgen.dir`), so that
+    kgen finds a running lab from any directory; nothing else depends on the directory."""
+    lab = load_lab(DEMO)
+    render_lab(lab, tmp_path / "a")
+    render_lab(lab, tmp_path / "b")
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    label = "kgen.dir: \"{}\"".format
+    assert a["docker-compose.yml"].decode().count(label(tmp_path / "a")) == 5  # 4 members + network
+    moved = {k: v.replace(label(tmp_path / "b").encode(), label(tmp_path / "a").encode())
+             for k, v in b.items()}
+    assert moved == a
+    compose = yaml.safe_load(a["docker-compose.yml"])
+    for labels in [s["labels"] for s in compose["services"].values()] + [
+            compose["networks"]["lab"]["labels"]]:
+        assert labels["kgen.dir"] == str(tmp_path / "a")
+        assert labels["kgen.file"] == str(DEMO)
 
 
 def compose_doc(tmp_path: Path) -> dict:

@@ -25,6 +25,7 @@ def test_wheel_ships_templates_labs_and_node_code(wheel: Path) -> None:
     for expected in ("generator/templates/docker-compose.yml.j2",
                      "generator/templates/Dockerfile.node.j2",
                      "generator/labs/demo.yaml",
+                     "generator/labs/kgen-lab.schema.json",
                      "generator/node/agent.py",
                      "generator/checks/test_datapath.py"):
         assert expected in names, expected

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
 
-from generator.node.contract import ready_pods, selects
+from generator.node.contract import PublishedPod, ServicePortSpec, ServiceSpec, ready_pods, selects
 
 
 @dataclass(frozen=True)
@@ -24,24 +23,24 @@ class PodIndex:
     """Ready pods by label, so that selecting is not a scan of every pod per service
     (10,000 services x 50,000 pods would be quadratic)."""
 
-    def __init__(self, pods: list[dict[str, Any]]) -> None:
-        self.by_label: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    def __init__(self, pods: list[PublishedPod]) -> None:
+        self.by_label: dict[tuple[str, str], list[PublishedPod]] = {}
         for pod in ready_pods(pods):
             for item in (pod.get("labels") or {}).items():
                 self.by_label.setdefault(item, []).append(pod)
 
-    def select(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+    def select(self, selector: dict[str, str]) -> list[PublishedPod]:
         if not selector:
             return []
         candidates = min((self.by_label.get(item, []) for item in selector.items()), key=len)
         return [p for p in candidates if selects(selector, p.get("labels") or {})]
 
-    def endpoints(self, service: dict[str, Any], port: dict[str, Any]) -> list[Endpoint]:
-        found = [Endpoint(p["ip"], int(port["targetPort"]), p["node"])
+    def endpoints(self, service: ServiceSpec, port: ServicePortSpec) -> list[Endpoint]:
+        found = [Endpoint(str(p["ip"]), int(port["targetPort"]), p["node"])
                  for p in self.select(service["selector"])]
         return sorted(found, key=lambda e: (int(ipaddress.IPv4Address(e.ip)), e.port))
 
 
-def endpoints_for(service: dict[str, Any], port: dict[str, Any],
-                  pods: list[dict[str, Any]]) -> list[Endpoint]:
+def endpoints_for(service: ServiceSpec, port: ServicePortSpec,
+                  pods: list[PublishedPod]) -> list[Endpoint]:
     return PodIndex(pods).endpoints(service, port)

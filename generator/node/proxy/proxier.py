@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from generator.node.contract import input_digest
+from generator.node.contract import PublishedPod, ServiceSpec, input_digest
 from generator.node.proxy.endpoints import Endpoint, PodIndex
 from generator.node.proxy.rules import JUMPS, OWNED_PREFIXES, PortRules, service_port_rules, write_ruleset
 
@@ -43,8 +43,8 @@ class Proxier:
         self.min_sync_period, self.full_sync_period = min_sync_period, full_sync_period
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.services: list[dict[str, Any]] = []
-        self.pods: list[dict[str, Any]] = []
+        self.services: list[ServiceSpec] = []
+        self.pods: list[PublishedPod] = []
         self.input = ""  # digest of services + pods last handed in
         self.synced = ""  # digest of the last successful sync
         self.fingerprints: dict[str, str] = {}
@@ -58,7 +58,7 @@ class Proxier:
 
     # ---- inputs and status
 
-    def update(self, services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> None:
         digest = input_digest(services, pods)
         with self.lock:
             if digest == self.input:
@@ -97,8 +97,8 @@ class Proxier:
 
     # ---- one sync
 
-    def port_rules(self, services: list[dict[str, Any]],
-                   pods: list[dict[str, Any]]) -> list[PortRules]:
+    def port_rules(self, services: list[ServiceSpec],
+                   pods: list[PublishedPod]) -> list[PortRules]:
         index = PodIndex(pods)
         return [service_port_rules(s, p, index.endpoints(s, p), self.node, self.cluster_cidr)
                 for s in services for p in s["ports"]]

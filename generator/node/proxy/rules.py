@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from generator.node.contract import ServicePortSpec, ServiceSpec
 from generator.node.proxy.endpoints import Endpoint
 from generator.node.proxy.naming import (
     NAMESPACE,
@@ -87,7 +87,7 @@ def _sep_rules(spn: str, proto: str, ep: Endpoint, affinity: int | None) -> list
     ]
 
 
-def service_port_rules(service: dict[str, Any], port: dict[str, Any], endpoints: list[Endpoint],
+def service_port_rules(service: ServiceSpec, port: ServicePortSpec, endpoints: list[Endpoint],
                        node: str, cluster_cidr: str) -> PortRules:
     spn = service_port_name(service["name"], port["name"], service.get("namespace", NAMESPACE))
     proto = port["protocol"].lower()
@@ -113,7 +113,7 @@ def service_port_rules(service: dict[str, Any], port: dict[str, Any], endpoints:
     return r
 
 
-def _node_port_rules(r: PortRules, service: dict[str, Any], spn: str, node: str,
+def _node_port_rules(r: PortRules, service: ServiceSpec, spn: str, node: str,
                      cluster_cidr: str, affinity: int | None) -> None:
     proto, match = r.protocol, f"-m {r.protocol} -p {r.protocol}"
     local_match = f"-m addrtype --dst-type LOCAL {match} --dport {r.node_port}"

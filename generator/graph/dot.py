@@ -1,0 +1,241 @@
+"""The picture as Graphviz DOT, and its renderings (svg, png) by Graphviz's `dot`.
+
+Layout is Graphviz's: each node is a cluster holding its eth0, overlay device,
+cbr0 and pods; the underlay is one bar that node eth0s and clients hang from;
+services sit below the nodes with dashed lines up to their endpoint pods.
+Same picture in, same DOT out (insertion order only, no hashes or dates), so
+the SVG is byte-identical for the same Graphviz and fonts.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from generator.graph.overlay import Overlay
+from generator.graph.picture import (
+    UNDERLAY_ID,
+    Picture,
+    ServiceBox,
+    client_id,
+    dev_id,
+    pod_id,
+    service_id,
+)
+
+FONT = "DejaVu Sans"
+
+# Colours: one per kind of thing, readable on white and in print.
+NODE_FILL, NODE_LINE = "#f2f5fa", "#4a6fa5"
+POD_FILL, POD_LINE = "#e2f3df", "#3b8a3e"
+BRIDGE_FILL = "#fff4d1"
+ETH_FILL = "#e6e6e6"
+OVERLAY_FILL, OVERLAY_LINE = "#dcecfb", "#2d6db5"
+SERVICE_FILL, SERVICE_LINE = "#eee5fa", "#7247b0"
+CLIENT_FILL, CLIENT_LINE = "#fde6d4", "#b5652d"
+REQUEST, REPLY, NAT, DROP = "#1f5fd1", "#d9730d", "#c0392b", "#b00020"
+
+
+def _lines(*lines: str) -> str:
+    """A multi-line DOT label (\\n is DOT's own line break)."""
+    return "\\n".join(lines)
+
+
+def _with_marks(plain: str, extra: list[str]) -> str:
+    """A label with the trace's marks for this element as red lines under it (HTML-like)."""
+    if not extra:
+        return plain
+    lines = [html.escape(line) for line in plain.split("\\n")]
+    lines += [f'<font color="{NAT}" point-size="9"><b>{html.escape(e)}</b></font>' for e in extra]
+    return "<" + "<br/>".join(lines) + ">"
+
+
+def _numbers(hops: list[int]) -> str:
+    """[3, 4, 5, 8] -> '3–5, 8'."""
+    parts: list[str] = []
+    for n in hops:
+        if parts and parts[-1].split("–")[-1] == str(n - 1):
+            parts[-1] = f"{parts[-1].split('–')[0]}–{n}"
+        else:
+            parts.append(str(n))
+    return ", ".join(parts)
+
+
+def service_label(s: ServiceBox) -> str:
+    lines = [s.name, f"{s.type} {s.cluster_ip}"]
+    lines += [p.text() for p in s.ports]
+    if s.type == "NodePort":
+        lines.append(f"externalTrafficPolicy {s.external_traffic_policy}")
+    if s.internal_traffic_policy != "Cluster":
+        lines.append(f"internalTrafficPolicy {s.internal_traffic_policy}")
+    if s.session_affinity != "None":
+        lines.append(f"sessionAffinity {s.session_affinity}")
+    if not s.endpoints:
+        lines.append("no endpoints")
+    return _lines(*lines)
+
+
+def build(picture: Picture, overlay: Overlay | None = None) -> Any:
+    """A graphviz.Digraph of the picture, with the trace drawn on it when given."""
+    import graphviz
+
+    marks: dict[str, list[str]] = {}
+    if overlay is not None:
+        for mark in overlay.marks:
+            marks.setdefault(mark.element, []).append(
+                f"{mark.hop}: {mark.kind} {mark.before} → {mark.after}")
+        if overlay.end is not None:
+            element, hop = overlay.end
+            marks.setdefault(element, []).append(f"✖ {overlay.verdict} at hop {hop}")
+
+    def node(parent: Any, element: str, label: str, **attrs: str) -> None:
+        if element in marks:
+            attrs = {**attrs, "color": NAT, "penwidth": "2"}
+        parent.node(element, _with_marks(label, marks.get(element, [])), id=element, **attrs)
+
+    title = f"kgen lab {picture.name} (from the {picture.source})"
+    if overlay is not None:
+        title += f"\\n{overlay.title()}"
+    g = graphviz.Digraph(
+        picture.name,
+        graph_attr={"fontname": FONT, "fontsize": "13", "label": title, "labelloc": "t",
+                    "newrank": "true", "nodesep": "0.25", "ranksep": "0.45", "bgcolor": "white",
+                    "pad": "0.2", "id": "kgen-graph"},
+        node_attr={"fontname": FONT, "fontsize": "10", "shape": "box", "style": "rounded,filled",
+                   "fillcolor": "white", "margin": "0.12,0.05"},
+        edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.6"})
+
+    with g.subgraph(name="cluster_outside") as outside:
+        outside.attr(label="outside the cluster", style="dashed", color="#999999", fontsize="10")
+        for c in picture.clients:
+            node(outside, client_id(c.name), _lines(c.name, c.ip), fillcolor=CLIENT_FILL,
+                 color=CLIENT_LINE)
+    g.node(UNDERLAY_ID, _lines(f"node network {picture.node_network}",
+                               "Docker bridge, internal: nothing leaves the lab"),
+           id=UNDERLAY_ID, shape="box", style="filled", fillcolor="#d0d0d0", color="#707070",
+           width="9")
+    for c in picture.clients:
+        g.edge(client_id(c.name), UNDERLAY_ID, dir="none", label=f"eth0 {c.ip}", color="#707070")
+
+    for n in picture.nodes:
+        with g.subgraph(name=f"cluster_node_{n.name}") as box:
+            state = "" if n.state in ("Ready", "Desired") else f" · {n.state}"
+            box.attr(label=f"{n.name} ({n.container}){state}", style="rounded,filled",
+                     fillcolor=NODE_FILL, color=NODE_LINE, fontsize="11", id=f"node_{n.name}")
+            node(box, dev_id(n.name, "eth0"), _lines(f"eth0 {n.ip}", f"pod subnet {n.pod_cidr}"),
+                 fillcolor=ETH_FILL)
+            if picture.backend == "vxlan":
+                label = _lines(f"{picture.vxlan_device} (VXLAN)", f"VTEP {n.vtep}")
+            else:
+                label = _lines("host-gw routes", *(f"{o.pod_cidr} via {o.ip}"
+                                                   for o in picture.nodes if o.name != n.name))
+            node(box, dev_id(n.name, "overlay"), label, fillcolor=OVERLAY_FILL, color=OVERLAY_LINE)
+            prefix = n.pod_cidr.split("/")[1]
+            node(box, dev_id(n.name, "cbr0"), _lines(f"cbr0 {n.gateway}/{prefix}"),
+                 fillcolor=BRIDGE_FILL)
+            box.edge(dev_id(n.name, "eth0"), dev_id(n.name, "overlay"), dir="none", color="#888888")
+            box.edge(dev_id(n.name, "overlay"), dev_id(n.name, "cbr0"), dir="none", color="#888888")
+            for p in n.pods:
+                extra = [] if p.state in ("Running", "Desired") else [p.state]
+                node(box, pod_id(p.name), _lines(p.name, p.ip or "no IP", *extra),
+                     fillcolor=POD_FILL, color=POD_LINE)
+                box.edge(dev_id(n.name, "cbr0"), pod_id(p.name), dir="none", color=POD_LINE,
+                         label="veth")
+        g.edge(UNDERLAY_ID, dev_id(n.name, "eth0"), dir="none", color="#707070")
+
+    nodes = picture.nodes
+    for i, a in enumerate(nodes):
+        for j, b in enumerate(nodes[i + 1:]):
+            # One label for the whole mesh (on the first pair); a trace brings its own.
+            label = picture.overlay_text() if (i, j) == (0, 0) and overlay is None else ""
+            g.edge(dev_id(a.name, "overlay"), dev_id(b.name, "overlay"), dir="both",
+                   arrowsize="0.5", constraint="false", style="dashed", color=OVERLAY_LINE,
+                   fontcolor=OVERLAY_LINE, label=label)
+
+    with g.subgraph(name="cluster_services") as services:
+        services.attr(label=f"services (kube-proxy {picture.proxy_mode} rules on every node)",
+                      style="rounded,dashed",
+                      labelloc="b",
+                      color=SERVICE_LINE, fontcolor=SERVICE_LINE, fontsize="10", rank="same")
+        for s in picture.services:
+            node(services, service_id(s.name), service_label(s), fillcolor=SERVICE_FILL,
+                 color=SERVICE_LINE)
+    for s in picture.services:
+        for name in s.endpoint_pods:
+            # Drawn pod -> service (arrow reversed) so that services rank below the pods.
+            g.edge(pod_id(name), service_id(s.name), dir="back", style="dashed",
+                   color=SERVICE_LINE, arrowsize="0.5", penwidth="0.8")
+
+    if overlay is not None:
+        _draw_trace(g, picture, overlay)
+    return g
+
+
+def _draw_trace(g: Any, picture: Picture, overlay: Overlay) -> None:
+    for i, move in enumerate(overlay.moves):
+        colour = REQUEST if move.direction == "request" else REPLY
+        attrs = {"color": colour, "fontcolor": colour, "penwidth": "2.2", "constraint": "false",
+                 "label": _numbers(move.hops), "id": f"trace-{move.direction}-{i}",
+                 "class": f"trace {move.direction}"}
+        if move.encap is not None:
+            # The encapsulated stretch: out of the VXLAN device, onto the wire through both
+            # nodes' eth0 and the node network, drawn as a tube (two lines).
+            e = move.encap
+            a, b = _node_of(move.tail), _node_of(move.head)
+            tube = {**attrs, "color": f"{colour}:white:{colour}", "penwidth": "1.4"}
+            path = [move.tail, dev_id(a, "eth0"), UNDERLAY_ID, dev_id(b, "eth0"), move.head]
+            for j, (tail, head) in enumerate(zip(path, path[1:], strict=False)):
+                label = _lines(f"{_numbers(move.hops)} VXLAN VNI {e['vni']}",
+                               f"{e['src']} → {e['dst']}:{e['dport']}") if j == 0 else ""
+                g.edge(tail, head, **{**tube, "id": f"trace-{move.direction}-{i}-{j}",
+                                      "label": label, "arrowhead": "normal" if j == 3 else "none"})
+            continue
+        if _machine(picture, move.tail) != _machine(picture, move.head):
+            # From one machine to another without a tunnel: across the node network.
+            g.edge(move.tail, UNDERLAY_ID, **{**attrs, "arrowhead": "none", "label": "",
+                                              "id": f"trace-{move.direction}-{i}-0"})
+            g.edge(UNDERLAY_ID, move.head, **{**attrs, "id": f"trace-{move.direction}-{i}-1"})
+            continue
+        g.edge(move.tail, move.head, **attrs)
+    g.node("trace-legend", _legend(overlay), id="trace-legend", shape="plaintext",
+           style="", margin="0")
+
+
+def _machine(picture: Picture, element: str) -> str:
+    """The container an element lives in: a client, or a node (pods live in their node)."""
+    if element.startswith("pod_"):
+        pod = picture.pod(element[len("pod_"):])
+        return pod.node if pod else element
+    if element.startswith("node_"):
+        return _node_of(element)
+    return element
+
+
+def _node_of(element: str) -> str:
+    return element[len("node_"):].rsplit("_", 1)[0]
+
+
+def _legend(overlay: Overlay) -> str:
+    rows = [f'<tr><td colspan="3" align="left"><b>{html.escape(overlay.title())}</b></td></tr>']
+    for hop in overlay.hops:
+        colour = REQUEST if hop.direction == "request" else REPLY
+        detail = hop.detail.removeprefix(f"{hop.node}: ")   # the node has its own column
+        detail = detail if len(detail) <= 110 else detail[:107] + "..."
+        rows.append(f'<tr><td align="right"><font color="{colour}"><b>{hop.number}</b></font></td>'
+                    f'<td align="left">{html.escape(hop.node)}</td>'
+                    f'<td align="left"><font point-size="8">'
+                    f"{html.escape(detail)}</font></td></tr>")
+    rows.append(f'<tr><td colspan="3" align="left"><font color="{REQUEST}">━ request</font>   '
+                f'<font color="{REPLY}">━ reply</font>   <font color="{NAT}">▭ translation</font>'
+                "   ═ encapsulated</td></tr>")
+    return ('<<table border="1" cellborder="0" cellspacing="0" cellpadding="2" color="#999999" '
+            f'bgcolor="#fafafa">{"".join(rows)}</table>>')
+
+
+def source(picture: Picture, overlay: Overlay | None = None) -> str:
+    return str(build(picture, overlay).source)
+
+
+def render(picture: Picture, fmt: str, overlay: Overlay | None = None) -> bytes:
+    """svg or png bytes from Graphviz's `dot`."""
+    return bytes(build(picture, overlay).pipe(format=fmt))

@@ -1,0 +1,110 @@
+"""Structural validation against the lab schema, every error in plain words.
+
+jsonschema finds the errors; this module words them the way kgen's error
+lines read (`pods[0].name: 'Pod_0' is not a valid name (...)`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from generator.lab.errors import Problem, describe, join
+from generator.lab.schema import EMPTY_LIST_WORDS, LAB_SCHEMA, LABEL_KEY, LABEL_VALUE, PATTERN_WORDS
+
+_VALIDATOR = Draft7Validator(LAB_SCHEMA)
+_KINDS = {"integer": "an integer", "string": "a string", "array": "a list",
+          "object": "a mapping", "number": "a number", "boolean": "true or false"}
+
+
+def schema_problems(data: Any) -> list[Problem]:
+    found: list[Problem] = []
+    for error in _VALIDATOR.iter_errors(data):
+        for problem in _explain(error):
+            if problem not in found:
+                found.append(problem)
+    return found
+
+
+def _path(error: ValidationError) -> str:
+    path = ""
+    for key in error.absolute_path:
+        path = join(path, key)
+    return path
+
+
+def _explain(error: ValidationError) -> Iterator[Problem]:
+    path, kind = _path(error), error.validator
+    value = cast(Any, error.instance)
+    # Our own schema: every subschema is a dict, every validator value plain data.
+    schema = cast(dict[str, Any], error.schema)
+    expected = cast(Any, error.validator_value)
+    if kind == "anyOf":
+        yield from _explain_any_of(error, path)
+    elif kind == "required":
+        for key in expected:
+            if isinstance(value, dict) and key not in value:
+                yield Problem(join(path, key), "is required")
+    elif kind == "additionalProperties":
+        allowed = set(schema.get("properties", {}))
+        for key in value:
+            if key not in allowed:
+                yield Problem(join(path, str(key)), f"unknown key ({_suggest(str(key), allowed)})")
+    elif kind == "type":
+        yield Problem(path, f"expected {_kind(expected)}, got {describe(value)}")
+    elif kind == "enum":
+        yield Problem(path, f"{describe(value)} is not one of "
+                            f"{', '.join(map(str, expected))}")
+    elif kind in ("minimum", "maximum"):
+        yield Problem(path, f"{value} is outside {schema['minimum']}-{schema['maximum']}")
+    elif kind in ("pattern", "maxLength"):
+        # A bad label key is reported at the key's own path, as a bad value would be.
+        where = join(path, str(value)) if schema.get("pattern") == LABEL_KEY else path
+        yield Problem(where, _bad_text(schema, value))
+    elif kind == "minItems":
+        yield Problem(path, EMPTY_LIST_WORDS.get(path.rsplit(".", 1)[-1], "must not be empty"))
+    else:  # a keyword the schema may gain later: jsonschema's own words
+        yield Problem(path, error.message)
+
+
+def _explain_any_of(error: ValidationError, path: str) -> Iterator[Problem]:
+    """nodes and clients take a name or {name: ...}: explain the branch the value meant."""
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in error.context or []:
+        branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+    for subs in branches.values():
+        if not any(s.validator == "type" and not s.relative_path for s in subs):
+            for sub in subs:  # their paths are absolute: jsonschema joins the parent's
+                yield from _explain(sub)
+            return
+    yield Problem(path, f"expected a name or a mapping with 'name', got {describe(error.instance)}")
+
+
+def _bad_text(schema: dict[str, Any], value: Any) -> str:
+    pattern = schema.get("pattern", "")
+    if pattern == LABEL_VALUE:
+        return f"{describe(str(value))} is not a valid label value"
+    if pattern == LABEL_KEY:
+        return f"{describe(value)} is not a valid label key"
+    words = PATTERN_WORDS.get(pattern, "")
+    return (f"{describe(value)} is not a valid name ({words}, at most {schema['maxLength']} "
+            "characters)")
+
+
+def _kind(expected: str | Iterable[str]) -> str:
+    if isinstance(expected, str):
+        return _KINDS.get(expected, expected)
+    names = [_KINDS.get(e, e) for e in expected]
+    return names[0] if names[0] == "a string" else " or ".join(names)
+
+
+def _suggest(key: str, allowed: set[str]) -> str:
+    lowered = {k.lower(): k for k in allowed}
+    close = difflib.get_close_matches(key.lower(), sorted(lowered), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {lowered[close[0]]!r}?"
+    return "known keys: " + ", ".join(sorted(allowed))

@@ -1,0 +1,81 @@
+"""The lab's containers, described once: one registry of member kinds (node,
+client), as containerlab keeps one registry of node kinds.
+
+The compose file and the containerlab topology are both rendered from
+`members(state)`, so they cannot drift apart. Paths inside the containers come
+from the host<->node contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.node import contract
+from generator.node.contract import ClientSpec, Cluster, NodeSpec
+
+NODE_SYSCTLS = [
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.default.rp_filter", "0"),
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    # The service range is routed back out of cbr0 (see node/overlay.py): no ICMP
+    # redirects, which would also eat the ICMP budget that REJECT answers come from.
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.default.send_redirects", "0"),
+    ("net.ipv6.conf.all.disable_ipv6", "1"),
+]
+CLIENT_SYSCTLS = [("net.ipv6.conf.all.disable_ipv6", "1")]
+# Relative host paths: compose resolves them against the compose file, containerlab
+# against the topology file; both sit in the rendered directory.
+CONFIG_BIND = f"./{contract.RENDERED_CONFIG}:{contract.CONFIG_MOUNT}:ro"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What every member of one kind gets."""
+
+    role: str
+    caps: tuple[str, ...]
+    sysctls: list[tuple[str, str]]
+    command: tuple[str, ...] | None  # None: the image's own (the node agent)
+
+
+KINDS = {
+    "node": Kind("node", ("NET_ADMIN", "NET_RAW", "SYS_ADMIN"), NODE_SYSCTLS, None),
+    "client": Kind("client", ("NET_ADMIN", "NET_RAW"), CLIENT_SYSCTLS,
+                   ("python3", "-m", "generator.node.client")),
+}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One container of the lab."""
+
+    name: str
+    container: str
+    ip: str
+    kind: Kind
+    binds: list[str]
+    env: list[tuple[str, str]]
+
+    @property
+    def role(self) -> str:
+        return self.kind.role
+
+
+def node_member(node: NodeSpec) -> Member:
+    binds = [CONFIG_BIND,
+             f"./{contract.RENDERED_CONFIG}/nodes/{node['name']}:{contract.CNI_CONF_MOUNT}:ro",
+             f"./{contract.RENDERED_STATE}:{contract.STATE_MOUNT}"]
+    return Member(node["name"], node["container"], node["ip"], KINDS["node"], binds,
+                  [("KGEN_NODE", node["name"])])
+
+
+def client_member(client: ClientSpec) -> Member:
+    return Member(client["name"], client["container"], client["ip"], KINDS["client"],
+                  [CONFIG_BIND], [])
+
+
+def members(state: Cluster) -> list[Member]:
+    """Nodes, then clients, in lab-file order."""
+    return [*map(node_member, state["nodes"]), *map(client_member, state["clients"])]

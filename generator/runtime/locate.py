@@ -1,0 +1,195 @@
+"""Which lab a command means (lab contract §2): the one resolver every command uses.
+
+`-l LAB` is a path to a lab file, else the name of a running lab (found from
+any directory through its labels, `generator.runtime.registry`), else the name
+of a built-in lab. Without `-l`: `./lab.yaml` if present, else the built-in
+demo. A lab that runs is acted on where it runs: its rendered directory is
+the one its containers record, whatever the current directory.
+
+Light on purpose: `kgen exec` resolves its lab through here, so only the lab's
+name is read from a lab file (its top-level `name:` line, else one YAML load;
+no validation) until a command asks for the validated model with
+`LabRef.model()`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from generator.cluster.names import rendered_dir
+from generator.resources import builtin_labs, labs_dir
+from generator.runtime.paths import LabPaths
+from generator.runtime.registry import LAB_NAME, RunningLab, find_running, running_from_file
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
+if TYPE_CHECKING:
+    from generator.lab.errors import LabError
+    from generator.lab.model import Lab
+    from generator.node.contract import Cluster
+
+
+def _lab_error(message: str, source: str) -> LabError:
+    from generator.lab.errors import LabError
+
+    return LabError.one("", message, source)
+
+DEFAULT_LAB_FILE = Path("lab.yaml")
+DEFAULT_LAB = "demo"
+
+
+class LabRef:
+    """A resolved lab: its name, where it is rendered, its lab file, and whether it runs.
+
+    name: the lab's name; paths: the running lab's directory, else ./kgen-<name>/;
+    file: the lab file (None when only a name is known); running: what of it is on
+    the Docker engine; arg: what to give `-l` to mean this lab again (from any
+    directory when it runs); given_file: the lab file was named by the user (or is
+    ./lab.yaml), not looked up.
+    """
+
+    def __init__(self, name: str, paths: LabPaths, file: Path | None, running: RunningLab | None,
+                 arg: str, given_file: bool = False) -> None:
+        self.name = name
+        self.paths = paths
+        self.file = file
+        self.running = running
+        self.arg = arg
+        self.given_file = given_file
+        self._model: Lab | None = None
+
+    def __repr__(self) -> str:
+        return (f"LabRef({self.name!r}, {self.paths!r}, file={self.file!r}, "
+                f"running={self.running is not None}, arg={self.arg!r})")
+
+    @property
+    def flag(self) -> str:
+        """`-l ...` for hints in messages."""
+        return f"-l {shlex.quote(self.arg)}"
+
+    @property
+    def file_flag(self) -> str:
+        """`-l FILE` for `kgen up` hints (the file, else the name)."""
+        if self.file is None or self.file.parent == labs_dir():
+            return self.flag
+        return f"-l {shlex.quote(_shown(self.file))}"
+
+    def model(self) -> Lab:
+        """The validated lab file (LabError, exit 2, when it does not validate)."""
+        if self._model is None:
+            if self.file is None:
+                raise _lab_error(f"lab {self.name} runs, but the lab file it came up from is "
+                                 "not recorded; give it with -l FILE", self.arg)
+            self._model = _load(self.file)
+        return self._model
+
+    def cluster(self) -> Cluster | None:
+        """The rendered desired cluster (cluster.json), if the lab was rendered."""
+        return self.paths.cluster()
+
+    def same_file(self, running: RunningLab) -> bool:
+        """True when `running` came up from this lab file (or, lacking a record, in this directory)."""
+        if running.file is not None and self.file is not None:
+            return running.file == self.file.resolve()
+        return running.dir is not None and running.dir == rendered_dir(self.name).resolve()
+
+
+def _load(path: Path) -> Lab:
+    from generator.lab.model import load_lab
+
+    return load_lab(path)
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be shown: relative to the current directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# A block-style top-level `name:` line: at column 0 it can be nothing else in YAML.
+_NAME_LINE = re.compile(r"""^name:[ \t]*(["']?)([a-z][a-z0-9-]{0,19})\1[ \t]*(?:#.*)?$""", re.M)
+
+
+def quick_name(path: Path) -> str | None:
+    """The `name` of a lab file, read without validating the rest; None if unreadable.
+
+    One `name:` line at the top level is read as is (no YAML parser to import on
+    the exec path); anything else (flow style, a repeated key) goes through YAML.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = _NAME_LINE.findall(text)
+    if len(lines) == 1 and text.count("\nname") + text.startswith("name") == 1:
+        return str(lines[0][1])
+    import yaml
+
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and LAB_NAME.fullmatch(name) else None
+
+
+def _where(name: str, running: RunningLab | None) -> LabPaths:
+    if running is not None and running.dir is not None:
+        return LabPaths(running.dir)
+    return LabPaths(rendered_dir(name))
+
+
+def from_file(path: Path, arg: str, given: bool = True) -> LabRef:
+    """The lab of a lab file; when a lab of its name runs, where that one is."""
+    name = quick_name(path)
+    if name is None:
+        # Unreadable, or no usable name: a running lab may still say it came from here
+        # (an edited-into-invalid file must not keep its lab from going down).
+        running = running_from_file(path)
+        name = running.name if running is not None else _load(path).name  # the file's own error
+    running = find_running(name)
+    shown = running.name if running is not None else arg
+    return LabRef(name, _where(name, running), path, running, shown, given)
+
+
+def from_running(running: RunningLab) -> LabRef:
+    return LabRef(running.name, _where(running.name, running), running.file, running, running.name)
+
+
+def builtin(name: str) -> LabRef:
+    return from_file(labs_dir() / f"{name}.yaml", name, given=False)
+
+
+def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
+    """Resolve `-l LAB` (contract §2).
+
+    `name_only` (for `kgen down`): a lab name that is neither running, nor a file,
+    nor built in still resolves, to a lab with nothing to take down.
+    """
+    if lab is None:
+        if DEFAULT_LAB_FILE.is_file():
+            return from_file(DEFAULT_LAB_FILE, str(DEFAULT_LAB_FILE))
+        return builtin(DEFAULT_LAB)
+    path = Path(lab)
+    if path.is_file():
+        return from_file(path, lab)
+    running = find_running(lab)
+    if running is not None:
+        return from_running(running)
+    if lab in builtin_labs():
+        return builtin(lab)
+    if name_only and LAB_NAME.fullmatch(lab):
+        return LabRef(lab, LabPaths(rendered_dir(lab)), None, None, lab)
+    from generator.runtime.registry import running_labs
+
+    names = ", ".join(r.name for r in running_labs(networks=False)) or "none"
+    raise _lab_error("no such lab file, no running lab and no built-in lab of that name "
+                     f"(running: {names}; built-in: {', '.join(builtin_labs())})", lab)
+
+
+def lab_paths_of(name: str) -> LabPaths:
+    """Where the lab of that name is: its running directory, else ./kgen-<name>/."""
+    return _where(name, find_running(name))
