@@ -101,6 +101,7 @@ def measure(nodes: int, runs: int, prefix: str, keep: bool) -> dict[str, Any]:
             "checks": parallel[0]["checks"], "runs": runs,
             "runs_all_passed": sum(r["failed"] == 0 and r["checks"] > 0 for r in parallel),
             "check_s": best, "check_s_max": max(r["seconds"] for r in parallel),
+            "check_runs_s": [round(r["seconds"], 2) for r in parallel],
             "serial_s": serial["seconds"], "ratio": serial["seconds"] / best,
             "failing": sorted({f for r in parallel for f in r.get("failing", [])})}
 
