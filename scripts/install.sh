@@ -38,6 +38,8 @@ engine_answers || have dockerd || want docker.io
 compose_present || want docker-compose
 have debootstrap || want debootstrap
 have iptables || want iptables
+have nft || want nftables            # the nftables proxier's netns tests and benchmark
+have conntrack || want conntrack
 have tcpdump || want tcpdump
 have ping || want iputils-ping
 have dot || want graphviz                  # kgen graph (svg, png, html)

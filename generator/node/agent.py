@@ -30,6 +30,8 @@ from generator.node.contract import (
     write_json_atomic,
 )
 from generator.node.pods import PodManager, reset_leftovers
+from generator.node.proxy.loop import BaseProxier
+from generator.node.proxy.nftables import NFTablesProxier
 from generator.node.proxy.proxier import Proxier
 
 log = logging.getLogger("kgen.agent")
@@ -47,7 +49,7 @@ class Agent:
         self.applied = ""  # generation whose overlay and pods are in place
         self.error: str | None = None
         self.pods = PodManager(node)
-        self.proxier: Proxier | None = None
+        self.proxier: BaseProxier | None = None
         self.stop = threading.Event()
         self.last_published: dict[str, Any] | None = None
 
@@ -90,7 +92,7 @@ class Agent:
         if self.proxier is not None:
             return
         assert self.cluster is not None
-        self.proxier = Proxier(self.node, self.me()["ip"], self.cluster["podCIDR"])
+        self.proxier = make_proxier(self.cluster, self.node, self.me()["ip"])
         threading.Thread(target=self.proxier.run, args=(self.stop,), name="proxier",
                          daemon=True).start()
 
@@ -132,6 +134,13 @@ class Agent:
         if doc != self.last_published:
             write_json_atomic(self.state_dir / f"{self.node}.json", doc)
             self.last_published = doc
+
+
+def make_proxier(cluster: Cluster, node: str, node_ip: str) -> BaseProxier:
+    """kube-proxy in the lab's mode (cluster.json `proxyMode`: iptables | nftables)."""
+    if cluster.get("proxyMode", "iptables") == "nftables":
+        return NFTablesProxier(node, node_ip, cluster["podCIDR"], cluster.get("serviceCIDR"))
+    return Proxier(node, node_ip, cluster["podCIDR"])
 
 
 def main() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker
+import docker.errors
 
 from generator.cluster.names import network_name, project_name
 from generator.node.contract import Cluster, NodeState, input_digest, published_pods, read_node_states
@@ -37,12 +40,13 @@ def remove_stale(client: docker.DockerClient, cluster: Cluster) -> list[str]:
     project = project_name(name)
     members = {m["container"] for m in cluster["nodes"] + cluster["clients"]}
     removed = []
-    for container in client.containers.list(all=True):
+    for container in _candidates(client, name, members):
         labels = container.labels or {}
         ours = labels.get("com.docker.compose.project") == project
         same_lab = labels.get(LABEL) == name
         if (container.name in members and not ours) or (same_lab and container.name not in members):
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
             removed.append(f"container {container.name}")
     for net in client.networks.list(names=[network_name(name)]):
         subnets = [c.get("Subnet") for c in (net.attrs.get("IPAM") or {}).get("Config") or []]
@@ -54,6 +58,18 @@ def remove_stale(client: docker.DockerClient, cluster: Cluster) -> list[str]:
             net.remove()
             removed.append(f"network {net.name}")
     return removed
+
+
+def _candidates(client: docker.DockerClient, name: str, members: set[str]) -> list[Any]:
+    """Containers of this lab by label, and any container holding a member's name.
+
+    Asked by filter, not by listing the whole engine: other labs' containers come
+    and go meanwhile, and inspecting one that just went fails."""
+    found = {c.id: c for c in client.containers.list(all=True, filters={"label": f"{LABEL}={name}"})}
+    for member in sorted(members):
+        for c in client.containers.list(all=True, filters={"name": f"^{member}$"}):
+            found.setdefault(c.id, c)
+    return list(found.values())
 
 
 def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: Cluster) -> None:

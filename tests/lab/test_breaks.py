@@ -15,6 +15,7 @@ import pytest
 
 from generator.checks.plan import plan
 from generator.checks.runner import execute
+from generator.node.proxy.loop import SYNC_PERIOD
 from tests.conftest import ROOT
 from tests.lab.conftest import RunningLab, bring_up
 
@@ -79,8 +80,9 @@ def test_3_nat_flushed_fails_exactly_its_dependents(brk: RunningLab) -> None:
         assert failing(brk) == expected
     finally:
         brk.exec("node-0", "pkill", "-CONT", "-f", AGENT)
-    # The canary chain is gone too: the proxy notices and writes the whole ruleset again.
-    assert until_healthy(brk) == set()
+    # The canary chain is gone too: the proxy notices at its next canary check (every sync
+    # period, 30 s, as kube-proxy) and writes the whole ruleset again.
+    assert until_healthy(brk, timeout=SYNC_PERIOD * 2 + 15) == set()
 
 
 def test_4_veth_removed_fails_exactly_its_dependents(brk: RunningLab) -> None:

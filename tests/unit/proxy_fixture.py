@@ -12,14 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 NODE = "test-node"
+NODE_IP = "192.168.0.2"
 CLUSTER_CIDR = "10.0.0.0/8"
+SERVICE_CIDR = "172.30.0.0/16"
 
 
 def service(i: int, ip: str, kind: str = "ClusterIP", node_port: int | None = None,
-            policy: str = "Cluster", affinity: str = "None") -> dict[str, Any]:
+            policy: str = "Cluster", affinity: str = "None",
+            internal: str = "Cluster") -> dict[str, Any]:
     return {"namespace": f"ns{i}", "name": f"svc{i}", "type": kind, "clusterIP": ip,
             "selector": {"svc": f"svc{i}"}, "sessionAffinity": affinity,
             "sessionAffinityTimeout": 10800, "externalTrafficPolicy": policy,
+            "internalTrafficPolicy": internal,
             "ports": [{"name": "p80", "port": 80, "targetPort": 80, "protocol": "TCP",
                        "nodePort": node_port}]}
 

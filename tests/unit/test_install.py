@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-TOOLS = ["debootstrap", "iptables", "tcpdump", "ping", "dot", "tshark", "chromium"]
+TOOLS = ["debootstrap", "iptables", "nft", "conntrack", "tcpdump", "ping", "dot", "tshark",
+         "chromium"]
 
 
 def _stub(bin_dir: Path, name: str, body: str) -> None:
@@ -63,7 +64,8 @@ def tools() -> dict[str, str]:
 
 def test_bare_machine_gets_engine_compose_and_tools(tmp_path: Path) -> None:
     got = plan(tmp_path, {})
-    assert got["install"].split() == ["docker.io", "docker-compose", *TOOLS[:3], "iputils-ping",
+    assert got["install"].split() == ["docker.io", "docker-compose", "debootstrap", "iptables",
+                                      "nftables", "conntrack", "tcpdump", "iputils-ping",
                                       "graphviz", "fonts-dejavu-core",
                                       "containernetworking-plugins"]
     assert got["optional"].split() == ["tshark", "chromium"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 
 from generator.node.contract import PublishedPod, ServicePortSpec, ServiceSpec, ready_pods, selects
 
@@ -14,7 +14,7 @@ class Endpoint:
     port: int
     node: str
 
-    @property
+    @cached_property
     def address(self) -> str:
         return f"{self.ip}:{self.port}"
 
@@ -36,9 +36,11 @@ class PodIndex:
         return [p for p in candidates if selects(selector, p.get("labels") or {})]
 
     def endpoints(self, service: ServiceSpec, port: ServicePortSpec) -> list[Endpoint]:
+        """Ordered as kube-proxy orders them: by the "ip:port" string (so 10.244.0.10
+        comes before 10.244.0.9), which decides which endpoint gets which probability."""
         found = [Endpoint(str(p["ip"]), int(port["targetPort"]), p["node"])
                  for p in self.select(service["selector"])]
-        return sorted(found, key=lambda e: (int(ipaddress.IPv4Address(e.ip)), e.port))
+        return sorted(found, key=lambda e: e.address)
 
 
 def endpoints_for(service: ServiceSpec, port: ServicePortSpec,

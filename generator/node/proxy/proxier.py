@@ -1,90 +1,81 @@
 """The sync loop of kube-proxy's iptables mode.
 
-Changes are batched (at most one sync per `min_sync_period`); each sync is
-one `iptables-restore --noflush` carrying both tables. A partial sync writes
-the top-level chains and the chains of service ports whose rules changed; a
-full sync writes everything, deletes stale chains and ensures the jump rules
-and the canary chain. When the canary is gone (tables flushed and deleted, as
-a firewall reload does), the next sync is a full one.
+Each sync writes with `iptables-restore --noflush`: the top-level chains whole,
+the owned chains (KUBE-SVC/SVL/EXT/SEP) of the service ports whose PortInfo
+changed, and the deletion of chains no longer wanted. A full sync (the first, after
+a failure, hourly, or when the canary chain is gone) writes every owned chain and
+ensures the jump rules from the built-in chains.
+
+Large syncs are staged: the owned chains go first, `STAGE` service ports per
+restore, then one restore writes the top-level chains that jump to them. Every
+stage replaces whole chains atomically and nothing jumps to a new chain before it
+exists, so no service is unreachable at any moment; and each restore stays small,
+which avoids iptables-nft-restore's cost of commands x chains under --noflush.
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
-import subprocess
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from generator.node.contract import PublishedPod, ServiceSpec, input_digest
-from generator.node.proxy.endpoints import Endpoint, PodIndex
-from generator.node.proxy.rules import JUMPS, OWNED_PREFIXES, PortRules, service_port_rules, write_ruleset
+from generator.node.proxy.loop import (
+    FULL_SYNC_PERIOD,
+    MIN_SYNC_PERIOD,
+    SYNC_PERIOD,
+    BaseProxier,
+    Runner,
+    chunks,
+    run_command,
+)
+from generator.node.proxy.rules import (
+    JUMPS,
+    KUBELET_JUMPS,
+    LARGE_CLUSTER_ENDPOINTS,
+    OWNED_PREFIXES,
+    PortRules,
+    dirty_top_level,
+    service_port_rules,
+    write_chains,
+    write_ruleset,
+)
 
 log = logging.getLogger("kgen.proxy")
 
 CANARY = "KUBE-PROXY-CANARY"
 CANARY_TABLES = ("mangle", "nat", "filter")
-Runner = Callable[..., subprocess.CompletedProcess[str]]
+STAGE = 500  # service ports per restore in a staged sync (see the benchmark)
 
 
-def _run(cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, input=input, capture_output=True, text=True)
+class Proxier(BaseProxier):
+    mode = "iptables"
 
-
-class Proxier:
     def __init__(self, node_name: str, node_ip: str, cluster_cidr: str,
                  iptables_restore: tuple[str, ...] = ("iptables-restore",),
-                 iptables: tuple[str, ...] = ("iptables",), runner: Runner = _run,
-                 min_sync_period: float = 0.25, full_sync_period: float = 60.0) -> None:
-        self.node, self.node_ip, self.cluster_cidr = node_name, node_ip, cluster_cidr
-        self.restore_cmd, self.iptables_cmd, self.run_cmd = iptables_restore, iptables, runner
-        self.min_sync_period, self.full_sync_period = min_sync_period, full_sync_period
-        self.lock = threading.Lock()
-        self.changed = threading.Event()
-        self.services: list[ServiceSpec] = []
-        self.pods: list[PublishedPod] = []
-        self.input = ""  # digest of services + pods last handed in
-        self.synced = ""  # digest of the last successful sync
-        self.fingerprints: dict[str, str] = {}
+                 iptables: tuple[str, ...] = ("iptables",),
+                 iptables_save: tuple[str, ...] = ("iptables-save",),
+                 runner: Runner = run_command, min_sync_period: float = MIN_SYNC_PERIOD,
+                 sync_period: float = SYNC_PERIOD, stage: int = STAGE) -> None:
+        super().__init__(node_name, node_ip, cluster_cidr, runner, min_sync_period, sync_period)
+        self.restore_cmd, self.iptables_cmd, self.save_cmd = iptables_restore, iptables, iptables_save
+        self.stage = stage
+        self.cache: dict[str, PortRules] = {}
+        self.large = False
         self.written: set[str] = set()
-        self.last_endpoints: dict[str, PortRules] = {}
-        self.need_full = True
         self.last_full = 0.0
-        self.syncs = 0
-        self.last_sync_ms = 0.0
-        self.error: str | None = None
+        self.last_cleanup = 0.0
+        self.last_canary = time.monotonic()
 
-    # ---- inputs and status
+    # ---- periodic work
 
-    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> None:
-        digest = input_digest(services, pods)
-        with self.lock:
-            if digest == self.input:
-                return
-            self.services, self.pods, self.input = services, pods, digest
-        self.changed.set()
-
-    def status(self) -> dict[str, Any]:
-        return {"digest": self.synced, "syncs": self.syncs,
-                "lastSyncMs": round(self.last_sync_ms, 2), "error": self.error}
-
-    # ---- the loop
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.changed.wait(1.0)
-            if stop.is_set():
-                break
-            due_full = time.monotonic() - self.last_full > self.full_sync_period
-            if not self.changed.is_set() and not due_full and self.canary_present():
-                continue
-            self.changed.clear()
-            started = time.monotonic()
-            self.sync_once(full=due_full)
-            # Batch: whatever arrives during the minimum period waits for the next sync.
-            stop.wait(max(0.0, self.min_sync_period - (time.monotonic() - started)))
+    def periodic(self, now: float) -> bool:
+        if now - self.last_full > FULL_SYNC_PERIOD:
+            self.need_full = True
+            return True
+        if now - self.last_canary >= self.sync_period:
+            self.last_canary = now
+            return not self.canary_present()
+        return False
 
     def canary_present(self) -> bool:
         for table in CANARY_TABLES:
@@ -97,80 +88,108 @@ class Proxier:
 
     # ---- one sync
 
-    def port_rules(self, services: list[ServiceSpec],
-                   pods: list[PublishedPod]) -> list[PortRules]:
-        index = PodIndex(pods)
-        return [service_port_rules(s, p, index.endpoints(s, p), self.node, self.cluster_cidr)
-                for s in services for p in s["ports"]]
-
     def sync_once(self, full: bool = False) -> bool:
-        with self.lock:
-            services, pods, digest = self.services, self.pods, self.input
-        full = full or self.need_full
         started = time.monotonic()
-        ports = self.port_rules(services, pods)
-        wanted = {name for p in ports for name in p.chains}
-        changed = {p.key for p in ports if self.fingerprints.get(p.key) != p.fingerprint()}
-        stale = (self.existing_chains() if full else self.written) - wanted
-        payload = write_ruleset(ports, None if full else changed, stale)
-        result = self.run_cmd([*self.restore_cmd, "-w", "--noflush"], input=payload)
-        if result.returncode != 0:
-            self.error = f"iptables-restore: {result.stderr.strip()[:300]}"
-            self.need_full = True
-            log.error("%s", self.error)
-            return False
+        infos, synced = self.snapshot()
+        full = full or self.need_full
+        restore_s = 0.0
+        large = sum(len(i.endpoints) for i in infos) > LARGE_CLUSTER_ENDPOINTS
+        cache = self.cache
+        ports, changed = [], []
+        for info in infos:
+            cached = cache.get(info.key)
+            if cached is not None and large == self.large and (
+                    cached.info is info or cached.info == info):
+                ports.append(cached)
+                continue
+            rules = service_port_rules(info, self.node, self.cluster_cidr, large)
+            ports.append(rules)
+            changed.append(rules)
+        removed = [cache[k] for k in cache.keys() - {p.key for p in ports}]
+        to_write = ports if full else changed
         if full:
+            wanted = {name for p in ports for name in p.chains}
+            stale = self.written - wanted
+        else:
+            # Only the chains of changed and removed ports can have become stale.
+            new = {name for p in changed for name in p.chains}
+            old = {name for p in removed for name in p.chains}
+            for p in changed:
+                if p.key in cache:
+                    old.update(cache[p.key].chains)
+            stale = old - new
+            wanted = (self.written - stale) | new
+        now = time.monotonic()
+        if full and (not large or now - self.last_cleanup > self.sync_period):
+            # Chains left by an earlier run; in large clusters at most once per sync period.
+            existing = self.existing_chains()
+            if existing is not None:
+                stale |= existing - wanted
+                self.last_cleanup = now
+        staged, final = ([], to_write) if len(to_write) <= self.stage else (to_write, [])
+        for batch in chunks(staged, self.stage):
+            t = time.monotonic()
+            result = self.run_cmd([*self.restore_cmd, "-w", "--noflush"], input=write_chains(batch))
+            restore_s += time.monotonic() - t
+            if result.returncode != 0:
+                return self.failed(f"iptables-restore: {result.stderr.strip()}")
+        if full:
+            top = None
+        else:
+            top = dirty_top_level(changed, [cache[p.key] for p in changed if p.key in cache]
+                                  + removed)
+        payload = write_ruleset(ports, final, stale, top)
+        t = time.monotonic()
+        result = self.run_cmd([*self.restore_cmd, "-w", "--noflush"], input=payload)
+        restore_s += time.monotonic() - t
+        if result.returncode != 0:
+            return self.failed(f"iptables-restore: {result.stderr.strip()}")
+        if full:
+            t = time.monotonic()
             self.ensure_jumps_and_canary()
+            restore_s += time.monotonic() - t
             self.last_full = time.monotonic()
-        self.flush_stale_udp(ports)
-        self.fingerprints = {p.key: p.fingerprint() for p in ports}
-        self.written, self.need_full, self.error = wanted, False, None
-        self.synced, self.syncs = digest, self.syncs + 1
-        self.last_sync_ms = (time.monotonic() - started) * 1000
-        log.info("%s sync: %d service ports, %d chains written, %d stale, %.1f ms",
-                 "full" if full else "partial", len(ports),
-                 len(wanted) if full else sum(len(p.chains) for p in ports if p.key in changed),
+        if full or any(p.info.protocol == "udp" for p in [*changed, *removed]):
+            self.cleanup_udp(infos)
+        if full:
+            self.cache = {p.key: p for p in ports}
+        else:
+            for p in removed:
+                del cache[p.key]
+            cache.update((p.key, p) for p in changed)
+        self.large, self.written = large, wanted
+        self.synced_ok(synced, started)
+        total = time.monotonic() - started
+        self.timing = {"total": total, "kernel": restore_s, "python": total - restore_s}
+        log.info("%s sync: %d service ports, %d rewritten (%d staged), %d stale, %.1f ms",
+                 "full" if full else "partial", len(ports), len(to_write), len(staged),
                  len(stale), self.last_sync_ms)
         return True
 
-    def existing_chains(self) -> set[str]:
-        out = self.run_cmd([*self.iptables_cmd, "-w", "-t", "nat", "-S"]).stdout
-        return {line.split()[1] for line in out.splitlines()
-                if line.startswith("-N ") and line.split()[1].startswith(OWNED_PREFIXES)}
+    def existing_chains(self) -> set[str] | None:
+        result = self.run_cmd([*self.save_cmd, "-t", "nat"])
+        if result.returncode != 0:
+            log.error("iptables-save: %s: stale chains are not deleted", result.stderr.strip())
+            return None
+        return {line[1:].split()[0] for line in result.stdout.splitlines()
+                if line.startswith(":") and line[1:].startswith(OWNED_PREFIXES)}
 
     def ensure_jumps_and_canary(self) -> None:
-        for table, chain, rule in JUMPS:
+        """kube-proxy's EnsureRule(Prepend) for each jump: insert at the head unless
+        present. kubelet's KUBE-FIREWALL jumps are in place before kube-proxy's (the node
+        agent plays kubelet); kube-proxy then prepends each of its jumps in list order.
+        Each built-in chain is listed once (not one `iptables -C` per jump: with 60,000
+        chains in the table every iptables call costs tens of milliseconds)."""
+        present: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        for table, chain, rule in [*KUBELET_JUMPS, *JUMPS, *KUBELET_JUMPS]:
+            key = (table, chain)
+            if key not in present:
+                listed = self.run_cmd([*self.iptables_cmd, "-w", "-t", table, "-S", chain]).stdout
+                present[key] = {tuple(shlex.split(line)[2:]) for line in listed.splitlines()
+                                if line.startswith(f"-A {chain} ")}
             args = shlex.split(rule)
-            check = [*self.iptables_cmd, "-w", "-t", table, "-C", chain, *args]
-            if self.run_cmd(check).returncode != 0:
+            if tuple(args) not in present[key]:
                 self.run_cmd([*self.iptables_cmd, "-w", "-t", table, "-I", chain, "1", *args])
+                present[key].add(tuple(args))
         for table in CANARY_TABLES:
             self.run_cmd([*self.iptables_cmd, "-w", "-t", table, "-N", CANARY])
-
-    # ---- conntrack
-
-    def flush_stale_udp(self, ports: list[PortRules]) -> None:
-        """UDP has no connection to end: entries to a gone endpoint would black-hole
-        the client, and entries made while a service had no endpoints would keep
-        it refused. Delete them, as kube-proxy does."""
-        current = {p.key: p for p in ports if p.protocol == "udp"}
-        for key, port in current.items():
-            before = self.last_endpoints.get(key)
-            if before is None:
-                continue
-            gone = _addresses(before.endpoints) - _addresses(port.endpoints)
-            for ip in sorted({a.split(":")[0] for a in gone}):
-                self.conntrack("--orig-dst", before.cluster_ip, "--dst-nat", ip)
-                if before.node_port:
-                    self.conntrack("--orig-port-dst", str(before.node_port), "--dst-nat", ip)
-            if not before.endpoints and port.endpoints:
-                self.conntrack("--orig-dst", port.cluster_ip)
-        self.last_endpoints = current
-
-    def conntrack(self, *match: str) -> None:
-        # Exit status 1 means "0 flow entries deleted": nothing to do.
-        self.run_cmd(["conntrack", "-D", "-p", "udp", *match])
-
-
-def _addresses(endpoints: list[Endpoint]) -> set[str]:
-    return {e.address for e in endpoints}

@@ -1,35 +1,32 @@
-"""kube-proxy's iptables ruleset (v1.28–1.33 layout) for ClusterIP and NodePort.
+"""kube-proxy's iptables ruleset (pkg/proxy/iptables) for ClusterIP and NodePort.
 
 `service_port_rules` computes, per service port, the rules it adds to the
-top-level chains and the chains it owns; `write_ruleset` writes the whole
-iptables-restore payload (filter, then nat) in one go, optionally restricted
-to the owned chains of changed service ports (a partial sync): top-level
-chains are always written whole, unchanged service chains are not declared
-and so stay as they are under `--noflush`.
+top-level chains and the chains it owns (KUBE-SVC/SVL/EXT/SEP). Payload writers:
+`write_ruleset` (both tables, top-level chains whole, owned chains of the given
+ports) and `write_chains` (only owned chains, for staged full syncs).
+
+Order inside the payload follows iptables-nft-restore 1.8.9's cost model: every
+command inserts its chain and its jump target into a sorted linked list walked
+from the head, so chains and KUBE-SERVICES/KUBE-NODEPORTS rules are written in
+descending order of chain name, where each insert stops at the head. (kube-proxy
+writes them in Go map order, which is random: the order carries no meaning.)
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from generator.node.contract import ServicePortSpec, ServiceSpec
-from generator.node.proxy.endpoints import Endpoint
-from generator.node.proxy.naming import (
-    NAMESPACE,
-    ext_chain,
-    sep_chain,
-    service_port_name,
-    svc_chain,
-    svl_chain,
-)
+from generator.node.proxy.naming import sep_chain, svc_chain
+from generator.node.proxy.service import PortInfo, policy
 
 MASQ_MARK = "0x4000"
 FILTER_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
                  "KUBE-FORWARD", "KUBE-PROXY-FIREWALL"]
 NAT_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-MARK-MASQ", "KUBE-POSTROUTING"]
-OWNED_PREFIXES = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-")
+OWNED_PREFIXES = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-FW-")
+# kube-proxy's largeClusterEndpointsThreshold: above it, endpoint rules carry no comment.
+LARGE_CLUSTER_ENDPOINTS = 1000
 
 
 def comment(text: str) -> str:
@@ -41,114 +38,119 @@ def comment(text: str) -> str:
 class PortRules:
     """What one service port contributes to the ruleset."""
 
-    key: str  # servicePortName/protocol
-    protocol: str
-    cluster_ip: str
-    endpoints: list[Endpoint]
-    node_port: int | None
+    info: PortInfo
+    order: str  # the chain-name hash: payloads are written in descending order of it
     nat_services: list[str] = field(default_factory=list)
     nat_nodeports: list[str] = field(default_factory=list)
     filter_services: list[str] = field(default_factory=list)
     filter_external: list[str] = field(default_factory=list)
     chains: dict[str, list[str]] = field(default_factory=dict)
 
-    def fingerprint(self) -> str:
-        parts = [self.nat_services, self.nat_nodeports, self.filter_services,
-                 self.filter_external, sorted(self.chains.items())]
-        return hashlib.sha256(repr(parts).encode()).hexdigest()
+    @property
+    def key(self) -> str:
+        return self.info.key
 
 
-def _ladder(chain: str, spn: str, proto: str, endpoints: list[Endpoint], affinity: int | None,
-            ) -> list[str]:
+def _ladder(chain: str, spn: str, seps: dict[str, str], endpoints: Sequence,
+            affinity: int | None, large: bool) -> list[str]:
     """Endpoint i of N taken with probability 1/(N-i); ClientIP affinity first."""
     rules = []
     if affinity is not None:
         for ep in endpoints:
-            sep = sep_chain(spn, proto, ep.address)
-            rules.append(f"-A {chain} {comment(f'{spn} -> {ep.address}')} -m recent --name {sep} "
-                         f"--rcheck --seconds {affinity} --reap -j {sep}")
+            sep = seps[ep.address]
+            note = "" if large else f" {comment(f'{spn} -> {ep.address}')}"
+            rules.append(f"-A {chain}{note} -m recent --name {sep} --rcheck --seconds {affinity} "
+                         f"--reap -j {sep}")
     n = len(endpoints)
     for i, ep in enumerate(endpoints):
-        sep = sep_chain(spn, proto, ep.address)
+        sep = seps[ep.address]
+        note = "" if large else f" {comment(f'{spn} -> {ep.address}')}"
         chance = "" if i == n - 1 else (f" -m statistic --mode random --probability "
                                         f"{1.0 / (n - i):.10f}")
-        rules.append(f"-A {chain} {comment(f'{spn} -> {ep.address}')}{chance} -j {sep}")
+        rules.append(f"-A {chain}{note}{chance} -j {sep}")
     return rules
 
 
-def _sep_rules(spn: str, proto: str, ep: Endpoint, affinity: int | None) -> list[str]:
-    sep = sep_chain(spn, proto, ep.address)
+def _sep_rules(spn: str, proto: str, sep: str, ep, affinity: int | None,
+               large: bool) -> list[str]:
+    note = "" if large else f" {comment(spn)}"
     recent = f" -m recent --name {sep} --set" if affinity is not None else ""
     return [
         # Hairpin: a pod reaching itself through its service must come back via the node.
-        f"-A {sep} {comment(spn)} -s {ep.ip} -j KUBE-MARK-MASQ",
-        f"-A {sep} {comment(spn)}{recent} -m {proto} -p {proto} -j DNAT --to-destination "
-        f"{ep.address}",
+        f"-A {sep}{note} -s {ep.ip} -j KUBE-MARK-MASQ",
+        f"-A {sep}{note}{recent} -m {proto} -p {proto} -j DNAT --to-destination {ep.address}",
     ]
 
 
-def service_port_rules(service: ServiceSpec, port: ServicePortSpec, endpoints: list[Endpoint],
-                       node: str, cluster_cidr: str) -> PortRules:
-    spn = service_port_name(service["name"], port["name"], service.get("namespace", NAMESPACE))
-    proto = port["protocol"].lower()
-    ip, svc_port = service["clusterIP"], port["port"]
-    node_port = port.get("nodePort") if service["type"] == "NodePort" else None
-    affinity = service["sessionAffinityTimeout"] if service["sessionAffinity"] == "ClientIP" else None
-    r = PortRules(f"{spn}/{proto}", proto, ip, endpoints, node_port)
-    match = f"-m {proto} -p {proto}"
+def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
+                       large: bool = False) -> PortRules:
+    spn, proto = info.spn, info.protocol
+    ip, port = info.cluster_ip, info.port
     svc = svc_chain(spn, proto)
-    if endpoints:
+    digest = svc[len("KUBE-SVC-"):]  # KUBE-SVC, KUBE-SVL and KUBE-EXT share it
+    svl, ext = f"KUBE-SVL-{digest}", f"KUBE-EXT-{digest}"
+    pol = policy(info, node)
+    seps = {ep.address: sep_chain(spn, proto, ep.address) for ep in pol.reachable}
+    r = PortRules(info, digest)
+    match = f"-m {proto} -p {proto}"
+    internal = svl if info.internal_local else svc
+
+    # Internal (cluster IP) traffic.
+    if pol.has_internal:
         r.nat_services.append(f"-A KUBE-SERVICES {comment(f'{spn} cluster IP')} {match} -d {ip} "
-                              f"--dport {svc_port} -j {svc}")
-        r.chains[svc] = [f"-A {svc} {comment(f'{spn} cluster IP')} {match} -d {ip} "
-                         f"--dport {svc_port} ! -s {cluster_cidr} -j KUBE-MARK-MASQ",
-                         *_ladder(svc, spn, proto, endpoints, affinity)]
-        for ep in endpoints:
-            r.chains[sep_chain(spn, proto, ep.address)] = _sep_rules(spn, proto, ep, affinity)
+                              f"--dport {port} -j {internal}")
     else:
-        r.filter_services.append(f"-A KUBE-SERVICES {comment(f'{spn} has no endpoints')} {match} "
-                                 f"-d {ip} --dport {svc_port} -j REJECT")
-    if node_port is not None:
-        _node_port_rules(r, service, spn, node, cluster_cidr, affinity)
+        why, verdict = (("has no endpoints", "REJECT") if not pol.has_endpoints
+                        else ("has no local endpoints", "DROP"))
+        r.filter_services.append(f"-A KUBE-SERVICES {comment(f'{spn} {why}')} {match} -d {ip} "
+                                 f"--dport {port} -j {verdict}")
+
+    # NodePort.
+    if info.node_port is not None:
+        local_match = f"-m addrtype --dst-type LOCAL {match} --dport {info.node_port}"
+        if pol.has_endpoints:
+            r.nat_nodeports.append(f"-A KUBE-NODEPORTS {comment(spn)} {match} "
+                                   f"--dport {info.node_port} -j {ext}")
+        if not pol.has_external:
+            why, verdict = (("has no endpoints", "REJECT") if not pol.has_endpoints
+                            else ("has no local endpoints", "DROP"))
+            r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{spn} {why}')} "
+                                     f"{local_match} -j {verdict}")
+
+    if pol.has_internal:
+        # Masquerade off-cluster traffic to the service IP (it may bounce off-node).
+        r.chains[internal] = [f"-A {internal} {comment(f'{spn} cluster IP')} {match} -d {ip} "
+                              f"--dport {port} ! -s {cluster_cidr} -j KUBE-MARK-MASQ"]
+
+    if pol.has_endpoints and info.externally_accessible:
+        if not info.external_local:
+            r.chains[ext] = [
+                f"-A {ext} {comment(f'masquerade traffic for {spn} external destinations')} "
+                "-j KUBE-MARK-MASQ"]
+        else:
+            # Pods and the node itself may use any endpoint; outside clients only local
+            # ones, and they keep their source address.
+            r.chains[ext] = [
+                f"-A {ext} {comment(f'pod traffic for {spn} external destinations')} "
+                f"-s {cluster_cidr} -j {svc}",
+                f"-A {ext} {comment(f'masquerade LOCAL traffic for {spn} external destinations')}"
+                " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+                f"-A {ext} {comment(f'route LOCAL traffic for {spn} external destinations')} "
+                f"-m addrtype --src-type LOCAL -j {svc}",
+            ]
+        if pol.has_external:
+            r.chains[ext].append(f"-A {ext} -j {svl if info.external_local else svc}")
+
+    if pol.cluster:
+        r.chains.setdefault(svc, []).extend(
+            _ladder(svc, spn, seps, pol.cluster, info.affinity, large))
+    if pol.local:
+        r.chains.setdefault(svl, []).extend(
+            _ladder(svl, spn, seps, pol.local, info.affinity, large))
+    for ep in pol.reachable:
+        r.chains[seps[ep.address]] = _sep_rules(spn, proto, seps[ep.address], ep, info.affinity,
+                                                large)
     return r
-
-
-def _node_port_rules(r: PortRules, service: ServiceSpec, spn: str, node: str,
-                     cluster_cidr: str, affinity: int | None) -> None:
-    proto, match = r.protocol, f"-m {r.protocol} -p {r.protocol}"
-    local_match = f"-m addrtype --dst-type LOCAL {match} --dport {r.node_port}"
-    if not r.endpoints:
-        r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{spn} has no endpoints')} "
-                                 f"{local_match} -j REJECT")
-        return
-    ext, svc = ext_chain(spn, proto), svc_chain(spn, proto)
-    r.nat_nodeports.append(f"-A KUBE-NODEPORTS {comment(spn)} {match} --dport {r.node_port} "
-                           f"-j {ext}")
-    if service["externalTrafficPolicy"] != "Local":
-        r.chains[ext] = [
-            f"-A {ext} {comment(f'masquerade traffic for {spn} external destinations')} "
-            "-j KUBE-MARK-MASQ",
-            f"-A {ext} -j {svc}",
-        ]
-        return
-    # Local: pods and the node itself may use any endpoint; outside clients only local
-    # ones, and they keep their source address.
-    r.chains[ext] = [
-        f"-A {ext} {comment(f'pod traffic for {spn} external destinations')} "
-        f"-s {cluster_cidr} -j {svc}",
-        f"-A {ext} {comment(f'masquerade LOCAL traffic for {spn} external destinations')} "
-        "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
-        f"-A {ext} {comment(f'route LOCAL traffic for {spn} external destinations')} "
-        f"-m addrtype --src-type LOCAL -j {svc}",
-    ]
-    local = [ep for ep in r.endpoints if ep.node == node]
-    if not local:
-        r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES "
-                                 f"{comment(f'{spn} has no local endpoints')} {local_match} -j DROP")
-        return
-    svl = svl_chain(spn, proto)
-    r.chains[ext].append(f"-A {ext} -j {svl}")
-    r.chains[svl] = _ladder(svl, spn, proto, local, affinity)
 
 
 def static_filter_rules() -> list[str]:
@@ -178,60 +180,128 @@ NODEPORTS_LAST = ('-A KUBE-SERVICES -m comment --comment "kubernetes service nod
                   "-j KUBE-NODEPORTS")
 
 
-def write_ruleset(ports: list[PortRules], only: set[str] | None = None,
-                  stale: Iterable[str] = ()) -> str:
-    """The iptables-restore payload for both tables.
+def _owned(ports: Iterable[PortRules]) -> list[tuple[str, list[str]]]:
+    return sorted(((name, rules) for p in ports for name, rules in p.chains.items()), reverse=True)
 
-    `only`: keys of the service ports whose owned chains are written (None: all).
-    `stale`: owned chains that exist but are no longer wanted; declared, then deleted.
-    """
-    lines = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules()]
-    for p in ports:
-        lines += p.filter_services
-    for p in ports:
-        lines += p.filter_external
-    lines.append("COMMIT")
-    written = [p for p in ports if only is None or p.key in only]
-    owned = [(name, rules) for p in written for name, rules in p.chains.items()]
-    stale = sorted(stale)
-    lines += ["*nat", *(f":{c} - [0:0]" for c in NAT_CHAINS),
-              *(f":{name} - [0:0]" for name, _ in owned), *(f":{name} - [0:0]" for name in stale)]
-    for p in ports:
-        lines += p.nat_nodeports
-    for p in ports:
-        lines += p.nat_services
-    lines.append(NODEPORTS_LAST)
-    lines += static_nat_rules()
+
+def write_chains(ports: Iterable[PortRules]) -> str:
+    """Only the owned chains of `ports` (nat table): one stage of a staged full sync.
+    KUBE-MARK-MASQ, which they jump to, is written too (whole, so it may not exist yet)."""
+    owned = _owned(ports)
+    lines = ["*nat", *(f":{name} - [0:0]" for name, _ in owned), ":KUBE-MARK-MASQ - [0:0]"]
     for _, rules in owned:
         lines += rules
+    lines.append(static_nat_rules()[0])
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+# The top-level chains that service ports add rules to, as (table, chain, PortRules field).
+TOP_LEVEL = [("filter", "KUBE-SERVICES", "filter_services"),
+             ("filter", "KUBE-EXTERNAL-SERVICES", "filter_external"),
+             ("nat", "KUBE-NODEPORTS", "nat_nodeports"),
+             ("nat", "KUBE-SERVICES", "nat_services")]
+
+
+def dirty_top_level(changed: Iterable[PortRules], old: Iterable[PortRules]
+                    ) -> set[tuple[str, str]]:
+    """The top-level chains whose rules differ once `old` ports are replaced by `changed`
+    ones (ports are compared by key: an old port without a new one was removed)."""
+    before = {p.key: p for p in old}
+    after = {p.key: p for p in changed}
+    dirty = set()
+    for table, chain, attr in TOP_LEVEL:
+        for key in before.keys() | after.keys():
+            if getattr(before.get(key), attr, []) != getattr(after.get(key), attr, []):
+                dirty.add((table, chain))
+                break
+    return dirty
+
+
+def write_ruleset(ports: Sequence[PortRules], only: Iterable[PortRules] | None = None,
+                  stale: Iterable[str] = (), top: set[tuple[str, str]] | None = None) -> str:
+    """The iptables-restore payload for both tables.
+
+    `only`: the ports whose owned chains are written (None: all).
+    `stale`: owned chains that exist but are no longer wanted; declared, then deleted.
+    `top`: the top-level chains to write whole, with their jumps to every port's chains
+    (None: all of them, and the fixed chains too, as every full sync does). kube-proxy
+    rewrites them all on every sync; kgen leaves a chain whose rules did not change as it
+    is (rewriting KUBE-SERVICES costs most of a partial sync at 10,000 services), which
+    puts the same rules in the kernel.
+    """
+    ordered = sorted(ports, key=lambda p: p.order, reverse=True)
+    everything = top is None
+    lines = ["*filter"]
+    if everything:
+        lines += [*(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules()]
+    for table, chain, attr in TOP_LEVEL[:2]:
+        if everything or (table, chain) in (top or set()):
+            if not everything:
+                lines.append(f":{chain} - [0:0]")
+            for p in ordered:
+                lines += getattr(p, attr)
+    lines.append("COMMIT")
+    owned = _owned(ports if only is None else only)
+    stale = sorted(stale, reverse=True)
+    lines += ["*nat", *(f":{c} - [0:0]" for c in NAT_CHAINS if everything or
+                        ("nat", c) in (top or set())),
+              *(f":{name} - [0:0]" for name, _ in owned), *(f":{name} - [0:0]" for name in stale)]
+    for _, rules in owned:
+        lines += rules
+    if everything or ("nat", "KUBE-NODEPORTS") in (top or set()):
+        for p in ordered:
+            lines += p.nat_nodeports
+    if everything or ("nat", "KUBE-SERVICES") in (top or set()):
+        for p in ordered:
+            lines += p.nat_services
+        lines.append(NODEPORTS_LAST)
+    if everything:
+        lines += static_nat_rules()
     lines += [f"-X {name}" for name in stale]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
 
-# Jump rules from the built-in chains, ensured with `iptables -C/-I` on full syncs.
+def _jump(table: str, src: str, dst: str, comment_text: str, extra: str = "") -> tuple[str, str, str]:
+    note = f' -m comment --comment "{comment_text}"' if comment_text else ""
+    return (table, src, f"{extra}{note} -j {dst}".strip())
+
+
+NEW = "-m conntrack --ctstate NEW"
+# kube-proxy's iptablesJumpChains, in its order; each is ensured with "prepend", so a
+# chain's jumps end up in the reverse of this order.
 JUMPS: list[tuple[str, str, str]] = [
-    ("filter", "INPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer '
-                        'firewall" -j KUBE-PROXY-FIREWALL'),
-    ("filter", "INPUT", '-m comment --comment "kubernetes health check service ports" '
-                        "-j KUBE-NODEPORTS"),
-    ("filter", "INPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes '
-                        'externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
-    ("filter", "INPUT", "-j KUBE-FIREWALL"),
-    ("filter", "FORWARD", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load '
-                          'balancer firewall" -j KUBE-PROXY-FIREWALL'),
-    ("filter", "FORWARD", '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'),
-    ("filter", "FORWARD", '-m conntrack --ctstate NEW -m comment --comment "kubernetes service '
-                          'portals" -j KUBE-SERVICES'),
-    ("filter", "FORWARD", '-m conntrack --ctstate NEW -m comment --comment "kubernetes '
-                          'externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
-    ("filter", "OUTPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load '
-                         'balancer firewall" -j KUBE-PROXY-FIREWALL'),
-    ("filter", "OUTPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes service '
-                         'portals" -j KUBE-SERVICES'),
-    ("filter", "OUTPUT", "-j KUBE-FIREWALL"),
-    ("nat", "PREROUTING", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
-    ("nat", "OUTPUT", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
-    ("nat", "POSTROUTING", '-m comment --comment "kubernetes postrouting rules" '
-                           "-j KUBE-POSTROUTING"),
+    _jump("filter", "INPUT", "KUBE-EXTERNAL-SERVICES",
+          "kubernetes externally-visible service portals", NEW),
+    _jump("filter", "FORWARD", "KUBE-EXTERNAL-SERVICES",
+          "kubernetes externally-visible service portals", NEW),
+    _jump("filter", "INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports"),
+    _jump("filter", "FORWARD", "KUBE-SERVICES", "kubernetes service portals", NEW),
+    _jump("filter", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", NEW),
+    _jump("filter", "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules"),
+    _jump("filter", "INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", NEW),
+    _jump("filter", "OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", NEW),
+    _jump("filter", "FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", NEW),
+    _jump("nat", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals"),
+    _jump("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals"),
+    _jump("nat", "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules"),
 ]
+# kube-proxy's iptablesKubeletJumpChains: kubelet's own KUBE-FIREWALL jumps, which kubelet
+# (played by the node agent) puts in place before kube-proxy starts.
+KUBELET_JUMPS: list[tuple[str, str, str]] = [
+    _jump("filter", "INPUT", "KUBE-FIREWALL", ""),
+    _jump("filter", "OUTPUT", "KUBE-FIREWALL", ""),
+]
+
+
+def jump_order(existing: dict[tuple[str, str], list[str]] | None = None,
+               ) -> dict[tuple[str, str], list[str]]:
+    """The jump rules each built-in chain ends up with after kubelet then kube-proxy
+    ensured theirs by prepending (a model of `iptables -C` / `-I chain 1`)."""
+    chains: dict[tuple[str, str], list[str]] = {k: list(v) for k, v in (existing or {}).items()}
+    for table, chain, rule in [*KUBELET_JUMPS, *JUMPS, *KUBELET_JUMPS]:
+        rules = chains.setdefault((table, chain), [])
+        if rule not in rules:
+            rules.insert(0, rule)
+    return chains

@@ -1,0 +1,154 @@
+"""One service port as both proxiers see it: a hashable value, compared whole to
+decide whether its rules must be written again (no fingerprint of generated text).
+
+The traffic-policy arithmetic follows kube-proxy's CategorizeEndpoints and the
+policy-chain choices its iptables and nftables proxiers share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+from generator.node.contract import PublishedPod, ServiceSpec, ready_pods, selects
+from generator.node.proxy.endpoints import Endpoint, PodIndex
+from generator.node.proxy.naming import NAMESPACE, service_port_name
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    namespace: str
+    service: str
+    port_name: str
+    protocol: str  # lower case: tcp | udp | sctp
+    cluster_ip: str
+    port: int
+    node_port: int | None  # only for NodePort services
+    affinity: int | None  # ClientIP affinity timeout in seconds, else None
+    external_local: bool  # externalTrafficPolicy: Local (NodePort only)
+    internal_local: bool  # internalTrafficPolicy: Local
+    endpoints: tuple[Endpoint, ...]  # ordered by "ip:port"
+
+    @cached_property
+    def spn(self) -> str:
+        """kube-proxy's ServicePortName string: `ns/svc` or `ns/svc:port`."""
+        return service_port_name(self.service, self.port_name, self.namespace)
+
+    @cached_property
+    def key(self) -> str:
+        return f"{self.spn}/{self.protocol}"
+
+    @property
+    def externally_accessible(self) -> bool:
+        return self.node_port is not None
+
+    def uses_cluster_endpoints(self) -> bool:
+        # Even with externalTrafficPolicy Local, the short-circuit of pod and node
+        # traffic to external destinations needs the Cluster endpoints.
+        return not self.internal_local or self.externally_accessible
+
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_local or (self.externally_accessible and self.external_local)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which endpoints and chains a service port uses on this node."""
+
+    cluster: tuple[Endpoint, ...]  # endpoints of the Cluster policy chain (empty: unused)
+    local: tuple[Endpoint, ...]  # endpoints of the Local policy chain (empty: unused)
+    reachable: tuple[Endpoint, ...]  # every endpoint with an endpoint chain
+    has_endpoints: bool
+    has_internal: bool
+    has_external: bool
+
+
+def policy(info: PortInfo, node: str) -> Policy:
+    everything = info.endpoints
+    cluster = everything if info.uses_cluster_endpoints() else ()
+    local = tuple(e for e in everything if e.node == node) if info.uses_local_endpoints() else ()
+    reachable = cluster or local
+    has = bool(everything)
+    has_internal = has and (not info.internal_local or bool(local))
+    has_external = has and (not info.external_local or bool(local))
+    return Policy(cluster, local, reachable, has, has_internal, has_external)
+
+
+def port_infos(services: list[ServiceSpec], pods: list[PublishedPod]) -> Iterator[PortInfo]:
+    """Every service port from scratch (the proxiers keep a PortTracker instead)."""
+    index = PodIndex(pods)
+    for s in services:
+        yield from port_infos_of(s, index.select(s.get("selector") or {}))
+
+
+class PortTracker:
+    """PortInfo of every service port, kept across syncs: a sync recomputes only the
+    services whose own spec changed or whose selector matches a pod that changed, so
+    one changed endpoint at 10,000 services costs a few dict comparisons per object,
+    not a new selection and sort for every service."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, ServiceSpec] = {}
+        self.pods: dict[str, PublishedPod] = {}
+        self.by_label: dict[tuple[str, str], dict[str, PublishedPod]] = {}  # ready pods
+        self.by_selector: dict[tuple[str, str], set[str]] = {}  # selector item: services
+        self.ports: dict[str, list[PortInfo]] = {}
+
+    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> list[PortInfo]:
+        new_services = {s["name"]: s for s in services}
+        affected = {n for n, s in new_services.items() if self.services.get(n) != s}
+        affected |= self.services.keys() - new_services.keys()
+        for name in affected:
+            was, now = self.services.get(name), new_services.get(name)
+            for item in (was["selector"] if was else {}).items():
+                self.by_selector.get(item, set()).discard(name)
+            for item in (now["selector"] if now else {}).items():
+                self.by_selector.setdefault(item, set()).add(name)
+        new_pods = {p["name"]: p for p in pods}
+        changed = [n for n, p in new_pods.items() if self.pods.get(n) != p]
+        changed += [n for n in self.pods if n not in new_pods]
+        ready = {p["name"] for p in ready_pods([new_pods[n] for n in changed if n in new_pods])}
+        for name in changed:
+            for version, add in ((self.pods.get(name), False), (new_pods.get(name), True)):
+                if version is None:
+                    continue
+                for item in (version.get("labels") or {}).items():
+                    affected |= self.by_selector.get(item, set())
+                    if add and name in ready:
+                        self.by_label.setdefault(item, {})[name] = version
+                    elif not add:
+                        self.by_label.get(item, {}).pop(name, None)
+        self.services, self.pods = new_services, new_pods
+        for name in affected:
+            s = new_services.get(name)
+            if s is None:
+                self.ports.pop(name, None)
+            else:
+                self.ports[name] = list(port_infos_of(s, self.select(s.get("selector") or {})))
+        return [info for name in new_services for info in self.ports[name]]
+
+    def select(self, selector: dict[str, str]) -> list[PublishedPod]:
+        if not selector:
+            return []
+        candidates = min((self.by_label.get(item, {}) for item in selector.items()), key=len)
+        return [p for p in candidates.values() if selects(selector, p.get("labels") or {})]
+
+
+def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo]:
+    affinity = s.get("sessionAffinityTimeout", 10800) if s.get("sessionAffinity") == "ClientIP" \
+        else None
+    node_port_service = s.get("type") == "NodePort"
+    for p in s["ports"]:
+        endpoints = sorted((Endpoint(str(pod["ip"]), int(p["targetPort"]), pod["node"])
+                            for pod in pods),
+                           key=lambda e: e.address)
+        yield PortInfo(
+            namespace=s.get("namespace", NAMESPACE), service=s["name"],
+            port_name=p.get("name") or "", protocol=p["protocol"].lower(),
+            cluster_ip=s["clusterIP"], port=int(p["port"]),
+            node_port=p.get("nodePort") if node_port_service else None,
+            affinity=affinity,
+            external_local=node_port_service and s.get("externalTrafficPolicy") == "Local",
+            internal_local=s.get("internalTrafficPolicy") == "Local",
+            endpoints=tuple(endpoints))
