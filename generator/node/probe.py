@@ -6,22 +6,47 @@ attempt opens a new connection (a service re-draws its backend each time);
 exit status 0 when all succeed, 1 otherwise, 2 for usage errors.
 `--source-port` sends from that port (for icmp: the echo identifier), so that
 `kgen trace` knows the flow exactly; icmp ignores PORT.
+
+`python3 -m generator.node.probe batch JOBS [--deadline S] [--workers W]` runs
+many probes in one process (one `docker exec` for all the checks a node or
+client sends): JOBS is base64 of zlib-compressed JSON, a list of jobs
+`{"netns", "mode", "host", "port", "arg", "count", "timeout", "until",
+"fail_fast", "streams"}`. A job with a `netns` runs inside that network namespace
+(`/run/netns/NAME`, entered by its worker thread with setns(2)); it sends up
+to `count` requests (over up to `streams` connections at once) and stops
+early at the first failure (`fail_fast`) or once every answer in `until` has
+been seen. It prints one JSON list, one
+summary per job in order: `{"sent", "ok", "answers": {answer: n}, "errors":
+{error: n}, "ms_max"}`. Probes go only to private or loopback addresses.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import ctypes
 import http.client
+import ipaddress
 import json
 import os
 import socket
 import struct
 import sys
+import threading
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-MAX_COUNT = 1000
+MAX_COUNT = 50000
 MAX_TIMEOUT = 30.0
+MAX_DEADLINE = 600.0
+MAX_WORKERS = 64
+MAX_STREAMS = 8
+CLONE_NEWNET = 0x40000000
+# Where lab traffic may go: RFC 1918, shared address space (100.64.0.0/10), loopback.
+ALLOWED = [ipaddress.ip_network(n) for n in
+           ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8")]
 
 
 def _error(err: BaseException) -> str:
@@ -128,7 +153,160 @@ def run(mode: str, host: str, port: int, arg: str, count: int, timeout: float,
     return results
 
 
+def allowed(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in ALLOWED)
+
+
+_local = threading.local()
+
+
+def current_netns() -> str | None:
+    """Where the calling thread is: a pod netns it entered, or None (the process's own).
+    A thread starts where the thread that made it was (see _Job.stream)."""
+    return getattr(_local, "netns", None)
+
+
+def enter_netns(name: str | None) -> None:
+    """Move the calling thread into pod netns `name` (None: the process's own)."""
+    if current_netns() == name:
+        return
+    if name and ("/" in name or name in (".", "..")):
+        raise ValueError(f"bad netns name {name!r}")
+    path = f"/run/netns/{name}" if name else f"/proc/{os.getpid()}/ns/net"
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+    _local.netns = name
+
+
+class _Job:
+    """The shared state of one job's requests, sent by up to `streams` threads."""
+
+    def __init__(self, job: dict[str, Any], deadline: float) -> None:
+        self.job = job
+        self.deadline = deadline
+        self.count = max(1, min(int(job.get("count", 1)), MAX_COUNT))
+        self.timeout = max(0.01, min(float(job.get("timeout", 2.0)), MAX_TIMEOUT))
+        self.until = set(job["until"]) if job.get("until") else None
+        self.fail_fast = bool(job.get("fail_fast", True))
+        self.lock = threading.Lock()
+        self.issued = 0
+        self.stop = False
+        self.summary: dict[str, Any] = {"sent": 0, "ok": 0, "answers": {}, "errors": {},
+                                        "ms_max": 0.0}
+
+    def error(self, error: str) -> None:
+        errors = self.summary["errors"]
+        errors[error] = errors.get(error, 0) + 1
+
+    def ticket(self) -> float | None:
+        """Leave to send one more request: its timeout, or None when the job is done."""
+        with self.lock:
+            left = self.deadline - time.monotonic()
+            if self.stop or self.issued >= self.count:
+                return None
+            if left <= 0:
+                self.stop = True
+                self.error("deadline reached")
+                return None
+            self.issued += 1
+            return min(self.timeout, left)
+
+    def record(self, r: dict[str, Any]) -> None:
+        with self.lock:
+            summary = self.summary
+            summary["sent"] += 1
+            summary["ms_max"] = max(summary["ms_max"], r["ms"])
+            if r["ok"]:
+                summary["ok"] += 1
+                summary["answers"][r["answer"]] = summary["answers"].get(r["answer"], 0) + 1
+                if self.until is not None and self.until <= summary["answers"].keys():
+                    self.stop = True
+            else:
+                self.error(r["error"])
+                self.stop = self.stop or self.fail_fast
+
+    def stream(self, inherited: str | None) -> None:
+        _local.netns = inherited  # a new thread is where its creator was
+        try:
+            enter_netns(self.job.get("netns"))
+        except (OSError, ValueError) as err:
+            with self.lock:
+                self.stop = True
+                self.error(str(err))
+            return
+        job = self.job
+        while (timeout := self.ticket()) is not None:
+            self.record(attempt(job["mode"], job["host"], int(job["port"]), job.get("arg", ""),
+                                timeout))
+
+
+def run_job(job: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """One job of a batch: up to `count` requests over up to `streams` connections at once,
+    summarised. It stops at the first failure (`fail_fast`) or once every answer in `until`
+    was seen; never more than `count` requests, none after the deadline."""
+    state = _Job(job, deadline)
+    if job.get("mode") not in MODES:
+        state.error(f"unknown mode {job.get('mode')!r}")
+        return state.summary
+    if not allowed(str(job["host"])):
+        state.error(f"refused to probe {job['host']}: not a lab address")
+        return state.summary
+    streams = max(1, min(int(job.get("streams", 1)), MAX_STREAMS, state.count))
+    here = current_netns()
+    helpers = [threading.Thread(target=state.stream, args=(here,), daemon=True)
+               for _ in range(streams - 1)]
+    for t in helpers:
+        t.start()
+    state.stream(here)
+    for t in helpers:
+        t.join()
+    return state.summary
+
+
+def encode_jobs(jobs: list[dict[str, Any]]) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(jobs).encode())).decode()
+
+
+def decode_jobs(text: str) -> list[dict[str, Any]]:
+    return list(json.loads(zlib.decompress(base64.b64decode(text))))
+
+
+def run_batch(jobs: list[dict[str, Any]], deadline_s: float, workers: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + deadline_s
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1))) as pool:
+        return list(pool.map(lambda job: run_job(job, deadline), jobs))
+
+
+def batch_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="probe batch", description="many probes, one process")
+    parser.add_argument("jobs", help="base64 of zlib-compressed JSON: a list of jobs")
+    parser.add_argument("--deadline", type=float, default=60.0, help="seconds for the batch")
+    parser.add_argument("--workers", type=int, default=16, help="jobs run at once")
+    args = parser.parse_args(argv)
+    if not 0 < args.deadline <= MAX_DEADLINE or not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--deadline must be 0-{MAX_DEADLINE} and --workers 1-{MAX_WORKERS}")
+    try:
+        jobs = decode_jobs(args.jobs)
+    except (ValueError, zlib.error) as err:
+        parser.error(f"cannot read the jobs: {err}")
+    print(json.dumps(run_batch(jobs, args.deadline, args.workers)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["batch"]:
+        return batch_main(argv[1:])
     parser = argparse.ArgumentParser(prog="probe", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(MODES))
     parser.add_argument("host")
@@ -145,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--count must be 1-{MAX_COUNT} and --timeout 0-{MAX_TIMEOUT}")
     if not 0 <= args.source_port <= 65535:
         parser.error("--source-port must be 0-65535")
+    if not allowed(args.host):
+        parser.error(f"{args.host} is not a lab address (private or loopback)")
     results = run(args.mode, args.host, args.port, args.arg, args.count, args.timeout,
                   args.fail_fast, args.source_port or None)
     if args.json:
