@@ -3,17 +3,129 @@
 A check names what it sends, from where, to what, what it expects, and the
 datapath parts it depends on (`bridge:<node>`, `veth:<pod>`, `nat:<node>`,
 `overlay:<node>`). Breaking one part must fail exactly the checks that list it.
+
+The plan grows with the lab, never with its square of pods:
+
+- Pod to pod samples the matrix (`pod_matrix`): every pair of nodes once,
+  every node with two pods once inside it, and every pod at least once as
+  source and once as destination. It is deterministic (node and pod order of
+  the lab file), so a run can be reproduced.
+- A spreading check (a service must reach every backend) sends up to
+  `spread_requests(n)` requests, stopping as soon as every backend has
+  answered: with n backends drawn uniformly at random (kube-proxy's
+  `statistic` ladder, nftables' `numgen random`), the chance that a healthy
+  lab still misses one is at most n(1-1/n)^r <= FALSE_FAILURE (the union bound
+  of the coupon collector). Stopping early does not change that chance: the
+  check fails only when some backend is unseen after all r requests.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from generator.node.contract import selects
 
-SPREAD_REQUESTS = 24  # 2 backends all hit with probability 1 - 2**-23
+FALSE_FAILURE = 1e-6  # per check: the chance that a healthy lab fails a random-draw check
 AFFINITY_REQUESTS = 10
+SNAT_DRAWS = 4  # /clientip requests through a NodePort: each shows the source the backend saw
+UDP_DRAWS = 8  # datagrams to a UDP ClusterIP: every answer must come from a backend
+
+
+def spread_requests(n: int, p: float = FALSE_FAILURE) -> int:
+    """Fewest requests r with n(1-1/n)^r <= p: n uniform backends all answer but with chance p."""
+    if n <= 1:
+        return 1
+    r = max(1, math.ceil(math.log(p / n) / math.log1p(-1 / n)))
+    while r > 1 and miss_probability(n, r - 1) <= p:  # float rounding: the least such r
+        r -= 1
+    while miss_probability(n, r) > p:
+        r += 1
+    return r
+
+
+def miss_probability(n: int, r: int) -> float:
+    """Upper bound on P(some of n uniform backends unseen after r requests)."""
+    return 0.0 if n <= 1 else min(1.0, n * (1 - 1 / n) ** r)
+
+
+def hit_requests(n: int, p: float = FALSE_FAILURE) -> int:
+    """Fewest requests r with (1-1/n)^r <= p: one given backend of n answers but with chance p."""
+    if n <= 1:
+        return 1
+    r = max(1, math.ceil(math.log(p) / math.log1p(-1 / n)))
+    while r > 1 and (1 - 1 / n) ** (r - 1) <= p:
+        r -= 1
+    while (1 - 1 / n) ** r > p:
+        r += 1
+    return r
+
+
+def pod_matrix(by_node: list[list[str]]) -> list[tuple[str, str]]:
+    """A deterministic sample of pod pairs (source, destination).
+
+    `by_node` holds each node's pods in lab order. The node pairs are a
+    round-robin tournament: node i sends to node (i+d) mod N for d = 1 ..
+    floor(N/2) (for even N, d = N/2 only from the first half), so every
+    unordered pair of nodes appears once and every node sends and receives
+    about (N-1)/2 times; node pairs come first, then the pairs across nodes by
+    distance d. Each node hands out its pods in turn, as sources and as
+    destinations, so pods take the pairs evenly. Pods the pairs did not reach
+    (more pods on a node than pairs) get one extra check each, an uncovered
+    source paired with an uncovered destination where possible.
+    """
+    nodes = [pods for pods in by_node if pods]
+    n = len(nodes)
+    pairs: list[tuple[int, int]] = [(i, i) for i in range(n) if len(nodes[i]) >= 2]
+    for d in range(1, n // 2 + 1):
+        for i in range(n):
+            if 2 * d == n and i >= d:
+                continue  # the pair {i, i+N/2} once, from the first half
+            pairs.append((i, (i + d) % n))
+    next_src, next_dst = [0] * n, [0] * n
+    chosen: list[tuple[str, str]] = []
+    for s, t in pairs:
+        src = nodes[s][next_src[s] % len(nodes[s])]
+        next_src[s] += 1
+        dst = nodes[t][next_dst[t] % len(nodes[t])]
+        next_dst[t] += 1
+        if dst == src:  # same node: the next pod in turn
+            dst = nodes[t][next_dst[t] % len(nodes[t])]
+            next_dst[t] += 1
+        chosen.append((src, dst))
+    node_of = {pod: i for i, pods in enumerate(nodes) for pod in pods}
+    everyone = [pod for pods in nodes for pod in pods]
+
+    def other(pod: str) -> str | None:
+        """A partner for an extra check: the next node's first pod, else a pod alongside."""
+        i = node_of[pod]
+        if n > 1:
+            return nodes[(i + 1) % n][0]
+        return next((p for p in nodes[i] if p != pod), None)
+
+    sources = [p for p in everyone if p not in {s for s, _ in chosen}]
+    targets = [p for p in everyone if p not in {t for _, t in chosen}]
+    for src in sources:
+        partner = next((t for t in targets if t != src), None)
+        if partner is not None:
+            targets.remove(partner)
+        else:
+            partner = other(src)
+        if partner is not None:
+            chosen.append((src, partner))
+    for dst in targets:
+        partner = other(dst)
+        if partner is not None:
+            chosen.append((partner, dst))
+    return chosen
+
+
+def _names(pods: list[str], shown: int = 4) -> str:
+    pods = sorted(pods)
+    if len(pods) <= shown:
+        return ", ".join(pods)
+    return f"{len(pods)} backends ({', '.join(pods[:shown - 1])}, …)"
 
 
 @dataclass(frozen=True)
@@ -59,20 +171,14 @@ class Planner:
     # ---- pods
 
     def pod_to_pod(self) -> list[Check]:
-        checks = []
-        by_node: dict[str, list[dict[str, Any]]] = {}
+        by_node: dict[str, list[str]] = {n["name"]: [] for n in self.cluster["nodes"]}
         for pod in self.servers:
-            by_node.setdefault(pod["node"], []).append(pod)
-        firsts = [pods[0] for pods in by_node.values()]
-        for pods in by_node.values():
-            if len(pods) >= 2:
-                checks.append(self._pod_pair(pods[0], pods[1], "same node"))
-        for i, a in enumerate(firsts):
-            for b in firsts[i + 1:]:
-                checks.append(self._pod_pair(a, b, "across nodes"))
-        return checks
+            by_node.setdefault(pod["node"], []).append(pod["name"])
+        pods = {p["name"]: p for p in self.servers}
+        return [self._pod_pair(pods[a], pods[b]) for a, b in pod_matrix(list(by_node.values()))]
 
-    def _pod_pair(self, a: dict[str, Any], b: dict[str, Any], where: str) -> Check:
+    def _pod_pair(self, a: dict[str, Any], b: dict[str, Any]) -> Check:
+        where = "same node" if a["node"] == b["node"] else "across nodes"
         return Check(f"pod-to-pod:{a['name']}->{b['name']}", "pod-to-pod",
                      f"pod to pod, {where} ({a['node']} → {b['node']})", a["name"], b["name"],
                      "answers; sees the source pod's own IP", frozenset(_path(self.cluster, a, b)))
@@ -146,14 +252,17 @@ class Planner:
         names = sorted(b["name"] for b in backends)
         where = "with" if source["node"] in {b["node"] for b in backends} else "without"
         depends = frozenset(self._service_path(source, backends))
+        sticky = svc["sessionAffinity"] == "ClientIP"
+        requests = 1 if sticky else spread_requests(len(names))
         params = {"backends": names, "port": port, "service": svc["name"],
-                  "requests": 1 if svc["sessionAffinity"] == "ClientIP" else SPREAD_REQUESTS,
+                  "requests": requests, "spread": not sticky,
+                  "false_failure": 0.0 if sticky else miss_probability(len(names), requests),
                   # A backend that draws itself is masqueraded to its node (hairpin).
                   "hairpin_gateway": self.gateway[source["node"]]
                   if source["name"] in names else None}
-        spread = "spreads over " + ", ".join(names)
-        if svc["sessionAffinity"] == "ClientIP":
-            spread = "answered by one of " + ", ".join(names)
+        spread = f"spreads over {_names(names)} (≤ {requests} requests)"
+        if sticky:
+            spread = "answered by one of " + _names(names)
         checks = [Check(f"clusterip:{svc['name']}:{source['name']}", "clusterip",
                         f"ClusterIP {svc['name']} from a node {where} a backend", source["name"],
                         target, f"{spread}; backend sees the pod's own IP", depends, params)]
@@ -169,9 +278,10 @@ class Planner:
              backends: list[dict[str, Any]]) -> Check:
         return Check(f"clusterip-udp:{svc['name']}:{port['port']}", "clusterip-udp",
                      f"ClusterIP {svc['name']} over UDP", source["name"],
-                     f"{svc['clusterIP']}:{port['port']}", "a backend answers over UDP",
+                     f"{svc['clusterIP']}:{port['port']}",
+                     f"{UDP_DRAWS} datagrams, each answered by a backend",
                      frozenset(self._service_path(source, backends)),
-                     {"backends": sorted(b["name"] for b in backends)})
+                     {"requests": UDP_DRAWS, "backends": sorted(b["name"] for b in backends)})
 
     def _affinity(self, svc: dict[str, Any], port: dict[str, Any], source: dict[str, Any],
                   backends: list[dict[str, Any]]) -> Check:
@@ -184,12 +294,16 @@ class Planner:
     def _hairpin(self, svc: dict[str, Any], port: dict[str, Any],
                  backends: list[dict[str, Any]]) -> Check:
         pod = backends[0]
+        requests = hit_requests(len(backends))
         # kube-proxy's hairpin rule masquerades a pod that its service sends back to itself.
         return Check(f"hairpin:{svc['name']}:{pod['name']}", "hairpin",
                      f"a backend reaches itself through {svc['name']}", pod["name"],
-                     f"{svc['clusterIP']}:{port['port']}", f"{pod['name']} answers itself",
+                     f"{svc['clusterIP']}:{port['port']}",
+                     f"{pod['name']} answers itself (≤ {requests} requests)",
                      frozenset(self._service_path(pod, backends)),
-                     {"requests": SPREAD_REQUESTS, "self": pod["name"],
+                     {"requests": requests, "self": pod["name"],
+                      "false_failure": 0.0 if len(backends) <= 1
+                      else (1 - 1 / len(backends)) ** requests,
                       "backends": sorted(b["name"] for b in backends)})
 
     def _no_endpoints(self, svc: dict[str, Any]) -> list[Check]:
@@ -220,10 +334,10 @@ class Planner:
                 expected = "dropped (no local endpoint)"
                 serving: list[dict[str, Any]] = []
             elif local:
-                expected = f"served locally; backend sees the client's IP {client['ip']}"
+                expected = f"backend sees the client's IP {client['ip']}"
                 serving = [b for b in backends if b["node"] == node["name"]]
             else:
-                expected = f"served; backend sees an address of {node['name']}, not the client"
+                expected = f"backend sees an address of {node['name']}, not the client"
                 serving = backends
             depends = {f"nat:{node['name']}"}
             for b in serving:
@@ -232,12 +346,21 @@ class Planner:
                     depends |= {f"overlay:{node['name']}", f"overlay:{b['node']}"}
             if local and not has_local:
                 depends = set()  # a drop needs nothing to work
+            requests = spread_requests(len(serving)) if serving else 1
+            where = " locally" if local else ""
+            if len(serving) == 1:
+                expected = f"{serving[0]['name']} serves{where}; {expected}"
+            elif serving:
+                expected = (f"{_names([b['name'] for b in serving])} all serve{where} "
+                            f"(≤ {requests} requests); {expected}")
             checks.append(Check(f"nodeport:{svc['name']}:{node['name']}", "nodeport",
                                 f"NodePort {svc['name']} ({svc['externalTrafficPolicy']}) "
                                 f"via {node['name']}", client["name"], target, expected,
                                 frozenset(depends),
                                 {"policy": svc["externalTrafficPolicy"], "node": node,
                                  "drop": local and not has_local, "client_ip": client["ip"],
+                                 "requests": requests, "draws": SNAT_DRAWS,
+                                 "false_failure": miss_probability(len(serving), requests),
                                  "backends": sorted(b["name"] for b in serving)}))
         return checks
 

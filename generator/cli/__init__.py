@@ -14,6 +14,7 @@ from generator.cli import (  # noqa: F401  (registers the commands, in --help or
     logs,
     ls,
     schema,
+    trace,
 )
 from generator.cli.app import app
 

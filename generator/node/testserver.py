@@ -77,10 +77,16 @@ class QuietUDPServer(socketserver.ThreadingUDPServer):
     daemon_threads = True
 
 
+class HTTPServer(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of connections (a service's
+    # clients, `kgen check`) overflowed it and the dropped SYNs came back 1 s, 3 s later.
+    request_queue_size = 128
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 def serve(name: str, http_port: int, udp_port: int, host: str = "0.0.0.0") -> None:
-    ThreadingHTTPServer.allow_reuse_address = True
-    http = ThreadingHTTPServer((host, http_port), make_http_handler(name))
-    http.daemon_threads = True
+    http = HTTPServer((host, http_port), make_http_handler(name))
     handler = type("Handler", (UDPHandler,), {"name": name})
     udp = QuietUDPServer((host, udp_port), handler)
     stop = threading.Event()

@@ -87,7 +87,8 @@ def test_3_nat_flushed_fails_exactly_its_dependents(brk: RunningLab) -> None:
 
 def test_4_veth_removed_fails_exactly_its_dependents(brk: RunningLab) -> None:
     expected = dependents(brk, "veth:pod-1")
-    assert expected == {"pod-to-pod:pod-0->pod-1"}
+    # pod-1 backs no service: only the sampled pod-to-pod checks to and from it.
+    assert expected == {"pod-to-pod:pod-0->pod-1", "pod-to-pod:pod-1->pod-2"}
     peer = brk.exec("pod-1", "cat", "/sys/class/net/eth0/iflink").stdout.strip()
     veth = brk.exec("node-0", "sh", "-c", f"ip -o link | grep '^{peer}:'").stdout.split(":")[1]
     brk.exec("node-0", "ip", "link", "del", veth.split("@")[0].strip())

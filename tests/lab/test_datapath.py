@@ -104,3 +104,13 @@ def test_kgen_check_passes_on_the_demo_and_prints_json(demo: RunningLab) -> None
     report = json.loads(result.stdout)
     assert result.returncode == 0, [c for c in report["checks"] if not c["passed"]]
     assert report["failed"] == 0 and report["passed"] == len(report["checks"]) >= 20
+
+
+def test_kgen_check_k_selects_checks_by_id(demo: RunningLab) -> None:
+    result = demo.kgen("check", "--json", "-k", "nodeport:web-local", check=False)
+    report = json.loads(result.stdout)
+    ids = {c["id"] for c in report["checks"]}
+    assert ids == {f"nodeport:web-local:node-{i}" for i in range(3)}
+    assert result.returncode == 0 and report["failed"] == 0
+    nothing = demo.kgen("check", "-k", "no-such-check", check=False)
+    assert nothing.returncode == 2 and "no check matches" in nothing.stderr

@@ -37,12 +37,34 @@ VARIES = [
     (r"^(tcp\s+6\s+)\d+", r"\1TIMEOUT"),                      # conntrack timer
 ]
 
-# Random draws the README text explains: command substring -> (pattern, stand-in).
+# What else varies in a `kgen trace`: the source port it picks, the ports the kernel picks
+# (masquerade, the VXLAN source port), veth names and the round trip.
+TRACE_VARIES = [
+    (r"source port \d+", "source port N"),
+    (r":(?!(?:80|8080|8081|4789|30080|30081)\b)\d+\b", ":PORT"),
+    (r"\b([sd]port)=(?!(?:80|8080|8081|30080|30081)\b)\d+", r"\1=PORT"),
+    (r"\bveth[0-9a-f]{8}\b", "vethX"),
+    (r" in [\d.]+ ms$", " in T ms"),
+]
+
+# A trace through a service with one backend on node-1 and one on node-2 follows either.
+BACKEND_DRAW = [
+    (r"\bpod-[23]\b", "BACKEND"),
+    (r"\bnode-[12]\b", "BACKEND-NODE"),
+    (r"\b10\.244\.[12]\.", "10.244.B."),
+    (r"\b(\d+\.\d+\.\d+)\.[34]\b", r"\1.BACKEND-NODE-IP"),
+    (r"KUBE-SEP-[A-Z0-9]{16}", "KUBE-SEP-X"),
+    (r"endpoint [12] of 2 \([^)]*\)", "endpoint N of 2 (DRAW)"),
+]
+
+# Random draws the README text explains: command substring -> [(pattern, stand-in)].
 DRAWS = {
-    "curl -s 10.96.0.10/hostname": (r"^pod-[23]$", "a web backend"),
-    "conntrack -L": (r"src=10\.244\.[12]\.2 dst=10\.244\.0\.2", "src=BACKEND dst=10.244.0.2"),
+    "curl -s 10.96.0.10/hostname": [(r"^pod-[23]$", "a web backend")],
+    "conntrack -L": [(r"src=10\.244\.[12]\.2 dst=10\.244\.0\.2", "src=BACKEND dst=10.244.0.2")],
     # node-1 SNATs to its bridge address for its own backend, to its VTEP for node-2's.
-    "172.31.0.3:30080/clientip": (r"^10\.244\.1\.[01]:", "node-1:"),
+    "172.31.0.3:30080/clientip": [(r"^10\.244\.1\.[01]:", "node-1:")],
+    "kgen trace pod-0 web": BACKEND_DRAW,
+    "kgen trace client-0 node-0 --port 30080": BACKEND_DRAW,
 }
 
 # Listings in the kernel's hash order, which differs between runs: compared as sets of lines.
@@ -68,9 +90,13 @@ def normalise(command: str, output: str) -> str:
     for line in output.strip("\n").splitlines():
         for pattern, stand_in in VARIES:
             line = re.sub(pattern, stand_in, line)
-        for key, (pattern, stand_in) in DRAWS.items():
-            if key in command:
+        if "kgen trace" in command:
+            for pattern, stand_in in TRACE_VARIES:
                 line = re.sub(pattern, stand_in, line)
+        for key, draws in DRAWS.items():
+            if key in command:
+                for pattern, stand_in in draws:
+                    line = re.sub(pattern, stand_in, line)
         lines.append(line.rstrip())
     if any(key in command for key in ORDERLESS):
         lines.sort()

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 
-from generator.checks.plan import plan
+import pytest
+
+from generator.checks.plan import (
+    FALSE_FAILURE,
+    hit_requests,
+    miss_probability,
+    plan,
+    pod_matrix,
+    spread_requests,
+)
 from generator.cluster.build import build_state
 from generator.lab.model import load_lab, parse_lab
 from tests.conftest import ROOT
@@ -42,7 +52,7 @@ def test_dependencies_name_the_parts_a_packet_crosses() -> None:
     checks = demo_plan()
     same = checks["pod-to-pod:pod-0->pod-1"].depends
     assert same == {"veth:pod-0", "veth:pod-1", "bridge:node-0"}
-    across = checks["pod-to-pod:pod-0->pod-2"].depends
+    across = checks["pod-to-pod:pod-1->pod-2"].depends
     assert {"overlay:node-0", "overlay:node-1", "bridge:node-1"} <= across
     assert "nat:node-0" in checks["clusterip:web:pod-0"].depends
     assert not any(d.startswith("nat:") for d in checks["no-endpoints:no-backends"].depends)
@@ -53,7 +63,7 @@ def test_a_small_lab_gets_only_the_checks_it_can_run() -> None:
     lab = parse_lab({"name": "t", "nodes": ["n0"], "backend": "host-gw",
                      "pods": [{"name": "a", "node": "n0"}, {"name": "b", "node": "n0"}]})
     checks = plan(build_state(lab, NET))
-    assert [c.id for c in checks] == ["pod-to-pod:a->b"]
+    assert [c.id for c in checks] == ["pod-to-pod:a->b", "pod-to-pod:b->a"]
 
 
 def test_host_gw_expects_pod_ips_on_the_wire() -> None:
@@ -61,3 +71,107 @@ def test_host_gw_expects_pod_ips_on_the_wire() -> None:
                      "pods": [{"name": "a", "node": "n0"}, {"name": "b", "node": "n1"}]})
     wire = next(c for c in plan(build_state(lab, NET)) if c.kind == "wire")
     assert wire.params["backend"] == "host-gw" and "pod IPs" in wire.expected
+
+
+# ---- the sampled pod matrix
+
+
+def matrix_of(pods_per_node: list[int]) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    by_node = [[f"n{i}p{j}" for j in range(k)] for i, k in enumerate(pods_per_node)]
+    return by_node, pod_matrix(by_node)
+
+
+@pytest.mark.parametrize("pods_per_node", [[1], [2], [5], [1, 1], [2, 1, 1], [5] * 3, [1] * 7,
+                                           [5] * 20, [5] * 50, [3, 0, 1, 7, 2, 0, 4], [10, 1] * 6])
+def test_pod_matrix_covers_node_pairs_and_every_pod(pods_per_node: list[int]) -> None:
+    by_node, pairs = matrix_of(pods_per_node)
+    node_of = {pod: i for i, pods in enumerate(by_node) for pod in pods}
+    nodes = [i for i, pods in enumerate(by_node) if pods]
+    everyone = set(node_of) if len(node_of) > 1 else set()
+    assert len(set(pairs)) == len(pairs), "no pair twice"
+    assert all(s != t for s, t in pairs)
+    # Every unordered pair of nodes, and every node with two pods inside it.
+    covered = {frozenset((node_of[s], node_of[t])) for s, t in pairs}
+    wanted = {frozenset((a, b)) for a in nodes for b in nodes if a < b}
+    wanted |= {frozenset((a,)) for a in nodes if len(by_node[a]) >= 2}
+    assert covered == wanted
+    assert {s for s, _ in pairs} == everyone and {t for _, t in pairs} == everyone
+
+
+def test_pod_matrix_is_linear_in_pods_and_quadratic_only_in_nodes() -> None:
+    _, pairs = matrix_of([5] * 50)
+    # 1225 node pairs + 50 same-node pairs; all 250 pods fit into those.
+    assert len(pairs) == 50 * 49 // 2 + 50
+    _, small = matrix_of([5] * 3)
+    assert len(small) <= 3 + 3 + 15  # the node pairs, then one extra per pod left out at most
+
+
+def test_pod_matrix_is_deterministic_and_balanced() -> None:
+    by_node, pairs = matrix_of([5] * 20)
+    assert pod_matrix(by_node) == pairs
+    sends: dict[int, int] = {}
+    for s, _ in pairs:
+        node = int(s[1:].split("p")[0])
+        sends[node] = sends.get(node, 0) + 1
+    assert max(sends.values()) - min(sends.values()) <= 1
+
+
+def test_demo_pod_matrix() -> None:
+    ids = [i for i in demo_plan() if i.startswith("pod-to-pod:")]
+    assert ids == ["pod-to-pod:pod-0->pod-1", "pod-to-pod:pod-1->pod-2", "pod-to-pod:pod-2->pod-3",
+                   "pod-to-pod:pod-3->pod-0"]
+
+
+# ---- how many requests a random draw needs
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 20, 50, 100, 250, 1000])
+def test_spread_requests_is_the_least_count_within_the_bound(n: int) -> None:
+    r = spread_requests(n)
+    assert n * (1 - 1 / n) ** r <= FALSE_FAILURE < n * (1 - 1 / n) ** (r - 1)
+    assert miss_probability(n, r) <= FALSE_FAILURE
+    h = hit_requests(n)
+    assert (1 - 1 / n) ** h <= FALSE_FAILURE < (1 - 1 / n) ** (h - 1)
+
+
+def test_one_backend_needs_one_request_and_known_counts() -> None:
+    assert spread_requests(1) == hit_requests(1) == 1 and miss_probability(1, 1) == 0
+    assert spread_requests(2) == 21 and spread_requests(10) == 153
+    # What the fixed 24 requests gave with 10 backends: all seen only ~39% of the time
+    # (inclusion-exclusion, exact).
+    exact = sum((-1) ** k * math.comb(10, k) * (1 - k / 10) ** 24 for k in range(11))
+    assert 0.38 < exact < 0.40
+
+
+def test_spreading_checks_carry_their_counts_and_bound() -> None:
+    checks = demo_plan()
+    spread = checks["clusterip:web:pod-0"].params
+    assert spread["requests"] == spread_requests(2) and spread["spread"] is True
+    assert spread["false_failure"] <= FALSE_FAILURE
+    assert checks["hairpin:web:pod-2"].params["requests"] == hit_requests(2)
+    cluster = checks["nodeport:web-nodeport:node-0"].params
+    assert cluster["backends"] == ["pod-2", "pod-3"] and cluster["requests"] == spread_requests(2)
+    assert checks["nodeport:web-local:node-1"].params["requests"] == 1
+    assert checks["clusterip:web-sticky:pod-0"].params["spread"] is False
+
+
+def scale_state(nodes: int, pods: int) -> dict:
+    doc = {"name": "s", "nodes": [f"n{i}" for i in range(nodes)],
+           "pods": [{"name": f"p{i}-{j}", "node": f"n{i}", "labels": {"app": "web" if j == 0 else "x"}}
+                    for i in range(nodes) for j in range(pods)],
+           "services": [{"name": "web", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+                        {"name": "np", "type": "NodePort", "selector": {"app": "web"},
+                         "ports": [{"port": 80}]}],
+           "clients": ["c"]}
+    return build_state(parse_lab(doc), NET)
+
+
+def test_a_large_lab_gets_a_plan_that_grows_with_node_pairs() -> None:
+    checks = plan(scale_state(50, 5))
+    ids = [c.id for c in checks]
+    assert len(ids) == len(set(ids))
+    p2p = [c for c in checks if c.kind == "pod-to-pod"]
+    assert len(p2p) == 50 * 49 // 2 + 50
+    web = next(c for c in checks if c.id.startswith("clusterip:web:"))
+    assert len(web.params["backends"]) == 50 and web.params["requests"] == spread_requests(50)
+    assert len([c for c in checks if c.kind == "nodeport"]) == 50

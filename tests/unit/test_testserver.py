@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from generator.node import probe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, need_root_netns
 
 
 def free_port(kind: int) -> int:
@@ -90,3 +91,89 @@ def test_sigterm_stops_the_server() -> None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
+
+
+# ---- batches: many probes in one process
+
+
+def test_batch_stops_once_every_wanted_answer_is_seen(
+        server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    http, udp, _ = server
+    jobs = [{"netns": None, "mode": "http", "host": "127.0.0.1", "port": http, "arg": "/hostname",
+             "count": 50, "timeout": 2.0, "until": ["pod-x"]},
+            {"netns": None, "mode": "udp", "host": "127.0.0.1", "port": udp, "arg": "hostname",
+             "count": 3, "timeout": 2.0, "until": None}]
+    first, second = probe.run_batch(jobs, 30.0, 4)
+    assert first["sent"] == 1 and first["answers"] == {"pod-x": 1}
+    assert second["sent"] == second["ok"] == 3 and second["answers"] == {"pod-x": 3}
+
+
+def test_batch_fails_fast_and_keeps_the_error(server: tuple[int, int, subprocess.Popen[bytes]],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    closed = free_port(socket.SOCK_STREAM)
+    jobs = [{"mode": "tcp", "host": "127.0.0.1", "port": closed, "count": 10, "timeout": 1.0}]
+    assert probe.main(["batch", probe.encode_jobs(jobs), "--deadline", "10"]) == 0
+    [summary] = json.loads(capsys.readouterr().out)
+    assert summary["sent"] == 1 and summary["ok"] == 0
+    assert summary["errors"] == {"connection refused": 1}
+
+
+def test_batch_sends_nothing_outside_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(probe, "attempt", lambda mode, host, *a: sent.append(host))
+    for host in ("8.8.8.8", "192.0.2.1", "224.0.0.1", "example.com", "::1"):
+        [summary] = probe.run_batch([{"mode": "http", "host": host, "port": 80}], 5.0, 1)
+        assert summary["sent"] == 0 and "not a lab address" in next(iter(summary["errors"]))
+    assert sent == []
+    assert all(probe.allowed(h) for h in ("10.244.0.2", "172.31.0.3", "192.168.1.1",
+                                          "100.64.0.1", "127.0.0.1"))
+
+
+def test_batch_reports_a_missing_netns() -> None:
+    [summary] = probe.run_batch([{"netns": "no-such-pod-kgen", "mode": "http",
+                                  "host": "127.0.0.1", "port": 1}], 5.0, 1)
+    assert summary["sent"] == 0 and summary["errors"]
+
+
+def test_batch_streams_never_send_more_than_count(
+        server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    http, _, _ = server
+    base = {"mode": "http", "host": "127.0.0.1", "port": http, "arg": "/hostname", "streams": 4}
+    plain, early = probe.run_batch([{**base, "count": 10},
+                                    {**base, "count": 10, "until": ["pod-x"]}], 30.0, 2)
+    assert plain["sent"] == plain["ok"] == 10 and plain["answers"] == {"pod-x": 10}
+    # Stopped once pod-x answered: at most the requests already in flight besides it.
+    assert 1 <= early["sent"] <= 4 and early["errors"] == {}
+
+
+@pytest.mark.netns
+def test_batch_probes_from_inside_a_named_netns() -> None:
+    """Every stream of a job enters the job's netns: a server only there answers them all,
+    while the same address from the host's own namespace is refused."""
+    need_root_netns()
+    name = f"kgt-probe-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        port = 18080
+        while probe.attempt("tcp", "127.0.0.1", port, "", 0.5)["ok"]:
+            port += 1  # taken in the host's namespace: find one refused there
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m",
+                                   "generator.node.testserver", "--name", "inside", "--host",
+                                   "127.0.0.1", "--http-port", str(port), "--udp-port",
+                                   str(port + 1)], cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            job = {"netns": name, "mode": "http", "host": "127.0.0.1", "port": port,
+                   "arg": "/hostname", "count": 12, "streams": 4, "timeout": 2.0}
+            deadline = time.monotonic() + 10
+            while not probe.run_batch([{**job, "count": 1}], 5.0, 1)[0]["ok"]:
+                assert time.monotonic() < deadline, "test server did not start"
+                time.sleep(0.05)
+            inside, outside = probe.run_batch([job, {**job, "netns": None, "count": 1}], 10.0, 2)
+            assert inside["sent"] == inside["ok"] == 12 and inside["answers"] == {"inside": 12}
+            assert outside["errors"] == {"connection refused": 1}
+        finally:
+            server.terminate()
+            server.wait(5)
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)

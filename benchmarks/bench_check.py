@@ -1,0 +1,132 @@
+"""`kgen check` at scale (`nox -s bench -- check`): how long the whole plan takes.
+
+For each size, a throw-away lab of N nodes x 5 pods with a ClusterIP service
+backed by one pod on every node (N backends), a NodePort with
+externalTrafficPolicy Cluster and one with Local (backends on every fourth
+node), a ClientIP-affinity service and a client; `kgen check --json` runs on
+it with the default parallelism and again with `--parallel 1` (one
+`docker exec` at a time), and the table shows both and their ratio.
+
+`time_check(lab_file, workdir)` is the reusable part (the scale benchmark
+calls it on its own labs): one `kgen check --json` run, its wall time, and
+how many checks passed and failed. Nothing is timed as an assertion.
+
+`python -m benchmarks.bench_check --nodes 3 20 [--runs R] [--prefix ck] [--keep]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PODS_PER_NODE = 5
+
+
+def kgen_command() -> list[str]:
+    beside = Path(sys.executable).with_name("kgen")
+    return [str(beside) if beside.exists() else "kgen"]
+
+
+def scale_lab(name: str, nodes: int, pods_per_node: int = PODS_PER_NODE) -> dict[str, Any]:
+    """A lab file (as a dict) of `nodes` nodes with services spread across them."""
+    pods = []
+    for i in range(nodes):
+        for j in range(pods_per_node):
+            app = "web" if j == 0 else "api" if j == 1 and i % 4 == 0 else "other"
+            pods.append({"name": f"pod-{i}-{j}", "node": f"node-{i}", "labels": {"app": app}})
+    http = {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}
+    return {
+        "name": name,
+        "nodes": [f"node-{i}" for i in range(nodes)],
+        "pods": pods,
+        "services": [
+            {"name": "web", "selector": {"app": "web"},
+             "ports": [http, {"name": "udp", "port": 8081, "targetPort": 8081, "protocol": "UDP"}]},
+            {"name": "api-cluster", "type": "NodePort", "selector": {"app": "api"},
+             "externalTrafficPolicy": "Cluster", "ports": [{**http, "nodePort": 30080}]},
+            {"name": "api-local", "type": "NodePort", "selector": {"app": "api"},
+             "externalTrafficPolicy": "Local", "ports": [{**http, "nodePort": 30081}]},
+            {"name": "web-sticky", "selector": {"app": "web"}, "sessionAffinity": "ClientIP",
+             "ports": [http]},
+        ],
+        "clients": ["client-0"],
+    }
+
+
+def kgen(workdir: Path, *args: str, check: bool = True,
+         timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*kgen_command(), *args], cwd=workdir, check=check, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def time_check(lab_file: Path, workdir: Path, *args: str) -> dict[str, Any]:
+    """One `kgen check --json` on a running lab: wall seconds, checks, passed, failed."""
+    started = time.monotonic()
+    result = kgen(workdir, "check", "-l", str(lab_file), "--json", *args, check=False)
+    seconds = time.monotonic() - started
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        return {"seconds": seconds, "checks": 0, "passed": 0, "failed": 0,
+                "error": result.stderr.strip()[-300:]}
+    failing = [c["id"] for c in report["checks"] if not c["passed"]]
+    return {"seconds": seconds, "checks": len(report["checks"]), "passed": report["passed"],
+            "failed": report["failed"], "failing": failing}
+
+
+def measure(nodes: int, runs: int, prefix: str, keep: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="kgen-bench-check-") as tmp:
+        workdir = Path(tmp)
+        path = workdir / "lab.yaml"
+        path.write_text(yaml.safe_dump(scale_lab(f"{prefix}{nodes}", nodes), sort_keys=False))
+        started = time.monotonic()
+        kgen(workdir, "up", "-l", str(path))
+        up = time.monotonic() - started
+        try:
+            parallel = [time_check(path, workdir) for _ in range(runs)]
+            serial = time_check(path, workdir, "--parallel", "1")
+        finally:
+            if not keep:
+                kgen(workdir, "down", "-l", str(path), check=False)
+    best = min(r["seconds"] for r in parallel)
+    return {"nodes": nodes, "pods": nodes * PODS_PER_NODE, "up_s": up,
+            "checks": parallel[0]["checks"], "runs": runs,
+            "runs_all_passed": sum(r["failed"] == 0 and r["checks"] > 0 for r in parallel),
+            "check_s": best, "check_s_max": max(r["seconds"] for r in parallel),
+            "check_runs_s": [round(r["seconds"], 2) for r in parallel],
+            "serial_s": serial["seconds"], "ratio": serial["seconds"] / best,
+            "failing": sorted({f for r in parallel for f in r.get("failing", [])})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[3, 20])
+    parser.add_argument("--runs", type=int, default=3, help="check runs per lab (best is shown)")
+    parser.add_argument("--prefix", default="bchk", help="lab names: PREFIX + node count")
+    parser.add_argument("--keep", action="store_true", help="leave the labs up")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = [measure(n, args.runs, args.prefix, args.keep) for n in args.nodes]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'nodes':>5} {'pods':>5} {'checks':>6} {'up s':>6} {'check s':>8} {'max s':>6} "
+          f"{'--parallel 1 s':>15} {'ratio':>6} {'all passed':>10}")
+    for r in rows:
+        print(f"{r['nodes']:>5} {r['pods']:>5} {r['checks']:>6} {r['up_s']:>6.1f} "
+              f"{r['check_s']:>8.1f} {r['check_s_max']:>6.1f} {r['serial_s']:>15.1f} "
+              f"{r['ratio']:>6.1f} {r['runs_all_passed']:>5}/{r['runs']}")
+        if r["failing"]:
+            print(f"      failing: {', '.join(r['failing'])}")
+
+
+if __name__ == "__main__":
+    main()

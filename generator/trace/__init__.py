@@ -1,0 +1,44 @@
+"""`kgen trace`: one real packet's path through a running lab (lab contract §5).
+
+plan  -> which flow (source port chosen here) and what every member arms
+run   -> a helper per node (generator/node/trace.py) arms, probes, disarms, reports
+parse -> the kernel's trace records, conntrack entries and routes as data
+join  -> one ordered path of hops, request then reply, and the verdict
+render-> plain text, a rich table, or the contract's JSON
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generator.trace.join import Result, join
+from generator.trace.plan import Plan, TraceUsageError, make_plan, member_plans
+from generator.trace.run import TraceFailure, execute
+
+__all__ = ["Result", "TraceFailure", "TraceUsageError", "make_plan", "trace"]
+
+
+def source_container(cluster: dict[str, Any], plan: Plan) -> str:
+    member = plan.src.node if plan.src.kind in ("pod", "node") else plan.src.name
+    return str(next(m["container"] for m in cluster["nodes"] + cluster["clients"]
+                    if m["name"] == member))
+
+
+def collect(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+            port: int | None = None, protocol: str | None = None
+            ) -> tuple[Plan, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Plan and run one trace: (plan, the probe's result, every member's report)."""
+    plan = make_plan(cluster, pods, src, dst, port, protocol)
+    probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan))
+    broken = [f"{m}: {r['error']}" for m, r in reports.items() if r.get("error")]
+    if broken:
+        raise TraceFailure("; ".join(broken))
+    return plan, probe, reports
+
+
+def trace(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+          port: int | None = None, protocol: str | None = None) -> Result:
+    """Plan, run and join one trace. Raises TraceUsageError (bad name or option) or
+    TraceFailure (it could not trace)."""
+    plan, probe, reports = collect(cluster, pods, src, dst, port, protocol)
+    return join(plan, cluster, reports, probe)

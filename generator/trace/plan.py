@@ -1,0 +1,276 @@
+"""Which flow to trace and what every member of the lab arms for it.
+
+The source port is chosen here, below the kernel's ephemeral range
+(32768-60999) and the NodePort range, so the flow is known exactly before
+the first packet leaves. Every node arms the flow as it leaves its source and
+its reply as it comes back (source address and port, exact); where the path
+can source-NAT before reaching another node (NodePort, hairpin, a node as
+the source), nodes also arm the translated form: from the entry node's
+addresses to each endpoint's target port, and back. Those matches can also
+catch another flow between the same addresses in the same second; the join
+keeps only the packet whose IP identification the first node saw.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+SPORT_RANGE = (20000, 29999)  # below ip_local_port_range and the NodePort range
+DEFAULT_PORTS = {"tcp": 8080, "udp": 8081}  # the test server (lab contract §4)
+PROTOCOLS = ("tcp", "udp", "icmp")
+PROBE_TIMEOUT = 2.0
+DEADLINE = 30  # seconds: rules still armed after this are anyone's to remove
+
+
+class TraceUsageError(LookupError):
+    """A bad name or option (exit status 2)."""
+
+
+@dataclass
+class Endpoint:
+    pod: str
+    ip: str
+    port: int
+
+
+@dataclass
+class Member:
+    name: str
+    kind: str  # pod | node | client | service | ip
+    ip: str
+    node: str | None = None  # the node a pod runs on; a node's own name
+
+
+@dataclass
+class Plan:
+    trace_id: str
+    src: Member
+    dst: Member
+    port: int | None
+    proto: str
+    sport: int
+    mode: str  # iptables | nftables
+    backend: str
+    endpoints: list[Endpoint] = field(default_factory=list)
+    service: str | None = None  # "default/web:http" style, when DST is a service
+    service_port: int | None = None
+    entry_node: str | None = None  # where the translation happens
+    snat_addrs: list[str] = field(default_factory=list)
+    deadline: int = 0
+    # address -> what it is: "pod-3", "node-1", "node-1 cbr0", "node-1 VTEP", "client-0"
+    names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target_ports(self) -> set[int]:
+        return {e.port for e in self.endpoints}
+
+
+def _lab_ranges(cluster: dict[str, Any]) -> list[ipaddress.IPv4Network]:
+    return [ipaddress.IPv4Network(cluster[k]) for k in ("podCIDR", "serviceCIDR", "nodeNetwork")]
+
+
+def names(cluster: dict[str, Any], pod_ips: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for n in cluster["nodes"]:
+        out[n["ip"]] = n["name"]
+        out[n["gateway"]] = f"{n['name']} cbr0"
+        out[n["vtep"]] = f"{n['name']} VTEP"
+    for c in cluster["clients"]:
+        out[c["ip"]] = c["name"]
+    for s in cluster["services"]:
+        out[s["clusterIP"]] = f"service {s['name']}"
+    for pod, ip in pod_ips.items():
+        out[ip] = pod
+    return out
+
+
+def _member(cluster: dict[str, Any], pod_ips: dict[str, str], name: str) -> Member | None:
+    for n in cluster["nodes"]:
+        if n["name"] == name:
+            return Member(name, "node", n["ip"], name)
+    for c in cluster["clients"]:
+        if c["name"] == name:
+            return Member(name, "client", c["ip"])
+    for p in cluster["pods"]:
+        if p["name"] == name:
+            ip = pod_ips.get(name)
+            if not ip:
+                raise TraceUsageError(f"pod {name} has no IP (is the lab up and the pod running?)")
+            return Member(name, "pod", ip, p["node"])
+    return None
+
+
+def _known(cluster: dict[str, Any]) -> str:
+    return ", ".join(m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]
+                     + cluster["services"])
+
+
+def _service_port(service: dict[str, Any], port: int | None, proto: str | None
+                  ) -> dict[str, Any]:
+    ports = service["ports"]
+    if port is not None:
+        ports = [p for p in ports if p["port"] == port]
+    if proto is not None and proto != "icmp":
+        ports = [p for p in ports if p["protocol"].lower() == proto]
+    if not ports:
+        wanted = " ".join(filter(None, [str(port) if port else "", proto or ""]))
+        have = ", ".join(f"{p['port']}/{p['protocol']}" for p in service["ports"])
+        raise TraceUsageError(f"service {service['name']} has no port {wanted} (it has {have})")
+    return dict(ports[0])
+
+
+def _endpoints(service: dict[str, Any], sp: dict[str, Any], pods: list[dict[str, Any]]
+               ) -> list[Endpoint]:
+    from generator.node.contract import ready_pods, selects
+
+    out = []
+    for pod in ready_pods(pods):  # type: ignore[arg-type]
+        if selects(service["selector"], pod["labels"]) and pod["ip"]:
+            out.append(Endpoint(pod["name"], pod["ip"], int(sp["targetPort"])))
+    return sorted(out, key=lambda e: ipaddress.IPv4Address(e.ip))
+
+
+def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+              port: int | None, protocol: str | None, mode: str | None = None,
+              sport: int | None = None) -> Plan:
+    """`pods`: as the proxies see them (name, node, ip, state, labels)."""
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise TraceUsageError(f"--protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if port is not None and not 0 < port < 65536:
+        raise TraceUsageError(f"--port: {port} is not a port number")
+    pod_ips = {p["name"]: p["ip"] for p in pods if p.get("ip")}
+    source = _member(cluster, pod_ips, src)
+    if source is None:
+        raise TraceUsageError(f"SRC: no pod, node or client named {src!r} (known: {_known(cluster)})")
+    plan = Plan(trace_id=secrets.token_hex(4), src=source, dst=Member(dst, "ip", ""),
+                port=port, proto=protocol or "tcp",
+                sport=sport or SPORT_RANGE[0] + secrets.randbelow(SPORT_RANGE[1] - SPORT_RANGE[0]),
+                mode=mode or cluster.get("proxyMode") or "iptables", backend=cluster["backend"],
+                deadline=int(time.time()) + DEADLINE, names=names(cluster, pod_ips))
+    service = next((s for s in cluster["services"] if s["name"] == dst), None)
+    target = _member(cluster, pod_ips, dst)
+    if service is not None:
+        sp = _service_port(service, port, protocol)
+        plan.dst = Member(dst, "service", service["clusterIP"])
+        plan.port, plan.service_port = int(sp["port"]), int(sp["port"])
+        plan.proto = protocol or sp["protocol"].lower()
+        plan.service = f"default/{service['name']}" + (f":{sp['name']}" if sp.get("name") else "")
+        plan.endpoints = _endpoints(service, sp, pods)
+    elif target is not None:
+        plan.dst = target
+        if target.kind == "pod":
+            if plan.proto != "icmp":
+                plan.port = port or DEFAULT_PORTS[plan.proto]
+        elif plan.proto != "icmp" and port is None:
+            raise TraceUsageError(f"DST {dst} is a {target.kind}: give --port (a NodePort), "
+                                  "or --protocol icmp")
+    else:
+        try:
+            address = ipaddress.IPv4Address(dst)
+        except ValueError:
+            raise TraceUsageError(f"DST: no pod, service, node or client named {dst!r}, and not an "
+                                  f"IPv4 address (known: {_known(cluster)})") from None
+        if not any(address in r for r in _lab_ranges(cluster)):
+            raise TraceUsageError(f"DST {dst} is outside the lab's ranges (pods "
+                                  f"{cluster['podCIDR']}, services {cluster['serviceCIDR']}, nodes "
+                                  f"{cluster['nodeNetwork']}): kgen sends nothing out of the lab")
+        if plan.proto != "icmp" and port is None:
+            raise TraceUsageError(f"DST {dst} is an address: give --port, or --protocol icmp")
+        plan.dst = Member(dst, "ip", dst)
+        named = plan.names.get(dst, "")
+        by_ip = next((n for n in cluster["nodes"] if n["ip"] == dst), None)
+        if by_ip is not None:
+            plan.dst = Member(by_ip["name"], "node", dst, by_ip["name"])
+        elif named and named in pod_ips:
+            plan.dst = Member(named, "pod", dst, next(p["node"] for p in pods if p["name"] == named))
+        svc = next((s for s in cluster["services"] if s["clusterIP"] == dst), None)
+        if svc is not None and plan.proto != "icmp":
+            sp = _service_port(svc, port, plan.proto)
+            plan.service = f"default/{svc['name']}" + (f":{sp['name']}" if sp.get("name") else "")
+            plan.endpoints = _endpoints(svc, sp, pods)
+    if plan.proto == "icmp":
+        plan.port = None
+    if plan.dst.kind == "node" and plan.proto != "icmp":
+        for svc in cluster["services"]:
+            for sp in svc["ports"]:
+                if sp.get("nodePort") == plan.port and sp["protocol"].lower() == plan.proto:
+                    plan.service = (f"default/{svc['name']}"
+                                    + (f":{sp['name']}" if sp.get("name") else ""))
+                    plan.endpoints = _endpoints(svc, sp, pods)
+    if source.kind == "pod" and plan.dst.kind == "pod" and plan.proto == "icmp" and \
+            source.ip == plan.dst.ip:
+        raise TraceUsageError("SRC and DST are the same pod: nothing crosses the network")
+    _entry(cluster, plan)
+    return plan
+
+
+def _entry(cluster: dict[str, Any], plan: Plan) -> None:
+    """Where a source NAT can happen, and the addresses it can give the packet."""
+    if not plan.endpoints or plan.proto == "icmp":
+        return
+    if plan.dst.kind == "node":
+        entry = plan.dst.node
+    elif plan.src.kind in ("pod", "node"):
+        entry = plan.src.node
+    else:
+        return
+    hairpin = plan.src.kind == "pod" and plan.src.ip in {e.ip for e in plan.endpoints}
+    if plan.dst.kind != "node" and plan.src.kind == "pod" and not hairpin:
+        return  # pod -> cluster IP keeps the pod's address (kube-proxy masquerades no pod)
+    node = next(n for n in cluster["nodes"] if n["name"] == entry)
+    plan.entry_node = entry
+    plan.snat_addrs = [node["ip"], node["gateway"], node["vtep"]]
+
+
+def matches(plan: Plan) -> list[dict[str, Any]]:
+    """The flow and its reply as every node arms them."""
+    proto = plan.proto
+    if proto == "icmp":
+        src = plan.src.ip if plan.src.kind != "node" else None
+        return [{"proto": "icmp", "src": src, "icmp_type": "echo-request", "icmp_id": plan.sport},
+                {"proto": "icmp", "dst": src, "icmp_type": "echo-reply", "icmp_id": plan.sport}]
+    # A node picks its source address by route; the port alone (outside every range the
+    # kernel or kube-proxy hands out) then identifies the flow.
+    src = plan.src.ip if plan.src.kind != "node" else None
+    out: list[dict[str, Any]] = [{"proto": proto, "src": src, "sport": plan.sport},
+                                 {"proto": proto, "dst": src, "dport": plan.sport}]
+    for ep in plan.endpoints if plan.snat_addrs else []:
+        for addr in plan.snat_addrs:
+            out.append({"proto": proto, "src": addr, "dst": ep.ip, "dport": ep.port})
+            out.append({"proto": proto, "src": ep.ip, "sport": ep.port, "dst": addr})
+    return out
+
+
+def probe_spec(plan: Plan) -> dict[str, Any]:
+    mode = {"tcp": "http", "udp": "udp", "icmp": "icmp"}[plan.proto]
+    arg = {"tcp": "/hostname", "udp": "hostname", "icmp": ""}[plan.proto]
+    return {"mode": mode, "host": plan.dst.ip, "port": plan.port or 0, "arg": arg,
+            "timeout": PROBE_TIMEOUT, "sport": plan.sport,
+            "netns": plan.src.name if plan.src.kind == "pod" else None}
+
+
+def member_plans(cluster: dict[str, Any], plan: Plan) -> dict[str, dict[str, Any]]:
+    """The plan each container's helper gets: every node, and the source if a client."""
+    flow = matches(plan)
+    ports = {plan.sport, *(p for p in [plan.port] if p), *plan.target_ports}
+    source_member = plan.src.node if plan.src.kind in ("pod", "node") else plan.src.name
+    out = {}
+    for n in cluster["nodes"]:
+        out[n["container"]] = {
+            "id": plan.trace_id, "mode": plan.mode, "member": n["name"], "node": True,
+            "proto": plan.proto, "deadline": plan.deadline, "matches": flow,
+            "capture": {"iface": "eth0", "vxlan_port": cluster["vxlan"]["port"],
+                        "ports": sorted(ports), "inside": [cluster["podCIDR"]]},
+            "probe": probe_spec(plan) if n["name"] == source_member else None,
+        }
+    for c in cluster["clients"]:
+        if c["name"] == source_member:
+            out[c["container"]] = {
+                "id": plan.trace_id, "mode": plan.mode, "member": c["name"], "node": False,
+                "proto": plan.proto, "deadline": plan.deadline, "matches": [], "capture": None,
+                "probe": probe_spec(plan)}
+    return out
