@@ -25,6 +25,7 @@ from rich.table import Table
 
 from generator.checks.plan import Check, plan
 from generator.checks.probes import DEFAULT_DEADLINE, PARALLEL, Lab, Outcome, run_all
+from generator.runtime.neighbours import NEIGH, entries_needed, has_room, limit
 
 
 class SelectionError(ValueError):
@@ -125,28 +126,13 @@ def progress_display(console: Console) -> tuple[Any, Callable[[int], Callable[[C
     return bar, start
 
 
-NEIGH_LIMIT = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
-
-
-def neighbour_warning(cluster: dict[str, Any], limit_file: Path = NEIGH_LIMIT) -> str | None:
-    """Why a big lab may fail its checks on this host, before it does.
-
-    All network namespaces of a host share one neighbour (ARP) table, capped by
-    net.ipv4.neigh.default.gc_thresh3 (1024 by default). The checks make every
-    pair of nodes talk (an entry at each end), the client reach every node, and
-    every pod its gateway: past the cap the kernel refuses new entries
-    ("neighbor table overflow!" in dmesg) and packets are dropped.
-    """
-    try:
-        limit = int(limit_file.read_text())
-    except (OSError, ValueError):
+def neighbour_warning(cluster: dict[str, Any], neigh: Path = NEIGH) -> str | None:
+    """Why a big lab may fail its checks on this host, before it does (`kgen up`
+    raises the limit when it can; see generator/runtime/neighbours.py)."""
+    if has_room(cluster, neigh):
         return None
-    nodes, pods = len(cluster["nodes"]), len(cluster["pods"])
-    needed = nodes * (nodes - 1) + 2 * nodes * len(cluster["clients"]) + 2 * pods
-    if needed <= limit * 3 // 4:
-        return None
-    return (f"warning: the checks need about {needed} neighbour (ARP) entries at once and this "
-            f"host shares at most {limit} among all its network namespaces "
+    return (f"warning: the checks need about {entries_needed(cluster)} neighbour (ARP) entries at "
+            f"once and this host shares at most {limit(neigh)} among all its network namespaces "
             "(net.ipv4.neigh.default.gc_thresh3): checks may fail with 'neighbor table overflow!' "
             "in dmesg. Raise the limit, e.g. sysctl -w net.ipv4.neigh.default.gc_thresh1=4096 "
             "net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384")

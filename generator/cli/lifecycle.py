@@ -197,6 +197,7 @@ def up(lab: LabOption = None,
         from generator.runtime.engine import docker_client
         from generator.runtime.hostgw import allow_host_gw
         from generator.runtime.image import ensure_node_image
+        from generator.runtime.neighbours import make_room
         from generator.runtime.networks import desired_cluster, refuse_taken_node_network
 
         ref = find_lab(lab)
@@ -210,6 +211,9 @@ def up(lab: LabOption = None,
         refuse_taken_node_network(cluster)
         ensure_node_image(client, echo)
         runtime_up.ensure_bridge_netfilter()
+        room = make_room(cluster)
+        if room:
+            echo(room)
         for what in runtime_up.remove_stale(client, cluster):
             echo(f"removed stale {what}")
         runtime_up.clear_stale_state(client, paths, cluster)

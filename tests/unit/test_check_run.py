@@ -61,12 +61,33 @@ def test_a_lab_too_big_for_the_hosts_neighbour_table_is_warned_of(tmp_path) -> N
     from generator.checks.runner import neighbour_warning
     from generator.lab.model import parse_lab
 
-    limit = tmp_path / "gc_thresh3"
-    limit.write_text("1024\n")
+    (tmp_path / "gc_thresh3").write_text("1024\n")
     big = build_state(parse_lab(scale_lab("big", 50)), NET)
     small = build_state(parse_lab(scale_lab("small", 20)), NET)
-    assert "gc_thresh3" in (neighbour_warning(big, limit) or "")
-    assert neighbour_warning(small, limit) is None
-    limit.write_text("16384\n")
-    assert neighbour_warning(big, limit) is None
+    assert "gc_thresh3" in (neighbour_warning(big, tmp_path) or "")
+    assert neighbour_warning(small, tmp_path) is None
+    (tmp_path / "gc_thresh3").write_text("16384\n")
+    assert neighbour_warning(big, tmp_path) is None
     assert neighbour_warning(big, tmp_path / "missing") is None
+
+
+def test_up_raises_the_neighbour_table_to_fit_the_lab_and_never_lowers_it(tmp_path) -> None:
+    from benchmarks.bench_check import scale_lab
+    from generator.lab.model import parse_lab
+    from generator.runtime.neighbours import entries_needed, has_room, make_room
+
+    for name, value in (("gc_thresh1", 128), ("gc_thresh2", 512), ("gc_thresh3", 1024)):
+        (tmp_path / name).write_text(f"{value}\n")
+    small = build_state(parse_lab(scale_lab("small", 20)), NET)
+    big = build_state(parse_lab(scale_lab("big", 50)), NET)
+    assert make_room(small, tmp_path) is None
+    assert (tmp_path / "gc_thresh3").read_text().strip() == "1024"
+    note = make_room(big, tmp_path) or ""
+    assert "raised to 4096" in note and str(entries_needed(big)) in note
+    assert [int((tmp_path / n).read_text()) for n in ("gc_thresh1", "gc_thresh2", "gc_thresh3")] \
+        == [512, 2048, 4096]
+    assert has_room(big, tmp_path)
+    (tmp_path / "gc_thresh1").write_text("9000\n")  # an operator's higher value stays
+    (tmp_path / "gc_thresh3").write_text("1024\n")
+    make_room(big, tmp_path)
+    assert int((tmp_path / "gc_thresh1").read_text()) == 9000
