@@ -8,9 +8,9 @@ either), then idles until stopped.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 
+from generator.node import proc
 from generator.node.contract import CLUSTER_FILE, read_json
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     if not isinstance(cluster, dict):
         sys.exit(f"kgen client: cannot read {CLUSTER_FILE}")
     for cidr in (cluster["podCIDR"], cluster["serviceCIDR"]):
-        subprocess.run(["ip", "route", "replace", "unreachable", cidr], check=True)
+        proc.check(["ip", "route", "replace", "unreachable", cidr])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"client ready: unreachable {cluster['podCIDR']} {cluster['serviceCIDR']}", flush=True)
     while True:

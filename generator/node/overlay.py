@@ -18,11 +18,11 @@ import argparse
 import ipaddress
 import json
 import logging
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.node import proc
 from generator.node.contract import Cluster
 
 log = logging.getLogger("kgen.overlay")
@@ -32,10 +32,7 @@ VXLAN_OVERHEAD = 50
 
 
 def ip(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout
+    return proc.check(["ip", *args]) if check else proc.run(["ip", *args]).stdout
 
 
 def ip_json(*args: str) -> list[dict[str, Any]]:
@@ -137,10 +134,7 @@ def ip_batch(lines: list[str], tool: str = "ip") -> None:
     """Many iproute2 commands in one process (`ip -batch -`): one fork for N peers."""
     if not lines:
         return
-    proc = subprocess.run([tool, "-batch", "-"], input="\n".join(lines) + "\n",
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{tool} -batch: {proc.stderr.strip()[:500]}")
+    proc.check([tool, "-batch", "-"], input="\n".join(lines) + "\n")
 
 
 def route_commands(desired: dict[str, Any], current: list[dict[str, Any]],
@@ -190,8 +184,7 @@ def _sync_routes(desired: dict[str, Any], managed_devs: set[str]) -> None:
 
 
 def _sync_neighbours(desired: dict[str, Any], device: str) -> None:
-    out = subprocess.run(["bridge", "-j", "fdb", "show", "dev", device], capture_output=True,
-                         text=True).stdout
+    out = proc.run(["bridge", "-j", "fdb", "show", "dev", device]).stdout
     fdb = json.loads(out) if out.strip() else []
     ip_lines, bridge_lines = neighbour_commands(desired, device,
                                                 ip_json("neigh", "show", "dev", device), fdb)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generator.node import proc
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
 from generator.node.contract import ContainerSpec, PodSpec
@@ -87,7 +88,7 @@ def reset_leftovers() -> None:
     """A (re)started node container has a new network namespace: nothing of
     the pods it had survives but stale files, which would block the names."""
     for path in NETNS_DIR.glob("*"):
-        subprocess.run(["ip", "netns", "delete", path.name], capture_output=True)
+        proc.run(["ip", "netns", "delete", path.name])
         path.unlink(missing_ok=True)
     for path in IPAM_DIR.glob("*/*"):
         path.unlink(missing_ok=True)
@@ -157,7 +158,7 @@ class PodManager:
 
     def _netns(self, name: str) -> None:
         if not (NETNS_DIR / name).exists():
-            subprocess.run(["ip", "netns", "add", name], capture_output=True)
+            proc.run(["ip", "netns", "add", name])
 
     def add(self, spec: PodSpec) -> Pod:
         pod = Pod(spec)
@@ -191,7 +192,7 @@ class PodManager:
                        cni.cni_args(K8S_POD_NAME=name))
         except CNIError as err:
             log.error("pod %s: CNI DEL: %s", name, err)
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        proc.run(["ip", "netns", "delete", name])
         log.info("pod %s removed", name)
 
     def update(self, spec: PodSpec) -> None:
@@ -240,14 +241,14 @@ class PodManager:
         return changed
 
     def _check(self, pod: Pod, container: Container, now: float) -> None:
-        proc = container.proc
+        process = container.proc
         if container.restart_at is None:
-            if proc is None or proc.poll() is None:
+            if process is None or process.poll() is None:
                 return
             container.backoff = next_backoff(container.backoff, now - container.started)
             container.restart_at = now + container.backoff
             log.warning("pod %s: container %s exited (%s); restart in %.0fs", pod.name,
-                        container.name, proc.returncode, container.backoff)
+                        container.name, process.returncode, container.backoff)
         elif now >= container.restart_at:
             container.restarts += 1
             log.info("pod %s: restarting container %s (restart %d)", pod.name, container.name,
@@ -256,12 +257,12 @@ class PodManager:
 
     def _serving(self, pod: Pod, check_ports: bool = True) -> bool:
         for container in pod.containers.values():
-            proc = container.proc
-            if proc is None or proc.poll() is not None or container.restart_at is not None:
+            process = container.proc
+            if process is None or process.poll() is not None or container.restart_at is not None:
                 return False
             test_server = not container.spec.get("command")
             if check_ports and test_server and not all(
-                    _listening(proc.pid, p, n) for p, n in TEST_SERVER_PORTS.items()):
+                    _listening(process.pid, p, n) for p, n in TEST_SERVER_PORTS.items()):
                 return False
         return True
 
@@ -283,14 +284,14 @@ class PodManager:
                 _stop(container.proc)
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(STOP_GRACE)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(STOP_GRACE)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     except ProcessLookupError:
         pass

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from generator.node import proc
+
 COMMENT = "kgen-trace"
 NFT_PREFIX = "kgen_trace_"
 NFTRACE_GROUP_BIT = 1 << (9 - 1)  # NFNLGRP_NFTRACE
@@ -61,12 +63,8 @@ class Stop(Exception):
     """A signal asked the helper to end (the rules still come off)."""
 
 
-def run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
-                              timeout=timeout)
-    except FileNotFoundError:
-        return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not installed")
+def run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> proc.Completed:
+    return proc.run(argv, input=stdin, timeout=timeout)
 
 
 # ---------------------------------------------------------------- rules

@@ -10,19 +10,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import subprocess
 from typing import Any
 
+from generator.node import proc
 from generator.node.cni import spec
 from generator.node.cni.spec import CNIError, in_ns, run
 
 
 def _link(name: str, netns: str | None = None) -> dict[str, Any] | None:
     cmd = ["ip", "-j", "link", "show", "dev", name]
-    proc = subprocess.run(in_ns(netns, *cmd) if netns else cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    result = proc.run(in_ns(netns, *cmd) if netns else cmd)
+    if result.returncode != 0:
         return None
-    links = json.loads(proc.stdout or "[]")
+    links = json.loads(result.stdout or "[]")
     return links[0] if links else None
 
 
@@ -45,8 +45,7 @@ def _config(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 def ensure_bridge(name: str, mtu: int, promisc: bool) -> dict[str, Any]:
     if _link(name) is None:
         # Another ADD may create it at the same moment: a lost race is fine.
-        subprocess.run(["ip", "link", "add", "name", name, "mtu", str(mtu), "type", "bridge"],
-                       capture_output=True)
+        proc.run(["ip", "link", "add", "name", name, "mtu", str(mtu), "type", "bridge"])
     run(["ip", "link", "set", name, "up"] + (["promisc", "on"] if promisc else []),
         f"bring up bridge {name}")
     link = _link(name)
@@ -60,8 +59,7 @@ def ensure_gateway(bridge: str, gateway: str, prefix: int) -> None:
     have = {a["local"] for link in json.loads(current) for a in link.get("addr_info", [])}
     if gateway not in have:
         # Concurrent ADDs may both try; "exists" is success.
-        subprocess.run(["ip", "addr", "add", f"{gateway}/{prefix}", "dev", bridge],
-                       capture_output=True)
+        proc.run(["ip", "addr", "add", f"{gateway}/{prefix}", "dev", bridge])
 
 
 def make_veth(env: dict[str, str], cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -111,7 +109,7 @@ def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
             ensure_gateway(cfg["bridge"], ipam["ips"][0]["gateway"], net.prefixlen)
         routes = configure_pod(env, ipam, cfg)
     except CNIError:
-        subprocess.run(["ip", "link", "del", host], capture_output=True)
+        proc.run(["ip", "link", "del", host])
         raise
     pod_link = _link(env["CNI_IFNAME"], netns) or {}
     return {
@@ -136,7 +134,7 @@ def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
     netns = env.get("CNI_NETNS", "")
     if netns and os.path.exists(netns) and _link(env["CNI_IFNAME"], netns) is not None:
         # Deleting the pod end removes the host end with it.
-        subprocess.run(in_ns(netns, "ip", "link", "del", env["CNI_IFNAME"]), capture_output=True)
+        proc.run(in_ns(netns, "ip", "link", "del", env["CNI_IFNAME"]))
 
 
 def check(env: dict[str, str], conf: dict[str, Any]) -> None:

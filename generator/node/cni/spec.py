@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from generator.node import proc
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
 
@@ -160,17 +161,16 @@ def exec_plugin(path: str, env: dict[str, str], conf: dict[str, Any]) -> dict[st
     """Run a plugin as a runtime (or a delegating plugin) does."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     full_env.update(env)
-    proc = subprocess.run([path], input=json.dumps(conf).encode(), capture_output=True,
-                          env=full_env)
-    out = proc.stdout.decode(errors="replace").strip()
-    if proc.returncode != 0:
+    result = proc.run([path], input=json.dumps(conf), env=full_env)
+    out = result.stdout.strip()
+    if result.returncode != 0:
         try:
             doc = json.loads(out)
             raise CNIError(int(doc.get("code", INTERNAL)), str(doc.get("msg", "")),
                            str(doc.get("details", "")))
         except ValueError:
             raise CNIError(INTERNAL, f"plugin {path} failed",
-                           (out + proc.stderr.decode(errors="replace")).strip()[:500]) from None
+                           (out + result.stderr).strip()[:500]) from None
     return json.loads(out) if out else None
 
 
@@ -181,7 +181,7 @@ def in_ns(netns: str, *cmd: str) -> list[str]:
 
 def run(cmd: list[str], what: str) -> str:
     """Run an iproute2 command; a failure is a CNI error that says what was tried."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CNIError(INTERNAL, f"failed to {what}", f"{' '.join(cmd)}: {proc.stderr.strip()}")
-    return proc.stdout
+    try:
+        return proc.check(cmd)
+    except proc.CommandFailed as err:
+        raise CNIError(INTERNAL, f"failed to {what}", str(err)) from None

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from generator.node import proc
 from generator.node.contract import PublishedPod, ServiceSpec, input_digest
 from generator.node.proxy.service import PortInfo, PortTracker
 
@@ -31,7 +32,7 @@ FULL_SYNC_PERIOD = 3600.0  # kube-proxy's proxyutil.FullSyncPeriod
 
 
 def run_command(cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, input=input, capture_output=True, text=True)
+    return proc.run(cmd, input=input)
 
 
 class BaseProxier:
