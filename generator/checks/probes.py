@@ -56,7 +56,6 @@ class Lab:
         self.cluster = cluster
         self.pod_ip = {p["name"]: p["ip"] for p in status["pods"]}
         self.pod_node = {p["name"]: p["node"] for p in cluster["pods"]}
-        self.ip_pod = {ip: name for name, ip in self.pod_ip.items() if ip}
         self.members = {m["name"]: m for m in cluster["nodes"] + cluster["clients"]}
         self._lock = threading.Lock()
 

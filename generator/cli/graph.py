@@ -36,6 +36,11 @@ def graph(lab: LabOption = None,
 
         ref = find_lab(lab)
         paths = ref.paths
+        if from_file:  # the lab file's picture, beside it, whatever runs elsewhere
+            from generator.cluster.names import rendered_dir
+            from generator.runtime.paths import LabPaths
+
+            paths = LabPaths(rendered_dir(ref.name))
         picture = None
         if not from_file:
             client = source.engine()

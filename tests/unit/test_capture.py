@@ -110,6 +110,9 @@ def test_capture_command_refuses_unknown_targets(tmp_path: Path,
 def test_capture_of_a_lab_never_rendered_is_a_run_time_failure(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["capture", "-l", str(DEMO), "node-0"])
+    # Not the demo itself: a demo may be running on this engine (the lab tests' own).
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(DEMO.read_text().replace("name: demo", "name: never-up"))
+    result = runner.invoke(app, ["capture", "-l", str(lab), "node-0"])
     assert result.exit_code == 1
-    assert f"lab demo is not running; run `kgen up -l {DEMO}` first" in result.stderr
+    assert "lab never-up is not running; run `kgen up -l " in result.stderr

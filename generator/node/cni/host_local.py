@@ -1,4 +1,5 @@
-"""host-local IPAM, with the reference plugin's on-disk layout.
+"""host-local IPAM, with the reference plugin's on-disk layout (the rules of
+allocation are in `allocator.py`).
 
 `<dataDir>/<network>/<ip>` holds `<container id>\\r\\n<ifname>`;
 `last_reserved_ip.<range set>` remembers where round-robin allocation left
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.node.cni import spec
+from generator.node.cni.allocator import allocate, ranges
 from generator.node.cni.spec import CNIError
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
@@ -28,44 +30,9 @@ LINE_BREAK = "\r\n"
 BOOKKEEPING = ("lock", "last_reserved_ip.")
 
 
-class Range:
-    def __init__(self, raw: dict[str, Any]) -> None:
-        try:
-            self.subnet = ipaddress.IPv4Network(raw["subnet"], strict=False)
-            hosts = self.subnet.network_address + 1, self.subnet.broadcast_address - 1
-            self.start = ipaddress.IPv4Address(raw.get("rangeStart") or hosts[0])
-            self.end = ipaddress.IPv4Address(raw.get("rangeEnd") or hosts[1])
-            self.gateway = ipaddress.IPv4Address(raw.get("gateway") or hosts[0])
-        except (KeyError, ValueError) as err:
-            raise CNIError(spec.INVALID_CONFIG, "invalid range in IPAM configuration",
-                           str(err)) from None
-        if self.subnet.prefixlen > 30 or not (self.start in self.subnet and self.end in self.subnet):
-            raise CNIError(spec.INVALID_CONFIG, f"invalid range {raw}")
+class DiskStore:
+    """The reference plugin's layout: one file per address, a lock, the last reservation."""
 
-    def candidates(self, after: ipaddress.IPv4Address | None) -> Iterator[ipaddress.IPv4Address]:
-        """Every usable address once, starting after `after` (round robin)."""
-        first, last = int(self.start), int(self.end)
-        size = last - first + 1
-        offset = int(after) - first + 1 if after is not None and self.start <= after <= self.end else 0
-        for i in range(size):
-            ip = ipaddress.IPv4Address(first + (offset + i) % size)
-            if ip not in (self.gateway, self.subnet.network_address, self.subnet.broadcast_address):
-                yield ip
-
-    def __str__(self) -> str:
-        return f"{self.start}-{self.end}"
-
-
-def ranges(ipam: dict[str, Any]) -> list[Range]:
-    """The first range set (kgen is IPv4 only; one set is what it renders)."""
-    if ipam.get("ranges"):
-        return [Range(r) for r in ipam["ranges"][0]]
-    if ipam.get("subnet"):
-        return [Range(ipam)]
-    raise CNIError(spec.INVALID_CONFIG, "no IP ranges specified")
-
-
-class Store:
     def __init__(self, data_dir: str, network: str) -> None:
         self.dir = Path(data_dir) / network
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -91,6 +58,9 @@ class Store:
             f.write(f"{container}{LINE_BREAK}{ifname}")
         (self.dir / "last_reserved_ip.0").write_text(str(ip))
         return True
+
+    def release(self, ip: ipaddress.IPv4Address) -> None:
+        (self.dir / str(ip)).unlink(missing_ok=True)
 
     def last_reserved(self) -> ipaddress.IPv4Address | None:
         try:
@@ -132,12 +102,12 @@ def requested_ips(env: dict[str, str], conf: dict[str, Any]) -> list[ipaddress.I
     return list(dict.fromkeys(wanted))
 
 
-def _store(env: dict[str, str], conf: dict[str, Any]) -> tuple[Store, dict[str, Any]]:
+def _store(env: dict[str, str], conf: dict[str, Any]) -> tuple[DiskStore, dict[str, Any]]:
     spec.load_args(env, {"IP": _ip})
     ipam = conf.get("ipam") or {}
     if not conf.get("name"):
         raise CNIError(spec.INVALID_CONFIG, "network configuration has no name")
-    return Store(ipam.get("dataDir") or DEFAULT_DATA_DIR, conf["name"]), ipam
+    return DiskStore(ipam.get("dataDir") or DEFAULT_DATA_DIR, conf["name"]), ipam
 
 
 def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
@@ -145,31 +115,8 @@ def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
     container, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
     rng = ranges(ipam)[0]
     wanted = requested_ips(env, conf)
-    mine = next((ip for ip in wanted if ip in rng.subnet and rng.start <= ip <= rng.end), None)
     with store.locked():
-        if store.held_by(container, ifname):
-            raise CNIError(spec.INTERNAL, f"{container} has been allocated to {ifname}, "
-                                          "duplicate allocation is not allowed")
-        if mine is not None:
-            ip = mine
-            if ip == rng.gateway:
-                raise CNIError(spec.INTERNAL, f"failed to allocate for range 0: requested ip "
-                                              f"{ip} is subnet's gateway")
-            if not store.reserve(ip, container, ifname):
-                raise CNIError(spec.INTERNAL, f"failed to allocate for range 0: requested IP "
-                                              f"address {ip} is not available in range set {rng}")
-        else:
-            for ip in rng.candidates(store.last_reserved()):
-                if store.reserve(ip, container, ifname):
-                    break
-            else:
-                raise CNIError(spec.INTERNAL, f"no IP addresses available in range set: {rng}")
-        left = [str(w) for w in wanted if w != mine]
-        if left:
-            # As the reference: what was allocated is given back, the request fails.
-            (store.dir / str(ip)).unlink(missing_ok=True)
-            raise CNIError(spec.INTERNAL, "failed to allocate all requested IPs: "
-                                          + " ".join(left))
+        ip = allocate(store, rng, container, ifname, wanted)
     result: dict[str, Any] = {
         "cniVersion": conf["cniVersion"],
         "ips": [{"address": f"{ip}/{rng.subnet.prefixlen}", "gateway": str(rng.gateway)}],

@@ -15,7 +15,7 @@ from typing import Any
 
 from generator.node.cni.spec import CNIError, exec_plugin, find_plugin
 
-__all__ = ["CNIError", "add", "check", "cni_args", "delete", "write_wrappers"]
+__all__ = ["CNIError", "add", "cni_args", "delete", "write_wrappers"]
 
 RESULTS_DIR = Path("/var/lib/cni/results")
 PLUGINS = {"bridge": "bridge", "host-local": "host_local", "loopback": "loopback"}
@@ -76,17 +76,6 @@ def delete(conflist: Path, container_id: str, netns: str, ifname: str, cni_path:
     for plugin in reversed(doc["plugins"]):
         exec_plugin(find_plugin(plugin["type"], cni_path), env, _net_conf(doc, plugin, prev))
     cache.unlink(missing_ok=True)
-
-
-def check(conflist: Path, container_id: str, netns: str, ifname: str, cni_path: str) -> None:
-    doc = _load(conflist)
-    cache = _cache(doc, container_id, ifname)
-    if not cache.exists():
-        raise CNIError(3, f"no cached result for {container_id}/{ifname}")
-    prev = json.loads(cache.read_text())
-    env = _env("CHECK", container_id, netns, ifname, cni_path)
-    for plugin in doc["plugins"]:
-        exec_plugin(find_plugin(plugin["type"], cni_path), env, _net_conf(doc, plugin, prev))
 
 
 def write_wrappers(bin_dir: str | Path, python: str = "/usr/bin/python3",
