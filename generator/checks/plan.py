@@ -219,14 +219,25 @@ class Planner:
         checks = []
         tcp = next((p for p in svc["ports"] if p["protocol"] == "TCP"), None)
         sources = self._sources(backends)
+
+        def reached(source: dict[str, Any]) -> list[dict[str, Any]]:
+            """internalTrafficPolicy Local: a pod reaches only its own node's endpoints."""
+            if svc.get("internalTrafficPolicy") != "Local":
+                return backends
+            return [b for b in backends if b["node"] == source["node"]]
+
         for source in sources if tcp else []:
-            checks += self._cluster_ip(svc, tcp, source, backends)  # type: ignore[arg-type]
-        for udp in (p for p in svc["ports"] if p["protocol"] == "UDP"):
-            checks.append(self._udp(svc, udp, sources[0], backends))
-        if tcp and svc["sessionAffinity"] == "ClientIP":
-            checks.append(self._affinity(svc, tcp, sources[0], backends))
+            if reached(source):
+                checks += self._cluster_ip(svc, tcp, source, reached(source))  # type: ignore[arg-type]
+            else:
+                checks.append(self._no_local_endpoint(svc, tcp, source))  # type: ignore[arg-type]
+        served = [s for s in sources if reached(s)]
+        for udp in (p for p in svc["ports"] if p["protocol"] == "UDP") if served else []:
+            checks.append(self._udp(svc, udp, served[0], reached(served[0])))
+        if tcp and served and svc["sessionAffinity"] == "ClientIP":
+            checks.append(self._affinity(svc, tcp, served[0], reached(served[0])))
         elif tcp:  # with affinity a pod may be pinned to another backend: no hairpin check
-            checks.append(self._hairpin(svc, tcp, backends))
+            checks.append(self._hairpin(svc, tcp, reached(backends[0])))
         if svc["type"] == "NodePort":
             checks += self._node_ports(svc, backends)
         return checks
@@ -273,6 +284,14 @@ class Planner:
                                 source["name"], target, "entry: reply from a backend IP",
                                 depends, {**params, "node": source["node"]}))
         return checks
+
+    def _no_local_endpoint(self, svc: dict[str, Any], port: dict[str, Any],
+                           source: dict[str, Any]) -> Check:
+        # kube-proxy's KUBE-SVL chain (nftables: the service chain) drops it: "has no local endpoints".
+        return Check(f"clusterip:{svc['name']}:{source['name']}", "clusterip",
+                     f"ClusterIP {svc['name']} (internalTrafficPolicy Local) from a node without "
+                     "a backend", source["name"], f"{svc['clusterIP']}:{port['port']}",
+                     "dropped (no local endpoint)", frozenset(), {"drop": True})
 
     def _udp(self, svc: dict[str, Any], port: dict[str, Any], source: dict[str, Any],
              backends: list[dict[str, Any]]) -> Check:

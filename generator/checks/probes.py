@@ -169,8 +169,19 @@ def pod_to_pod(lab: Lab, check: Check) -> Probed:
     return Probed([job(lab, check.source, "http", target, "/clientip")], judge)
 
 
+def dropped(lab: Lab, check: Check) -> Probed:
+    """A request that must die unanswered (no local endpoint): it times out."""
+    def judge(s: list[dict[str, Any]]) -> Outcome:
+        return Outcome(s[0]["ok"] == 0 and "timed out" in s[0]["errors"], _summary(s[0]))
+
+    return Probed([job(lab, check.source, "http", check.target, "/clientip",
+                       timeout=DROP_TIMEOUT)], judge)
+
+
 def clusterip(lab: Lab, check: Check) -> Probed:
     p = check.params
+    if p.get("drop"):
+        return dropped(lab, check)
     backends = set(p["backends"])
     own = {lab.pod_ip[check.source], p.get("hairpin_gateway")}
     jobs = [job(lab, check.source, "http", check.target, "/hostname", p["requests"],
@@ -237,11 +248,7 @@ def no_endpoints(lab: Lab, check: Check) -> Probed:
 def nodeport(lab: Lab, check: Check) -> Probed:
     p = check.params
     if p["drop"]:
-        def dropped(s: list[dict[str, Any]]) -> Outcome:
-            return Outcome(s[0]["ok"] == 0 and "timed out" in s[0]["errors"], _summary(s[0]))
-
-        return Probed([job(lab, check.source, "http", check.target, "/clientip",
-                           timeout=DROP_TIMEOUT)], dropped)
+        return dropped(lab, check)
     node = p["node"]
     allowed = {p["client_ip"]} if p["policy"] == "Local" else {node["ip"], node["gateway"],
                                                                node["vtep"]}
