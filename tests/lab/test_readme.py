@@ -35,6 +35,7 @@ VARIES = [
     (r"^(\d+\.\d+\.\d+\.\d+):\d+$", r"\1:PORT"),              # /clientip: the peer's port
     (r"port=\d{5}\b", "port=EPHEMERAL"),                      # conntrack client ports
     (r"^(tcp\s+6\s+)\d+", r"\1TIMEOUT"),                      # conntrack timer
+    (r"\(id: \d+\)", "(id: N)"),                                # netns ids: pods are set up in parallel
 ]
 
 # What else varies in a `kgen trace`: the source port it picks, the ports the kernel picks
