@@ -1,1 +1,1 @@
-"""A kube-proxy clone: the iptables proxier's rules and sync model (standard library only)."""
+"""A kube-proxy clone: its iptables and nftables modes, their rules and sync model (standard library only)."""
