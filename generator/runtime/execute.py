@@ -49,14 +49,9 @@ def exec_command(lab: str | None, target: str, command: list[str], interactive: 
     """The `docker exec` command line for TARGET of the lab `-l LAB` means (a shell
     without a command). LabError (exit 2) for a bad lab file, LookupError (exit 2)
     for an unknown target, RuntimeFailure (exit 1) when the lab is not there."""
-    from generator.runtime.locate import find_lab
+    from generator.runtime.locate import rendered_lab
 
-    ref = find_lab(lab)
-    cluster = ref.cluster()
-    if cluster is None:
-        if ref.given_file:
-            ref.model()  # a bad lab file says so (exit 2)
-        raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
+    ref, cluster = rendered_lab(lab)
     argv = exec_argv(cluster, target, command, interactive)  # an unknown target first (exit 2)
     if ref.running is None or not ref.running.running:
         raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")

@@ -193,3 +193,19 @@ def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
 def lab_paths_of(name: str) -> LabPaths:
     """Where the lab of that name is: its running directory, else ./kgen-<name>/."""
     return _where(name, find_running(name))
+
+
+def rendered_lab(lab: str | None) -> tuple[LabRef, Cluster]:
+    """The lab `-l LAB` means and its cluster.json, for commands that act inside it.
+
+    LabError (exit 2) when a lab file was named and is bad; RuntimeFailure (exit 1)
+    when the lab was never rendered."""
+    from generator.runtime.errors import RuntimeFailure
+
+    ref = find_lab(lab)
+    cluster = ref.cluster()
+    if cluster is None:
+        if ref.given_file:
+            ref.model()  # a bad lab file says so (exit 2)
+        raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
+    return ref, cluster

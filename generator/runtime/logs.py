@@ -46,14 +46,9 @@ def logs_command(lab: str | None, pod: str, container: str | None, follow: bool 
     LookupError (exit 2) for an unknown pod or container, RuntimeFailure (exit 1)
     when the lab is not running."""
     from generator.runtime.errors import RuntimeFailure
-    from generator.runtime.locate import find_lab
+    from generator.runtime.locate import rendered_lab
 
-    ref = find_lab(lab)
-    cluster = ref.cluster()
-    if cluster is None:
-        if ref.given_file:
-            ref.model()  # a bad lab file says so (exit 2)
-        raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
+    ref, cluster = rendered_lab(lab)
     found = logs_argv(cluster, pod, container, follow, tail)  # an unknown pod first (exit 2)
     if ref.running is None or not ref.running.running:
         raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
