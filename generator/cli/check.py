@@ -28,7 +28,7 @@ def check(lab: LabOption = None,
         from generator.checks.runner import SelectionError, run_checks
 
         ref = find_lab(lab)
-        if ref.running is None or not ref.running.running:
+        if not ref.is_up:
             if ref.given_file:
                 ref.model()  # a bad lab file says so (exit 2)
             raise Exit(1, f"lab {ref.name} is not up; run `kgen up {ref.file_flag}` first")

@@ -31,7 +31,7 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
 
     with failures(lambda: "every node removed its trace rules"):
         ref = find_lab(lab)
-        if ref.running is None or not ref.running.running:
+        if not ref.is_up:
             if ref.given_file:
                 ref.model()  # a bad lab file says so (exit 2)
             raise Exit(1, f"lab {ref.name} is not up; run `kgen up {ref.file_flag}` first")

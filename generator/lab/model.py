@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.lab.checks import default, member_names
+from generator.lab.checks import cluster_problems, default, member_names
 from generator.lab.errors import LabError
 from generator.lab.load import load_data
 from generator.lab.schema import NODE_PORT_RANGE
@@ -88,8 +88,6 @@ def load_lab(path: Path) -> Lab:
 
 def parse_lab(data: Any, source: str = "") -> Lab:
     """A validated Lab from a YAML document, or LabError with every problem."""
-    from generator.lab.checks import cluster_problems
-
     doc = data if data is not None else {}
     problems = schema_problems(doc)
     if isinstance(doc, dict):

@@ -53,7 +53,7 @@ def exec_command(lab: str | None, target: str, command: list[str], interactive: 
 
     ref, cluster = rendered_lab(lab)
     argv = exec_argv(cluster, target, command, interactive)  # an unknown target first (exit 2)
-    if ref.running is None or not ref.running.running:
+    if not ref.is_up:
         raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
     return argv
 

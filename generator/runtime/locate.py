@@ -64,6 +64,11 @@ class LabRef:
                 f"running={self.running is not None}, arg={self.arg!r})")
 
     @property
+    def is_up(self) -> bool:
+        """At least one of its containers runs."""
+        return self.running is not None and self.running.running > 0
+
+    @property
     def flag(self) -> str:
         """`-l ...` for hints in messages."""
         return f"-l {shlex.quote(self.arg)}"

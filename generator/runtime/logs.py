@@ -50,6 +50,6 @@ def logs_command(lab: str | None, pod: str, container: str | None, follow: bool 
 
     ref, cluster = rendered_lab(lab)
     found = logs_argv(cluster, pod, container, follow, tail)  # an unknown pod first (exit 2)
-    if ref.running is None or not ref.running.running:
+    if not ref.is_up:
         raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
     return found
