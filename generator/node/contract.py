@@ -263,3 +263,70 @@ def serving_pods(cluster: Cluster, docs: dict[str, NodeState],
     """What every proxy and `kgen status` make endpoints from: the published pods
     of live nodes only (of those, `ready_pods` are the endpoints)."""
     return published_pods(cluster, {n: d for n, d in docs.items() if n in live})
+
+
+# ---------------------------------------------------------------- the cluster DNS's input
+# What the DNS server answers from (generator.node.dns), one document computed by
+# `dns_zone` from the cluster and the serving pods, so the host and a node derive it alike.
+
+DEFAULT_NAMESPACE = "default"
+CLUSTER_DOMAIN = "cluster.local"
+
+
+class DnsPort(TypedDict):
+    name: str  # "" for an unnamed port, which has no SRV record
+    protocol: str  # TCP | UDP | SCTP
+    port: int
+
+
+class DnsEndpoint(TypedDict):
+    ip: str
+    pod: str  # the pod behind it (an EndpointSlice's targetRef)
+    hostname: NotRequired[str]  # the pod's spec.hostname, when its subdomain is this service
+
+
+class DnsService(TypedDict):
+    name: str
+    namespace: str
+    clusterIP: str | None  # None: headless
+    ports: list[DnsPort]
+    endpoints: list[DnsEndpoint]  # the ready ones only
+
+
+class DnsPod(TypedDict):
+    name: str
+    namespace: str
+    ip: str
+
+
+class DnsZone(TypedDict):
+    domain: str  # the cluster domain, e.g. cluster.local
+    namespaces: list[str]
+    services: list[DnsService]
+    pods: list[DnsPod]
+    reverseCIDRs: list[str]  # reverse names inside these are answered; others REFUSED
+    nameserver: str | None  # the DNS service's cluster IP (ns.dns.<domain>)
+
+
+def _dns_service(spec: ServiceSpec, ready: list[PublishedPod]) -> DnsService:
+    cluster_ip = spec["clusterIP"] if spec["clusterIP"] not in ("", "None") else None
+    endpoints: list[DnsEndpoint] = [{"ip": str(p["ip"]), "pod": p["name"]} for p in ready
+                                    if selects(spec["selector"], p["labels"])]
+    return {"name": spec["name"], "namespace": spec.get("namespace", DEFAULT_NAMESPACE),
+            "clusterIP": cluster_ip, "endpoints": endpoints,
+            "ports": [{"name": p["name"], "protocol": p["protocol"], "port": p["port"]}
+                      for p in spec["ports"]]}
+
+
+def dns_zone(cluster: Cluster, pods: list[PublishedPod], domain: str = CLUSTER_DOMAIN,
+             nameserver: str | None = None) -> DnsZone:
+    """The DNS records' input: `pods` as `serving_pods` gives them; pods and
+    services without a namespace are in `default`, as kgen labs have no others yet."""
+    ready = ready_pods(pods)
+    services = [_dns_service(s, ready) for s in cluster["services"]]
+    dns_pods: list[DnsPod] = [{"name": p["name"], "namespace": DEFAULT_NAMESPACE, "ip": str(p["ip"])}
+                              for p in pods if p.get("ip")]  # ready or not, as CoreDNS's pod index
+    namespaces = {DEFAULT_NAMESPACE, "kube-system", *(s["namespace"] for s in services)}
+    return {"domain": domain, "namespaces": sorted(namespaces), "services": services,
+            "pods": dns_pods, "reverseCIDRs": [cluster["serviceCIDR"], cluster["podCIDR"]],
+            "nameserver": nameserver}
