@@ -28,6 +28,7 @@ from generator.node.dns.message import RCODE_NAMES, type_name
 from generator.node.dns.records import ClusterZone
 
 RELOAD_EVERY = 0.25
+RACY = 2.0  # seconds during which a file's mtime may not yet tell a rewrite apart
 TCP_IDLE = 10.0
 MAX_TCP = 64
 UDP_BATCH = 64  # datagrams read per wake-up before the selector is asked again
@@ -42,6 +43,7 @@ class ZoneFile:
         self._seen: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._last_note = ""
+        self._text: str | None = None
 
     def refresh(self, now: float) -> None:
         if now - self._checked < RELOAD_EVERY:
@@ -54,12 +56,17 @@ class ZoneFile:
             self._note(f"zone file unreadable: {err}")
             return
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if key == self._seen:
+        # A file rewritten within the clock's granularity can keep inode, mtime and
+        # size (the "racy" case git knows): while its mtime is that recent, compare text.
+        if key == self._seen and time.time() - st.st_mtime > RACY:
             return
         self._seen = key  # a bad file is read once, not every quarter second
         try:
-            doc = cast(DnsZone, json.loads(self.path.read_text()))
-            self.zone = ClusterZone(doc, serial=int(st.st_mtime))
+            text = self.path.read_text()
+            if text == self._text:
+                return
+            self._text = text
+            self.zone = ClusterZone(cast(DnsZone, json.loads(text)), serial=int(st.st_mtime))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             self._note(f"zone file {self.path} not loaded, keeping the last good zone: {err!r}")
             return
