@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from generator.node.dns.resolvconf import resolv_conf
 from tests.conftest import ROOT, need_root_netns
 
 pytestmark = pytest.mark.netns
@@ -54,6 +55,11 @@ class Lab:
     def dig(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.client, "dig", f"@{SERVER}", "+time=2", "+tries=1",
                                *args], capture_output=True, text=True, timeout=20, env=ENV)
+
+    def getent(self, *args: str) -> str:
+        """glibc's resolver as a pod's processes use it: the pod's resolv.conf, search path, ndots:5."""
+        return subprocess.run(["ip", "netns", "exec", self.client, "getent", *args], capture_output=True,
+                              text=True, timeout=30, env=ENV).stdout
 
     def write_zone(self, services: list[dict[str, Any]]) -> None:
         tmp = self.zone.with_suffix(".tmp")
@@ -88,11 +94,14 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
              ["ip", "-n", server_ns, "link", "set", f"{tag}x", "up"],
              ["ip", "-n", client_ns, "link", "set", f"{tag}y", "up"]]
     zone, log = tmp_path / "zone.json", tmp_path / "queries.log"
+    etc = Path("/etc/netns") / client_ns  # `ip netns exec` binds its files over /etc, as a pod's
     zone.write_text(json.dumps(zone_doc([WEB, MANY])))
     server: subprocess.Popen[str] | None = None
     try:
         for step in steps:
             subprocess.run(step, check=True, capture_output=True)
+        etc.mkdir(parents=True)
+        (etc / "resolv.conf").write_text(resolv_conf(SERVER, "default", "cluster.local"))
         argv = ["ip", "netns", "exec", server_ns, sys.executable, "-m", "generator.node.dns",
                 "--zone", str(zone), "--listen", SERVER, "--port", "53", "--log", str(log)]
         server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -105,6 +114,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             server.wait(timeout=10)
         for ns in (server_ns, client_ns):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_dig_gets_a_srv_and_ptr_over_udp_and_tcp(lab: Lab) -> None:
@@ -162,3 +172,14 @@ def test_one_log_line_per_query_and_a_clean_exit_on_sigterm(lab: Lab) -> None:
     assert [(q.split('"')[1].split()[2], q.split('"')[2].split()[0]) for q in queries] == [
         (f"web.{SVC}.", "NOERROR"), ("example.com.", "REFUSED"), (f"nope.{SVC}.", "NXDOMAIN")]
     assert all(f"{CLIENT}:" in q for q in queries)
+
+
+def test_glibc_resolves_through_the_search_path_and_back(lab: Lab) -> None:
+    for name in ("web", "web.default", "web.default.svc", f"web.{SVC}"):
+        assert lab.getent("hosts", name).split() == ["10.96.0.20", f"web.{SVC}"], name
+    assert lab.getent("hosts", "10.96.0.20").split() == ["10.96.0.20", f"web.{SVC}"]  # PTR
+    assert lab.getent("ahostsv4", "10-244-1-2.default.pod.cluster.local").split()[0] == "10.244.1.2"
+    assert lab.getent("hosts", "example.com") == ""  # refused, and nothing forwarded anywhere
+    # `web` was tried as web.default.svc.cluster.local first: AAAA (NODATA), then A
+    asked = [line.split('"')[1].split()[:3] for line in lab.log.read_text().splitlines() if '"' in line]
+    assert ["AAAA", "IN", f"web.{SVC}."] in asked and ["A", "IN", f"web.{SVC}."] in asked

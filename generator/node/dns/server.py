@@ -120,8 +120,9 @@ class DnsServer:
         self.udp = socket.socket(family, socket.SOCK_DGRAM)
         self.tcp = socket.socket(family, socket.SOCK_STREAM)
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.udp.bind((address, port))
+        self.tcp.bind((address, self.udp.getsockname()[1]))  # port 0: TCP on the port UDP got
         for sock in (self.udp, self.tcp):
-            sock.bind((address, port))
             sock.setblocking(False)
         self.tcp.listen(128)
         self.address = self.udp.getsockname()[:2]
