@@ -109,3 +109,19 @@ def test_the_zone_file_is_followed_and_a_bad_one_keeps_the_last_good_zone(tmp_pa
     assert "not loaded, keeping the last good zone" in log.getvalue().splitlines()[-1]
     follower.refresh(now=103.0)
     assert log.getvalue().count("not loaded") == 1  # read once, said once
+
+
+def test_namespaces_and_hostnames_follow_the_pod_specs_once_they_carry_them() -> None:
+    """The lab model has no namespaces or hostnames yet; the zone already reads them."""
+    cluster = demo_cluster()
+    extra = cast(dict[str, dict[str, Any]], {p["name"]: p for p in cluster["pods"]})
+    extra["pod-2"].update(hostname="web-a", subdomain="web")
+    extra["pod-3"]["namespace"] = "shop"
+    zone = dns_zone(cluster, published_pods(cluster, states(cluster, pending=set())))
+    web = next(s for s in zone["services"] if s["name"] == "web")
+    assert web["endpoints"] == [{"ip": "10.244.1.2", "pod": "pod-2", "hostname": "web-a"}]  # pod-3: other ns
+    sticky = next(s for s in zone["services"] if s["name"] == "web-sticky")
+    assert sticky["endpoints"] == [{"ip": "10.244.1.2", "pod": "pod-2"}]  # subdomain names another service
+    assert ("pod-3", "shop") in {(p["name"], p["namespace"]) for p in zone["pods"]}
+    assert "shop" in zone["namespaces"]
+    assert ClusterZone(zone).lookup(f"web-a.web.{SVC}") == {A: ["10.244.1.2"]}
