@@ -235,6 +235,7 @@ def test_other_opcodes_classes_and_question_counts() -> None:
     assert ask(zone, f"kubernetes.{SVC}", opcode=2).rcode == NOTIMP
     none = Message(id=4711, rd=True)
     assert decode(handle(encode(none), zone, udp=True).wire or b"").rcode == FORMERR
+    assert ask(zone, "cluster.local", 252).rcode == REFUSED  # AXFR: no zone transfers
     chaos = Message(id=4711, rd=True, questions=[Question("version.bind", TXT, 3)])
     assert decode(handle(encode(chaos), zone, udp=True).wire or b"").rcode == REFUSED
 

@@ -38,6 +38,7 @@ from generator.node.dns.records import ClusterZone
 
 UDP_FLOOR = 512  # RFC 1035's limit without EDNS
 UDP_CEILING = 4096  # never more in one datagram, whatever a client offers
+ZONE_TRANSFERS = (251, 252)  # IXFR, AXFR: refused, as CoreDNS does without its transfer plugin
 
 
 @dataclass
@@ -91,7 +92,7 @@ def answer(query: Message, zone: ClusterZone) -> Message:
         return reply
     question = query.questions[0]
     where = zone.where(question.name)
-    if question.qclass not in (IN, ANY) or where == "outside":
+    if question.qclass not in (IN, ANY) or where == "outside" or question.qtype in ZONE_TRANSFERS:
         reply.rcode = REFUSED
         return reply
     reply.aa = True

@@ -18,9 +18,10 @@ import os
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 from generator.node.contract import DnsZone
 from generator.node.dns.answer import Exchange, handle
@@ -130,7 +131,7 @@ class DnsServer:
         self.selector.register(self.tcp, selectors.EVENT_READ, "accept")
         self.clients: dict[socket.socket, TcpClient] = {}
 
-    def serve_forever(self, stop: Any = None) -> None:
+    def serve_forever(self, stop: Callable[[], bool] | None = None) -> None:
         """Serve until `stop()` answers true (checked at least every RELOAD_EVERY seconds)."""
         while stop is None or not stop():
             self.zones.refresh(time.monotonic())
