@@ -38,10 +38,11 @@ def lab(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
-    `nox -s bench -- proxy`, `-- lab`, `-- exec`, `-- trace` or `-- scale` runs one of
-    them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine).
+    `nox -s bench -- proxy`, `-- lab`, `-- exec`, `-- trace`, `-- scale` or `-- dns` runs one of
+    them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
+    dns needs root for its throw-away network namespaces).
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale"]
+    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale", "dns"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")

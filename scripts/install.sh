@@ -42,6 +42,7 @@ have nft || want nftables            # the nftables proxier's netns tests and be
 have conntrack || want conntrack
 have tcpdump || want tcpdump
 have ping || want iputils-ping
+have dig || want dnsutils              # the cluster DNS netns test and benchmark ask with dig
 have dot || want graphviz                  # kgen graph (svg, png, html)
 have tshark || could tshark                # capture tests decode the VXLAN overlay
 have chromium || could chromium            # the html graph test opens the page headless

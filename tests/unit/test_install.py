@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-TOOLS = ["debootstrap", "iptables", "nft", "conntrack", "tcpdump", "ping", "dot", "tshark",
+TOOLS = ["debootstrap", "iptables", "nft", "conntrack", "tcpdump", "ping", "dig", "dot", "tshark",
          "chromium"]
 
 
@@ -66,7 +66,7 @@ def test_bare_machine_gets_engine_compose_and_tools(tmp_path: Path) -> None:
     got = plan(tmp_path, {})
     assert got["install"].split() == ["docker.io", "docker-compose", "debootstrap", "iptables",
                                       "nftables", "conntrack", "tcpdump", "iputils-ping",
-                                      "graphviz", "fonts-dejavu-core",
+                                      "dnsutils", "graphviz", "fonts-dejavu-core",
                                       "containernetworking-plugins"]
     assert got["optional"].split() == ["tshark", "chromium"]
     assert got["dockerd"] == "start"
