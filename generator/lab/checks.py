@@ -64,7 +64,8 @@ def _dicts(value: Any) -> list[tuple[int, Doc]]:
 def member_names(data: Doc, key: str) -> list[tuple[int, str, str]]:
     """(index, path, name) of nodes or clients given as names or {name: ...}."""
     found = []
-    for i, item in enumerate(data.get(key) or []):
+    items = data.get(key)
+    for i, item in enumerate(items if isinstance(items, list) else []):
         name = item.get("name") if isinstance(item, dict) else item
         if isinstance(name, str):
             found.append((i, f"{key}[{i}]", name))

@@ -9,15 +9,12 @@ newline cannot flood or split the output.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 # Longest value or key shown whole in an error line; longer ones are cut and say how long.
 SHOWN_CHARS = 60
 # Longest error line; a path of many long keys is cut in the middle, keeping its end.
 LINE_MAX = 400
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators a terminal may break on.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -48,14 +45,20 @@ class LabError(Exception):
 
 
 def printable(text: str) -> str:
-    """`text` with control characters escaped (`\\n`, `\\x00`), so it stays on one line."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    """`text` with control, format and separator characters escaped (`\\n`, `\\ufeff`,
+    `\\u202e`), as repr escapes them: one visible line that reads as the file does."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def bounded(line: str) -> str:
     """One printable line of at most LINE_MAX characters (the middle cut, the end kept:
     the end says what is wrong)."""
-    line = printable(line)
+    return _cut(printable(_cut(line)))
+
+
+def _cut(line: str) -> str:
     if len(line) <= LINE_MAX:
         return line
     keep = LINE_MAX - 5

@@ -7,7 +7,7 @@ a mapping that repeats a key (PyYAML silently keeps the last value), an alias
 inside the value it names (a recursive structure), aliases that expand the
 document past ALIAS_BUDGET values (a "billion laughs" file), values nested
 deeper than MAX_DEPTH, and scalars that cannot be built (a 5000-digit number,
-2001-13-45). Each node is visited once however many aliases name it, so the
+2001-13-45, a 300-digit one). Each node is visited once however many aliases name it, so the
 walk costs the size of the file, not of its expansion.
 """
 
@@ -27,6 +27,9 @@ Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ALIAS_BUDGET = 10_000
 # Keys that are instructions to the constructor, not values (`<<: *base` merges a mapping).
 _NOT_VALUES = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
+# Widest integer kept: none of a lab's numbers comes near, and Python refuses to print
+# some wider ones (more than 4300 digits), which any error message about them would do.
+MAX_INT_BITS = 256
 # Deepest nesting of mappings and lists; a lab file needs 6 (services[0].ports[0].port).
 MAX_DEPTH = 32
 
@@ -59,12 +62,23 @@ def parse_yaml(text: str, source: str = "") -> Any:
         problems = check_tree(node, loader)
         if problems:
             raise LabError(problems, source)
-        return loader.construct_document(node)
+        return _construct(loader, node, source)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise LabError.one("", shorten(f"{_where(err)}{problem}"), source) from None
     finally:
         loader.dispose()
+
+
+def _construct(loader: Any, node: yaml.Node, source: str) -> Any:
+    """The document built from the checked tree; every scalar is built already, so what
+    can still fail is a tagged list or mapping (`!!omap`, `!!set` on a list)."""
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except Exception as err:  # what a constructor's own parsing raised
+        raise LabError.one("", shorten(f"cannot be read ({err})"), source) from None
 
 
 @dataclass
@@ -163,15 +177,18 @@ def _duplicates(node: yaml.MappingNode, path: str) -> list[tuple[int, Problem]]:
 def _scalar(loader: Any, node: yaml.ScalarNode, path: str) -> Problem | None:
     """Build one scalar now, where its path is known (PyYAML keeps it for the document)."""
     try:
-        loader.construct_object(node)
+        value = loader.construct_object(node)
     except yaml.YAMLError as err:
         return Problem(path, f"{_where(err)}{getattr(err, 'problem', None) or err}")
-    except (ValueError, OverflowError) as err:  # int('9' * 5000), date(2001, 13, 45)
+    except Exception as err:  # int('9' * 5000), date(2001, 13, 45), `!!timestamp abc`:
+        # PyYAML's constructors raise what their parsing raises, not only YAMLError.
         line = node.start_mark.line + 1
         what = ("is a number too long to read" if node.tag.endswith(":int")
                 else f"{describe(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]} "
                      f"({err})")
         return Problem(path, f"line {line}: {what}")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        return Problem(path, f"line {node.start_mark.line + 1}: is a number too long to read")
     return None
 
 
