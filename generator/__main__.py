@@ -65,6 +65,10 @@ def fast_exec(lab: str | None, target: str, command: list[str]) -> NoReturn:
     except KeyboardInterrupt:
         sys.stderr.write("kgen: interrupted\n")
         sys.exit(130)
+    except OSError as e:  # `docker` missing or not executable, an unreadable lab file
+        where = f"{e.filename}: " if e.filename is not None else ""
+        sys.stderr.write(f"kgen: error: {where}{e.strerror or e}\n")
+        sys.exit(1)
     except Exception as e:
         # A bad lab file; generator.lab.errors is loaded only when one was raised.
         errors = sys.modules.get("generator.lab.errors")

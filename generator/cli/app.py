@@ -7,20 +7,69 @@ on first use, and shell completion reads running labs through the `docker` CLI.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from generator.lab.errors import LabError
+from generator.lab.errors import LabError, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-app = typer.Typer(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+
+# Failures of a write to an open file (no file name attached): a full disk, a quota, EIO.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+# What `-o` means to kubectl users (`kubectl get -o json`): never a directory name by mistake.
+OUTPUT_FORMAT_WORDS = ("json", "yaml", "wide", "name")
+
+
+class KgenGroup(TyperGroup):
+    """The one place where a file-system error no command expected (an output that is a
+    directory, a read-only or full disk, a closed stdout) becomes one line and exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a full disk behind stdout shows here, not at exit
+            return result
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise  # a reader that went away (`kgen ls | head`): click exits quietly
+            _say(f"kgen: error: {os_error_line(e)}")
+            raise typer.Exit(1) from None
+
+
+def os_error_line(e: OSError) -> str:
+    """What went wrong, on one line: the file and the system's words for it."""
+    if e.filename is None and (not _stdout_writable() or e.errno in _WRITE_ERRNOS):
+        return f"cannot write the output: {e.strerror or e}"  # stdout, or a file being written
+    where = ": ".join(printable(str(f)) for f in (e.filename, e.filename2) if f is not None)
+    return f"{where}: {e.strerror or e}" if where else str(e.strerror or e)
+
+
+def _stdout_writable() -> bool:
+    """Flush stdout; when it cannot take the rest, point it at /dev/null so Python's own
+    flush at exit does not print a second error."""
+    try:
+        sys.stdout.flush()
+        return True
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):  # not a real file: a test's capture
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+
+
+app = typer.Typer(cls=KgenGroup, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Kubernetes networking labs in Docker: nodes, pods, VXLAN, kube-proxy.")
 
 
@@ -141,6 +190,17 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
     except RUNTIME_ERRORS as e:
         _say(f"kgen: error: {e}")
         raise typer.Exit(1) from None
+
+
+def output_dir(path: Path) -> Path:
+    """`-o DIR` of a command that writes a directory: refuse a file, and a format word
+    (`-o json`) that would quietly become a folder of that name."""
+    if path.exists() and not path.is_dir():
+        raise Exit(2, f"-o {path}: is a file; -o names a directory to write into")
+    if str(path) in OUTPUT_FORMAT_WORDS and not path.is_dir():
+        raise Exit(2, f"-o {path}: -o names the directory to write into, not an output format; "
+                      f"for a directory named {path} write -o ./{path}")
+    return path
 
 
 def echo(message: str) -> None:

@@ -37,6 +37,8 @@ def capture(target: Annotated[str, typer.Argument(help="A node, client or pod.",
         if cluster is None:
             if ref.given_file:
                 ref.model()  # a bad lab file says so (exit 2)
+            if ref.unreachable is not None:
+                raise ref.unreachable
             raise Exit(1, f"lab {ref.name} is not running; run `kgen up {ref.file_flag}` first")
         try:
             tcpdump.check_bounds(count, duration)

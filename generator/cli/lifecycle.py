@@ -23,6 +23,7 @@ from generator.cli.app import (
     err,
     failures,
     out,
+    output_dir,
 )
 from generator.cluster.names import rendered_dir
 from generator.lab.errors import LabError
@@ -78,7 +79,7 @@ def render_cmd(lab: LabOption = None,
         from generator.runtime.networks import desired_cluster
 
         model = find_lab(lab).model()
-        out_dir = output or rendered_dir(model.name)
+        out_dir = output_dir(output) if output else rendered_dir(model.name)
         state = render(model, desired_cluster(model, out_dir), out_dir)
         if fmt == "clab":
             from generator.render.clab import render_clab
@@ -335,6 +336,8 @@ def apply(lab: LabOption = None, timeout: TimeoutOption = None) -> None:
         ref = find_lab(lab)
         model = ref.model()
         before = ref.cluster()
+        if ref.unreachable is not None:
+            raise ref.unreachable
         if before is None or ref.running is None or not ref.running.running:
             raise Exit(1, f"lab {model.name} is not running; run `kgen up {ref.file_flag}`")
         if not ref.same_file(ref.running):

@@ -238,4 +238,13 @@ def source(picture: Picture, overlay: Overlay | None = None) -> str:
 
 def render(picture: Picture, fmt: str, overlay: Overlay | None = None) -> bytes:
     """svg or png bytes from Graphviz's `dot`."""
-    return bytes(build(picture, overlay).pipe(format=fmt))
+    import graphviz
+
+    from generator.runtime.errors import RuntimeFailure
+
+    try:
+        return bytes(build(picture, overlay).pipe(format=fmt))
+    except graphviz.ExecutableNotFound:
+        raise RuntimeFailure("Graphviz's `dot` is not installed (svg, png and html need it; "
+                             "--format dot and mermaid do not): install Graphviz: "
+                             "apt-get install graphviz") from None

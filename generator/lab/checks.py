@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from generator.lab.errors import Problem, describe
-from generator.lab.schema import LAB_SCHEMA
+from generator.lab.schema import LAB_SCHEMA, NODE_PORT_RANGE
 
 IPv4Network = ipaddress.IPv4Network
 Doc = dict[str, Any]
 
 _TOP = LAB_SCHEMA["properties"]
+# Service types that get nodePorts (LoadBalancer is a NodePort service with an address more).
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 RANGE_KEYS = ("podCIDR", "serviceCIDR", "nodeNetwork")
 # The lab's own address space: RFC 1918 and the shared address space (RFC 6598).
 PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
@@ -29,6 +31,31 @@ def default(key: str) -> Any:
     return _TOP[key].get("default")
 
 
+def top_int(data: Doc, key: str) -> int | None:
+    """A top-level integer field (or its default) when the schema accepts it, else None:
+    arithmetic never sees 24.0, true or 2**63 (the schema reports those)."""
+    value, spec = data.get(key, default(key)), _TOP[key]
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and spec["minimum"] <= value <= spec["maximum"]:
+        return value
+    return None
+
+
+def _port_key(port: Doc, field: str) -> tuple[int, str] | None:
+    """(number, protocol) of a port's `field`, or None when either is not what the schema
+    wants (then the schema reports it and a list or mapping never reaches a set)."""
+    number, protocol = port.get(field), port.get("protocol", "TCP")
+    if isinstance(number, int) and not isinstance(number, bool) and isinstance(protocol, str):
+        return number, protocol
+    return None
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """A few names for an error line: a lab of 3,000 nodes does not list them all."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def _dicts(value: Any) -> list[tuple[int, Doc]]:
     return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)] \
         if isinstance(value, list) else []
@@ -37,7 +64,8 @@ def _dicts(value: Any) -> list[tuple[int, Doc]]:
 def member_names(data: Doc, key: str) -> list[tuple[int, str, str]]:
     """(index, path, name) of nodes or clients given as names or {name: ...}."""
     found = []
-    for i, item in enumerate(data.get(key) or []):
+    items = data.get(key)
+    for i, item in enumerate(items if isinstance(items, list) else []):
         name = item.get("name") if isinstance(item, dict) else item
         if isinstance(name, str):
             found.append((i, f"{key}[{i}]", name))
@@ -67,7 +95,14 @@ def parse_cidr(text: Any, path: str) -> tuple[IPv4Network | None, list[Problem]]
         return None, [Problem(path, f"{describe(text)} needs a prefix length, as in {net}")]
     if not isinstance(net, IPv4Network):
         return None, [Problem(path, f"{describe(text)} is not IPv4 (kgen labs are IPv4)")]
-    if str(net) != text.strip():
+    prefix = text.rsplit("/", 1)[1]
+    if not prefix.isdigit():  # Python also takes a netmask after the slash; Kubernetes does not
+        return None, [Problem(path, f"{describe(text)} has a netmask where the prefix length "
+                                    f"goes; write {net.network_address}/{net.prefixlen}")]
+    if prefix != str(net.prefixlen):  # as Go's netip.ParsePrefix, no leading zeros
+        return None, [Problem(path, f"{describe(text)} has a leading zero in its prefix length; "
+                                    f"write /{net.prefixlen}")]
+    if str(net) != text:
         return None, [Problem(path, f"{describe(text)} has host bits set; did you mean {net}?")]
     if not any(net.subnet_of(p) for p in PRIVATE):  # type: ignore[arg-type]
         return None, [Problem(path, f"{net} is {_kind_of(net)} address space; lab ranges must be "
@@ -95,9 +130,9 @@ def check_ranges(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Problem]:
         for other in keys[:i]:
             if nets[key].overlaps(nets[other]):
                 yield Problem(key, f"{nets[key]} overlaps {other} {nets[other]}")
-    pods, mask = nets.get("podCIDR"), data.get("nodeCIDRMaskSize", default("nodeCIDRMaskSize"))
+    pods, mask = nets.get("podCIDR"), top_int(data, "nodeCIDRMaskSize")
     nodes = member_names(data, "nodes")
-    if pods is not None and isinstance(mask, int) and not isinstance(mask, bool):
+    if pods is not None and mask is not None:
         if mask <= pods.prefixlen:
             yield Problem("nodeCIDRMaskSize", f"{mask} must be longer than podCIDR's "
                                               f"/{pods.prefixlen}")
@@ -109,7 +144,7 @@ def check_ranges(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Problem]:
         yield Problem("serviceCIDR", f"{services} is too small (at most /29)")
     underlay = nets.get("nodeNetwork")
     if underlay is not None:
-        hosts = underlay.num_addresses - 3  # network, Docker's gateway, broadcast
+        hosts = max(0, underlay.num_addresses - 3)  # network, Docker's gateway, broadcast
         wanted = len(nodes) + len(member_names(data, "clients"))
         if wanted > hosts:
             yield Problem("nodeNetwork", f"{underlay} has room for {hosts} nodes and clients, "
@@ -127,7 +162,7 @@ def check_names(data: Doc) -> Iterator[Problem]:
     for path, name in [(p, n) for _, p, n in
                        member_names(data, "nodes") + member_names(data, "clients") + pods]:
         if name in owners:
-            yield Problem(path, f"duplicate name {name!r} (already used by {owners[name]})")
+            yield Problem(path, f"duplicate name {describe(name)} (already used by {owners[name]})")
         owners.setdefault(name, path)
     yield from unique([s.get("name") for _, s in _dicts(data.get("services"))], "services",
                       "service name")
@@ -142,7 +177,7 @@ def unique(names: list[Any], path: str, what: str) -> Iterator[Problem]:
         if not isinstance(name, str):
             continue
         if name in seen:
-            yield Problem(f"{path}[{i}]", f"duplicate {what} {name!r} (also at [{seen[name]}])")
+            yield Problem(f"{path}[{i}]", f"duplicate {what} {describe(name)} (also at [{seen[name]}])")
         seen.setdefault(name, i)
 
 
@@ -154,14 +189,16 @@ def check_service(svc: Doc, path: str) -> Iterator[Problem]:
     if "externalTrafficPolicy" in svc and not node_port:
         yield Problem(f"{path}.externalTrafficPolicy", "may only be set on NodePort services")
     ports = _dicts(svc.get("ports"))
-    seen: dict[tuple[Any, Any], int] = {}
+    seen: dict[tuple[int, str], int] = {}
     for j, port in ports:
         here = f"{path}.ports[{j}]"
         if len(ports) > 1 and not port.get("name"):
             yield Problem(f"{here}.name", "is required when a service has more than one port")
         if "nodePort" in port and not node_port:
             yield Problem(f"{here}.nodePort", "may only be set on NodePort services")
-        key = (port.get("port"), port.get("protocol", "TCP"))
+        key = _port_key(port, "port")
+        if key is None:
+            continue
         if key in seen:
             yield Problem(f"{here}.port", f"{key[0]}/{key[1]} is already used by ports[{seen[key]}]")
         seen.setdefault(key, j)
@@ -170,16 +207,30 @@ def check_service(svc: Doc, path: str) -> Iterator[Problem]:
 
 
 def check_node_ports(data: Doc) -> Iterator[Problem]:
-    used: dict[tuple[Any, Any], str] = {}
+    used: dict[tuple[int, str], str] = {}
     for i, svc in _dicts(data.get("services")):
         for j, port in _dicts(svc.get("ports")):
-            if not isinstance(port.get("nodePort"), int):
+            key = _port_key(port, "nodePort")
+            if key is None:
                 continue
             here = f"services[{i}].ports[{j}].nodePort"
-            key = (port["nodePort"], port.get("protocol", "TCP"))
             if key in used:
                 yield Problem(here, f"{key[0]}/{key[1]} is already used by {used[key]}")
             used.setdefault(key, here)
+    yield from _node_port_room(data, {number for number, _ in used})
+
+
+def _node_port_room(data: Doc, given: set[int]) -> Iterator[Problem]:
+    """Every port of a NodePort (or LoadBalancer) service gets a nodePort: the ones not
+    given are allocated from what is left of the range, which must hold them all."""
+    low, high = NODE_PORT_RANGE
+    wanted = sum(1 for _, svc in _dicts(data.get("services"))
+                 if svc.get("type") in NODE_PORT_TYPES
+                 for _, port in _dicts(svc.get("ports")) if "nodePort" not in port)
+    free = (high - low + 1) - len({n for n in given if low <= n <= high})
+    if wanted > free:
+        yield Problem("services", f"{wanted} NodePort service ports need a nodePort allocated but "
+                                  f"{low}-{high} has {free} left")
 
 
 def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Problem]:
@@ -198,7 +249,7 @@ def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Probl
         try:
             ip = ipaddress.IPv4Address(text)
         except ValueError:
-            yield Problem(here, f"{text!r} is not an IPv4 address")
+            yield Problem(here, f"{describe(text)} is not an IPv4 address")
             continue
         if ip not in net or ip in (net.network_address, net.broadcast_address):
             yield Problem(here, f"{ip} is not a usable address of serviceCIDR {net}")
@@ -212,15 +263,16 @@ def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Probl
 
 def check_placement(data: Doc) -> Iterator[Problem]:
     nodes = [name for _, _, name in member_names(data, "nodes")]
-    mask = data.get("nodeCIDRMaskSize", default("nodeCIDRMaskSize"))
-    capacity = 2 ** (32 - mask) - 3 if isinstance(mask, int) and 1 <= mask <= 30 else None
+    mask = top_int(data, "nodeCIDRMaskSize")
+    capacity = 2 ** (32 - mask) - 3 if mask is not None else None
     per_node: dict[str, int] = {}
     for i, pod in _dicts(data.get("pods")):
         node = pod.get("node")
         if not isinstance(node, str):
             continue
         if node not in nodes:
-            yield Problem(f"pods[{i}].node", f"unknown node {node!r} (nodes: {', '.join(nodes)})")
+            yield Problem(f"pods[{i}].node", f"unknown node {describe(node)} (nodes: "
+                                             f"{_some(nodes)})")
             continue
         per_node[node] = per_node.get(node, 0) + 1
         if capacity is not None and per_node[node] == capacity + 1:

@@ -78,13 +78,18 @@ def _member_list(what: str) -> dict[str, Any]:
 
 
 LABELS = {"type": "object", "description": "Labels (key: value), as on a Kubernetes object.",
-          "propertyNames": {"pattern": LABEL_KEY, "maxLength": 253},
+          "propertyNames": {"type": "string", "pattern": LABEL_KEY, "maxLength": 253},
+          # An integer value is written as its digits: 0 up to 63 of them, as a value may hold.
           "additionalProperties": {"type": ["string", "integer"], "pattern": LABEL_VALUE,
+                                   "minimum": 0, "maximum": 10 ** 63 - 1,
                                    "maxLength": 63}}
 
 CONTAINER = _object({
     "name": {"$ref": "#/definitions/dnsLabel"},
-    "command": {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]},
+    "command": {"type": "array", "minItems": 1,
+                # A number is written as its digits: a 64-bit one at most.
+                "items": {"type": ["string", "number"], "minimum": -2 ** 63,
+                          "maximum": 2 ** 63 - 1},
                 "description": "argv; a container without one runs the pod test server."},
 }, ["name"], "One process of the pod, in the pod's network namespace.")
 

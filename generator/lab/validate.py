@@ -2,32 +2,65 @@
 
 jsonschema finds the errors; this module words them the way kgen's error
 lines read (`pods[0].name: 'Pod_0' is not a valid name (...)`).
+
+Two of draft-07's rules are tightened for the lab file: an integer is an int,
+never 24.0 (JSON Schema counts a float with no fraction as an integer, and
+the address arithmetic then fails on it), and a pattern must match the whole
+string (Python's `$` also matches before a final newline, so 'pod-9\n' would
+pass `^[a-z0-9-]+$`).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from generator.lab.errors import Problem, describe, join
 from generator.lab.schema import EMPTY_LIST_WORDS, LAB_SCHEMA, LABEL_KEY, LABEL_VALUE, PATTERN_WORDS
 
-_VALIDATOR = Draft7Validator(LAB_SCHEMA)
+
+def _is_integer(_checker: Any, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _full_pattern(_validator: Any, pattern: str, value: Any,
+                  schema: dict[str, Any]) -> Iterator[ValidationError]:
+    if not isinstance(value, str) or len(value) > schema.get("maxLength", len(value)):
+        return  # not a string, or too long: maxLength says so (in the same words)
+    if not _compiled(pattern).fullmatch(value):
+        yield ValidationError(f"does not match {pattern!r}")
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # The schema's patterns are anchored (^...$) for editors; here fullmatch anchors them.
+    return re.compile(pattern.removeprefix("^").removesuffix("$"))
+
+
+_STRICT = validators.extend(
+    Draft7Validator, {"pattern": _full_pattern},
+    type_checker=Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+_VALIDATOR = _STRICT(LAB_SCHEMA)
 _KINDS = {"integer": "an integer", "string": "a string", "array": "a list",
           "object": "a mapping", "number": "a number", "boolean": "true or false"}
 
 
 def schema_problems(data: Any) -> list[Problem]:
     found: list[Problem] = []
+    mistyped: set[str] = set()  # a value of the wrong type gets that line only, not `not one of`
     for error in _VALIDATOR.iter_errors(data):
+        if error.validator == "type":
+            mistyped.add(_path(error))
         for problem in _explain(error):
             if problem not in found:
                 found.append(problem)
-    return found
+    return [p for p in found if p.path not in mistyped or p.message.startswith("expected ")]
 
 
 def _path(error: ValidationError) -> str:
@@ -54,14 +87,17 @@ def _explain(error: ValidationError) -> Iterator[Problem]:
         for key in value:
             if key not in allowed:
                 yield Problem(join(path, str(key)), f"unknown key ({_suggest(str(key), allowed)})")
+    elif kind == "type" and "propertyNames" in error.schema_path:
+        yield Problem(join(path, str(value)), f"{describe(value)} is not a valid label key "
+                                              "(label keys are strings: quote it)")
     elif kind == "type":
         yield Problem(path, f"expected {_kind(expected)}, got {describe(value)}")
     elif kind == "enum":
         yield Problem(path, f"{describe(value)} is not one of "
                             f"{', '.join(map(str, expected))}")
-    elif kind in ("minimum", "maximum"):
-        yield Problem(path, f"{value} is outside {schema['minimum']}-{schema['maximum']}")
-    elif kind in ("pattern", "maxLength"):
+    elif kind in ("minimum", "maximum") and schema.get("pattern") != LABEL_VALUE:
+        yield Problem(path, f"{describe(value)} is outside {schema['minimum']}-{schema['maximum']}")
+    elif kind in ("pattern", "maxLength", "minimum", "maximum"):
         # A bad label key is reported at the key's own path, as a bad value would be.
         where = join(path, str(value)) if schema.get("pattern") == LABEL_KEY else path
         yield Problem(where, _bad_text(schema, value))
@@ -87,7 +123,7 @@ def _explain_any_of(error: ValidationError, path: str) -> Iterator[Problem]:
 def _bad_text(schema: dict[str, Any], value: Any) -> str:
     pattern = schema.get("pattern", "")
     if pattern == LABEL_VALUE:
-        return f"{describe(str(value))} is not a valid label value"
+        return f"{describe(value if isinstance(value, str) else str(value))} is not a valid label value"
     if pattern == LABEL_KEY:
         return f"{describe(value)} is not a valid label key"
     words = PATTERN_WORDS.get(pattern, "")

@@ -10,7 +10,7 @@ from typing import Any
 
 import docker
 
-from generator.runtime.errors import RuntimeFailure
+from generator.runtime.errors import EngineUnreachable
 
 LABEL = "kgen.lab"
 
@@ -20,8 +20,8 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
         return client
-    except Exception as err:
-        raise RuntimeFailure(f"cannot reach the Docker engine ({err}); is dockerd running?") from None
+    except Exception:  # docker-py's many ways of not connecting: no socket, refused, TLS, ...
+        raise EngineUnreachable() from None
 
 
 def lab_containers(client: docker.DockerClient, name: str) -> list[Any]:

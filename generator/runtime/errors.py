@@ -19,4 +19,19 @@ class ImageError(RuntimeFailure):
     """The node image could not be built."""
 
 
+class EngineUnreachable(RuntimeFailure):
+    """The Docker engine does not answer: distinct from "no lab is running"."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address or engine_address()
+        super().__init__(f"cannot reach the Docker engine at {self.address}: is dockerd running?")
+
+
+def engine_address() -> str:
+    """Where the Docker SDK and a context-less docker CLI look for the engine."""
+    import os
+
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
 RUNTIME_ERRORS = (RuntimeFailure,)

@@ -20,11 +20,16 @@ from pathlib import Path
 
 from generator.cluster.names import rendered_dir
 from generator.resources import builtin_labs, labs_dir
+from generator.runtime.errors import EngineUnreachable
 from generator.runtime.paths import LabPaths
 from generator.runtime.registry import LAB_NAME, RunningLab, find_running, running_from_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
     from generator.lab.errors import LabError
     from generator.lab.model import Lab
     from generator.node.contract import Cluster
@@ -50,8 +55,11 @@ class LabRef:
     """
 
     def __init__(self, name: str, paths: LabPaths, file: Path | None, running: RunningLab | None,
-                 arg: str, given_file: bool = False) -> None:
+                 arg: str, given_file: bool = False,
+                 unreachable: EngineUnreachable | None = None) -> None:
         self.name = name
+        # The engine did not answer: whether the lab runs is unknown (a lab file still renders).
+        self.unreachable = unreachable
         self.paths = paths
         self.file = file
         self.running = running
@@ -65,7 +73,9 @@ class LabRef:
 
     @property
     def is_up(self) -> bool:
-        """At least one of its containers runs."""
+        """At least one of its containers runs (EngineUnreachable when that cannot be known)."""
+        if self.unreachable is not None:
+            raise self.unreachable
         return self.running is not None and self.running.running > 0
 
     @property
@@ -153,11 +163,20 @@ def from_file(path: Path, arg: str, given: bool = True) -> LabRef:
     if name is None:
         # Unreadable, or no usable name: a running lab may still say it came from here
         # (an edited-into-invalid file must not keep its lab from going down).
-        running = running_from_file(path)
+        running, _ = _asking(running_from_file, path)
         name = running.name if running is not None else _load(path).name  # the file's own error
-    running = find_running(name)
+    running, unreachable = _asking(find_running, name)
     shown = running.name if running is not None else arg
-    return LabRef(name, _where(name, running), path, running, shown, given)
+    return LabRef(name, _where(name, running), path, running, shown, given, unreachable)
+
+
+def _asking(lookup: Callable[[T], RunningLab | None],
+            arg: T) -> tuple[RunningLab | None, EngineUnreachable | None]:
+    """The running lab a lookup finds, or None and why: no engine to ask."""
+    try:
+        return lookup(arg), None
+    except EngineUnreachable as e:
+        return None, e
 
 
 def from_running(running: RunningLab) -> LabRef:
@@ -181,11 +200,13 @@ def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
     path = Path(lab)
     if path.is_file():
         return from_file(path, lab)
-    running = find_running(lab)
+    running, unreachable = _asking(find_running, lab)
     if running is not None:
         return from_running(running)
     if lab in builtin_labs():
         return builtin(lab)
+    if unreachable is not None:  # it may be a lab that runs: the engine cannot say
+        raise unreachable
     if name_only and LAB_NAME.fullmatch(lab):
         return LabRef(lab, LabPaths(rendered_dir(lab)), None, None, lab)
     from generator.runtime.registry import running_labs
@@ -197,7 +218,7 @@ def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
 
 def lab_paths_of(name: str) -> LabPaths:
     """Where the lab of that name is: its running directory, else ./kgen-<name>/."""
-    return _where(name, find_running(name))
+    return _where(name, _asking(find_running, name)[0])
 
 
 def rendered_lab(lab: str | None) -> tuple[LabRef, Cluster]:
@@ -212,5 +233,7 @@ def rendered_lab(lab: str | None) -> tuple[LabRef, Cluster]:
     if cluster is None:
         if ref.given_file:
             ref.model()  # a bad lab file says so (exit 2)
+        if ref.unreachable is not None:
+            raise ref.unreachable
         raise RuntimeFailure(f"lab {ref.name} is not running; run `kgen up {ref.file_flag}`")
     return ref, cluster

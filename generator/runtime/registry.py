@@ -91,15 +91,25 @@ class RunningLab:
         return sum(m.state == "running" for m in self.containers)
 
 
+# How the docker CLI says it reached no engine (and where it looked).
+_NO_ENGINE = re.compile(r"Cannot connect to the Docker daemon at (\S+?)\.?\s|error during connect")
+
+
 def _docker(*args: str) -> list[list[str]]:
-    """The lines `docker ARGS` prints, split on SEP; nothing when Docker is absent or down."""
+    """The lines `docker ARGS` prints, split on SEP; EngineUnreachable when it reaches no
+    engine (the engine's socket did not answer either: this is the second way in)."""
     import subprocess
+
+    from generator.runtime.errors import EngineUnreachable
 
     try:
         result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return []
+        raise EngineUnreachable() from None
     if result.returncode != 0:
+        said = _NO_ENGINE.search(result.stderr)
+        if said:
+            raise EngineUnreachable(said.group(1))
         return []
     return [line.split(SEP) for line in result.stdout.splitlines() if line.strip()]
 

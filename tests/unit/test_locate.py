@@ -15,6 +15,7 @@ import pytest
 from generator.__main__ import parse_exec
 from generator.lab.errors import LabError
 from generator.runtime import locate, registry
+from generator.runtime.errors import EngineUnreachable
 from generator.runtime.registry import SEP, Member, RunningLab
 from tests.conftest import ROOT
 
@@ -102,10 +103,12 @@ def test_fields_are_split_on_a_separator_paths_do_not_hold() -> None:
     assert registry.CONTAINER_FORMAT.count(SEP) == 6 and registry.NETWORK_FORMAT.count(SEP) == 4
 
 
-def test_no_docker_means_no_running_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_no_docker_is_not_taken_for_no_running_lab(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
-    assert registry.running_labs() == []
+    with pytest.raises(EngineUnreachable, match=f"at unix://{tmp_path}/no.sock: is dockerd"):
+        registry.running_labs()
 
 
 @pytest.mark.parametrize(("env", "socket_path"), [
