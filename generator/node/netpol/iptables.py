@@ -1,0 +1,165 @@
+"""A node's NetworkPolicy rules as one iptables-restore input (filter table), laid out as
+kube-router's iptables network policy controller lays them out.
+
+FORWARD jumps first to KUBE-ROUTER-FORWARD (`ensure_jump`), which sends traffic to or
+from each isolated pod of this node to the pod's KUBE-POD-FW-* chain. That chain accepts
+replies (conntrack ESTABLISHED,RELATED), drops INVALID, runs the traffic through the
+KUBE-NWPLCY-* chain of every policy isolating the pod in that direction (each sets mark
+0x10000 when one of its rules allows), drops what no policy marked with a comment naming
+the isolating policies, and clears the mark for the other end's chain.
+
+FORWARD sees pod traffic after kube-proxy's DNAT (PREROUTING), bridged traffic too
+(br_netfilter), so policies apply to service traffic by its real destination. INPUT and
+OUTPUT are not hooked: traffic between a pod and its own node is always allowed
+(Kubernetes' NetworkPolicy semantics), and a pod's traffic to another pod never passes
+them. kube-router keeps a rule's peers in ipsets; the node image has no ipset, so each
+peer set is a chain of one rule per address (KUBE-SRC-* / KUBE-DST-*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from generator.node.netpol.plan import (
+    MARK,
+    Block,
+    NodePlan,
+    PodPlan,
+    PolicyPlan,
+    PortMatch,
+    RulePlan,
+    chain_hash,
+    fit,
+)
+
+TOP = "KUBE-ROUTER-FORWARD"
+OWN_PREFIXES = ("KUBE-POD-FW-", "KUBE-NWPLCY-", "KUBE-SRC-", "KUBE-DST-")
+JUMP = ["FORWARD", "-m", "comment", "--comment", "kube-router netpol - enforce NetworkPolicy",
+        "-j", TOP]
+SET_MARK = f"-j MARK --set-xmark {MARK}/{MARK}"
+
+
+def _comment(text: str) -> str:
+    return f'-m comment --comment "{fit(text, 256)}"'
+
+
+def render(plan: NodePlan, existing_chains: Iterable[str] = ()) -> str:
+    """The iptables-restore input (to run with --noflush); chains of ours that no longer
+    exist in the plan are flushed and deleted."""
+    chains: list[str] = [TOP]
+    rules: list[str] = []
+    for pod in plan.pods:
+        chains.append(pod.chain)
+        rules += _top_jumps(pod)
+    for pod in plan.pods:
+        rules += _pod_chain(pod)
+    for policy in plan.policies:
+        chains.append(policy.chain)
+        for rule in policy.rules:
+            peer_chains, peer_rules = _peer_chain(policy, rule)
+            chains += peer_chains
+            rules += peer_rules
+        rules += _policy_chain(policy)
+    stale = sorted(c for c in set(existing_chains) - set(chains) if c.startswith(OWN_PREFIXES))
+    lines = ["*filter", *(f":{c} - [0:0]" for c in chains + stale), *rules,
+             *(f"-X {c}" for c in stale), "COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
+def _pod_name(pod: PodPlan) -> str:
+    return f"POD name:{pod.pod.name} namespace: {pod.pod.namespace}"
+
+
+def _top_jumps(pod: PodPlan) -> list[str]:
+    ip = pod.pod.ip
+    out = []
+    for isolated, words, match in ((pod.ingress, "destined to", "-d"), (pod.egress, "from", "-s")):
+        if isolated:
+            why = _comment(f"rule to jump traffic {words} {_pod_name(pod)} to chain {pod.chain}")
+            out.append(f"-A {TOP} {why} {match} {ip}/32 -j {pod.chain}")
+    return out
+
+
+def _pod_chain(pod: PodPlan) -> list[str]:
+    ip, chain = pod.pod.ip, pod.chain
+    out = [f"-A {chain} {_comment('rule for stateful firewall for pod')} "
+           "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+           f"-A {chain} {_comment('rule to drop invalid state for pod')} "
+           "-m conntrack --ctstate INVALID -j DROP",
+           f"-A {chain} {_comment('a pod always reaches itself')} -s {ip}/32 -d {ip}/32 -j ACCEPT"]
+    for policies, match in ((pod.ingress, f"-d {ip}/32"), (pod.egress, f"-s {ip}/32")):
+        for policy in policies:
+            out.append(f"-A {chain} {_comment(f'run through nw policy {policy.key}')} {match} "
+                       f"-j {policy.chain}")
+    for direction, match in (("ingress", f"-d {ip}/32"), ("egress", f"-s {ip}/32")):
+        if pod.isolated_by(direction):
+            why = pod.drop_reason(direction)
+            out.append(f"-A {chain} {_comment(why)} {match} -m mark ! --mark {MARK}/{MARK} -j DROP")
+    out.append(f"-A {chain} -j MARK --set-xmark 0x0/{MARK}")
+    return out
+
+
+def _port(match: PortMatch) -> str:
+    proto = match.protocol.lower()
+    text = f"-p {proto}"
+    if match.dst is not None:  # a named port: the number it has on this pod
+        text = f"-d {match.dst}/32 {text}"
+    if match.first is not None:
+        ports = f"{match.first}:{match.last}" if match.last else str(match.first)
+        text += f" -m {proto} --dport {ports}"
+    return text
+
+
+def _policy_chain(policy: PolicyPlan) -> list[str]:
+    out = []
+    for rule in policy.rules:
+        what = _comment(f"{policy.key} {policy.direction} rule {rule.index}")
+        peers = rule.any_peer or rule.peer_ips or rule.blocks
+        target = SET_MARK if rule.any_peer else f"-j {rule.peer_chain}"
+        if rule.ports is None:
+            if peers:
+                out.append(f"-A {policy.chain} {what} {target}")
+        else:
+            for match in rule.ports:
+                if match.final:  # an egress named port: its pod is the allowed peer
+                    out.append(f"-A {policy.chain} {what} {_port(match)} {SET_MARK}")
+                elif peers:
+                    out.append(f"-A {policy.chain} {what} {_port(match)} {target}")
+        out.append(f"-A {policy.chain} -m mark --mark {MARK}/{MARK} -j RETURN")
+    return out
+
+
+def _peer_chain(policy: PolicyPlan, rule: RulePlan) -> tuple[list[str], list[str]]:
+    if rule.any_peer or not (rule.peer_ips or rule.blocks):
+        return [], []
+    side = "-s" if policy.direction == "ingress" else "-d"
+    chain = rule.peer_chain
+    chains, out = [chain], []
+    for ip in rule.peer_ips or ():
+        out.append(f"-A {chain} {side} {ip}/32 {SET_MARK}")
+    for number, block in enumerate(rule.blocks):
+        if not block.excepts:
+            out.append(f"-A {chain} {side} {block.cidr} {SET_MARK}")
+            continue
+        sub = _block_chain(chain, number)
+        chains.append(sub)
+        out.append(f"-A {chain} -j {sub}")
+        out += _block_rules(sub, side, block)
+    return chains, out
+
+
+def _block_chain(chain: str, number: int) -> str:
+    """An ipBlock with except gets a chain of its own, so its RETURNs skip only that block."""
+    return chain[:9] + chain_hash(chain, str(number))
+
+
+def _block_rules(chain: str, side: str, block: Block) -> list[str]:
+    out = [f"-A {chain} {side} {e} -j RETURN" for e in block.excepts]
+    return [*out, f"-A {chain} {side} {block.cidr} {SET_MARK}"]
+
+
+def ensure_jump_commands() -> tuple[list[str], list[str]]:
+    """`iptables -C` to test for FORWARD's jump, and `iptables -I ... 1` to insert it first
+    (before kube-proxy's KUBE-FORWARD, which accepts marked and established traffic)."""
+    return ["iptables", "-t", "filter", "-C", *JUMP], ["iptables", "-t", "filter", "-I",
+                                                      JUMP[0], "1", *JUMP[1:]]
