@@ -130,7 +130,7 @@ def _policy_chain(policy: PolicyPlan) -> list[str]:
 
 
 def _peer_chain(policy: PolicyPlan, rule: RulePlan) -> tuple[list[str], list[str]]:
-    if rule.any_peer or not (rule.peer_ips or rule.blocks):
+    if not rule.uses_peer_set:
         return [], []
     side = "-s" if policy.direction == "ingress" else "-d"
     chain = rule.peer_chain

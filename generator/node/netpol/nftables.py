@@ -82,7 +82,7 @@ def _sets(plan: NodePlan) -> list[str]:
     for policy in plan.policies:
         for rule in policy.rules:
             elements = _set_elements(rule)
-            if not rule.any_peer and elements:
+            if rule.uses_peer_set and elements:
                 out += [f"\tset {rule.peer_chain} {{", "\t\ttype ipv4_addr; flags interval; auto-merge",
                         f"\t\telements = {{ {', '.join(elements)} }}", "\t}"]
     return out
@@ -123,14 +123,25 @@ def _peer_matches(direction: str, rule: RulePlan) -> list[str]:
     return out
 
 
+def _named_egress(rule: RulePlan, what: str) -> list[str]:
+    """Egress named ports: one set of `address . port` per protocol, each pair a
+    destination pod and the number the name has on it (the pod is the allowed peer)."""
+    pairs: dict[str, list[str]] = {}
+    for match in rule.ports or ():
+        if match.final:
+            pairs.setdefault(match.protocol.lower(), []).append(f"{match.dst} . {match.first}")
+    return [f"\t\tmeta l4proto {proto} ip daddr . th dport {{ {', '.join(elements)} }} "
+            f"{SET_MARK} {what}" for proto, elements in pairs.items()]
+
+
 def _policy_chain(policy: PolicyPlan) -> list[str]:
     out = [f"\tchain {policy.chain} {{"]
     for rule in policy.rules:
         what = _q(f"{policy.key} {policy.direction} rule {rule.index}")
         peers = _peer_matches(policy.direction, rule)
+        out += _named_egress(rule, what)
         for match in rule.ports if rule.ports is not None else [None]:
-            if match is not None and match.final:  # an egress named port: its pod is the peer
-                out.append(f"\t\t{_port(match)} {SET_MARK} {what}")
+            if match is not None and match.final:
                 continue
             ports = "" if match is None else _port(match)
             out += ["\t\t" + " ".join(p for p in (ports, peer, SET_MARK, what) if p)

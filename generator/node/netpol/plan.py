@@ -52,6 +52,13 @@ class RulePlan:
     def any_peer(self) -> bool:
         return self.peer_ips is None
 
+    @property
+    def uses_peer_set(self) -> bool:
+        """Whether some match goes through the rule's peers (egress named ports name their
+        pods themselves)."""
+        has_peers = bool(self.peer_ips or self.blocks)
+        return has_peers and (self.ports is None or any(not m.final for m in self.ports))
+
 
 @dataclass
 class PolicyPlan:
@@ -72,12 +79,13 @@ class PodPlan:
         return [p.key for p in (self.ingress if direction == "ingress" else self.egress)]
 
     def drop_reason(self, direction: str) -> str:
-        """The drop rule's comment: the first isolating policy (a trace names it) and how
-        many more there are (comments are short: nftables takes 128 characters)."""
+        """The drop rule's comment: how many policies isolate the pod, then the first (the
+        one a trace names), last, as a too long comment loses its end (nftables keeps 128
+        characters)."""
         first, *more = self.isolated_by(direction)
-        extra = f" and {len(more)} more" if more else ""
+        count = f"{len(more) + 1} policies, first " if more else ""
         return (f"DROP {direction} of POD {self.pod.namespace}/{self.pod.name}: isolated by "
-                f"{first}{extra}")
+                f"{count}{first}")
 
 
 def fit(text: str, limit: int) -> str:
