@@ -41,6 +41,7 @@ PROBED = [
     "allows this traffic)",
     "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed",
     "should work with Ingress, Egress specified together",
+    "should stop enforcing policies after they are deleted",
 ]
 
 
@@ -48,6 +49,7 @@ PROBED = [
 class Lab:
     node: str
     pods: dict[str, str]  # "x/a" -> its namespace name
+    held: dict[str, list[str]] | None = None  # iptables: the chains the last sync left
 
 
 def run(*argv: str, stdin: str | None = None) -> str:
@@ -109,9 +111,11 @@ def apply(lab: Lab, stage: Stage, mode: str) -> None:
     if mode == "nftables":
         run(*inside, "nft", "-f", "-", stdin=nftables.render(plan))
         return
-    chains = [line[1:].split()[0] for line in run(*inside, "iptables-save", "-t", "filter").split("\n")
-              if line.startswith(":")]
-    run(*inside, "iptables-restore", "--noflush", stdin=iptables.render(plan, chains))
+    if lab.held is None:  # as the agent after a restart: what iptables-save shows
+        lab.held = iptables.held_chains(run(*inside, "iptables-save", "-t", "filter"))
+    now = iptables.chain_rules(plan)  # then, sync after sync, only what changed
+    run(*inside, "iptables-restore", "--noflush", stdin=iptables.restore_input(now, lab.held))
+    lab.held = now
     check, insert = iptables.ensure_jump_commands()
     if subprocess.run([*inside, *check], capture_output=True, env=ENV).returncode != 0:
         run(*inside, *insert)
@@ -120,6 +124,7 @@ def apply(lab: Lab, stage: Stage, mode: str) -> None:
 def reset(lab: Lab) -> None:
     """No rules at all in the node (iptables-nft keeps its tables in nftables too)."""
     run("ip", "netns", "exec", lab.node, "nft", "flush", "ruleset")
+    lab.held = None
 
 
 def probe(lab: Lab, port: int, protocol: str) -> dict[tuple[str, str], bool]:
@@ -158,6 +163,11 @@ def test_enforced_truth_tables_match_the_e2e_suite(lab: Lab, mode: str, name: st
         for port, protocol, reach in stage.probes:
             wrong = mismatches(probe(lab, port, protocol), reach.without_loopback())
             assert not wrong, f"stage {number}, {port}/{protocol}: " + "; ".join(wrong)
+    if mode == "iptables":  # partial syncs left exactly the chains the last plan needs
+        saved = iptables.held_chains(run("ip", "netns", "exec", lab.node, "iptables-save",
+                                         "-t", "filter"))
+        ours = {c for c in saved if c.startswith(iptables.OWN_PREFIXES) or c == iptables.TOP}
+        assert lab.held is not None and ours == set(lab.held)
 
 
 def test_probes_see_a_blocked_pair_at_all(lab: Lab) -> None:

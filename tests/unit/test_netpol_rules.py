@@ -48,16 +48,19 @@ def golden_policies() -> list[dict[str, Any]]:
     ]
 
 
-def golden_plan() -> NodePlan:
+def golden_plan(policies: list[dict[str, Any]] | None = None) -> NodePlan:
     pods = [dataclasses.replace(p, node="node-0" if p.key in ON_NODE_0 else "node-1")
             for p in model_pods()]
-    return node_plan(Cluster([], pods, [parse_policy(p) for p in golden_policies()]), "node-0")
+    chosen = golden_policies() if policies is None else policies
+    return node_plan(Cluster([], pods, [parse_policy(p) for p in chosen]), "node-0")
 
 
 def rendered() -> dict[str, str]:
     plan = golden_plan()
-    stale = ["KUBE-POD-FW-OLDOLDOLDOLDOLDO", "KUBE-SERVICES", "KUBE-NWPLCY-OLDOLDOLDOLDOLDO"]
-    return {"node-0.rules": iptables.render(plan, stale), "node-0.nft": nftables.render(plan)}
+    # what the kernel held before: two chains of ours no longer needed, and kube-proxy's
+    held = ":KUBE-POD-FW-OLDOLDOLDOLDOLDO - [0:0]\n:KUBE-SERVICES - [0:0]\n" \
+           "-A KUBE-NWPLCY-OLDOLDOLDOLDOLDO -j RETURN\n"
+    return {"node-0.rules": iptables.render(plan, held), "node-0.nft": nftables.render(plan)}
 
 
 @pytest.mark.parametrize("name", ["node-0.rules", "node-0.nft"])
@@ -79,6 +82,17 @@ def test_stale_chains_of_ours_go_and_others_stay() -> None:
     text = rendered()["node-0.rules"]
     assert "-X KUBE-POD-FW-OLDOLDOLDOLDOLDO" in text and "-X KUBE-NWPLCY-OLDOLDOLDOLDOLDO" in text
     assert "KUBE-SERVICES" not in text
+
+
+def test_a_resync_writes_only_the_chains_that_changed() -> None:
+    first = iptables.render(golden_plan())
+    assert iptables.render(golden_plan(), first) == "*filter\nCOMMIT\n"
+    changed = golden_policies()
+    changed[1]["spec"]["ingress"][0]["ports"] = [{"port": 81}]  # x/from-y-and-b: 80 -> 81
+    plan = golden_plan(changed)
+    written = [line for line in iptables.render(plan, first).splitlines() if line.startswith(":")]
+    policy = next(p for p in plan.policies if p.key == "x/from-y-and-b")
+    assert written == [f":{policy.chain} - [0:0]"]
 
 
 def test_named_ports_resolve_per_destination_pod() -> None:

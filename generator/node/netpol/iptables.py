@@ -18,7 +18,7 @@ peer set is a chain of one rule per address (KUBE-SRC-* / KUBE-DST-*).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from generator.node.netpol.plan import (
     MARK,
@@ -43,27 +43,47 @@ def _comment(text: str) -> str:
     return f'-m comment --comment "{fit(text, 256)}"'
 
 
-def render(plan: NodePlan, existing_chains: Iterable[str] = ()) -> str:
-    """The iptables-restore input (to run with --noflush); chains of ours that no longer
-    exist in the plan are flushed and deleted."""
-    chains: list[str] = [TOP]
-    rules: list[str] = []
+def chain_rules(plan: NodePlan) -> dict[str, list[str]]:
+    """Every chain of ours the plan needs, in order, with its rules (`-A ...` lines)."""
+    chains: dict[str, list[str]] = {TOP: []}
     for pod in plan.pods:
-        chains.append(pod.chain)
-        rules += _top_jumps(pod)
+        chains[TOP] += _top_jumps(pod)
     for pod in plan.pods:
-        rules += _pod_chain(pod)
+        chains[pod.chain] = _pod_chain(pod)
     for policy in plan.policies:
-        chains.append(policy.chain)
         for rule in policy.rules:
-            peer_chains, peer_rules = _peer_chain(policy, rule)
-            chains += peer_chains
-            rules += peer_rules
-        rules += _policy_chain(policy)
-    stale = sorted(c for c in set(existing_chains) - set(chains) if c.startswith(OWN_PREFIXES))
-    lines = ["*filter", *(f":{c} - [0:0]" for c in chains + stale), *rules,
-             *(f"-X {c}" for c in stale), "COMMIT"]
+            chains.update(_peer_chains(policy, rule))
+        chains[policy.chain] = _policy_chain(policy)
+    return chains
+
+
+def restore_input(now: Mapping[str, list[str]], held: Mapping[str, list[str]]) -> str:
+    """The iptables-restore input (for --noflush) taking the kernel from `held` (what it
+    holds: the agent's last `chain_rules`, or `held_chains` of `iptables-save -t filter`
+    after a restart or to repair drift) to `now`. Only chains that differ are written, as
+    kube-proxy's partial syncs do (a chain's name hashes its pod or policy, so one policy's
+    change touches few); chains of ours no longer needed are flushed and deleted."""
+    write = [c for c, rules in now.items() if held.get(c) != rules]
+    stale = sorted(c for c in held if c not in now and c.startswith(OWN_PREFIXES))
+    lines = ["*filter", *(f":{c} - [0:0]" for c in write + stale),
+             *(rule for c in write for rule in now[c]), *(f"-X {c}" for c in stale), "COMMIT"]
     return "\n".join(lines) + "\n"
+
+
+def render(plan: NodePlan, held: str = "") -> str:
+    """`restore_input` from a plan and the text of what the kernel holds."""
+    return restore_input(chain_rules(plan), held_chains(held))
+
+
+def held_chains(text: str) -> dict[str, list[str]]:
+    """The chains and rules in an iptables-save dump or an earlier full payload."""
+    chains: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith(":"):
+            chains.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A "):
+            chains.setdefault(line.split()[1], []).append(line)
+    return chains
 
 
 def _pod_name(pod: PodPlan) -> str:
@@ -129,23 +149,24 @@ def _policy_chain(policy: PolicyPlan) -> list[str]:
     return out
 
 
-def _peer_chain(policy: PolicyPlan, rule: RulePlan) -> tuple[list[str], list[str]]:
+def _peer_chains(policy: PolicyPlan, rule: RulePlan) -> dict[str, list[str]]:
+    """The rule's peer chain (one rule per address or block), and a chain per ipBlock with
+    except."""
     if not rule.uses_peer_set:
-        return [], []
+        return {}
     side = "-s" if policy.direction == "ingress" else "-d"
     chain = rule.peer_chain
-    chains, out = [chain], []
+    chains: dict[str, list[str]] = {chain: []}
     for ip in rule.peer_ips or ():
-        out.append(f"-A {chain} {side} {ip}/32 {SET_MARK}")
+        chains[chain].append(f"-A {chain} {side} {ip}/32 {SET_MARK}")
     for number, block in enumerate(rule.blocks):
         if not block.excepts:
-            out.append(f"-A {chain} {side} {block.cidr} {SET_MARK}")
+            chains[chain].append(f"-A {chain} {side} {block.cidr} {SET_MARK}")
             continue
         sub = _block_chain(chain, number)
-        chains.append(sub)
-        out.append(f"-A {chain} -j {sub}")
-        out += _block_rules(sub, side, block)
-    return chains, out
+        chains[chain].append(f"-A {chain} -j {sub}")
+        chains[sub] = _block_rules(sub, side, block)
+    return chains
 
 
 def _block_chain(chain: str, number: int) -> str:

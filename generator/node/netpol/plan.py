@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 
 from generator.node.netpol.policy import Cluster, Pod, Policy, Port, Rule
@@ -109,7 +108,7 @@ def node_plan(cluster: Cluster, node: str) -> NodePlan:
             for policy in cluster.isolating(pod, direction):
                 key = (policy.key, direction)
                 if key not in plans:
-                    targets = [p for p in local if policy.selects(p)]
+                    targets = [p for p in cluster.selected(policy) if p.node == node]
                     plans[key] = _policy_plan(cluster, policy, direction, targets)
                 by_direction[direction].append(plans[key])
         if by_direction["ingress"] or by_direction["egress"]:
@@ -138,8 +137,8 @@ def _rule_plan(cluster: Cluster, policy: Policy, direction: str, index: int, rul
                     plan.blocks.append(Block(str(peer.block.cidr),
                                              tuple(str(e) for e in peer.block.excepts)))
             else:
-                ips.update(p.ip for p in cluster.pods if cluster.peer_has_pod(peer, policy.namespace, p))
-        plan.peer_ips = sorted(ips, key=ipaddress.IPv4Address)
+                ips.update(p.ip for p in cluster.pods_named(peer, policy.namespace))
+        plan.peer_ips = sorted(ips, key=cluster.ip_order.__getitem__)
     if rule.ports is not None:
         plan.ports = []
         for port in rule.ports:
@@ -160,5 +159,5 @@ def _port_matches(cluster: Cluster, policy: Policy, direction: str, rule: Rule, 
                   if rule.peers is None or any(cluster.peer_has(peer, policy.namespace, p.ip)
                                                for peer in rule.peers)]
     return [PortMatch(port.protocol, number, None, pod.ip, final=True)
-            for pod in sorted(candidates, key=lambda p: ipaddress.IPv4Address(p.ip))
+            for pod in sorted(candidates, key=lambda p: cluster.ip_order[p.ip])
             if (number := port.resolve(pod)) is not None]

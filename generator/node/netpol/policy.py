@@ -201,7 +201,10 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
 
 
 class Cluster:
-    """Namespaces, pods and policies, indexed for the questions peers ask."""
+    """Namespaces, pods and policies, indexed for the questions peers ask.
+
+    Selector answers are cached per label set: pods share label sets, and a node's plan
+    asks about every pod for every peer of every policy."""
 
     def __init__(self, namespaces: Iterable[Namespace], pods: Iterable[Pod],
                  policies: Iterable[Policy]) -> None:
@@ -212,16 +215,53 @@ class Cluster:
             known.setdefault(name, Namespace(name))  # a namespace named by a pod exists
         self.namespace_labels = {name: ns.all_labels for name, ns in known.items()}
         self.by_ip = {p.ip: p for p in self.pods}
+        self.ip_order = {p.ip: int(ipaddress.ip_address(p.ip)) for p in self.pods}
+        self._pod_labels = {p.key: frozenset((k, str(v)) for k, v in p.labels.items())
+                            for p in self.pods}
+        self._ns_labels = {n: frozenset(labels.items()) for n, labels in self.namespace_labels.items()}
+        self._groups: dict[tuple[str, frozenset[tuple[str, str]]], list[Pod]] = {}
+        for pod in self.pods:  # pods alike for every selector: one question per group
+            self._groups.setdefault((pod.namespace, self._pod_labels[pod.key]), []).append(pod)
+        self._by_namespace: dict[str, list[Policy]] = {}
+        for policy in self.policies:
+            self._by_namespace.setdefault(policy.namespace, []).append(policy)
+        self._answers: dict[tuple[Selector, frozenset[tuple[str, str]]], bool] = {}
+
+    def _matches(self, selector: Selector, labels: frozenset[tuple[str, str]]) -> bool:
+        key = (selector, labels)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = selector.matches(dict(labels))
+        return answer
+
+    def selects(self, policy: Policy, pod: Pod) -> bool:
+        return pod.namespace == policy.namespace and self._matches(policy.selector,
+                                                                   self._pod_labels[pod.key])
+
+    def selected(self, policy: Policy) -> list[Pod]:
+        """The pods `policy` selects (its podSelector, in its namespace)."""
+        return [pod for (namespace, labels), pods in self._groups.items()
+                if namespace == policy.namespace and self._matches(policy.selector, labels)
+                for pod in pods]
 
     def peer_has_pod(self, peer: Peer, policy_ns: str, pod: Pod) -> bool:
         """Whether `pod` is one of the pods a pod/namespace selector peer names."""
+        return self._names(peer, policy_ns, pod.namespace, self._pod_labels[pod.key])
+
+    def _names(self, peer: Peer, policy_ns: str, namespace: str,
+               labels: frozenset[tuple[str, str]]) -> bool:
         if peer.pods is None and peer.namespaces is None:
             return False
         if peer.namespaces is None:
-            in_scope = pod.namespace == policy_ns
+            in_scope = namespace == policy_ns
         else:
-            in_scope = peer.namespaces.matches(self.namespace_labels.get(pod.namespace, {}))
-        return in_scope and (peer.pods is None or peer.pods.matches(pod.labels))
+            in_scope = self._matches(peer.namespaces, self._ns_labels.get(namespace, frozenset()))
+        return in_scope and (peer.pods is None or self._matches(peer.pods, labels))
+
+    def pods_named(self, peer: Peer, policy_ns: str) -> list[Pod]:
+        """The pods a pod/namespace selector peer names."""
+        return [pod for (namespace, labels), pods in self._groups.items()
+                if self._names(peer, policy_ns, namespace, labels) for pod in pods]
 
     def peer_has(self, peer: Peer, policy_ns: str, ip: str) -> bool:
         """Whether the address `ip` (a pod's or not) is named by `peer`."""
@@ -230,14 +270,10 @@ class Cluster:
         pod = self.by_ip.get(ip)
         return pod is not None and self.peer_has_pod(peer, policy_ns, pod)
 
-    def peer_pods(self, peer: Peer, policy_ns: str) -> list[Pod]:
-        if peer.block is not None:
-            return [p for p in self.pods if peer.block.contains(p.ip)]
-        return [p for p in self.pods if self.peer_has_pod(peer, policy_ns, p)]
-
     def isolating(self, pod: Pod, direction: str) -> list[Policy]:
         """The policies that select `pod` and isolate it for `direction`."""
-        return [p for p in self.policies if p.rules(direction) is not None and p.selects(pod)]
+        return [p for p in self._by_namespace.get(pod.namespace, ())
+                if p.rules(direction) is not None and self.selects(p, pod)]
 
 
 def parse_cluster(doc: Mapping[str, Any]) -> Cluster:
