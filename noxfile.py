@@ -42,6 +42,6 @@ def bench(session: nox.Session) -> None:
     them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine).
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale"]
+    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale", "netpol"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")

@@ -9,7 +9,8 @@ except, numeric, ranged and named ports, ingress and egress. In each mode:
   with one policy changed on top of it;
 - floor, measured in the same run in another fresh namespace: the same payloads
   loaded by iptables-restore / nft -f alone;
-- the ratio of sync to floor. Nothing here asserts a time.
+- the ratio of sync to floor; each figure the median of --repeat runs (default 3).
+Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import subprocess
 import time
 import uuid
@@ -105,21 +107,32 @@ def sync(doc: dict[str, Any], ns: str, mode: str,
     return {"python": python, "kernel": kernel, "total": python + kernel}, payload, now
 
 
-def row(mode: str, doc: dict[str, Any]) -> dict[str, Any]:
-    changed = copy.deepcopy(doc)
-    changed["networkPolicies"][0]["spec"]["podSelector"] = {"matchLabels": {"app": "a1"}}
+def once(mode: str, doc: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
     with netns() as ns:
         full, payload, held = sync(doc, ns, mode, {})
         resync, again, _ = sync(changed, ns, mode, held)
     with netns() as ns:  # the floor: the same payloads, the tool alone, on the same state
         floor_full = load(loader(ns, mode), payload)
         floor_resync = load(loader(ns, mode), again)
-    return {"mode": mode, "policies": len(doc["networkPolicies"]), "pods": len(doc["pods"]),
-            "rules": sum(1 for line in payload.splitlines() if line.strip().startswith(
+    return {"rules": sum(1 for line in payload.splitlines() if line.strip().startswith(
                 ("-A", "ip ", "meta ", "jump", "ct "))),
-            "resync_lines": len(again.splitlines()),
             "full": full, "resync": resync, "floor_full": floor_full,
             "floor_resync": floor_resync}
+
+
+def row(mode: str, doc: dict[str, Any], repeat: int) -> dict[str, Any]:
+    """Each figure the median of `repeat` runs, sync and floor taking turns (a shared
+    machine's load then weighs on both alike)."""
+    changed = copy.deepcopy(doc)
+    changed["networkPolicies"][0]["spec"]["podSelector"] = {"matchLabels": {"app": "a1"}}
+    runs = [once(mode, doc, changed) for _ in range(repeat)]
+    out: dict[str, Any] = {"mode": mode, "policies": len(doc["networkPolicies"]),
+                           "pods": len(doc["pods"]), "rules": runs[0]["rules"], "runs": repeat}
+    for key in ("full", "resync"):
+        out[key] = {part: statistics.median(r[key][part] for r in runs)
+                    for part in ("python", "kernel", "total")}
+        out[f"floor_{key}"] = statistics.median(r[f"floor_{key}"] for r in runs)
+    return out
 
 
 def main() -> None:
@@ -127,10 +140,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--modes", nargs="*", default=["iptables", "nftables"])
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     started = time.perf_counter()
     doc = synthetic(args.policies)
-    rows = [row(mode, doc) for mode in args.modes]
+    rows = [row(mode, doc, args.repeat) for mode in args.modes]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -142,10 +156,11 @@ def main() -> None:
             print(f"{r['mode']:<9} {r['policies']:>8} {r['pods']:>5} {r['rules']:>6} {kind:<7} "
                   f"{t['python']:>9.3f} {t['kernel']:>9.3f} {t['total']:>8.3f} {floor:>8.3f} "
                   f"{t['total'] / floor:>6.2f}")
-    print("(every pod on the measured node; full = into a fresh namespace, resync = one policy "
-          "changed, on top. python: parse + plan + render; kernel: the iptables-restore / nft "
-          "process. floor, same run, fresh namespace: the same payloads loaded by the tool "
-          "alone. ratio: total / floor.)")
+    print(f"(medians of {args.repeat} runs; every pod on the measured node; full = into a "
+          "fresh namespace, resync = one policy changed, on top. python: parse + plan + "
+          "render; kernel: the iptables-restore / nft process. floor, same run, another "
+          "fresh namespace: the same payloads loaded by the tool alone, on the same state. "
+          "ratio: total / floor.)")
     print(f"benchmark time: {time.perf_counter() - started:.0f} s")
 
 

@@ -6,7 +6,8 @@ a pod that some policy isolates for ingress). An isolated direction allows
 the union of what every isolating policy's rules allow; a rule allows when
 one of its peers names the other end and one of its ports matches (named
 ports resolve on the destination pod). Traffic between a pod and its own
-node is always allowed (the NetworkPolicy documentation says so). Replies of
+node is always allowed, and a pod cannot block itself (the NetworkPolicy
+documentation says both). Replies of
 an allowed connection are allowed: the evaluator answers for the connection.
 """
 
@@ -71,6 +72,8 @@ class Evaluator:
         src_pod = src if isinstance(src, Pod) else self.cluster.by_ip.get(src)
         src_ip = src.ip if isinstance(src, Pod) else src
         dst_ip = dst.ip if isinstance(dst, Pod) else dst
+        if src_ip == dst_ip:
+            return Verdict(True, Side("egress"), Side("ingress"))
         egress = Side("egress")
         if src_pod is not None and not self._own_node(src_pod, dst_ip):
             egress = self._side(src_pod, "egress", dst_ip, port, protocol, dst_pod)

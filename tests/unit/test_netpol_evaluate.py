@@ -70,13 +70,14 @@ def test_end_port_and_named_ports_resolve_on_the_destination_pod() -> None:
     assert not ev.decide(src, "10.251.9.9", 8080).allowed  # a named port needs a pod
 
 
-def test_a_pod_and_its_own_node_always_reach_each_other() -> None:
+def test_a_pod_reaches_itself_and_its_own_node_always() -> None:
     pods = [Pod("default", "p", "10.251.1.2", node="n0")]
     deny = policy("deny", ns="default", ingress=[], egress=[])
     ev = Evaluator(Cluster([], pods, [parse_policy(deny)]), node_ips={"n0": "10.251.0.1",
                                                                      "n1": "10.251.0.2"})
     assert ev.decide("10.251.0.1", pods[0], 80).allowed and ev.decide(pods[0], "10.251.0.1", 80).allowed
     assert not ev.decide("10.251.0.2", pods[0], 80).allowed
+    assert ev.decide(pods[0], pods[0], 80).allowed  # a pod cannot block itself
 
 
 def test_omitted_policy_types_default_as_the_api_server_does() -> None:
