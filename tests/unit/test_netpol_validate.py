@@ -8,6 +8,7 @@ import pytest
 
 from generator.lab.errors import Problem
 from generator.lab.netpol import policy_problems
+from generator.node.netpol.policy import parse_policy
 from tests.unit.netpol_scenarios import SCENARIOS
 
 
@@ -104,6 +105,9 @@ def test_cidrs_read_as_the_api_server_reads_legacy_fields() -> None:
     # host bits and leading zeros are accepted with StrictIPCIDRValidation off (its default)
     ok = {"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.7/8", "except": ["010.1.0.0/16"]}}]}]}
     assert lines(spec(**ok)) == []
+    block = parse_policy(spec(**ok)[0]).ingress[0].peers[0].block  # type: ignore[index]
+    assert block is not None and str(block.cidr) == "10.0.0.0/8"
+    assert [str(e) for e in block.excepts] == ["10.1.0.0/16"]
     v6 = {"egress": [{"to": [{"ipBlock": {"cidr": "fd00::/8", "except": ["10.0.0.0/8"]}}]}]}
     assert lines(spec(**v6)) == ["networkPolicies[0].spec.egress[0].to[0].ipBlock.except[0]: "
                                  "'10.0.0.0/8' must be a strict subset of cidr 'fd00::/8'"]
@@ -138,3 +142,43 @@ def test_every_problem_of_a_policy_is_reported() -> None:
         "networkPolicies[0].spec.ingress[0].from[0].ipBlock.cidr",
         "networkPolicies[0].spec.policyTypes[0]"]
     assert all(isinstance(p, Problem) for p in policy_problems(spec(**fields)))
+
+
+ODD_VALUES: list[Any] = [None, 0, -1, 70000, True, "", "x", "-", [], {}, [None], {"a": None},
+                         "10.0.0.0/33", "::/0", [{}]]
+
+
+def _paths(doc: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [here]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            found += _paths(value, (*here, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found += _paths(value, (*here, i))
+    return found
+
+
+def _replaced(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)
+    copy[path[0]] = _replaced(doc[path[0]], path[1:], value)
+    return copy
+
+
+def test_any_odd_value_anywhere_is_a_problem_line_never_a_crash() -> None:
+    """Every field of every e2e policy replaced by each odd value: the validator must
+    answer with problems (or none) and never raise; what it accepts must parse."""
+    policies = [p for stages in SCENARIOS.values() for s in stages for p in s.policies][:12]
+    checked = 0
+    for original in policies:
+        for path in _paths(original):
+            for value in ODD_VALUES:
+                doc = _replaced(original, path, value)
+                problems = policy_problems([doc])
+                assert all(isinstance(p, Problem) and p.message for p in problems)
+                if not problems:
+                    parse_policy(doc)
+                checked += 1
+    assert checked > 1000

@@ -157,13 +157,21 @@ def selector(raw: Mapping[str, Any] | None) -> Selector:
     return Selector(labels, exprs)
 
 
+def network(text: str) -> Network:
+    """A CIDR as the API server reads ipBlock's (Go's ParseCIDRSloppy): IPv4 octets may carry
+    leading zeros, read as decimal, and bits beyond the prefix are dropped."""
+    address, _, prefix = text.partition("/")
+    if ":" not in address:
+        address = ".".join(str(int(octet)) for octet in address.split("."))
+    return ipaddress.ip_network(f"{address}/{int(prefix)}", strict=False)
+
+
 def _peer(raw: Mapping[str, Any]) -> Peer:
     block = raw.get("ipBlock")
     ip_block = None
     if block is not None:
-        ip_block = IPBlock(ipaddress.ip_network(block["cidr"], strict=False),
-                           tuple(ipaddress.ip_network(e, strict=False)
-                                 for e in block.get("except") or ()))
+        ip_block = IPBlock(network(block["cidr"]),
+                           tuple(network(e) for e in block.get("except") or ()))
     return Peer(pods=selector(raw["podSelector"]) if "podSelector" in raw else None,
                 namespaces=(selector(raw["namespaceSelector"])
                             if "namespaceSelector" in raw else None),
