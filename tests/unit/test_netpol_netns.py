@@ -116,9 +116,9 @@ def apply(lab: Lab, stage: Stage, mode: str) -> None:
     now = iptables.chain_rules(plan)  # then, sync after sync, only what changed
     run(*inside, "iptables-restore", "--noflush", stdin=iptables.restore_input(now, lab.held))
     lab.held = now
-    check, insert = iptables.ensure_jump_commands()
-    if subprocess.run([*inside, *check], capture_output=True, env=ENV).returncode != 0:
-        run(*inside, *insert)
+    for command in iptables.jump_commands(run(*inside, "iptables", "-S", "FORWARD")):
+        run(*inside, "iptables", "-t", "filter", *command)
+    assert iptables.jump_commands(run(*inside, "iptables", "-S", "FORWARD")) == []
 
 
 def reset(lab: Lab) -> None:

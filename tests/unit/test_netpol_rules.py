@@ -147,3 +147,12 @@ if __name__ == "__main__":
     for file, content in rendered().items():
         (GOLDEN_DIR / file).write_text(content)
         print(GOLDEN_DIR / file)
+
+
+def test_the_forward_jump_is_kept_first_and_single() -> None:
+    kube = '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'
+    ours, insert = iptables.JUMP_RULE, ["-I", *iptables.JUMP[:1], "1", *iptables.JUMP[1:]]
+    assert iptables.jump_commands(f"-P FORWARD ACCEPT\n{ours}\n{kube}\n") == []
+    assert iptables.jump_commands(f"-P FORWARD ACCEPT\n{kube}\n") == [insert]
+    assert iptables.jump_commands(f"{kube}\n{ours}\n{ours}\n") == [
+        ["-D", *iptables.JUMP], ["-D", *iptables.JUMP], insert]

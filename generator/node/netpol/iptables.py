@@ -1,7 +1,7 @@
 """A node's NetworkPolicy rules as one iptables-restore input (filter table), laid out as
 kube-router's iptables network policy controller lays them out.
 
-FORWARD jumps first to KUBE-ROUTER-FORWARD (`ensure_jump`), which sends traffic to or
+FORWARD jumps first to KUBE-ROUTER-FORWARD (`jump_commands`), which sends traffic to or
 from each isolated pod of this node to the pod's KUBE-POD-FW-* chain. That chain accepts
 replies (conntrack ESTABLISHED,RELATED), drops INVALID, runs the traffic through the
 KUBE-NWPLCY-* chain of every policy isolating the pod in that direction (each sets mark
@@ -36,6 +36,7 @@ TOP = "KUBE-ROUTER-FORWARD"
 OWN_PREFIXES = ("KUBE-POD-FW-", "KUBE-NWPLCY-", "KUBE-SRC-", "KUBE-DST-")
 JUMP = ["FORWARD", "-m", "comment", "--comment", "kube-router netpol - enforce NetworkPolicy",
         "-j", TOP]
+JUMP_RULE = f'-A FORWARD -m comment --comment "{JUMP[4]}" -j {TOP}'  # as iptables -S prints it
 SET_MARK = f"-j MARK --set-xmark {MARK}/{MARK}"
 
 
@@ -179,8 +180,14 @@ def _block_rules(chain: str, side: str, block: Block) -> list[str]:
     return [*out, f"-A {chain} {side} {block.cidr} {SET_MARK}"]
 
 
-def ensure_jump_commands() -> tuple[list[str], list[str]]:
-    """`iptables -C` to test for FORWARD's jump, and `iptables -I ... 1` to insert it first
-    (before kube-proxy's KUBE-FORWARD, which accepts marked and established traffic)."""
-    return ["iptables", "-t", "filter", "-C", *JUMP], ["iptables", "-t", "filter", "-I",
-                                                      JUMP[0], "1", *JUMP[1:]]
+def jump_commands(forward: str) -> list[list[str]]:
+    """`iptables -S FORWARD` in; out, the `iptables -t filter` argument lists that leave the
+    jump to KUBE-ROUTER-FORWARD first in FORWARD, once. First, because kube-proxy's
+    KUBE-FORWARD accepts masquerade-marked and established traffic, which would otherwise
+    pass by the policies; kube-proxy only prepends its jumps when they are missing, so a
+    jump of ours that something pushed down is moved back up (as kube-router does)."""
+    rules = [line for line in forward.splitlines() if line.startswith("-A FORWARD ")]
+    ours = rules.count(JUMP_RULE)
+    if ours == 1 and rules[0] == JUMP_RULE:
+        return []
+    return [*(["-D", *JUMP] for _ in range(ours)), ["-I", JUMP[0], "1", *JUMP[1:]]]
