@@ -180,6 +180,33 @@ def test_probes_see_a_blocked_pair_at_all(lab: Lab) -> None:
     assert into_x and not any(into_x.values())
 
 
+SERVICE_IP = "10.251.255.10"  # a "cluster IP" DNATed to x/a, as kube-proxy does in PREROUTING
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_policies_apply_after_a_services_dnat(lab: Lab, mode: str) -> None:
+    """Through the service address the verdict is the pod's: x/a takes ingress from x/b only."""
+    reset(lab)
+    inside = ("ip", "netns", "exec", lab.node)
+    for proto in ("tcp", "udp"):
+        run(*inside, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", SERVICE_IP, "-p", proto,
+            "--dport", "80", "-j", "DNAT", "--to-destination", f"{pod_ip('x', 'a')}:80")
+    assert {_ask(lab, src, SERVICE_IP, "TCP") for src in ("x/b", "x/c", "y/a")} == {"x/a"}
+    name = "should enforce policy to allow traffic from pods within server namespace based on " \
+           "PodSelector"
+    apply(lab, SCENARIOS[name][0], mode)
+    for protocol in ("TCP", "UDP"):
+        answers = {src: _ask(lab, src, SERVICE_IP, protocol) for src in ("x/b", "x/c", "y/a")}
+        assert answers == {"x/b": "x/a", "x/c": None, "y/a": None}, protocol
+
+
+def _ask(lab: Lab, src: str, ip: str, protocol: str) -> str | None:
+    out = run("ip", "netns", "exec", lab.pods[src], sys.executable, "-m", "tests.unit.netpol_pod",
+              "probe", stdin=json.dumps([[ip, 80, protocol]]))
+    answer: str | None = json.loads(out)[0]
+    return answer
+
+
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
 def test_a_resync_keeps_an_allowed_established_connection(lab: Lab, mode: str) -> None:
     reset(lab)
