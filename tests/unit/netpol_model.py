@@ -23,24 +23,31 @@ PORTS = tuple(NamedPort(f"serve-{port}-{proto.lower()}", port, proto)
               for port in (80, 81) for proto in ("TCP", "UDP"))
 
 
+def subnet(ns: str) -> str:
+    """Each namespace's pods in a /24 of 10.251.0.0/16 (the range the netns tests may use):
+    one node can bridge them all in the /16, two nodes can route between their /24s."""
+    return f"10.251.{NAMESPACES.index(ns) + 1}"
+
+
 def pod_ip(ns: str, name: str) -> str:
-    """Addresses inside 10.251.0.0/16 (the range the netns tests may use)."""
-    return f"10.251.0.{10 * (NAMESPACES.index(ns) + 1) + POD_NAMES.index(name) + 2}"
+    return f"{subnet(ns)}.{POD_NAMES.index(name) + 2}"
 
 
-def model_pods(extra_labels: Mapping[str, Mapping[str, str]] | None = None) -> list[Pod]:
-    extra = extra_labels or {}
+def model_pods(extra_labels: Mapping[str, Mapping[str, str]] | None = None,
+               nodes: Mapping[str, str] | None = None) -> list[Pod]:
+    """`nodes`: namespace -> node (default: every pod on node-0)."""
+    extra, where = extra_labels or {}, nodes or {}
     return [Pod(ns, name, pod_ip(ns, name), {"pod": name, **extra.get(f"{ns}/{name}", {})},
-                PORTS, node="node-0")
+                PORTS, node=where.get(ns, "node-0"))
             for ns in NAMESPACES for name in POD_NAMES]
 
 
 def model_cluster(policies: list[dict[str, Any]], ns_labels: Mapping[str, Mapping[str, str]]
-                  | None = None, pod_labels: Mapping[str, Mapping[str, str]] | None = None
-                  ) -> Cluster:
+                  | None = None, pod_labels: Mapping[str, Mapping[str, str]] | None = None,
+                  nodes: Mapping[str, str] | None = None) -> Cluster:
     labels = ns_labels or {}
     namespaces = [Namespace(ns, dict(labels.get(ns, {}))) for ns in NAMESPACES]
-    return Cluster(namespaces, model_pods(pod_labels), [parse_policy(p) for p in policies])
+    return Cluster(namespaces, model_pods(pod_labels, nodes), [parse_policy(p) for p in policies])
 
 
 def keys() -> list[str]:

@@ -38,7 +38,7 @@ def golden_policies() -> list[dict[str, Any]]:
             "kubernetes.io/metadata.name", "In", "z"), "podSelector": labels(pod="c")}],
             "ports": [{"port": "serve-81-tcp"}, {"protocol": "SCTP", "port": 81}]}]),
         policy("egress-cidr", labels(pod="b"), egress=[{"to": [{"ipBlock": {
-            "cidr": "10.251.0.0/16", "except": [pod_ip("y", "b") + "/32", "10.251.0.32/30"]}},
+            "cidr": "10.251.0.0/16", "except": [pod_ip("y", "b") + "/32", "10.251.3.0/30"]}},
             {"ipBlock": {"cidr": "192.168.7.0/24"}}, {"ipBlock": {"cidr": "fd00::/8"}}]}]),
         policy("egress-named", labels(pod="c"), egress=[{"to": [{"namespaceSelector": {}}],
                                                         "ports": [{"port": "serve-80-udp",
