@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 PORTS = (80, 81)
-TIMEOUT = 1.5  # a dropped packet is a timeout; an allowed one answers on a local bridge in ms
+TIMEOUT = 2.0  # a dropped packet is a timeout; an allowed one answers on a local bridge in ms
 
 
 def serve(name: str) -> None:
