@@ -155,9 +155,11 @@ def _port_matches(cluster: Cluster, policy: Policy, direction: str, rule: Rule, 
     if direction == "ingress":
         return [PortMatch(port.protocol, number, None, pod.ip)
                 for pod in targets if (number := port.resolve(pod)) is not None]
-    candidates = [p for p in cluster.pods
-                  if rule.peers is None or any(cluster.peer_has(peer, policy.namespace, p.ip)
-                                               for peer in rule.peers)]
-    return [PortMatch(port.protocol, number, None, pod.ip, final=True)
-            for pod in sorted(candidates, key=lambda p: cluster.ip_order[p.ip])
-            if (number := port.resolve(pod)) is not None]
+    if rule.peers is None:
+        candidates = {p.ip: p for p in cluster.pods}
+    else:
+        candidates = {p.ip: p for peer in rule.peers for p in cluster.pods_named(peer,
+                                                                               policy.namespace)}
+    return [PortMatch(port.protocol, number, None, ip, final=True)
+            for ip in sorted(candidates, key=cluster.ip_order.__getitem__)
+            if (number := port.resolve(candidates[ip])) is not None]

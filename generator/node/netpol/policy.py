@@ -234,6 +234,9 @@ class Cluster:
         for policy in self.policies:
             self._by_namespace.setdefault(policy.namespace, []).append(policy)
         self._answers: dict[tuple[Selector, frozenset[tuple[str, str]]], bool] = {}
+        # policies repeat selectors and peers: the pods they name, once per namespace
+        self._selected: dict[tuple[Selector, str], list[Pod]] = {}
+        self._named: dict[tuple[Peer, str], list[Pod]] = {}
 
     def _matches(self, selector: Selector, labels: frozenset[tuple[str, str]]) -> bool:
         key = (selector, labels)
@@ -248,9 +251,13 @@ class Cluster:
 
     def selected(self, policy: Policy) -> list[Pod]:
         """The pods `policy` selects (its podSelector, in its namespace)."""
-        return [pod for (namespace, labels), pods in self._groups.items()
+        key = (policy.selector, policy.namespace)
+        if key not in self._selected:
+            self._selected[key] = [
+                pod for (namespace, labels), pods in self._groups.items()
                 if namespace == policy.namespace and self._matches(policy.selector, labels)
                 for pod in pods]
+        return self._selected[key]
 
     def peer_has_pod(self, peer: Peer, policy_ns: str, pod: Pod) -> bool:
         """Whether `pod` is one of the pods a pod/namespace selector peer names."""
@@ -267,9 +274,14 @@ class Cluster:
         return in_scope and (peer.pods is None or self._matches(peer.pods, labels))
 
     def pods_named(self, peer: Peer, policy_ns: str) -> list[Pod]:
-        """The pods a pod/namespace selector peer names."""
-        return [pod for (namespace, labels), pods in self._groups.items()
-                if self._names(peer, policy_ns, namespace, labels) for pod in pods]
+        """The pods a peer names: by its selectors, or (an ipBlock) by address."""
+        key = (peer, policy_ns)
+        if key not in self._named:
+            self._named[key] = (
+                [p for p in self.pods if peer.block.contains(p.ip)] if peer.block is not None
+                else [pod for (namespace, labels), pods in self._groups.items()
+                      if self._names(peer, policy_ns, namespace, labels) for pod in pods])
+        return self._named[key]
 
     def peer_has(self, peer: Peer, policy_ns: str, ip: str) -> bool:
         """Whether the address `ip` (a pod's or not) is named by `peer`."""
