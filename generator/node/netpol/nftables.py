@@ -78,11 +78,12 @@ def _set_elements(rule: RulePlan) -> list[str]:
 
 
 def _sets(plan: NodePlan) -> list[str]:
-    out = []
+    out, named = [], set()
     for policy in plan.policies:
         for rule in policy.rules:
             elements = _set_elements(rule)
-            if rule.uses_peer_set and elements:
+            if rule.uses_peer_set and elements and rule.peer_chain not in named:
+                named.add(rule.peer_chain)
                 out += [f"\tset {rule.peer_chain} {{", "\t\ttype ipv4_addr; flags interval; auto-merge",
                         f"\t\telements = {{ {', '.join(elements)} }}", "\t}"]
     return out

@@ -126,9 +126,7 @@ def _policy_plan(cluster: Cluster, policy: Policy, direction: str, targets: list
 
 def _rule_plan(cluster: Cluster, policy: Policy, direction: str, index: int, rule: Rule,
                targets: list[Pod]) -> RulePlan:
-    prefix = "KUBE-SRC-" if direction == "ingress" else "KUBE-DST-"
-    plan = RulePlan(index, None, None, peer_chain=prefix + chain_hash(policy.key, direction,
-                                                                      str(index)))
+    plan = RulePlan(index, None, None)
     if rule.peers is not None:
         ips: set[str] = set()
         for peer in rule.peers:
@@ -139,6 +137,11 @@ def _rule_plan(cluster: Cluster, policy: Policy, direction: str, index: int, rul
             else:
                 ips.update(p.ip for p in cluster.pods_named(peer, policy.namespace))
         plan.peer_ips = sorted(ips, key=cluster.ip_order.__getitem__)
+        # Named by what they hold, so rules naming the same peers share one chain or set
+        # (kube-router names its ipsets per rule; policies repeat peers a great deal).
+        prefix = "KUBE-SRC-" if direction == "ingress" else "KUBE-DST-"
+        plan.peer_chain = prefix + chain_hash(direction, *plan.peer_ips,
+                                              *(f"{b.cidr}-{','.join(b.excepts)}" for b in plan.blocks))
     if rule.ports is not None:
         plan.ports = []
         for port in rule.ports:
