@@ -5,15 +5,16 @@ FORWARD jumps first to KUBE-ROUTER-FORWARD (`jump_commands`), which sends traffi
 from each isolated pod of this node to the pod's KUBE-POD-FW-* chain. That chain accepts
 replies (conntrack ESTABLISHED,RELATED), drops INVALID, runs the traffic through the
 KUBE-NWPLCY-* chain of every policy isolating the pod in that direction (each sets mark
-0x10000 when one of its rules allows), drops what no policy marked with a comment naming
-the isolating policies, and clears the mark for the other end's chain.
+0x10000 when one of its rules allows), drops what no policy marked (the comment names the
+first isolating policy and how many there are), and clears the mark for the other end's
+chain.
 
 FORWARD sees pod traffic after kube-proxy's DNAT (PREROUTING), bridged traffic too
 (br_netfilter), so policies apply to service traffic by its real destination. INPUT and
 OUTPUT are not hooked: traffic between a pod and its own node is always allowed
 (Kubernetes' NetworkPolicy semantics), and a pod's traffic to another pod never passes
 them. kube-router keeps a rule's peers in ipsets; the node image has no ipset, so each
-peer set is a chain of one rule per address (KUBE-SRC-* / KUBE-DST-*).
+peer set is a chain of one rule per address or block (KUBE-SRC-* / KUBE-DST-*).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ resolved to addresses and ports. Both renderers (iptables, nftables) draw from t
 Names follow kube-router's network policy controller: a firewall chain per pod
 (KUBE-POD-FW-<hash>), a chain per policy (KUBE-NWPLCY-<hash>; kgen keeps one per
 direction), and the peers of a rule in KUBE-SRC-<hash> (ingress sources) or
-KUBE-DST-<hash> (egress destinations), which kube-router keeps as ipsets.
+KUBE-DST-<hash> (egress destinations), which kube-router keeps as ipsets; kgen
+names them by their members, so rules naming the same peers share one.
 """
 
 from __future__ import annotations
