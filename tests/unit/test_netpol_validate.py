@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from generator.lab import k8s_rules as rules
 from generator.lab.errors import Problem
 from generator.lab.netpol import policy_problems
 from generator.node.netpol.policy import parse_policy
@@ -182,3 +183,40 @@ def test_any_odd_value_anywhere_is_a_problem_line_never_a_crash() -> None:
                     parse_policy(doc)
                 checked += 1
     assert checked > 1000
+
+
+@pytest.mark.parametrize(("check", "value", "ok"), [
+    (rules.qualified_name, "app", True),
+    (rules.qualified_name, "kubernetes.io/metadata.name", True),
+    (rules.qualified_name, "a" * 63, True),
+    (rules.qualified_name, "a" * 64, False),
+    (rules.qualified_name, "/app", False),
+    (rules.qualified_name, "Example.com/app", False),
+    (rules.qualified_name, "example.com/", False),
+    (rules.qualified_name, "app_", False),
+    (rules.label_value, "", True),
+    (rules.label_value, "A.b-c_d", True),
+    (rules.label_value, "x" * 64, False),
+    (rules.dns_subdomain, "a.b-c", True),
+    (rules.dns_subdomain, "a" * 254, False),
+    (rules.dns_subdomain, "a..b", False),
+    (rules.dns_label, "a.b", False),
+    (rules.port_name, "serve-80-tcp", True),
+    (rules.port_name, "a" * 15, True),
+    (rules.port_name, "a" * 16, False),
+    (rules.port_name, "Http", False),
+    (rules.port_name, "-http", False),
+    (rules.port_name, "", False),
+])
+def test_kubernetes_value_rules(check: Any, value: str, ok: bool) -> None:
+    assert (check(value) == []) is ok
+
+
+@pytest.mark.parametrize(("text", "network"), [
+    ("10.0.0.7/8", "10.0.0.0/8"), ("010.001.0.0/16", "10.1.0.0/16"), ("fd00::1/8", "fd00::/8"),
+    ("10.0.0.0/08", "10.0.0.0/8"), ("10.0.0.0", None), ("10.0.0.0/33", None),
+    ("10.0.0/8", None), ("256.0.0.0/8", None), ("x/8", None), ("10.0.0.0/-1", None),
+])
+def test_cidrs_parse_as_parse_cidr_sloppy(text: str, network: str | None) -> None:
+    parsed, problems = rules.parse_cidr(text)
+    assert (str(parsed) if parsed else None) == network and bool(problems) == (network is None)
