@@ -43,6 +43,6 @@ def bench(session: nox.Session) -> None:
     dns needs root for its throw-away network namespaces).
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale", "dns"]
+    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale", "dns", "netpol"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")
