@@ -102,6 +102,8 @@ class BaseProxier(Generic[P]):
         self.changed = threading.Event()
         self.services: list[ServiceSpec] = []
         self.pods: list[PublishedPod] = []
+        self.wanted_zone = ""  # this node's zone as last handed in
+        self.zone = ""  # the zone the cached rules were built for
         self.input = ""  # generation of the services + pods last handed in
         self.synced = ""  # input digest of the last successful sync (see status)
         self.synced_input: tuple[list[ServiceSpec], list[PublishedPod]] | None = None
@@ -119,12 +121,15 @@ class BaseProxier(Generic[P]):
 
     # ---- inputs and status
 
-    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> None:
-        """Hand in the cluster's services and pods (treated as immutable from here on)."""
+    def update(self, services: list[ServiceSpec], pods: list[PublishedPod],
+               zone: str = "") -> None:
+        """Hand in the cluster's services and pods (treated as immutable from here on)
+        and this node's zone (topology.kubernetes.io/zone, for trafficDistribution)."""
         with self.lock:
-            if services == self.services and pods == self.pods and self.input:
+            if services == self.services and pods == self.pods and zone == self.wanted_zone \
+                    and self.input:
                 return
-            self.services, self.pods = services, pods
+            self.services, self.pods, self.wanted_zone = services, pods, zone
             self.input = str(int(self.input or "0") + 1)  # a generation number
         self.changed.set()
 
@@ -143,6 +148,11 @@ class BaseProxier(Generic[P]):
         started = time.monotonic()
         self.kernel_s = 0.0
         infos, synced = self.snapshot()
+        with self.lock:
+            zone = self.wanted_zone
+        if zone != self.zone:
+            # Topology filtering depends on it: every port's rules are built again.
+            self.zone, self.cache, full = zone, {}, True
         full = full or self.need_full
         try:
             self.before_sync(started, infos)

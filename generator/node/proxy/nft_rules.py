@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from generator.node.proxy.endpoints import Endpoint
 from generator.node.proxy.naming import nft_endpoint_base, nft_port_base
-from generator.node.proxy.service import PortInfo, policy
+from generator.node.proxy.service import Policy, PortInfo, policy
 
 TABLE = "ip kube-proxy"
 # Names inside the table, as kube-proxy's nftables proxier has them.
@@ -96,7 +97,8 @@ class NftPort:
         return self.info.key
 
 
-def _dispatch(chain: str, info: PortInfo, endpoints: tuple, names: dict[str, str]) -> list[str]:
+def _dispatch(info: PortInfo, endpoints: tuple[Endpoint, ...], names: dict[str, str],
+              ) -> list[str]:
     rules = []
     if info.affinity is not None:
         for ep in endpoints:
@@ -108,41 +110,71 @@ def _dispatch(chain: str, info: PortInfo, endpoints: tuple, names: dict[str, str
     return rules
 
 
-def service_port_rules(info: PortInfo, node: str, cluster_cidr: str) -> NftPort:
-    spn, proto = info.spn, info.protocol
-    base = nft_port_base(info.namespace, info.service, proto, info.port_name)
-    cluster, local, external = (SERVICE_CHAIN_PREFIX + base, LOCAL_CHAIN_PREFIX + base,
-                                EXTERNAL_CHAIN_PREFIX + base)
-    pol = policy(info, node)
-    names = {ep.address: nft_endpoint_base(info.namespace, info.service, proto, info.port_name,
-                                           ep.ip, ep.port) for ep in pol.reachable}
-    r = NftPort(info)
-    internal = local if info.internal_local else cluster
-    frontend = f"{info.cluster_ip} . {proto} . {info.port}"
+@dataclass(frozen=True)
+class _Names:
+    cluster: str  # service-HASH-... (Cluster policy chain)
+    local: str  # local-HASH-... (Local policy chain)
+    external: str  # external-HASH-...
+    endpoints: dict[str, str]  # endpoint address: HASH-...__ip/port (endpoint chain base)
 
+
+def service_port_rules(info: PortInfo, node: str, cluster_cidr: str, zone: str = "") -> NftPort:
+    """What one service port adds to the table on `node` (in `zone`)."""
+    proto = info.protocol
+    base = nft_port_base(info.namespace, info.service, proto, info.port_name)
+    pol = policy(info, node, zone)
+    names = _Names(SERVICE_CHAIN_PREFIX + base, LOCAL_CHAIN_PREFIX + base,
+                   EXTERNAL_CHAIN_PREFIX + base,
+                   {ep.address: nft_endpoint_base(info.namespace, info.service, proto,
+                                                  info.port_name, ep.ip, ep.port)
+                    for ep in pol.reachable})
+    r = NftPort(info)
+    _port_elements(r, info, pol, names)
+    _policy_chains(r, info, pol, names, cluster_cidr)
+    for ep in pol.reachable:
+        chain = ENDPOINT_CHAIN_PREFIX + names.endpoints[ep.address]
+        r.chains[chain].append(f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
+        if info.affinity is not None:
+            r.chains[chain].append(
+                f"update @{AFFINITY_SET_PREFIX}{names.endpoints[ep.address]} {{ ip saddr }}")
+        r.chains[chain].append(f"meta l4proto {proto} dnat to {ep.address}")
+    return r
+
+
+def _port_elements(r: NftPort, info: PortInfo, pol: Policy, names: _Names) -> None:
+    """The port's elements of the dispatch and no-endpoint maps."""
+    proto = info.protocol
+    internal = names.local if info.internal_local else names.cluster
+    frontend = f"{info.cluster_ip} . {proto} . {info.port}"
     r.elements[(CLUSTER_IPS_SET, info.cluster_ip)] = ("", "")
     if pol.has_internal:
         r.elements[(SERVICE_IPS_MAP, frontend)] = (f"goto {internal}", "")
     else:
         verdict = f"goto {REJECT_CHAIN}" if not pol.has_endpoints else "drop"
-        r.elements[(NO_ENDPOINT_SERVICES_MAP, frontend)] = (verdict, spn)
+        r.elements[(NO_ENDPOINT_SERVICES_MAP, frontend)] = (verdict, info.spn)
     if info.node_port is not None:
         node_port = f"{proto} . {info.node_port}"
         if pol.has_endpoints:
-            r.elements[(SERVICE_NODEPORTS_MAP, node_port)] = (f"goto {external}", "")
+            r.elements[(SERVICE_NODEPORTS_MAP, node_port)] = (f"goto {names.external}", "")
         if not pol.has_external:
             verdict = f"goto {REJECT_CHAIN}" if not pol.has_endpoints else "drop"
-            r.elements[(NO_ENDPOINT_NODEPORTS_MAP, node_port)] = (verdict, spn)
+            r.elements[(NO_ENDPOINT_NODEPORTS_MAP, node_port)] = (verdict, info.spn)
 
+
+def _policy_chains(r: NftPort, info: PortInfo, pol: Policy, names: _Names,
+                   cluster_cidr: str) -> None:
+    """The port's service, local and external chains, its endpoint chains (empty),
+    and its affinity sets."""
+    cluster, local, external = names.cluster, names.local, names.external
+    internal = local if info.internal_local else cluster
     for ep in pol.reachable:
-        r.chains[ENDPOINT_CHAIN_PREFIX + names[ep.address]] = []
+        r.chains[ENDPOINT_CHAIN_PREFIX + names.endpoints[ep.address]] = []
     if pol.cluster:
         r.chains[cluster] = []
     if pol.local:
         r.chains[local] = []
     if pol.has_endpoints and info.externally_accessible:
         r.chains[external] = []
-
     if pol.has_internal:
         # Masquerade off-cluster traffic to the service IP (it may bounce off-node).
         r.chains[internal].append(f"ip daddr {info.cluster_ip} ip saddr != {cluster_cidr} "
@@ -160,19 +192,12 @@ def service_port_rules(info: PortInfo, node: str, cluster_cidr: str) -> NftPort:
             r.chains[external].append(f"goto {local if info.external_local else cluster}")
     if info.affinity is not None:
         for ep in pol.reachable:
-            r.sets[AFFINITY_SET_PREFIX + names[ep.address]] = (
+            r.sets[AFFINITY_SET_PREFIX + names.endpoints[ep.address]] = (
                 f"{{ type ipv4_addr ; flags dynamic,timeout ; timeout {info.affinity}s ; }}")
     if pol.cluster:
-        r.chains[cluster] += _dispatch(cluster, info, pol.cluster, names)
+        r.chains[cluster] += _dispatch(info, pol.cluster, names.endpoints)
     if pol.local:
-        r.chains[local] += _dispatch(local, info, pol.local, names)
-    for ep in pol.reachable:
-        chain = ENDPOINT_CHAIN_PREFIX + names[ep.address]
-        r.chains[chain].append(f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
-        if info.affinity is not None:
-            r.chains[chain].append(f"update @{AFFINITY_SET_PREFIX}{names[ep.address]} {{ ip saddr }}")
-        r.chains[chain].append(f"meta l4proto {proto} dnat to {ep.address}")
-    return r
+        r.chains[local] += _dispatch(info, pol.local, names.endpoints)
 
 
 # ---- transaction text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from pathlib import Path
 
 from generator.node.proxy.loop import (
     FULL_SYNC_PERIOD,
@@ -51,6 +52,24 @@ CANARY_TABLES = ("mangle", "nat", "filter")
 STAGE = 500  # service ports per restore in a staged sync (see the benchmark)
 
 
+ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+
+
+def route_localnet(path: Path = ROUTE_LOCALNET) -> bool:
+    """kube-proxy's iptables mode (localhost NodePorts on, its default) sets
+    net.ipv4.conf.all.route_localnet=1, so that a packet to 127.0.0.1:<nodePort>
+    may be DNATed to a pod and routed out; kubelet's KUBE-FIREWALL keeps the network
+    away from the loopback services. The compose file sets it as well (/proc/sys is
+    read-only in a container); False when it is not set."""
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1")
+        return True
+    except OSError as err:
+        log.warning("cannot set %s=1 (%s): localhost NodePorts will not answer", path, err)
+        return False
+
+
 class Proxier(BaseProxier[PortRules]):
     mode = "iptables"
 
@@ -59,8 +78,10 @@ class Proxier(BaseProxier[PortRules]):
                  iptables: tuple[str, ...] = ("iptables",),
                  iptables_save: tuple[str, ...] = ("iptables-save",),
                  runner: Runner = run_command, min_sync_period: float = MIN_SYNC_PERIOD,
-                 sync_period: float = SYNC_PERIOD, stage: int = STAGE) -> None:
+                 sync_period: float = SYNC_PERIOD, stage: int = STAGE,
+                 nfacct: bool = False) -> None:
         super().__init__(node_name, node_ip, cluster_cidr, runner, min_sync_period, sync_period)
+        self.nfacct = nfacct  # kube-proxy's nfacct counters exist: rules count with them
         self.restore_cmd, self.iptables_cmd, self.save_cmd = iptables_restore, iptables, iptables_save
         self.stage = stage
         self.large = False  # the last sync's rules were written in large-cluster mode
@@ -93,7 +114,8 @@ class Proxier(BaseProxier[PortRules]):
     # ---- one sync: the mode's hooks of the shared skeleton (loop.BaseProxier.sync_once)
 
     def build(self, info: PortInfo) -> PortRules:
-        return service_port_rules(info, self.node, self.cluster_cidr, self.large_next)
+        return service_port_rules(info, self.node, self.cluster_cidr, self.large_next,
+                                  self.zone, self.nfacct)
 
     def reusable(self, cached: PortRules) -> bool:
         # Crossing the large-cluster threshold changes every endpoint rule's comment.
@@ -124,7 +146,7 @@ class Proxier(BaseProxier[PortRules]):
         for batch in chunks(staged, self.stage):
             self.restore(write_chains(batch))
         top = None if full else dirty_top_level(changed, plan.replaced)
-        self.restore(write_ruleset(ports, final, stale, top))
+        self.restore(write_ruleset(ports, final, stale, top, self.nfacct))
         if full:
             t = time.monotonic()
             self.ensure_jumps_and_canary()
