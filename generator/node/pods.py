@@ -222,13 +222,14 @@ class PodManager:
         at once) and tear its network down."""
         pod = self.pods.pop(name, None)
         if pod is not None:
-            for container in pod.containers.values():
-                if kill:
-                    _signal(container.proc, signal.SIGKILL)
-                    if container.proc is not None:
-                        container.proc.wait()
-                else:
-                    _stop(container.proc)
+            processes = [c.proc for c in pod.containers.values()]
+            if kill:
+                for process in processes:
+                    _signal(process, signal.SIGKILL)
+                    if process is not None:
+                        process.wait()
+            else:
+                _stop(processes)
         netns = NETNS_DIR / name
         try:
             cni.delete(CONFLIST, name, str(netns), "eth0", CNI_BIN,
@@ -272,8 +273,7 @@ class PodManager:
             return
         old, pod.spec = pod.spec, spec
         if old["containers"] != spec["containers"] and pod.ip:
-            for container in pod.containers.values():
-                _stop(container.proc)
+            _stop([c.proc for c in pod.containers.values()])
             pod.containers = {c["name"]: Container(c) for c in spec["containers"]}
             for container in pod.containers.values():
                 self._start(pod, container)
@@ -358,9 +358,7 @@ class PodManager:
         return {name: pod.published() for name, pod in sorted(self.pods.items())}
 
     def stop_all(self) -> None:
-        for pod in self.pods.values():
-            for container in pod.containers.values():
-                _stop(container.proc)
+        _stop([c.proc for p in self.pods.values() for c in p.containers.values()])
 
 
 def _signal(process: subprocess.Popen[bytes] | None, signum: int) -> None:
@@ -371,14 +369,17 @@ def _signal(process: subprocess.Popen[bytes] | None, signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+def _stop(processes: list[subprocess.Popen[bytes] | None]) -> None:
+    """SIGTERM to every process, SIGKILL to those still running STOP_GRACE later
+    (test servers drain on SIGTERM: they always need the SIGKILL)."""
+    for process in processes:
+        _signal(process, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for process in processes:
+        if process is None:
+            continue
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal(process, signal.SIGKILL)
+            process.wait()

@@ -34,7 +34,7 @@ def server() -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
         assert time.monotonic() < deadline, "test server did not start"
         time.sleep(0.05)
     yield http, udp, proc
-    proc.terminate()
+    proc.send_signal(signal.SIGINT)  # SIGTERM only drains it
     proc.wait(5)
 
 
@@ -184,7 +184,7 @@ def test_batch_probes_from_inside_a_named_netns() -> None:
             assert inside["sent"] == inside["ok"] == 12 and inside["answers"] == {"inside": 12}
             assert outside["errors"] == {"connection refused": 1}
         finally:
-            server.terminate()
+            server.send_signal(signal.SIGINT)  # SIGTERM only drains it
             server.wait(5)
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
