@@ -265,20 +265,22 @@ class BaseProxier(Generic[P]):
         log.error("%s", self.error)
         return False
 
-    # ---- UDP conntrack cleanup, as kube-proxy >= 1.31 does it
+    # ---- UDP conntrack cleanup, as kube-proxy's conntrack.CleanStaleEntries does it
 
     def cleanup_udp(self, infos: Iterable[PortInfo]) -> None:
         """Delete the UDP conntrack entries to a service IP:port or a nodePort whose reply
         source is not a serving endpoint (a gone endpoint, or none when the flow was
         made: REJECTed flows then keep failing), and every entry to the frontends of
-        UDP service ports that are gone. UDP has no connection to end, so without this
-        a client keeps sending into the void."""
+        UDP service ports that are gone. A port without serving endpoints keeps none of
+        its entries (kubernetes#139629: one-way senders otherwise refresh a flow to
+        the dead pod forever; with it gone the next datagram meets the REJECT). UDP
+        has no connection to end, so without this a client keeps sending into the void."""
         frontends: dict[tuple[str, int], frozenset[str]] = {}
         node_ports: dict[int, frozenset[str]] = {}
         for info in infos:
             if info.protocol != "udp":
                 continue
-            ips = frozenset(e.ip for e in info.endpoints)
+            ips = frozenset(e.ip for e in info.endpoints if e.serving)
             frontends[(info.cluster_ip, info.port)] = ips
             if info.node_port:
                 node_ports[info.node_port] = ips
@@ -288,9 +290,7 @@ class BaseProxier(Generic[P]):
         self.udp, self.udp_node_ports = frontends, node_ports
         if not changed:
             return
-        # A service port without endpoints needs no cleanup (kube-proxy): keep those out.
-        serving = {k: v for k, v in frontends.items() if v} | gone
-        serving_ports = {k: v for k, v in node_ports.items() if v} | gone_ports
+        serving, serving_ports = frontends | gone, node_ports | gone_ports
         if not serving and not serving_ports:
             return
         listed = self.run_cmd(["conntrack", "-L", "-p", "udp"])
