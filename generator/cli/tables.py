@@ -27,8 +27,9 @@ def tables(report: dict[str, Any]) -> list[Table]:
         pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"], str(p.get("restarts", 0)))
     services = Table("service", "type", "cluster IP", "ports", "endpoints", title="services")
     for s in report["services"]:
+        leaving = "".join(f", {e} (terminating)" for e in s.get("terminating") or [])
         services.add_row(s["name"], s["type"], s["clusterIP"], _ports(s),
-                         ", ".join(s["endpoints"]) or "(none)")
+                         (", ".join(s["endpoints"]) + leaving).strip(", ") or "(none)")
     clients = Table("client", "container", "IP", title="clients")
     for c in report["clients"]:
         clients.add_row(c["name"], c["container"], c["ip"])

@@ -20,6 +20,7 @@ from typing import Any, cast
 from generator.cluster.names import container_name
 from generator.lab.model import NODE_PORT_RANGE, Lab, Pod, Service
 from generator.node.contract import (
+    DEFAULT_TERMINATION_GRACE,
     ClientSpec,
     Cluster,
     NodeSpec,
@@ -83,6 +84,8 @@ def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[NodeSpec]:
             "vtep": str(subnet.network_address),
             "vtepMAC": mac_of(subnet.network_address),
         })
+        if lab.node_zones.get(name):
+            nodes[-1]["zone"] = lab.node_zones[name]
     return nodes
 
 
@@ -140,13 +143,16 @@ def _first_free(subnet: ipaddress.IPv4Network,
 
 
 def _pod(pod: Pod, ip: str) -> PodSpec:
-    return {
+    spec: PodSpec = {
         "name": pod.name,
         "node": pod.node,
         "ip": ip,
         "labels": dict(pod.labels),
         "containers": [{"name": c.name, "command": c.command} for c in pod.containers],
     }
+    if pod.termination_grace != DEFAULT_TERMINATION_GRACE:
+        spec["terminationGracePeriodSeconds"] = pod.termination_grace
+    return spec
 
 
 def _seed(text: str) -> int:
@@ -190,7 +196,7 @@ def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> 
             node_port = NODE_PORT_RANGE[0] + offset
         ports.append({"name": p.name, "port": p.port, "targetPort": p.target_port,
                       "protocol": p.protocol, "nodePort": node_port})
-    return {
+    spec: ServiceSpec = {
         "name": svc.name,
         "type": svc.type,
         "clusterIP": cluster_ip,
@@ -201,3 +207,6 @@ def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> 
         "internalTrafficPolicy": svc.internal_traffic_policy,
         "ports": ports,
     }
+    if svc.traffic_distribution:
+        spec["trafficDistribution"] = svc.traffic_distribution
+    return spec

@@ -38,6 +38,7 @@ class Pod:
     node: str
     labels: dict[str, str] = field(default_factory=dict)
     containers: list[Container] = field(default_factory=list)
+    termination_grace: int = 30  # terminationGracePeriodSeconds
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Service:
     affinity_timeout: int
     external_traffic_policy: str
     internal_traffic_policy: str = "Cluster"
+    traffic_distribution: str | None = None  # PreferClose | PreferSameZone | PreferSameNode
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Lab:
     source: str = ""
     proxy_mode: str = "iptables"
     node_grace_period: int = 6
+    node_zones: dict[str, str] = field(default_factory=dict)  # node: zone, for nodes with one
 
 
 def load_lab(path: Path) -> Lab:
@@ -120,6 +123,8 @@ def _build(doc: Doc, source: str) -> Lab:
         source=source,
         proxy_mode=_get(doc, "proxyMode"),
         node_grace_period=_get(doc, "nodeGracePeriod"),
+        node_zones={n["name"]: n["zone"] for n in doc["nodes"]
+                    if isinstance(n, dict) and n.get("zone")},
     )
 
 
@@ -127,7 +132,7 @@ def _pod(raw: Doc) -> Pod:
     containers = [Container(c["name"], [str(w) for w in c["command"]] if "command" in c else None)
                   for c in raw.get("containers") or [{"name": raw["name"]}]]
     return Pod(raw["name"], raw["node"], {k: str(v) for k, v in (raw.get("labels") or {}).items()},
-               containers)
+               containers, int(raw.get("terminationGracePeriodSeconds", 30)))
 
 
 def _service(raw: Doc) -> Service:
@@ -145,5 +150,6 @@ def _service(raw: Doc) -> Service:
         affinity_timeout=affinity.get("timeoutSeconds", 10800),
         external_traffic_policy=raw.get("externalTrafficPolicy", "Cluster"),
         internal_traffic_policy=raw.get("internalTrafficPolicy", "Cluster"),
+        traffic_distribution=raw.get("trafficDistribution"),
     )
 

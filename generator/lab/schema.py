@@ -70,11 +70,17 @@ def _cidr(description: str, default: str | None = None) -> dict[str, Any]:
     return doc
 
 
-def _member_list(what: str) -> dict[str, Any]:
+def _member_list(what: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """nodes and clients: a list of names, or of {name: ...} mappings."""
     name = {"$ref": "#/definitions/hostName"}
     return {"type": "array", "description": f"The lab's {what}: names, or mappings with a name.",
-            "items": {"anyOf": [name, _object({"name": name}, ["name"], f"One of the {what}.")]}}
+            "items": {"anyOf": [name, _object({"name": name, **(extra or {})}, ["name"],
+                                              f"One of the {what}.")]}}
+
+
+# A node's topology.kubernetes.io/zone: a label value (trafficDistribution uses it).
+ZONE = {"type": "string", "pattern": LABEL_VALUE, "minLength": 1, "maxLength": 63,
+        "description": "The node's topology.kubernetes.io/zone label (trafficDistribution)."}
 
 
 LABELS = {"type": "object", "description": "Labels (key: value), as on a Kubernetes object.",
@@ -99,6 +105,8 @@ POD = _object({
     "labels": LABELS,
     "containers": {"type": "array", "minItems": 1, "items": CONTAINER,
                    "description": "Default: one container running the pod test server."},
+    "terminationGracePeriodSeconds": _int(0, 3600, "Seconds between SIGTERM and SIGKILL when "
+                                                   "the pod is removed.", 30),
 }, ["name", "node"], "A pod: a network namespace on its node, joined to cbr0.")
 
 PORT = _object({
@@ -124,6 +132,8 @@ SERVICE = _object({
                                    "serves only from node-local endpoints."),
     "internalTrafficPolicy": _enum(["Cluster", "Local"],
                                    "Local: from inside the cluster, node-local endpoints only."),
+    "trafficDistribution": _enum(["PreferClose", "PreferSameZone", "PreferSameNode"],
+                                 "Prefer endpoints in the client node's zone (or on the node)."),
     "ports": {"type": "array", "minItems": 1, "items": PORT},
 }, ["name", "ports"], "A Service: a cluster IP (and nodePorts) in front of the selected pods.")
 
@@ -149,7 +159,7 @@ LAB_SCHEMA: dict[str, Any] = {
         "vxlan": _object({"vni": _int(1, 16777215, "VXLAN network identifier.", 1),
                           "port": _int(1, 65535, "VXLAN UDP port.", 4789)},
                          [], "The overlay's VXLAN settings."),
-        "nodes": {**_member_list("nodes"), "minItems": 1},
+        "nodes": {**_member_list("nodes", {"zone": ZONE}), "minItems": 1},
         "pods": {"type": "array", "items": POD, "description": "The lab's pods."},
         "services": {"type": "array", "items": SERVICE, "description": "The lab's services."},
         "clients": _member_list("clients (hosts outside the cluster, on the node network)"),

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from generator.node import overlay
+from generator.node import kubelet_chains, overlay
 from generator.node.contract import (
     CLUSTER_FILE,
     STATE_DIR,
@@ -42,8 +42,10 @@ from generator.node.contract import (
 )
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
+from generator.node.proxy.nfacct import ensure_counter
 from generator.node.proxy.nftables import NFTablesProxier
-from generator.node.proxy.proxier import Proxier
+from generator.node.proxy.proxier import Proxier, route_localnet
+from generator.node.proxy.rules import INVALID_CT_COUNTER, LOCALHOST_NODEPORT_COUNTER
 
 log = logging.getLogger("kgen.agent")
 
@@ -87,6 +89,8 @@ class Agent:
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
         self.last_feed = -FEED_INTERVAL
+        self.kubelet_synced = False
+        self.canary_checked = 0.0
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -132,6 +136,9 @@ class Agent:
         changed |= self.watch_peers(force=changed)
         changed |= self.watch_liveness()
         now = time.monotonic()
+        if self.kubelet_synced and now - self.canary_checked >= kubelet_chains.CANARY_PERIOD:
+            self.canary_checked = now
+            kubelet_chains.check_and_repair()
         if changed:
             self.busy_until = now + BUSY_AFTER_CHANGE
             self.feed_pending = True
@@ -165,6 +172,9 @@ class Agent:
         self.cluster = cluster
         log.info("applying generation %s", cluster["generation"])
         overlay.setup(cluster, self.node)
+        if not self.kubelet_synced:
+            kubelet_chains.sync()  # kubelet's chains are in place before kube-proxy's
+            self.kubelet_synced, self.canary_checked = True, time.monotonic()
         self.ensure_proxier()
         self.reconcile_pods()
         self.applied = cluster["generation"]
@@ -200,7 +210,11 @@ class Agent:
         assert self.cluster is not None
         wanted = {p["name"]: p for p in self.cluster["pods"] if p["node"] == self.node}
         for name in [n for n in self.pods.pods if n not in wanted]:
-            self.pods.remove(name)
+            self.pods.terminate(name)  # kubelet's graceful termination
+        for name in [n for n, p in self.pods.pods.items() if n in wanted
+                     and p.state == "Terminating"]:
+            # Added back while it terminates: the old one goes now, a new one starts.
+            self.pods.remove(name, kill=True)
         for name, spec in wanted.items():
             if name in self.pods.pods and self.pods.pods[name].spec != spec:
                 self.pods.update(spec)
@@ -283,7 +297,7 @@ class Agent:
         docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
         self.fed = input_digest(self.cluster["services"], pods)
-        self.proxier.update(self.cluster["services"], pods)
+        self.proxier.update(self.cluster["services"], pods, self.me().get("zone") or "")
 
     # ---- what this node says
 
@@ -309,11 +323,16 @@ def _pods_of(doc: NodeState | None) -> Any:
     return doc.get("pods") if doc is not None else None
 
 
-def make_proxier(cluster: Cluster, node: str, node_ip: str) -> BaseProxier:
-    """kube-proxy in the lab's mode (cluster.json `proxyMode`: iptables | nftables)."""
+def make_proxier(cluster: Cluster, node: str, node_ip: str) -> BaseProxier[Any]:
+    """kube-proxy in the lab's mode (cluster.json `proxyMode`: iptables | nftables).
+    iptables mode, as kube-proxy's NewProxier: route_localnet=1 for localhost NodePorts,
+    and its nfacct counters where the kernel has nfacct."""
     if cluster.get("proxyMode", "iptables") == "nftables":
         return NFTablesProxier(node, node_ip, cluster["podCIDR"], cluster.get("serviceCIDR"))
-    return Proxier(node, node_ip, cluster["podCIDR"])
+    route_localnet()
+    counters = all(ensure_counter(name) for name in (LOCALHOST_NODEPORT_COUNTER,
+                                                     INVALID_CT_COUNTER))
+    return Proxier(node, node_ip, cluster["podCIDR"], nfacct=counters)
 
 
 def main() -> None:

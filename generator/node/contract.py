@@ -44,6 +44,7 @@ class PodSpec(TypedDict):
     ip: NotRequired[str]  # chosen by the host; the node's CNI ADD asks host-local for it
     labels: dict[str, str]
     containers: list[ContainerSpec]
+    terminationGracePeriodSeconds: NotRequired[int]  # default 30 (DEFAULT_TERMINATION_GRACE)
 
 
 class ServicePortSpec(TypedDict):
@@ -65,6 +66,7 @@ class ServiceSpec(TypedDict):
     internalTrafficPolicy: str  # Cluster | Local
     ports: list[ServicePortSpec]
     namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
+    trafficDistribution: NotRequired[str | None]  # PreferClose | PreferSameZone | PreferSameNode
 
 
 class NodeSpec(TypedDict):
@@ -76,6 +78,7 @@ class NodeSpec(TypedDict):
     gatewayMAC: str
     vtep: str
     vtepMAC: str
+    zone: NotRequired[str]  # topology.kubernetes.io/zone; "" or absent: none
 
 
 class ClientSpec(TypedDict):
@@ -114,9 +117,13 @@ class Cluster(TypedDict):
 
 class PodState(TypedDict, total=False):
     ip: str | None
-    state: str  # Pending | Running | CrashLoopBackOff | Failed
+    state: str  # Pending | Running | CrashLoopBackOff | Terminating | Failed
     restarts: int  # container restarts, summed over the pod's containers
     error: str
+    # Only while Terminating (its spec is gone from cluster.json by then): the labels
+    # it was selected by, and whether its containers still run (EndpointSlice `serving`).
+    labels: dict[str, str]
+    serving: bool
 
 
 class ProxyStatus(TypedDict):
@@ -144,7 +151,11 @@ class PublishedPod(TypedDict):
     state: str
     restarts: NotRequired[int]
     labels: dict[str, str]
+    zone: NotRequired[str]  # its node's zone, when the node has one
+    serving: NotRequired[bool]  # a Terminating pod whose containers still run
 
+
+DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by default
 
 
 def write_json_atomic(path: Path, doc: Any) -> None:
@@ -171,21 +182,39 @@ def read_node_states(state_dir: Path, nodes: list[str]) -> dict[str, NodeState]:
 
 
 def published_pods(cluster: Cluster, docs: dict[str, NodeState]) -> list[PublishedPod]:
-    """Pods as every proxy sees them: only pods the cluster state still lists.
+    """Pods as every proxy sees them: those the cluster state lists, on the node it
+    puts them on, and the Terminating pods nodes still report (whose spec is gone).
 
-    Sorted by name, so that the host and the nodes compute the same digest.
+    Sorted by name (then node), so that the host and the nodes compute the same digest.
     """
     wanted = {p["name"]: p for p in cluster["pods"]}
+    zones = {n["name"]: n.get("zone") or "" for n in cluster["nodes"]}
     pods: list[PublishedPod] = []
     for node, doc in docs.items():
         for name, pod in (doc.get("pods") or {}).items():
             spec = wanted.get(name)
-            if spec is None or spec["node"] != node:
+            state = pod.get("state", "Pending")
+            if state == "Terminating":
+                labels = pod.get("labels") or {}
+            elif spec is None or spec["node"] != node:
                 continue
-            pods.append({"name": name, "node": node, "ip": pod.get("ip"),
-                         "state": pod.get("state", "Pending"),
-                         "restarts": int(pod.get("restarts", 0)), "labels": spec["labels"]})
-    return sorted(pods, key=lambda p: p["name"])
+            else:
+                labels = spec["labels"]
+            seen: PublishedPod = {"name": name, "node": node, "ip": pod.get("ip"),
+                                  "state": state, "restarts": int(pod.get("restarts", 0)),
+                                  "labels": labels}
+            if zones.get(node):
+                seen["zone"] = zones[node]
+            if state == "Terminating":
+                seen["serving"] = bool(pod.get("serving"))
+            pods.append(seen)
+    return sorted(pods, key=lambda p: (p["name"], p["node"]))
+
+
+def pod_key(pod: PublishedPod) -> str:
+    """A published pod's identity: a pod removed from one node and added to another
+    under its name is two pods while the first terminates."""
+    return f"{pod['node']}/{pod['name']}"
 
 
 def ready_pods(pods: list[PublishedPod]) -> list[PublishedPod]:
@@ -193,15 +222,27 @@ def ready_pods(pods: list[PublishedPod]) -> list[PublishedPod]:
     return [p for p in pods if p.get("state") == "Running" and p.get("ip")]
 
 
+def serving_terminating_pods(pods: list[PublishedPod]) -> list[PublishedPod]:
+    """Terminating pods that still serve (an EndpointSlice's endpoints with
+    ready=false, serving=true, terminating=true): kube-proxy's fallback."""
+    return [p for p in pods if p.get("state") == "Terminating" and p.get("serving")
+            and p.get("ip")]
+
+
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 def input_digest(services: list[ServiceSpec], pods: list[PublishedPod]) -> str:
-    """Same services and same ready pods: same digest, on every node and on the host."""
-    ready = sorted((p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()))
-                   for p in ready_pods(pods))
-    body = json.dumps({"services": services, "pods": ready}, sort_keys=True)
+    """Same services and same endpoint pods (ready, or serving while terminating, with
+    their zones): same digest, on every node and on the host."""
+    def row(p: PublishedPod, terminating: bool) -> list[Any]:
+        return [p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()),
+                p.get("zone", ""), terminating]
+
+    rows = sorted([row(p, False) for p in ready_pods(pods)]
+                  + [row(p, True) for p in serving_terminating_pods(pods)])
+    body = json.dumps({"services": services, "pods": rows}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

@@ -2,16 +2,25 @@
 one process per pod container inside that namespace (what kubelet and a
 container runtime do, minus images and cgroups).
 
-Health as kubelet's: a container that exits is restarted (restartPolicy
-Always) after a back-off of 10 s, doubling per restart up to 5 min, reset once
-a container has run for 10 min; while it waits the pod is `CrashLoopBackOff`.
+Health as kubelet's (kuberuntime_manager.go doBackOff over client-go's
+flowcontrol.Backoff): a container that exits is restarted (restartPolicy Always)
+at once the first time, then after 10 s, 20 s, ... up to 5 min; a container that
+ran 10 min (twice the maximum) starts over; while a restart waits the pod is
+`CrashLoopBackOff`.
 A pod is `Running` (ready, an endpoint) only while all its containers run and
-every test server listens. A container's output goes to
+every test server listens.
+
+Removal is kubelet's graceful termination (killContainersWithSyncResult): the pod
+is `Terminating`, its containers get SIGTERM, and SIGKILL when its
+terminationGracePeriodSeconds run out; it is gone (CNI DEL, netns deleted) once
+every container has ended. While its containers still run it is `serving`, which
+the proxies use as kube-proxy uses a serving terminating endpoint. A container's output goes to
 /var/log/kgen/pods/<pod>/<container>.log (`kgen logs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -26,7 +35,7 @@ from typing import Any
 from generator.node import proc
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
-from generator.node.contract import ContainerSpec, PodSpec
+from generator.node.contract import DEFAULT_TERMINATION_GRACE, ContainerSpec, PodSpec
 
 log = logging.getLogger("kgen.pods")
 
@@ -37,10 +46,10 @@ IPAM_DIR = Path("/var/lib/cni/networks")
 LOG_DIR = Path("/var/log/kgen/pods")
 TEST_SERVER_PORTS = {"tcp": 8080, "udp": 8081}
 STOP_GRACE = 2.0
-# kubelet's container restart back-off.
+# kubelet's container restart back-off (backOffPeriod, MaxContainerBackOff).
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
-BACKOFF_RESET = 600.0  # a container that ran this long starts over at BACKOFF_INITIAL
+BACKOFF_RESET = 2 * BACKOFF_MAX  # flowcontrol's hasExpired: an entry older than this is gone
 SETUP_WORKERS = 8
 
 
@@ -50,8 +59,12 @@ class Container:
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
-    backoff: float = 0.0  # the delay before the next restart; 0 until the first exit
-    restart_at: float | None = None  # set while waiting in back-off
+    # kubelet's back-off entry for this container: its window and when it was last
+    # moved on (at a restart); no entry (0) until the first restart.
+    backoff: float = 0.0
+    backoff_updated: float = 0.0
+    finished: float = 0.0  # when it last exited
+    restart_at: float | None = None  # set from an exit until the restart
 
     @property
     def name(self) -> str:
@@ -68,6 +81,15 @@ class Pod:
     state: str = "Pending"
     error: str | None = None
     containers: dict[str, Container] = field(default_factory=dict)
+    kill_at: float | None = None  # Terminating: when the grace period ends
+
+    @property
+    def grace(self) -> float:
+        return float(self.spec.get("terminationGracePeriodSeconds", DEFAULT_TERMINATION_GRACE))
+
+    def serving(self) -> bool:
+        """While terminating: do all its containers still run (EndpointSlice `serving`)?"""
+        return bool(self.containers) and all(c.running() for c in self.containers.values())
 
     @property
     def name(self) -> str:
@@ -81,6 +103,10 @@ class Pod:
         doc: dict[str, Any] = {"ip": self.ip, "state": self.state, "restarts": self.restarts}
         if self.error:
             doc["error"] = self.error
+        if self.state == "Terminating":
+            # Its spec is gone from cluster.json: the proxies select it by these.
+            doc["labels"] = dict(self.spec.get("labels") or {})
+            doc["serving"] = self.serving()
         return doc
 
 
@@ -118,20 +144,30 @@ def _listening(pid: int, proto: str, port: int) -> bool:
     return False
 
 
-def next_backoff(current: float, ran: float) -> float:
-    """The delay before the next restart, given the last delay and how long the
-    container ran: 10 s, 20 s, 40 s ... 300 s; back to 10 s after a long run."""
-    if current <= 0 or ran >= BACKOFF_RESET:
+def restart_delay(backoff: float, updated: float, finished: float) -> float:
+    """How long after an exit at `finished` the restart waits: doBackOff's
+    IsInBackOffSince. No entry, or one not moved on for BACKOFF_RESET (the container
+    ran that long): at once; else the entry's window, counted from the exit."""
+    if backoff <= 0 or finished - updated > BACKOFF_RESET:
+        return 0.0
+    return backoff
+
+
+def next_backoff(backoff: float, updated: float, finished: float) -> float:
+    """The entry's window after a restart: flowcontrol.Backoff.Next (without its
+    jitter, which kubelet leaves at 0): 10 s for a new or expired entry, else doubled,
+    at most 300 s."""
+    if backoff <= 0 or finished - updated > BACKOFF_RESET:
         return BACKOFF_INITIAL
-    return min(current * 2, BACKOFF_MAX)
+    return min(backoff * 2, BACKOFF_MAX)
 
 
-def pod_state(pod: Pod, serving: bool) -> str:
-    """Failed (set-up failed) > CrashLoopBackOff (a container waits to restart) >
+def pod_state(pod: Pod, serving: bool, now: float) -> str:
+    """Failed (set-up failed) > CrashLoopBackOff (a restart waits on the back-off) >
     Running (all run and serve) > Pending."""
     if pod.state == "Failed":
         return "Failed"
-    if any(c.restart_at is not None for c in pod.containers.values()):
+    if any(c.restart_at is not None and c.restart_at > now for c in pod.containers.values()):
         return "CrashLoopBackOff"
     return "Running" if serving else "Pending"
 
@@ -181,11 +217,19 @@ class PodManager:
             log.error("pod %s failed: %s", pod.name, pod.error)
         return pod
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, kill: bool = False) -> None:
+        """Stop the pod's containers (SIGTERM, SIGKILL after STOP_GRACE; `kill`: SIGKILL
+        at once) and tear its network down."""
         pod = self.pods.pop(name, None)
         if pod is not None:
-            for container in pod.containers.values():
-                _stop(container.proc)
+            processes = [c.proc for c in pod.containers.values()]
+            if kill:
+                for process in processes:
+                    _signal(process, signal.SIGKILL)
+                    if process is not None:
+                        process.wait()
+            else:
+                _stop(processes)
         netns = NETNS_DIR / name
         try:
             cni.delete(CONFLIST, name, str(netns), "eth0", CNI_BIN,
@@ -194,6 +238,30 @@ class PodManager:
             log.error("pod %s: CNI DEL: %s", name, err)
         proc.run(["ip", "netns", "delete", name])
         log.info("pod %s removed", name)
+
+    def terminate(self, name: str, now: float | None = None) -> None:
+        """Begin the pod's graceful termination: SIGTERM now, SIGKILL after its grace
+        period. A pod with nothing to drain (no address, failed set-up) goes at once."""
+        pod = self.pods[name]
+        if pod.state == "Terminating":
+            return
+        now = time.monotonic() if now is None else now
+        if pod.state == "Failed" or not pod.ip or pod.grace <= 0:
+            self.remove(name, kill=True)
+            return
+        pod.state, pod.kill_at = "Terminating", now + pod.grace
+        for container in pod.containers.values():
+            container.restart_at = None  # no restarts while terminating
+            _signal(container.proc, signal.SIGTERM)
+        log.info("pod %s terminating: SIGTERM sent, SIGKILL in %.0fs", name, pod.grace)
+
+    def _tick_terminating(self, pod: Pod, now: float) -> None:
+        """A terminating pod is gone once its containers have ended, or at its deadline."""
+        if pod.kill_at is not None and now >= pod.kill_at:
+            log.info("pod %s: grace period over, SIGKILL", pod.name)
+            self.remove(pod.name, kill=True)
+        elif not any(c.running() for c in pod.containers.values()):
+            self.remove(pod.name, kill=True)
 
     def update(self, spec: PodSpec) -> None:
         """Labels change in place; a change of containers restarts the processes;
@@ -205,8 +273,7 @@ class PodManager:
             return
         old, pod.spec = pod.spec, spec
         if old["containers"] != spec["containers"] and pod.ip:
-            for container in pod.containers.values():
-                _stop(container.proc)
+            _stop([c.proc for c in pod.containers.values()])
             pod.containers = {c["name"]: Container(c) for c in spec["containers"]}
             for container in pod.containers.values():
                 self._start(pod, container)
@@ -232,11 +299,15 @@ class PodManager:
         changed = False
         for pod in list(self.pods.values()):
             before = pod.published()
+            if pod.state == "Terminating":
+                self._tick_terminating(pod, now)
+                changed |= pod.name not in self.pods or pod.published() != before
+                continue
             if pod.state != "Failed":
                 for container in pod.containers.values():
                     self._check(pod, container, now)
                 # Ports are looked at until the pod first serves, not on every tick.
-                pod.state = pod_state(pod, self._serving(pod, pod.state != "Running"))
+                pod.state = pod_state(pod, self._serving(pod, pod.state != "Running"), now)
             changed |= pod.published() != before
         return changed
 
@@ -245,11 +316,16 @@ class PodManager:
         if container.restart_at is None:
             if process is None or process.poll() is None:
                 return
-            container.backoff = next_backoff(container.backoff, now - container.started)
-            container.restart_at = now + container.backoff
-            log.warning("pod %s: container %s exited (%s); restart in %.0fs", pod.name,
-                        container.name, process.returncode, container.backoff)
-        elif now >= container.restart_at:
+            container.finished = now  # the exit is seen at most one agent period late
+            delay = restart_delay(container.backoff, container.backoff_updated, now)
+            container.restart_at = now + delay
+            log.warning("pod %s: container %s exited (%s); restart %s", pod.name,
+                        container.name, process.returncode,
+                        f"in {delay:.0f}s" if delay else "now")
+        if now >= container.restart_at:
+            container.backoff = next_backoff(container.backoff, container.backoff_updated,
+                                             container.finished)
+            container.backoff_updated = now
             container.restarts += 1
             log.info("pod %s: restarting container %s (restart %d)", pod.name, container.name,
                      container.restarts)
@@ -268,30 +344,42 @@ class PodManager:
 
     def busy(self) -> bool:
         """Is any pod on its way somewhere (worth watching closely)?"""
-        return any(p.state == "Pending" for p in self.pods.values())
+        return any(p.state in ("Pending", "Terminating") for p in self.pods.values())
 
     def next_restart(self) -> float | None:
+        """The next moment a container restarts or a terminating pod is killed."""
         due = [c.restart_at for p in self.pods.values() for c in p.containers.values()
                if c.restart_at is not None]
+        due += [p.kill_at for p in self.pods.values() if p.kill_at is not None]
         return min(due) if due else None
+
 
     def published(self) -> dict[str, dict[str, Any]]:
         return {name: pod.published() for name, pod in sorted(self.pods.items())}
 
     def stop_all(self) -> None:
-        for pod in self.pods.values():
-            for container in pod.containers.values():
-                _stop(container.proc)
+        _stop([c.proc for p in self.pods.values() for c in p.containers.values()])
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
+def _signal(process: subprocess.Popen[bytes] | None, signum: int) -> None:
+    """Signal a container's process group (it runs in a session of its own)."""
     if process is None or process.poll() is not None:
         return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _stop(processes: list[subprocess.Popen[bytes] | None]) -> None:
+    """SIGTERM to every process, SIGKILL to those still running STOP_GRACE later
+    (test servers drain on SIGTERM: they always need the SIGKILL)."""
+    for process in processes:
+        _signal(process, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for process in processes:
+        if process is None:
+            continue
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal(process, signal.SIGKILL)
+            process.wait()

@@ -3,6 +3,10 @@
 HTTP on 8080: /hostname (the pod's name), /clientip (the peer's IP:port as the
 pod sees it), /echo?msg=X, /healthz. UDP on 8081: `hostname`, `clientip`,
 `echo X`. Bodies are plain text without a trailing newline, as agnhost's.
+
+SIGTERM does not stop it: like a draining server (agnhost netexec with
+--delay-shutdown) it keeps answering until the pod's grace period ends and kubelet
+(the node agent) kills it, so a terminating endpoint still serves.
 """
 
 from __future__ import annotations
@@ -90,7 +94,11 @@ def serve(name: str, http_port: int, udp_port: int, host: str = "0.0.0.0") -> No
     handler = type("Handler", (UDPHandler,), {"name": name})
     udp = QuietUDPServer((host, udp_port), handler)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def draining(*_: object) -> None:
+        print(f"test server {name}: SIGTERM, serving until killed", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, draining)
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     for server in (http, udp):
         # Idle costs nothing: the loop sleeps in select() until a request comes (the

@@ -23,6 +23,8 @@ NODE_SYSCTLS = [
     ("net.ipv4.conf.all.send_redirects", "0"),
     ("net.ipv4.conf.default.send_redirects", "0"),
     ("net.ipv6.conf.all.disable_ipv6", "1"),
+    # kube-proxy's localhost NodePorts (iptables mode; kubelet's KUBE-FIREWALL guards it).
+    ("net.ipv4.conf.all.route_localnet", "1"),
 ]
 CLIENT_SYSCTLS = [("net.ipv6.conf.all.disable_ipv6", "1")]
 # Relative host paths: compose resolves them against the compose file, containerlab

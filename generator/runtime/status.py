@@ -17,6 +17,7 @@ from generator.node.contract import (
     ready_pods,
     selects,
     serving_pods,
+    serving_terminating_pods,
 )
 from generator.runtime.engine import lab_containers
 from generator.runtime.paths import LabPaths
@@ -35,9 +36,19 @@ def _node_state(container: Any, doc: NodeState | None, generation: str, live: bo
 
 
 def service_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
-    """`ip:targetPort` of every Running pod matching the selector, for every port."""
+    """`ip:targetPort` of every Running pod matching the selector, for every port
+    (the EndpointSlice's ready endpoints)."""
+    return _addresses(service, ready_pods(pods))
+
+
+def terminating_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
+    """The same of every Terminating pod that still serves (serving, terminating)."""
+    return _addresses(service, serving_terminating_pods(pods))
+
+
+def _addresses(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
     out: set[str] = set()
-    for pod in ready_pods(pods):
+    for pod in pods:
         if selects(service["selector"], pod["labels"]):
             out.update(f"{pod['ip']}:{p['targetPort']}" for p in service["ports"])
     return sorted(out, key=lambda e: (tuple(int(x) for x in e.split(":")[0].split(".")), e))
@@ -56,28 +67,37 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
     pods = serving_pods(cluster, docs, live)  # endpoints come from live nodes only
     # What a running node last said about its pods; on a node not heard from for the
     # grace period a pod keeps its address but its state is Unknown (as kubectl shows).
-    by_name = {p["name"]: p for p in serving_pods(cluster, docs, running)}
-    for p in by_name.values():
+    seen = serving_pods(cluster, docs, running)
+    for p in seen:
         if p["node"] not in live:
             p["state"] = "Unknown"
+    wanted = {(p["name"], p["node"]) for p in cluster["pods"]}
+    by_name = {p["name"]: p for p in seen if (p["name"], p["node"]) in wanted}
+    # Pods removed from the lab file that their node still terminates (kubectl lists
+    # them as Terminating until they are gone). A pod moved to another node keeps one
+    # row, the new one's: names stay unique, as pod names in a namespace are.
+    names = {p["name"] for p in cluster["pods"]}
+    leaving = [p for p in seen if (p["name"], p["node"]) not in wanted and p["name"] not in names]
     return {
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
-                   "podCIDR": n["podCIDR"],
+                   "podCIDR": n["podCIDR"], "zone": n.get("zone") or None,
                    "state": _node_state(containers.get(n["container"]), docs.get(n["name"]),
                                         cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
-        "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]],
+        "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]]
+        + [_pod_row({"name": p["name"], "node": p["node"]}, p) for p in leaving],
         "services": [{"name": s["name"], "type": s["type"], "clusterIP": s["clusterIP"],
                       "ports": [dict(p) for p in s["ports"]],
-                      "endpoints": service_endpoints(s, pods)}
+                      "endpoints": service_endpoints(s, pods),
+                      "terminating": terminating_endpoints(s, pods)}
                      for s in cluster["services"]],
         "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
                     for c in cluster["clients"]],
     }
 
 
-def _pod_row(spec: PodSpec, seen: PublishedPod | None) -> dict[str, Any]:
+def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> dict[str, Any]:
     return {"name": spec["name"], "node": spec["node"], "ip": seen["ip"] if seen else None,
             "state": seen["state"] if seen else "Unknown",
             "restarts": seen.get("restarts", 0) if seen else 0}

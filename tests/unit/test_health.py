@@ -23,6 +23,7 @@ from generator.node.pods import (
     Pod,
     next_backoff,
     pod_state,
+    restart_delay,
 )
 
 
@@ -65,36 +66,77 @@ def test_pods_of_nodes_not_live_serve_nobody() -> None:
     assert contract.input_digest([], pods) != contract.input_digest([], everyone)
 
 
+def test_terminating_pods_are_published_with_their_own_labels() -> None:
+    """A pod gone from cluster.json that its node still terminates is published with
+    the labels its node kept and whether it serves; one moved to another node is two
+    pods while the old one terminates (pod_key tells them apart)."""
+    c = cluster()
+    c["pods"] = [{"name": "p1", "node": "n2", "labels": {"app": "a"}}]
+    docs: dict[str, Any] = {
+        "n0": {"pods": {"gone": {"ip": "10.0.0.9", "state": "Terminating", "serving": True,
+                                 "labels": {"app": "old"}}}},
+        "n1": {"pods": {"p1": {"ip": "10.0.1.2", "state": "Terminating", "serving": False,
+                               "labels": {"app": "a"}}}},
+        "n2": {"pods": {"p1": {"ip": "10.0.2.2", "state": "Running"}}}}
+    pods = contract.published_pods(c, docs)
+    assert [(p["name"], p["node"], p["state"], p.get("serving")) for p in pods] == [
+        ("gone", "n0", "Terminating", True), ("p1", "n1", "Terminating", False),
+        ("p1", "n2", "Running", None)]
+    assert pods[0]["labels"] == {"app": "old"}
+    assert {contract.pod_key(p) for p in pods} == {"n0/gone", "n1/p1", "n2/p1"}
+    assert [p["name"] for p in contract.serving_terminating_pods(pods)] == ["gone"]
+    drained = contract.published_pods(c, {**docs, "n0": {"pods": {"gone": {
+        **docs["n0"]["pods"]["gone"], "serving": False}}}})
+    assert contract.input_digest([], pods) != contract.input_digest([], drained)
+
+
 # ---------------------------------------------------------------- pods
 
 
+def restart_waits(runs: list[float]) -> list[float]:
+    """The wait before each restart of a container that ran `runs[i]` seconds before
+    its i-th exit, as kubelet's doBackOff (IsInBackOffSince, then Next) gives it."""
+    waits, backoff, updated, now = [], 0.0, 0.0, 0.0
+    for ran in runs:
+        finished = now + ran
+        wait = restart_delay(backoff, updated, finished)
+        now = finished + wait
+        backoff, updated = next_backoff(backoff, updated, finished), now
+        waits.append(wait)
+    return waits
+
+
 def test_backoff_is_kubelets() -> None:
-    delays, current = [], 0.0
-    for _ in range(8):
-        current = next_backoff(current, ran=1.0)
-        delays.append(current)
-    assert delays == [10, 20, 40, 80, 160, 300, 300, 300]
-    assert (BACKOFF_INITIAL, BACKOFF_MAX) == (10, 300)
-    assert next_backoff(300, ran=BACKOFF_RESET) == 10, "a long run starts over"
+    """kubelet: no back-off entry at the first exit (restart at once), then the
+    entry's 10 s window doubling to 300 s; an entry not moved on for 2 x 300 s (the
+    container ran 10 min) has expired: the next restart is at once again."""
+    assert (BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET) == (10, 300, 600)
+    assert restart_waits([1.0] * 9) == [0, 10, 20, 40, 80, 160, 300, 300, 300]
+    assert restart_waits([1.0, 1.0, 1.0, 601.0, 1.0]) == [0, 10, 20, 0, 10], \
+        "a 10-minute run starts over"
+    assert restart_waits([1.0, 1.0, 599.0]) == [0, 10, 20], "shorter than 10 min: no reset"
 
 
 def test_pod_state_follows_its_containers() -> None:
     pod = Pod({"name": "p", "containers": []})
     a, b = Container({"name": "a"}), Container({"name": "b"})
     pod.containers = {"a": a, "b": b}
-    assert pod_state(pod, serving=False) == "Pending"
-    assert pod_state(pod, serving=True) == "Running"
+    assert pod_state(pod, serving=False, now=100.0) == "Pending"
+    assert pod_state(pod, serving=True, now=100.0) == "Running"
     b.restart_at, b.restarts = 123.0, 2
-    assert pod_state(pod, serving=False) == "CrashLoopBackOff"
+    assert pod_state(pod, serving=False, now=100.0) == "CrashLoopBackOff"
+    assert pod_state(pod, serving=False, now=123.0) == "Pending", "restart due: no back-off"
     assert pod.published() == {"ip": None, "state": "Pending", "restarts": 2}
     pod.state = "Failed"
-    assert pod_state(pod, serving=True) == "Failed"
+    assert pod_state(pod, serving=True, now=100.0) == "Failed"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="processes and /proc")
-def test_an_exiting_container_backs_off_and_counts_restarts(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The restart logic on real processes (run directly, not in a netns)."""
+def test_an_exiting_container_restarts_at_once_then_backs_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restart logic on real processes (run directly, not in a netns): the first
+    exit restarts in the same tick and never shows CrashLoopBackOff; the second waits
+    10 s (CrashLoopBackOff meanwhile), the third 20 s."""
     from generator.node import pods as pods_module
 
     monkeypatch.setattr(pods_module, "LOG_DIR", tmp_path)
@@ -104,21 +146,26 @@ def test_an_exiting_container_backs_off_and_counts_restarts(tmp_path: Path,
     container = Container(pod.spec["containers"][0])
     pod.containers["main"] = container
     manager.pods["crash"] = pod
-    container.proc = subprocess.Popen(["true"])
-    container.proc.wait()
-    container.started = 0.0
-    now = 1000.0
-    assert manager.tick(now) is True
-    assert (pod.state, container.restart_at, pod.restarts) == ("CrashLoopBackOff", now + 10, 0)
-    assert manager.tick(now + 9.9) is False, "still backing off"
-    monkeypatch.setattr(manager, "_start", lambda p, c: setattr(c, "restart_at", None)
-                        or setattr(c, "proc", subprocess.Popen(["true"])) or setattr(c, "started", now + 10))
-    manager.tick(now + 10)
-    assert pod.restarts == 1
-    assert container.proc is not None
-    container.proc.wait()
-    manager.tick(now + 11)
-    assert container.restart_at == now + 11 + 20, "the second delay doubles"
+    clock = {"now": 1000.0}
+
+    def start(p: Pod, c: Container) -> None:
+        c.proc, c.started, c.restart_at = subprocess.Popen(["true"]), clock["now"], None
+        c.proc.wait()  # it exits at once: the next tick sees the exit
+
+    monkeypatch.setattr(manager, "_start", start)
+    start(pod, container)
+    assert manager.tick(1000.0) is True
+    assert (pod.restarts, container.restart_at, pod.state) == (1, None, "Pending")
+    clock["now"] = 1001.0
+    manager.tick(1001.0)
+    assert (pod.restarts, container.restart_at, pod.state) == (1, 1011.0, "CrashLoopBackOff")
+    assert manager.tick(1010.9) is False, "still backing off"
+    clock["now"] = 1011.0
+    manager.tick(1011.0)
+    assert pod.restarts == 2
+    clock["now"] = 1012.0
+    manager.tick(1012.0)
+    assert container.restart_at == 1012.0 + 20, "the next window doubles"
     assert pod.state == "CrashLoopBackOff"
 
 
@@ -175,8 +222,9 @@ def test_liveness_looks_again_only_when_a_heartbeat_runs_out(tmp_path: Path,
 
 def test_the_agent_feeds_its_proxy_only_live_nodes_pods(tmp_path: Path) -> None:
     class Proxy:
-        def update(self, services: list[Any], pods: list[dict[str, Any]]) -> None:
-            self.pods = pods
+        def update(self, services: list[Any], pods: list[dict[str, Any]],
+                   zone: str = "") -> None:
+            self.pods, self.zone = pods, zone
 
         def status(self) -> dict[str, Any]:
             return {"digest": ""}
@@ -319,3 +367,52 @@ def test_a_generation_whose_apply_failed_is_tried_again(tmp_path: Path,
     assert a.watch_cluster() is True and a.applied == "g1"
     assert a.watch_cluster() is False, "unchanged file: not even read"
     assert calls == ["g1", "g1"]
+
+
+DRAINING = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: print('term', flush=True))\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="processes and /proc")
+@pytest.mark.parametrize("drains", [True, False])
+def test_a_removed_pod_terminates_gracefully(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             drains: bool) -> None:
+    """kubelet's graceful termination on real processes: SIGTERM at once, the pod
+    Terminating (published with its labels, serving while its container runs), then
+    SIGKILL when the grace period ends; a container that ends on SIGTERM ends the pod
+    at once. (The pod's network teardown is stubbed: no netns here.)"""
+    from generator.node import pods as pods_module
+
+    monkeypatch.setattr(pods_module, "LOG_DIR", tmp_path)
+    monkeypatch.setattr(pods_module.cni, "delete", lambda *a, **k: None)
+    monkeypatch.setattr(pods_module.proc, "run", lambda *a, **k: None)
+    manager = pods_module.PodManager("n0")
+    spec: Any = {"name": "p", "node": "n0", "labels": {"app": "a"},
+                 "containers": [{"name": "main", "command": ["x"]}],
+                 "terminationGracePeriodSeconds": 5}
+    pod = Pod(spec, ip="10.0.0.2", state="Running")
+    container = Container(spec["containers"][0])
+    pod.containers["main"] = container
+    manager.pods["p"] = pod
+    code = DRAINING if drains else "import time; print('up', flush=True); time.sleep(60)"
+    container.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                      start_new_session=True)
+    assert container.proc.stdout is not None
+    assert container.proc.stdout.readline() == b"up\n"
+    manager.terminate("p", now=100.0)
+    published = manager.published()["p"]
+    assert (published["state"], published["labels"]) == ("Terminating", {"app": "a"})
+    if drains:
+        assert container.proc.stdout.readline() == b"term\n", "SIGTERM reached it"
+        assert manager.published()["p"]["serving"] is True
+        manager.tick(104.9)
+        assert "p" in manager.pods and container.proc.poll() is None, "it drains"
+        manager.tick(105.0)
+        assert container.proc.returncode == -9, "SIGKILL at the end of the grace period"
+    else:
+        container.proc.wait(5)
+        manager.tick(100.5)
+        assert container.proc.returncode == -15, "ended by SIGTERM"
+    assert "p" not in manager.pods

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from generator.node.proxy import nftables
+from generator.node.proxy import nft_rules
 from generator.node.proxy.rules import service_port_rules, write_ruleset
 from generator.node.proxy.service import port_infos
 from tests.unit.nft_fake import FakeTable, Tracer
@@ -34,8 +34,8 @@ def model(mode: str, pods=PODS, services=SERVICES) -> Any:
         ports = [service_port_rules(i, NODE, CLUSTER_CIDR) for i in infos]
         return Model(write_ruleset(ports), {NODE_IP})
     table = FakeTable()
-    table.apply(nftables.full_transaction(
-        [nftables.service_port_rules(i, NODE, CLUSTER_CIDR) for i in infos], NODE_IP,
+    table.apply(nft_rules.full_transaction(
+        [nft_rules.service_port_rules(i, NODE, CLUSTER_CIDR) for i in infos], NODE_IP,
         SERVICE_CIDR))
     return Tracer(table, {NODE_IP})
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from generator.node.proxy import nftables
-from generator.node.proxy.nftables import NFTablesProxier
+from generator.node.proxy import nft_rules
+from generator.node.proxy.nftables import STAGE, NFTablesProxier
 from generator.node.proxy.service import port_infos
 from tests.conftest import GOLDEN
 from tests.unit.nft_fake import FakeTable, sort_transaction
@@ -25,10 +25,10 @@ from tests.unit.proxy_fixture import (
 
 
 def table_for(services=SERVICES, pods=PODS) -> FakeTable:
-    ports = [nftables.service_port_rules(i, NODE, CLUSTER_CIDR)
+    ports = [nft_rules.service_port_rules(i, NODE, CLUSTER_CIDR)
              for i in port_infos(services, pods)]
     table = FakeTable()
-    table.apply(nftables.full_transaction(ports, NODE_IP, SERVICE_CIDR))
+    table.apply(nft_rules.full_transaction(ports, NODE_IP, SERVICE_CIDR))
     return table
 
 
@@ -70,7 +70,7 @@ class FakeNft:
         raise AssertionError(cmd)
 
 
-def proxier(nft: FakeNft, stage: int = nftables.STAGE) -> NFTablesProxier:
+def proxier(nft: FakeNft, stage: int = STAGE) -> NFTablesProxier:
     return NFTablesProxier(NODE, NODE_IP, CLUSTER_CIDR, SERVICE_CIDR, runner=nft, stage=stage)
 
 
@@ -92,7 +92,7 @@ def two_ports() -> dict:
     return svc
 
 
-@pytest.mark.parametrize("stage", [1, nftables.STAGE])
+@pytest.mark.parametrize("stage", [1, STAGE])
 def test_full_then_partial_syncs_reach_the_same_table_as_a_fresh_one(stage: int) -> None:
     nft = FakeNft()
     p = proxier(nft, stage)

@@ -183,15 +183,21 @@ class Recorder:
 
     def __init__(self, entries: str = "") -> None:
         self.calls: list[list[str]] = []
+        self.payloads: list[str] = []  # what iptables-restore was given
         self.entries = entries
 
     def __call__(self, cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
         self.calls.append(list(cmd))
+        if cmd[0] == "iptables-restore":
+            self.payloads.append(input or "")
         out = self.entries if cmd[:2] == ["conntrack", "-L"] else ""
         return subprocess.CompletedProcess(cmd, 0, out, "")
 
     def deletes(self) -> list[list[str]]:
         return [c for c in self.calls if c[:2] == ["conntrack", "-D"]]
+
+    def restored(self) -> str:
+        return "".join(self.payloads)
 
 
 def udp_service(node_port: int | None = None) -> dict:
@@ -262,3 +268,41 @@ def test_a_deleted_udp_service_loses_all_its_entries() -> None:
             "10.180.0.7") in deleted
     assert ("--orig-port-dst", "30053", "--reply-src", "10.180.0.8") in deleted
     assert not any("172.30.0.99" in c for c in deleted)
+
+
+def test_a_udp_service_losing_its_last_endpoint_loses_its_entries() -> None:
+    """kube-proxy since kubernetes#139629: no serving endpoint left, no entry kept, so
+    the next datagram of a one-way sender is a new flow and meets the REJECT."""
+    run = Recorder(ENTRIES)
+    p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
+    p.update([udp_service(30053)], [dns_pod("b", "10.180.0.8")])
+    assert p.sync_once()
+    run.calls.clear()
+    run.payloads.clear()
+    p.update([udp_service(30053)], [])
+    assert p.sync_once()
+    deleted = {tuple(c[4:]) for c in run.deletes()}
+    assert deleted == {
+        ("--orig-dst", "172.30.0.53", "--orig-port-dst", "53", "--reply-src", "10.180.0.7"),
+        ("--orig-dst", "172.30.0.53", "--orig-port-dst", "53", "--reply-src", "10.180.0.8"),
+        ("--orig-dst", "172.30.0.53", "--orig-port-dst", "53", "--reply-src", "172.30.0.53"),
+        ("--orig-port-dst", "30053", "--reply-src", "10.180.0.8")}
+    assert "REJECT" in run.restored(), "and the service now rejects"
+
+
+def test_a_serving_terminating_endpoint_keeps_its_udp_entries() -> None:
+    """CleanStaleEntries keeps flows to serving endpoints, terminating ones too: b
+    terminating (a the only ready one) keeps its flows; once b stops serving, they go."""
+    run = Recorder(ENTRIES)
+    p = Proxier(NODE, "192.168.0.2", CLUSTER_CIDR, runner=run)
+    a, b = dns_pod("a", "10.180.0.7"), dns_pod("b", "10.180.0.8")
+    p.update([udp_service(30053)], [a, b])
+    assert p.sync_once()
+    run.calls.clear()
+    p.update([udp_service(30053)], [a, {**b, "state": "Terminating", "serving": True}])
+    assert p.sync_once()
+    assert not any("10.180.0.8" in c for c in run.deletes())
+    p.update([udp_service(30053)], [a, {**b, "state": "Terminating", "serving": False}])
+    assert p.sync_once()
+    assert ["conntrack", "-D", "-p", "udp", "--orig-dst", "172.30.0.53", "--orig-port-dst", "53",
+            "--reply-src", "10.180.0.8"] in run.deletes()

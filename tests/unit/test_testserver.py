@@ -34,7 +34,7 @@ def server() -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
         assert time.monotonic() < deadline, "test server did not start"
         time.sleep(0.05)
     yield http, udp, proc
-    proc.terminate()
+    proc.send_signal(signal.SIGINT)  # SIGTERM only drains it
     proc.wait(5)
 
 
@@ -80,17 +80,28 @@ def test_probe_bounds_its_arguments() -> None:
     assert err.value.code == 2
 
 
-def test_sigterm_stops_the_server() -> None:
+def test_sigterm_drains_sigint_stops() -> None:
+    """SIGTERM: the server keeps answering (a draining server: the pod's grace period
+    ends it with SIGKILL); SIGINT (a person at a terminal) stops it."""
     http, udp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     proc = subprocess.Popen([sys.executable, "-m", "generator.node.testserver", "--name", "t",
                              "--host", "127.0.0.1", "--http-port", str(http), "--udp-port",
                              str(udp)], cwd=ROOT, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not ask("http", http, "/healthz")["ok"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(5) == 0
+    try:
+        deadline = time.monotonic() + 10
+        while not ask("http", http, "/healthz")["ok"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert proc.poll() is None, "SIGTERM ended the server"
+        assert ask("http", http, "/hostname")["answer"] == "t"
+        assert ask("udp", udp, "hostname")["answer"] == "t"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 0
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # ---- batches: many probes in one process
@@ -173,7 +184,7 @@ def test_batch_probes_from_inside_a_named_netns() -> None:
             assert inside["sent"] == inside["ok"] == 12 and inside["answers"] == {"inside": 12}
             assert outside["errors"] == {"connection refused": 1}
         finally:
-            server.terminate()
+            server.send_signal(signal.SIGINT)  # SIGTERM only drains it
             server.wait(5)
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)

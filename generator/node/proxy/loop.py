@@ -1,4 +1,12 @@
-"""What both proxiers share: inputs, status, the sync loop and UDP conntrack cleanup.
+"""What both proxiers share: inputs, status, the sync loop, the sync skeleton and UDP
+conntrack cleanup.
+
+The skeleton (`BaseProxier.sync_once`) is kube-proxy's syncProxyRules minus what is
+mode-specific: take the input, compute each service port's rules (reusing the cached
+ones of ports whose PortInfo did not change), hand the plan to the mode's `write`,
+then commit the cache, clean up UDP conntrack entries and record the timing. Each
+mode supplies `build` (one port's rules), `write` (put a plan in the kernel) and,
+if it needs them, `reusable` and `before_sync`.
 
 The loop is kube-proxy's BoundedFrequencyRunner: a change is synced at once while
 a token is left (burst 2), else when the next token comes (one per min sync
@@ -15,7 +23,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from generator.node import proc
 from generator.node.contract import PublishedPod, ServiceSpec, input_digest
@@ -31,11 +40,59 @@ SYNC_PERIOD = 30.0  # kube-proxy --*-sync-period default: canary checks, retries
 FULL_SYNC_PERIOD = 3600.0  # kube-proxy's proxyutil.FullSyncPeriod
 
 
+class PortRulesLike(Protocol):
+    """What the skeleton needs of a mode's per-port rules."""
+
+    @property
+    def info(self) -> PortInfo: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+P = TypeVar("P", bound=PortRulesLike)
+
+
+class SyncFailed(Exception):
+    """A mode's write failed: the message goes to the proxy status, a full sync follows."""
+
+
+@dataclass
+class SyncPlan(Generic[P]):
+    """One sync's work: every port's rules, the ones built anew, the ones gone."""
+
+    full: bool
+    ports: list[P]  # every service port, in input order
+    changed: list[P]  # built anew this sync (PortInfo differs from the cached one)
+    removed: list[P]  # cached ports the input no longer has
+    cached: dict[str, P]  # the cache as the last sync left it
+
+    @property
+    def rewritten(self) -> list[P]:
+        """The ports whose chains this sync writes: all on a full sync."""
+        return self.ports if self.full else self.changed
+
+    @property
+    def replaced(self) -> list[P]:
+        """The cached versions of changed ports, and the removed ports."""
+        return [self.cached[p.key] for p in self.changed if p.key in self.cached] + self.removed
+
+
+@dataclass
+class Written:
+    """What a mode's write reports for the log line."""
+
+    staged: int = 0
+    stale: int = 0
+
+
 def run_command(cmd: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
     return proc.run(cmd, input=input)
 
 
-class BaseProxier:
+class BaseProxier(Generic[P]):
+    mode = ""
+
     def __init__(self, node_name: str, node_ip: str, cluster_cidr: str, runner: Runner,
                  min_sync_period: float, sync_period: float) -> None:
         self.node, self.node_ip, self.cluster_cidr = node_name, node_ip, cluster_cidr
@@ -45,6 +102,8 @@ class BaseProxier:
         self.changed = threading.Event()
         self.services: list[ServiceSpec] = []
         self.pods: list[PublishedPod] = []
+        self.wanted_zone = ""  # this node's zone as last handed in
+        self.zone = ""  # the zone the cached rules were built for
         self.input = ""  # generation of the services + pods last handed in
         self.synced = ""  # input digest of the last successful sync (see status)
         self.synced_input: tuple[list[ServiceSpec], list[PublishedPod]] | None = None
@@ -57,15 +116,20 @@ class BaseProxier:
         self.error: str | None = None
         self.udp: dict[tuple[str, int], frozenset[str]] = {}  # last sync's UDP frontends
         self.udp_node_ports: dict[int, frozenset[str]] = {}
+        self.cache: dict[str, P] = {}  # each service port's rules as last written
+        self.kernel_s = 0.0  # this sync's time in iptables-restore / nft
 
     # ---- inputs and status
 
-    def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> None:
-        """Hand in the cluster's services and pods (treated as immutable from here on)."""
+    def update(self, services: list[ServiceSpec], pods: list[PublishedPod],
+               zone: str = "") -> None:
+        """Hand in the cluster's services and pods (treated as immutable from here on)
+        and this node's zone (topology.kubernetes.io/zone, for trafficDistribution)."""
         with self.lock:
-            if services == self.services and pods == self.pods and self.input:
+            if services == self.services and pods == self.pods and zone == self.wanted_zone \
+                    and self.input:
                 return
-            self.services, self.pods = services, pods
+            self.services, self.pods, self.wanted_zone = services, pods, zone
             self.input = str(int(self.input or "0") + 1)  # a generation number
         self.changed.set()
 
@@ -80,6 +144,80 @@ class BaseProxier:
     # ---- the loop
 
     def sync_once(self, full: bool = False) -> bool:
+        """One sync: the skeleton both modes share (see the module docstring)."""
+        started = time.monotonic()
+        self.kernel_s = 0.0
+        infos, synced = self.snapshot()
+        with self.lock:
+            zone = self.wanted_zone
+        if zone != self.zone:
+            # Topology filtering depends on it: every port's rules are built again.
+            self.zone, self.cache, full = zone, {}, True
+        full = full or self.need_full
+        try:
+            self.before_sync(started, infos)
+            plan = self.plan(infos, full)
+            written = self.write(plan)
+        except SyncFailed as err:
+            return self.failed(str(err))
+        self.commit(plan)
+        if full or any(p.info.protocol == "udp" for p in [*plan.changed, *plan.removed]):
+            self.cleanup_udp(infos)
+        self.synced_ok(synced, started)
+        total = time.monotonic() - started
+        self.timing = {"total": total, "kernel": self.kernel_s, "python": total - self.kernel_s}
+        log.info("%s sync: %d service ports, %d rewritten (%d staged), %d stale, %.1f ms",
+                 "full" if full else "partial", len(plan.ports), len(plan.rewritten),
+                 written.staged, written.stale, self.last_sync_ms)
+        return True
+
+    def plan(self, infos: list[PortInfo], full: bool) -> SyncPlan[P]:
+        """Each port's rules: the cached ones while its PortInfo is unchanged."""
+        cache = self.cache
+        ports: list[P] = []
+        changed: list[P] = []
+        for info in infos:
+            cached = cache.get(info.key)
+            if cached is not None and (cached.info is info or cached.info == info) \
+                    and self.reusable(cached):
+                ports.append(cached)
+                continue
+            rules = self.build(info)
+            ports.append(rules)
+            changed.append(rules)
+        removed = [cache[k] for k in cache.keys() - {p.key for p in ports}]
+        return SyncPlan(full, ports, changed, removed, cache)
+
+    def commit(self, plan: SyncPlan[P]) -> None:
+        if plan.full:
+            self.cache = {p.key: p for p in plan.ports}
+            return
+        for p in plan.removed:
+            del self.cache[p.key]
+        self.cache.update((p.key, p) for p in plan.changed)
+
+    def timed_run(self, cmd: list[str], input: str | None = None,
+                  ) -> subprocess.CompletedProcess[str]:
+        """A command that writes the kernel's rules: its time counts as the sync's kernel time."""
+        t = time.monotonic()
+        result = self.run_cmd(cmd, input=input)
+        self.kernel_s += time.monotonic() - t
+        return result
+
+    # ---- the mode's hooks
+
+    def build(self, info: PortInfo) -> P:
+        raise NotImplementedError
+
+    def reusable(self, cached: P) -> bool:
+        """May a cached port's rules stand although nothing of its PortInfo changed?"""
+        return True
+
+    def before_sync(self, started: float, infos: list[PortInfo]) -> None:
+        """Work due at the start of every sync (may raise SyncFailed)."""
+
+    def write(self, plan: SyncPlan[P]) -> Written:
+        """Put the plan in the kernel; raise SyncFailed when the kernel refuses."""
         raise NotImplementedError
 
     def periodic(self, now: float) -> bool:
@@ -127,20 +265,22 @@ class BaseProxier:
         log.error("%s", self.error)
         return False
 
-    # ---- UDP conntrack cleanup, as kube-proxy >= 1.31 does it
+    # ---- UDP conntrack cleanup, as kube-proxy's conntrack.CleanStaleEntries does it
 
     def cleanup_udp(self, infos: Iterable[PortInfo]) -> None:
         """Delete the UDP conntrack entries to a service IP:port or a nodePort whose reply
         source is not a serving endpoint (a gone endpoint, or none when the flow was
         made: REJECTed flows then keep failing), and every entry to the frontends of
-        UDP service ports that are gone. UDP has no connection to end, so without this
-        a client keeps sending into the void."""
+        UDP service ports that are gone. A port without serving endpoints keeps none of
+        its entries (kubernetes#139629: one-way senders otherwise refresh a flow to
+        the dead pod forever; with it gone the next datagram meets the REJECT). UDP
+        has no connection to end, so without this a client keeps sending into the void."""
         frontends: dict[tuple[str, int], frozenset[str]] = {}
         node_ports: dict[int, frozenset[str]] = {}
         for info in infos:
             if info.protocol != "udp":
                 continue
-            ips = frozenset(e.ip for e in info.endpoints)
+            ips = frozenset(e.ip for e in info.endpoints if e.serving)
             frontends[(info.cluster_ip, info.port)] = ips
             if info.node_port:
                 node_ports[info.node_port] = ips
@@ -150,9 +290,7 @@ class BaseProxier:
         self.udp, self.udp_node_ports = frontends, node_ports
         if not changed:
             return
-        # A service port without endpoints needs no cleanup (kube-proxy): keep those out.
-        serving = {k: v for k, v in frontends.items() if v} | gone
-        serving_ports = {k: v for k, v in node_ports.items() if v} | gone_ports
+        serving, serving_ports = frontends | gone, node_ports | gone_ports
         if not serving and not serving_ports:
             return
         listed = self.run_cmd(["conntrack", "-L", "-p", "udp"])

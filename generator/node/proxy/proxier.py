@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from pathlib import Path
 
 from generator.node.proxy.loop import (
     FULL_SYNC_PERIOD,
@@ -25,6 +26,9 @@ from generator.node.proxy.loop import (
     SYNC_PERIOD,
     BaseProxier,
     Runner,
+    SyncFailed,
+    SyncPlan,
+    Written,
     chunks,
     run_command,
 )
@@ -39,6 +43,7 @@ from generator.node.proxy.rules import (
     write_chains,
     write_ruleset,
 )
+from generator.node.proxy.service import PortInfo
 
 log = logging.getLogger("kgen.proxy")
 
@@ -47,7 +52,25 @@ CANARY_TABLES = ("mangle", "nat", "filter")
 STAGE = 500  # service ports per restore in a staged sync (see the benchmark)
 
 
-class Proxier(BaseProxier):
+ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+
+
+def route_localnet(path: Path = ROUTE_LOCALNET) -> bool:
+    """kube-proxy's iptables mode (localhost NodePorts on, its default) sets
+    net.ipv4.conf.all.route_localnet=1, so that a packet to 127.0.0.1:<nodePort>
+    may be DNATed to a pod and routed out; kubelet's KUBE-FIREWALL keeps the network
+    away from the loopback services. The compose file sets it as well (/proc/sys is
+    read-only in a container); False when it is not set."""
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1")
+        return True
+    except OSError as err:
+        log.warning("cannot set %s=1 (%s): localhost NodePorts will not answer", path, err)
+        return False
+
+
+class Proxier(BaseProxier[PortRules]):
     mode = "iptables"
 
     def __init__(self, node_name: str, node_ip: str, cluster_cidr: str,
@@ -55,12 +78,14 @@ class Proxier(BaseProxier):
                  iptables: tuple[str, ...] = ("iptables",),
                  iptables_save: tuple[str, ...] = ("iptables-save",),
                  runner: Runner = run_command, min_sync_period: float = MIN_SYNC_PERIOD,
-                 sync_period: float = SYNC_PERIOD, stage: int = STAGE) -> None:
+                 sync_period: float = SYNC_PERIOD, stage: int = STAGE,
+                 nfacct: bool = False) -> None:
         super().__init__(node_name, node_ip, cluster_cidr, runner, min_sync_period, sync_period)
+        self.nfacct = nfacct  # kube-proxy's nfacct counters exist: rules count with them
         self.restore_cmd, self.iptables_cmd, self.save_cmd = iptables_restore, iptables, iptables_save
         self.stage = stage
-        self.cache: dict[str, PortRules] = {}
-        self.large = False
+        self.large = False  # the last sync's rules were written in large-cluster mode
+        self.large_next = False  # this sync's
         self.written: set[str] = set()
         self.last_full = 0.0
         self.last_cleanup = 0.0
@@ -86,41 +111,32 @@ class Proxier(BaseProxier):
                 return False
         return True
 
-    # ---- one sync
+    # ---- one sync: the mode's hooks of the shared skeleton (loop.BaseProxier.sync_once)
 
-    def sync_once(self, full: bool = False) -> bool:
-        started = time.monotonic()
-        infos, synced = self.snapshot()
-        full = full or self.need_full
-        restore_s = 0.0
-        large = sum(len(i.endpoints) for i in infos) > LARGE_CLUSTER_ENDPOINTS
-        cache = self.cache
-        ports, changed = [], []
-        for info in infos:
-            cached = cache.get(info.key)
-            if cached is not None and large == self.large and (
-                    cached.info is info or cached.info == info):
-                ports.append(cached)
-                continue
-            rules = service_port_rules(info, self.node, self.cluster_cidr, large)
-            ports.append(rules)
-            changed.append(rules)
-        removed = [cache[k] for k in cache.keys() - {p.key for p in ports}]
-        to_write = ports if full else changed
+    def build(self, info: PortInfo) -> PortRules:
+        return service_port_rules(info, self.node, self.cluster_cidr, self.large_next,
+                                  self.zone, self.nfacct)
+
+    def reusable(self, cached: PortRules) -> bool:
+        # Crossing the large-cluster threshold changes every endpoint rule's comment.
+        return self.large_next == self.large
+
+    def before_sync(self, started: float, infos: list[PortInfo]) -> None:
+        self.large_next = sum(len(i.endpoints) for i in infos) > LARGE_CLUSTER_ENDPOINTS
+
+    def write(self, plan: SyncPlan[PortRules]) -> Written:
+        full, ports, changed = plan.full, plan.ports, plan.changed
+        to_write = plan.rewritten
         if full:
             wanted = {name for p in ports for name in p.chains}
             stale = self.written - wanted
         else:
             # Only the chains of changed and removed ports can have become stale.
             new = {name for p in changed for name in p.chains}
-            old = {name for p in removed for name in p.chains}
-            for p in changed:
-                if p.key in cache:
-                    old.update(cache[p.key].chains)
-            stale = old - new
+            stale = {name for p in plan.replaced for name in p.chains} - new
             wanted = (self.written - stale) | new
         now = time.monotonic()
-        if full and (not large or now - self.last_cleanup > self.sync_period):
+        if full and (not self.large_next or now - self.last_cleanup > self.sync_period):
             # Chains left by an earlier run; in large clusters at most once per sync period.
             existing = self.existing_chains()
             if existing is not None:
@@ -128,43 +144,21 @@ class Proxier(BaseProxier):
                 self.last_cleanup = now
         staged, final = ([], to_write) if len(to_write) <= self.stage else (to_write, [])
         for batch in chunks(staged, self.stage):
-            t = time.monotonic()
-            result = self.run_cmd([*self.restore_cmd, "-w", "--noflush"], input=write_chains(batch))
-            restore_s += time.monotonic() - t
-            if result.returncode != 0:
-                return self.failed(f"iptables-restore: {result.stderr.strip()}")
-        if full:
-            top = None
-        else:
-            top = dirty_top_level(changed, [cache[p.key] for p in changed if p.key in cache]
-                                  + removed)
-        payload = write_ruleset(ports, final, stale, top)
-        t = time.monotonic()
-        result = self.run_cmd([*self.restore_cmd, "-w", "--noflush"], input=payload)
-        restore_s += time.monotonic() - t
-        if result.returncode != 0:
-            return self.failed(f"iptables-restore: {result.stderr.strip()}")
+            self.restore(write_chains(batch))
+        top = None if full else dirty_top_level(changed, plan.replaced)
+        self.restore(write_ruleset(ports, final, stale, top, self.nfacct))
         if full:
             t = time.monotonic()
             self.ensure_jumps_and_canary()
-            restore_s += time.monotonic() - t
+            self.kernel_s += time.monotonic() - t
             self.last_full = time.monotonic()
-        if full or any(p.info.protocol == "udp" for p in [*changed, *removed]):
-            self.cleanup_udp(infos)
-        if full:
-            self.cache = {p.key: p for p in ports}
-        else:
-            for p in removed:
-                del cache[p.key]
-            cache.update((p.key, p) for p in changed)
-        self.large, self.written = large, wanted
-        self.synced_ok(synced, started)
-        total = time.monotonic() - started
-        self.timing = {"total": total, "kernel": restore_s, "python": total - restore_s}
-        log.info("%s sync: %d service ports, %d rewritten (%d staged), %d stale, %.1f ms",
-                 "full" if full else "partial", len(ports), len(to_write), len(staged),
-                 len(stale), self.last_sync_ms)
-        return True
+        self.large, self.written = self.large_next, wanted
+        return Written(len(staged), len(stale))
+
+    def restore(self, payload: str) -> None:
+        result = self.timed_run([*self.restore_cmd, "-w", "--noflush"], input=payload)
+        if result.returncode != 0:
+            raise SyncFailed(f"iptables-restore: {result.stderr.strip()}")
 
     def existing_chains(self) -> set[str] | None:
         result = self.run_cmd([*self.save_cmd, "-t", "nat"])

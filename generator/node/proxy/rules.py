@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from generator.node.proxy.naming import sep_chain, svc_chain
-from generator.node.proxy.service import PortInfo, policy
+from generator.node.proxy.service import Policy, PortInfo, policy
 
 MASQ_MARK = "0x4000"
 FILTER_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
@@ -27,6 +27,9 @@ NAT_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-MARK-MASQ", "KUBE-POSTROU
 OWNED_PREFIXES = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-FW-")
 # kube-proxy's largeClusterEndpointsThreshold: above it, endpoint rules carry no comment.
 LARGE_CLUSTER_ENDPOINTS = 1000
+# kube-proxy's nfacct counters (metrics.go), used where the kernel has nfacct.
+LOCALHOST_NODEPORT_COUNTER = "localhost_nps_accepted_pkts"
+INVALID_CT_COUNTER = "ct_state_invalid_dropped_pkts"
 
 
 def comment(text: str) -> str:
@@ -83,64 +86,18 @@ def _sep_rules(spn: str, proto: str, sep: str, ep, affinity: int | None,
 
 
 def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
-                       large: bool = False) -> PortRules:
+                       large: bool = False, zone: str = "", nfacct: bool = False) -> PortRules:
+    """What one service port adds to the ruleset on `node` (in `zone`); `nfacct`: the
+    kernel has nfacct, so localhost NodePorts are counted as kube-proxy counts them."""
     spn, proto = info.spn, info.protocol
-    ip, port = info.cluster_ip, info.port
     svc = svc_chain(spn, proto)
     digest = svc[len("KUBE-SVC-"):]  # KUBE-SVC, KUBE-SVL and KUBE-EXT share it
-    svl, ext = f"KUBE-SVL-{digest}", f"KUBE-EXT-{digest}"
-    pol = policy(info, node)
+    svl = f"KUBE-SVL-{digest}"
+    pol = policy(info, node, zone)
     seps = {ep.address: sep_chain(spn, proto, ep.address) for ep in pol.reachable}
     r = PortRules(info, digest)
-    match = f"-m {proto} -p {proto}"
-    internal = svl if info.internal_local else svc
-
-    # Internal (cluster IP) traffic.
-    if pol.has_internal:
-        r.nat_services.append(f"-A KUBE-SERVICES {comment(f'{spn} cluster IP')} {match} -d {ip} "
-                              f"--dport {port} -j {internal}")
-    else:
-        why, verdict = (("has no endpoints", "REJECT") if not pol.has_endpoints
-                        else ("has no local endpoints", "DROP"))
-        r.filter_services.append(f"-A KUBE-SERVICES {comment(f'{spn} {why}')} {match} -d {ip} "
-                                 f"--dport {port} -j {verdict}")
-
-    # NodePort.
-    if info.node_port is not None:
-        local_match = f"-m addrtype --dst-type LOCAL {match} --dport {info.node_port}"
-        if pol.has_endpoints:
-            r.nat_nodeports.append(f"-A KUBE-NODEPORTS {comment(spn)} {match} "
-                                   f"--dport {info.node_port} -j {ext}")
-        if not pol.has_external:
-            why, verdict = (("has no endpoints", "REJECT") if not pol.has_endpoints
-                            else ("has no local endpoints", "DROP"))
-            r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{spn} {why}')} "
-                                     f"{local_match} -j {verdict}")
-
-    if pol.has_internal:
-        # Masquerade off-cluster traffic to the service IP (it may bounce off-node).
-        r.chains[internal] = [f"-A {internal} {comment(f'{spn} cluster IP')} {match} -d {ip} "
-                              f"--dport {port} ! -s {cluster_cidr} -j KUBE-MARK-MASQ"]
-
-    if pol.has_endpoints and info.externally_accessible:
-        if not info.external_local:
-            r.chains[ext] = [
-                f"-A {ext} {comment(f'masquerade traffic for {spn} external destinations')} "
-                "-j KUBE-MARK-MASQ"]
-        else:
-            # Pods and the node itself may use any endpoint; outside clients only local
-            # ones, and they keep their source address.
-            r.chains[ext] = [
-                f"-A {ext} {comment(f'pod traffic for {spn} external destinations')} "
-                f"-s {cluster_cidr} -j {svc}",
-                f"-A {ext} {comment(f'masquerade LOCAL traffic for {spn} external destinations')}"
-                " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
-                f"-A {ext} {comment(f'route LOCAL traffic for {spn} external destinations')} "
-                f"-m addrtype --src-type LOCAL -j {svc}",
-            ]
-        if pol.has_external:
-            r.chains[ext].append(f"-A {ext} -j {svl if info.external_local else svc}")
-
+    _top_level(r, info, pol, digest, nfacct)
+    _policy_chains(r, info, pol, digest, cluster_cidr)
     if pol.cluster:
         r.chains.setdefault(svc, []).extend(
             _ladder(svc, spn, seps, pol.cluster, info.affinity, large))
@@ -153,11 +110,78 @@ def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
     return r
 
 
-def static_filter_rules() -> list[str]:
+def _no_endpoints(pol: Policy) -> tuple[str, str]:
+    return (("has no endpoints", "REJECT") if not pol.has_endpoints
+            else ("has no local endpoints", "DROP"))
+
+
+def _top_level(r: PortRules, info: PortInfo, pol: Policy, digest: str, nfacct: bool) -> None:
+    """The port's rules in KUBE-SERVICES, KUBE-NODEPORTS and KUBE-EXTERNAL-SERVICES."""
+    spn, proto, ip, port = info.spn, info.protocol, info.cluster_ip, info.port
+    match = f"-m {proto} -p {proto}"
+    internal = f"KUBE-SVL-{digest}" if info.internal_local else f"KUBE-SVC-{digest}"
+    ext = f"KUBE-EXT-{digest}"
+    if pol.has_internal:
+        r.nat_services.append(f"-A KUBE-SERVICES {comment(f'{spn} cluster IP')} {match} -d {ip} "
+                              f"--dport {port} -j {internal}")
+    else:
+        why, verdict = _no_endpoints(pol)
+        r.filter_services.append(f"-A KUBE-SERVICES {comment(f'{spn} {why}')} {match} -d {ip} "
+                                 f"--dport {port} -j {verdict}")
+    if info.node_port is None:
+        return
+    if pol.has_endpoints:
+        if nfacct:
+            r.nat_nodeports.append(f"-A KUBE-NODEPORTS {comment(spn)} {match} -d 127.0.0.0/8 "
+                                   f"--dport {info.node_port} -m nfacct --nfacct-name "
+                                   f"{LOCALHOST_NODEPORT_COUNTER} -j {ext}")
+        r.nat_nodeports.append(f"-A KUBE-NODEPORTS {comment(spn)} {match} "
+                               f"--dport {info.node_port} -j {ext}")
+    if not pol.has_external:
+        why, verdict = _no_endpoints(pol)
+        r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{spn} {why}')} "
+                                 f"-m addrtype --dst-type LOCAL {match} --dport {info.node_port} "
+                                 f"-j {verdict}")
+
+
+def _policy_chains(r: PortRules, info: PortInfo, pol: Policy, digest: str,
+                   cluster_cidr: str) -> None:
+    """The first rules of the port's KUBE-SVC/SVL chain and its KUBE-EXT chain."""
+    spn, proto, ip, port = info.spn, info.protocol, info.cluster_ip, info.port
+    svc, svl, ext = f"KUBE-SVC-{digest}", f"KUBE-SVL-{digest}", f"KUBE-EXT-{digest}"
+    internal = svl if info.internal_local else svc
+    if pol.has_internal:
+        # Masquerade off-cluster traffic to the service IP (it may bounce off-node).
+        r.chains[internal] = [f"-A {internal} {comment(f'{spn} cluster IP')} -m {proto} "
+                              f"-p {proto} -d {ip} --dport {port} ! -s {cluster_cidr} "
+                              "-j KUBE-MARK-MASQ"]
+    if not (pol.has_endpoints and info.externally_accessible):
+        return
+    if not info.external_local:
+        r.chains[ext] = [
+            f"-A {ext} {comment(f'masquerade traffic for {spn} external destinations')} "
+            "-j KUBE-MARK-MASQ"]
+    else:
+        # Pods and the node itself may use any endpoint; outside clients only local
+        # ones, and they keep their source address.
+        r.chains[ext] = [
+            f"-A {ext} {comment(f'pod traffic for {spn} external destinations')} "
+            f"-s {cluster_cidr} -j {svc}",
+            f"-A {ext} {comment(f'masquerade LOCAL traffic for {spn} external destinations')}"
+            " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+            f"-A {ext} {comment(f'route LOCAL traffic for {spn} external destinations')} "
+            f"-m addrtype --src-type LOCAL -j {svc}",
+        ]
+    if pol.has_external:
+        r.chains[ext].append(f"-A {ext} -j {svl if info.external_local else svc}")
+
+
+def static_filter_rules(nfacct: bool = False) -> list[str]:
+    counted = f" -m nfacct --nfacct-name {INVALID_CT_COUNTER}" if nfacct else ""
     return [
         '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" '
         "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
-        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+        f"-A KUBE-FORWARD -m conntrack --ctstate INVALID{counted} -j DROP",
         f'-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark '
         f"{MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" '
@@ -219,7 +243,8 @@ def dirty_top_level(changed: Iterable[PortRules], old: Iterable[PortRules]
 
 
 def write_ruleset(ports: Sequence[PortRules], only: Iterable[PortRules] | None = None,
-                  stale: Iterable[str] = (), top: set[tuple[str, str]] | None = None) -> str:
+                  stale: Iterable[str] = (), top: set[tuple[str, str]] | None = None,
+                  nfacct: bool = False) -> str:
     """The iptables-restore payload for both tables.
 
     `only`: the ports whose owned chains are written (None: all).
@@ -229,12 +254,13 @@ def write_ruleset(ports: Sequence[PortRules], only: Iterable[PortRules] | None =
     rewrites them all on every sync; kgen leaves a chain whose rules did not change as it
     is (rewriting KUBE-SERVICES costs most of a partial sync at 10,000 services), which
     puts the same rules in the kernel.
+    `nfacct`: the kernel has kube-proxy's nfacct counters (the INVALID drop counts).
     """
     ordered = sorted(ports, key=lambda p: p.order, reverse=True)
     everything = top is None
     lines = ["*filter"]
     if everything:
-        lines += [*(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules()]
+        lines += [*(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules(nfacct)]
     for table, chain, attr in TOP_LEVEL[:2]:
         if everything or (table, chain) in (top or set()):
             if not everything:

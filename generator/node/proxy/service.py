@@ -1,8 +1,10 @@
 """One service port as both proxiers see it: a hashable value, compared whole to
 decide whether its rules must be written again (no fingerprint of generated text).
 
-The traffic-policy arithmetic follows kube-proxy's CategorizeEndpoints and the
-policy-chain choices its iptables and nftables proxiers share.
+The traffic-policy arithmetic follows kube-proxy's CategorizeEndpoints (topology.go:
+ready endpoints, else serving-terminating ones, for Cluster and Local separately;
+topology hints for trafficDistribution) and the policy-chain choices its iptables
+and nftables proxiers share.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from generator.node.contract import PublishedPod, ServiceSpec, ready_pods, selects
-from generator.node.proxy.endpoints import Endpoint, PodIndex
+from generator.node.contract import PublishedPod, ServiceSpec, pod_key, selects
+from generator.node.proxy.endpoints import Endpoint, PodIndex, endpoint_pods, sorted_endpoints
 from generator.node.proxy.naming import NAMESPACE, service_port_name
 
 
@@ -64,15 +66,65 @@ class Policy:
     has_external: bool
 
 
-def policy(info: PortInfo, node: str) -> Policy:
+def topology_mode(endpoints: tuple[Endpoint, ...], node: str, zone: str) -> str:
+    """kube-proxy's topologyModeFromHints: PreferSameNode when every ready endpoint
+    has a node hint and one is for this node; else PreferSameZone likewise with zone
+    hints; else "" (no topology)."""
+    ready = [e for e in endpoints if e.ready]
+    if not ready:
+        return ""
+    if all(e.node_hints for e in ready) and any(node in e.node_hints for e in ready):
+        return "PreferSameNode"
+    if all(e.zone_hints for e in ready) and any(zone in e.zone_hints for e in ready):
+        return "PreferSameZone"
+    return ""
+
+
+def _available(e: Endpoint, mode: str, node: str, zone: str) -> bool:
+    """kube-proxy's availableForTopology."""
+    if mode == "PreferSameNode":
+        return node in e.node_hints
+    if mode == "PreferSameZone":
+        return zone in e.zone_hints
+    return True
+
+
+def categorize(info: PortInfo, node: str, zone: str = "") -> Policy:
+    """kube-proxy's CategorizeEndpoints: usable endpoints are the ready ones (within
+    the topology mode), else, separately for Cluster and Local, the serving
+    terminating ones."""
     everything = info.endpoints
-    cluster = everything if info.uses_cluster_endpoints() else ()
-    local = tuple(e for e in everything if e.node == node) if info.uses_local_endpoints() else ()
-    reachable = cluster or local
-    has = bool(everything)
+    cluster: tuple[Endpoint, ...] = ()
+    has = False
+    mode = ""
+    if info.uses_cluster_endpoints():
+        mode = topology_mode(everything, node, zone)
+        cluster = tuple(e for e in everything if e.ready and _available(e, mode, node, zone))
+        if not cluster:
+            cluster = tuple(e for e in everything if e.serving and e.terminating)
+        has = bool(cluster)
+    local: tuple[Endpoint, ...] = ()
+    fallback = False
+    if info.uses_local_endpoints():
+        has = has or any(e.ready or (e.serving and e.terminating) for e in everything)
+        local = tuple(e for e in everything if e.node == node and e.ready)
+        if not local:
+            local = tuple(e for e in everything if e.node == node and e.serving and e.terminating)
+            fallback = bool(local)
+    if not info.uses_local_endpoints() or (mode == "" and not fallback):
+        reachable = cluster or local
+    elif not info.uses_cluster_endpoints():
+        reachable = local
+    else:
+        merged = {e.address: e for e in (*cluster, *local)}
+        reachable = tuple(sorted(merged.values(), key=lambda e: e.address))
     has_internal = has and (not info.internal_local or bool(local))
     has_external = has and (not info.external_local or bool(local))
     return Policy(cluster, local, reachable, has, has_internal, has_external)
+
+
+def policy(info: PortInfo, node: str, zone: str = "") -> Policy:
+    return categorize(info, node, zone)
 
 
 def port_infos(services: list[ServiceSpec], pods: list[PublishedPod]) -> Iterator[PortInfo]:
@@ -91,7 +143,7 @@ class PortTracker:
     def __init__(self) -> None:
         self.services: dict[str, ServiceSpec] = {}
         self.pods: dict[str, PublishedPod] = {}
-        self.by_label: dict[tuple[str, str], dict[str, PublishedPod]] = {}  # ready pods
+        self.by_label: dict[tuple[str, str], dict[str, PublishedPod]] = {}  # endpoint pods
         self.by_selector: dict[tuple[str, str], set[str]] = {}  # selector item: services
         self.ports: dict[str, list[PortInfo]] = {}
 
@@ -105,10 +157,11 @@ class PortTracker:
                 self.by_selector.get(item, set()).discard(name)
             for item in (now["selector"] if now else {}).items():
                 self.by_selector.setdefault(item, set()).add(name)
-        new_pods = {p["name"]: p for p in pods}
+        new_pods = {pod_key(p): p for p in pods}
         changed = [n for n, p in new_pods.items() if self.pods.get(n) != p]
         changed += [n for n in self.pods if n not in new_pods]
-        ready = {p["name"] for p in ready_pods([new_pods[n] for n in changed if n in new_pods])}
+        ready = {pod_key(p) for p in
+                 endpoint_pods([new_pods[n] for n in changed if n in new_pods])}
         for name in changed:
             for version, add in ((self.pods.get(name), False), (new_pods.get(name), True)):
                 if version is None:
@@ -140,9 +193,7 @@ def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo
         else None
     node_port_service = s.get("type") == "NodePort"
     for p in s["ports"]:
-        endpoints = sorted((Endpoint(str(pod["ip"]), int(p["targetPort"]), pod["node"])
-                            for pod in pods),
-                           key=lambda e: e.address)
+        endpoints = sorted_endpoints(pods, int(p["targetPort"]), s.get("trafficDistribution"))
         yield PortInfo(
             namespace=s.get("namespace", NAMESPACE), service=s["name"],
             port_name=p.get("name") or "", protocol=p["protocol"].lower(),
