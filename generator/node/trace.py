@@ -29,7 +29,7 @@ import time
 from typing import cast
 
 from generator.node import netns, trace_facts
-from generator.node.contract import (
+from generator.node.documents import (
     Frame,
     TracePlan,
     TraceProbe,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 
 from generator.node import proc
-from generator.node.contract import TraceMatch, TracePlan
+from generator.node.documents import TraceMatch, TracePlan
 
 COMMENT = "kgen-trace"
 NFT_PREFIX = "kgen_trace_"

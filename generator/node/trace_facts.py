@@ -12,14 +12,7 @@ import re
 from pathlib import Path
 
 from generator.node import proc
-from generator.node.contract import (
-    BridgePort,
-    BridgePorts,
-    IpAnswer,
-    RouteAsked,
-    SourceRoute,
-    TraceProbe,
-)
+from generator.node.documents import BridgePort, BridgePorts, IpAnswer, RouteAsked, SourceRoute, TraceProbe
 
 MAX_ROUTES = 16
 MAX_CONNTRACK = 500

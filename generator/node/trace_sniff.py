@@ -12,7 +12,7 @@ import struct
 import threading
 import time
 
-from generator.node.contract import Frame, FrameEncap
+from generator.node.documents import Frame, FrameEncap
 
 MAX_FRAMES = 200
 PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}

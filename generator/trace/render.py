@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from generator.trace.join import Result
+from generator.node.documents import TracePacket
+from generator.trace.verdict import Result
 
 STYLES = {"dnat": "bold cyan", "masquerade": "bold magenta", "encap": "bold blue",
           "decap": "bold blue", "deliver": "bold green", "drop": "bold red", "reject": "bold red",
@@ -22,7 +23,7 @@ def title(result: Result) -> str:
     return f"trace {p.src.name} ({result.src_ip or p.src.ip}) → {p.dst.name} ({dst}), {port}"
 
 
-def packet_text(packet: dict[str, str]) -> str:
+def packet_text(packet: TracePacket) -> str:
     return f"{packet['src']} → {packet['dst']}" if packet else ""
 
 
@@ -39,7 +40,7 @@ def as_text(result: Result) -> str:
         if not hops:
             continue
         lines += ["", direction]
-        shown: dict[str, str] | None = None
+        shown: TracePacket | None = None
         for i, hop in enumerate(hops, 1):
             # The packet's addresses after the hop, printed when they change.
             after = f"  [{packet_text(hop.packet)}]" if hop.packet != shown else ""
@@ -69,7 +70,7 @@ def print_rich(console: Any, result: Result) -> None:
         table.add_column("node", style="bold", no_wrap=True)
         table.add_column("hop")
         table.add_column("packet after it", style="dim", no_wrap=True)
-        shown: dict[str, str] | None = None
+        shown: TracePacket | None = None
         for i, hop in enumerate(hops, 1):
             packet = packet_text(hop.packet) if hop.packet != shown else ""
             shown = hop.packet

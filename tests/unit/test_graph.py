@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from generator.cli import app
-from generator.graph import dot, overlay, picture, source
+from generator.cli.graph import desired_cluster
+from generator.graph import dot, overlay, picture
 from generator.graph.mermaid import mermaid
 from generator.graph.page import page
 from generator.lab.model import load_lab
@@ -52,7 +53,7 @@ def need_dot() -> None:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> picture.Picture:
-    return source.from_lab_file(load_lab(DEMO), tmp_path / "kgen-demo")
+    return picture.from_cluster(desired_cluster(load_lab(DEMO), tmp_path / "kgen-demo"))
 
 
 def trace(name: str) -> dict[str, Any]:
@@ -155,7 +156,7 @@ def test_svg_of_the_demo_parses_and_shows_every_node_pod_client_and_service(
 
 def test_same_lab_file_same_bytes(demo: picture.Picture, tmp_path: Path) -> None:
     need_dot()
-    again = source.from_lab_file(load_lab(DEMO), tmp_path / "elsewhere")
+    again = picture.from_cluster(desired_cluster(load_lab(DEMO), tmp_path / "elsewhere"))
     assert dot.source(demo) == dot.source(again)
     assert dot.render(demo, "svg") == dot.render(again, "svg")
 
@@ -172,7 +173,7 @@ def test_dot_output_is_accepted_by_graphviz(demo: picture.Picture, tmp_path: Pat
 
 
 def test_host_gw_lab_draws_routes_instead_of_a_tunnel(tmp_path: Path) -> None:
-    pic = source.from_lab_file(load_lab(ROOT / "labs" / "host-gw.yaml"), tmp_path)
+    pic = picture.from_cluster(desired_cluster(load_lab(ROOT / "labs" / "host-gw.yaml"), tmp_path))
     assert pic.backend == "host-gw" and pic.overlay_text() == "host-gw: routes via node IPs"
     text = dot.source(pic)
     assert "VXLAN" not in text
