@@ -99,7 +99,7 @@ class Frame(TypedDict):
     icmp_id: NotRequired[int]
     encap: FrameEncap | None
     outgoing: bool
-    t: float  # time.monotonic() on the node
+    t: NotRequired[float]  # time.monotonic() on the node (for reading by eye; older helpers left it out)
 
 
 class IpError(TypedDict):

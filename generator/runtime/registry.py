@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
     from generator.node.contract import Cluster
 
+    Where = tuple[Path | None, Path | None]  # (rendered directory, lab file)
+
     class Containers(TypedDict):
         running: int
         total: int
@@ -206,7 +208,7 @@ def _path(value: str) -> Path | None:
     return Path(value) if value and value != "<no value>" else None
 
 
-def _collect(rows: list[list[str]], labs: dict[str, RunningLab], dirs: dict[str, Counter[tuple]],
+def _collect(rows: list[list[str]], labs: dict[str, RunningLab], dirs: dict[str, Counter[Where]],
              containers: bool) -> None:
     for row in rows:
         if containers:
@@ -240,7 +242,7 @@ def _labs(container_rows: list[list[str]], network_rows: list[list[str]]) -> lis
     """The labs these rows describe. A lab's directory and file are the ones most of its
     objects carry (they all agree unless a lab was half replaced by hand)."""
     labs: dict[str, RunningLab] = {}
-    dirs: dict[str, Counter[tuple]] = {}
+    dirs: dict[str, Counter[Where]] = {}
     _collect(container_rows, labs, dirs, containers=True)
     _collect(network_rows, labs, dirs, containers=False)
     for lab, counts in dirs.items():

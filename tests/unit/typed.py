@@ -31,7 +31,7 @@ def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
         if not isinstance(value, dict):
             return [f"{path}: not an object"]
         hints = get_type_hints(tp, include_extras=True)
-        out = [f"{path}.{k}: missing" for k in sorted(tp.__required_keys__ - value.keys())]
+        out = [f"{path}.{k}: missing" for k in sorted(required_keys(tp) - value.keys())]
         out += [f"{path}.{k}: not in {tp.__name__}" for k in sorted(value.keys() - hints.keys())]
         for key in value.keys() & hints.keys():
             out += problems(value[key], hints[key], f"{path}.{key}")
@@ -55,3 +55,11 @@ def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
 
 def keys_of(tp: Any) -> set[str]:
     return set(typing.get_type_hints(tp))
+
+
+def required_keys(tp: Any) -> set[str]:
+    """From the hints themselves: with postponed annotations Python 3.11 does not see
+    NotRequired[...] when it fills __required_keys__."""
+    hints = get_type_hints(tp, include_extras=True)
+    return {k for k, h in hints.items()
+            if get_origin(h) is Required or (tp.__total__ and get_origin(h) is not NotRequired)}
