@@ -1,4 +1,4 @@
-"""`kgen trace SRC DST`: one real packet's path, hop by hop (lab contract §5)."""
+"""`kgen trace SRC DST`: one real packet's path, hop by hop (docs/reference.md, `kgen trace`)."""
 
 from __future__ import annotations
 

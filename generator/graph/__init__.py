@@ -1,1 +1,1 @@
-"""`kgen graph`: the lab drawn (lab contract §6). See picture.py for the model."""
+"""`kgen graph`: the lab drawn (docs/reference.md, `kgen graph`). See picture.py for the model."""

@@ -168,7 +168,7 @@ def endpoint_element(picture: Picture, name: str | None, ip: str | None) -> str 
     return picture.owner_of_ip(ip) if ip else None
 
 
-# Steps are plain words, not a closed list (lab contract §5 leaves them to `kgen trace`);
+# Steps are plain words, not a closed list (docs/reference.md leaves them to `kgen trace`);
 # these are the words that move the packet. Anything else (a rule, a policy, conntrack)
 # happens where the packet already is.
 SEND_WORDS = ("leave-netns", "send", "leave", "egress")

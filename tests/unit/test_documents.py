@@ -150,3 +150,21 @@ def test_every_module_that_builds_or_reads_the_documents_is_strictly_typed() -> 
     loose = {m for m in readers - NOT_YET_STRICT
              if not any(fnmatch.fnmatch(m, pattern) for pattern in strict)}
     assert loose == set(), "add these to [[tool.mypy.overrides]] in pyproject.toml"
+
+
+def test_the_reference_documents_every_command_and_every_json_key() -> None:
+    import re
+
+    from typer.main import get_command
+
+    from generator.cli import app
+    from generator.node.documents import NodeRow, PodRow, ServiceRow, TraceHop
+
+    text = (ROOT / "docs" / "reference.md").read_text()
+    headings = re.findall(r"^### `kgen ([a-z]+)", text, re.M)
+    headings += re.findall(r"^### .*`kgen ([a-z]+)[^`]*`$", text, re.M)  # "`kgen image build`, `kgen schema`"
+    commands = set(get_command(app).commands)
+    assert commands - set(headings) == set(), "commands docs/reference.md does not describe"
+    for tp in (StatusReport, NodeRow, PodRow, ServiceRow, TraceResult, TraceHop):
+        missing = {k for k in keys_of(tp) if f'"{k}"' not in text}
+        assert missing == set(), f"{tp.__name__} keys docs/reference.md does not show"
