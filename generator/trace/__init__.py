@@ -1,10 +1,13 @@
 """`kgen trace`: one real packet's path through a running lab (docs/reference.md, `kgen trace`).
 
-plan  -> which flow (source port chosen here) and what every member arms
-run   -> a helper per node (generator/node/trace.py) arms, probes, disarms, reports
-parse -> the kernel's trace records, conntrack entries and routes as data
-join  -> one ordered path of hops, request then reply, and the verdict
-render-> plain text, a rich table, or the contract's JSON
+plan    -> which flow (source port chosen here) and what every member arms (a TracePlan each)
+run     -> a helper per node (generator/node/trace.py) arms, probes, disarms, reports
+parse   -> the kernel's trace records as data
+find    -> the packet's records on each node, the frames that carried it
+narrate -> each hop in the lab's words
+join    -> one ordered path of hops, request then reply
+verdict -> answered, refused, dropped or timeout, and why
+render  -> plain text, a rich table, or `kgen trace --json`
 """
 
 from __future__ import annotations

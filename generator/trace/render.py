@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from generator.node.documents import TracePacket
 from generator.trace.verdict import Result
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STYLES = {"dnat": "bold cyan", "masquerade": "bold magenta", "encap": "bold blue",
           "decap": "bold blue", "deliver": "bold green", "drop": "bold red", "reject": "bold red",
@@ -54,7 +57,7 @@ def as_json(result: Result) -> str:
     return json.dumps(result.as_json(), indent=2)
 
 
-def print_rich(console: Any, result: Result) -> None:
+def print_rich(console: Console, result: Result) -> None:
     from rich.table import Table
     from rich.text import Text
 
