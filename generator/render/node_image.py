@@ -8,7 +8,7 @@ import hashlib
 from generator.resources import PACKAGE_DIR, node_package_files, templates_dir
 
 SUITE = "bookworm"
-# What an engineer reaches for in a node (docs/reference.md, "What runs where"), plus iperf3 for throughput.
+# What an engineer reaches for in a node (lab contract §3), plus iperf3 for throughput.
 PACKAGES = ["python3", "iproute2", "iptables", "nftables", "conntrack", "tcpdump", "curl",
             "iputils-ping", "procps", "iperf3", "util-linux", "ca-certificates"]
 
