@@ -28,6 +28,8 @@ _WHAT = {"tcp": "TCP SYN (HTTP GET /hostname)", "udp": "UDP datagram \"hostname\
 
 
 class Joiner:
+    """Walks the request, then the reply, through the nodes' reports, collecting hops."""
+
     def __init__(self, plan: Plan, cluster: Cluster, views: dict[str, NodeView],
                  probe: TraceProbeResult) -> None:
         self.plan, self.cluster, self.views = plan, cluster, views

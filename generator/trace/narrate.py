@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from generator.node.contract import Cluster
 from generator.node.documents import FrameEncap, TraceEncap, TraceHop, TracePacket
 from generator.trace.find import NodeView, Packet, node_of_subnet
-from generator.trace.parse import Conntrack, Event, Record, RouteAnswer
+from generator.trace.parse import Conntrack, Event, Record, RouteAnswer, route_answer
 from generator.trace.plan import Plan
 
 
@@ -120,8 +120,7 @@ class Narrator:
         return not _same_mac(seen, mac)
 
     def route_for(self, node: str, dst: str, iif: str | None) -> RouteAnswer | None:
-        from generator.trace.parse import route_answer
-
+        """The node's `ip route get` answer for `dst` as it arrived on `iif`."""
         for r in self.views[node].routes:
             if r["dst"] == dst and (r.get("iif") == iif or iif is None):
                 return route_answer(r)
