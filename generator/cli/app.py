@@ -101,8 +101,10 @@ def _lab_members(ctx: typer.Context, kinds: tuple[str, ...]) -> list[str]:
         return []
     if cluster is None:
         return []
-    doc: dict[str, list[dict[str, str]]] = dict(cluster)  # type: ignore[arg-type]
-    return [m["name"] for kind in kinds for m in doc.get(kind, [])]
+    members = {"nodes": [n["name"] for n in cluster.get("nodes", [])],
+               "pods": [p["name"] for p in cluster.get("pods", [])],
+               "clients": [c["name"] for c in cluster.get("clients", [])]}
+    return [name for kind in kinds for name in members.get(kind, [])]
 
 
 def complete_target(ctx: typer.Context, incomplete: str) -> list[str]:

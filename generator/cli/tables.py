@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 
+from generator.node.documents import ServiceRow, StatusReport
 
-def _ports(service: dict[str, Any]) -> str:
+
+def _ports(service: ServiceRow) -> str:
     parts = []
     for p in service["ports"]:
         text = f"{p['port']}/{p['protocol']}→{p['targetPort']}"
@@ -18,13 +18,13 @@ def _ports(service: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def tables(report: dict[str, Any]) -> list[Table]:
+def tables(report: StatusReport) -> list[Table]:
     nodes = Table("node", "container", "node IP", "pod subnet", "state", title="nodes")
     for n in report["nodes"]:
         nodes.add_row(n["name"], n["container"], n["ip"], n["podCIDR"], n["state"])
     pods = Table("pod", "node", "IP", "state", "restarts", title="pods")
     for p in report["pods"]:
-        pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"], str(p.get("restarts", 0)))
+        pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"], str(p["restarts"]))
     services = Table("service", "type", "cluster IP", "ports", "endpoints", title="services")
     for s in report["services"]:
         leaving = "".join(f", {e} (terminating)" for e in s.get("terminating") or [])
@@ -36,7 +36,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
     return [t for t in (nodes, pods, services, clients) if t.row_count]
 
 
-def print_status(console: Console, report: dict[str, Any]) -> None:
+def print_status(console: Console, report: StatusReport) -> None:
     shown = tables(report)
     if not shown:
         console.print(f"lab {report['name']}: nothing rendered or running")

@@ -1,4 +1,4 @@
-"""The lab file model (lab contract §1): a validated lab as dataclasses.
+"""The lab file model (docs/reference.md, "The lab file"): a validated lab as dataclasses.
 
 `load_lab(path)` returns a `Lab` or raises `LabError` listing every problem of
 the file, one line each (file, field path, what). The structure is checked

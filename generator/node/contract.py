@@ -158,6 +158,13 @@ class PublishedPod(TypedDict):
 DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by default
 
 
+# ---------------------------------------------------------------- kgen trace, kgen status
+# Their documents (trace plan, match and report across `docker exec`; the status report
+# and the trace result on the host) are typed in generator.node.documents, beside this
+# file, so that each stays a size one reads whole.
+
+
+
 def write_json_atomic(path: Path, doc: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

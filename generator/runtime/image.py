@@ -74,7 +74,8 @@ def ensure_node_image(client: docker.DockerClient, echo: Echo, offline: bool | N
 
 def prune_node_images(client: docker.DockerClient, keep: str, echo: Echo) -> None:
     """Each code change makes a new node tag: drop the older ones no container uses."""
-    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    # ignore_removed: another lab's container may go between the listing and its inspection.
+    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True, ignore_removed=True)}
     for image in client.images.list(name="kgen-node"):
         old = [t for t in image.tags if t.startswith("kgen-node:") and t != keep]
         if image.id in in_use or not old or keep in image.tags:
