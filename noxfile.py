@@ -1,6 +1,8 @@
-"""Developer sessions: `nox -s lint`, `nox -s tests`, `nox -s lab`, `nox -s bench`."""
+"""Developer sessions: `nox -s lint`, `nox -s tests`, `nox -s lab`, `nox -s bench`, `nox -s fuzz`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
@@ -35,13 +37,26 @@ def lab(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The lab-file property test with 10,000 fresh files (`-- N` for another count), then
+    its summary: outcomes, time, and its slowest accepted and refused files timed again."""
+    session.install("-e", ".[dev]")
+    examples = session.posargs[0] if session.posargs else "10000"
+    log = Path(session.create_tmp()) / "fuzz.jsonl"
+    log.unlink(missing_ok=True)
+    session.run("pytest", "tests/unit/test_lab_fuzz.py", "-q", "-p", "no:cacheprovider",
+                env={"KGEN_FUZZ_EXAMPLES": examples, "KGEN_FUZZ_LOG": str(log)})
+    session.run("python", "-m", "benchmarks.bench_badinput", "--no-shapes", "--log", str(log))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
-    `nox -s bench -- proxy`, `-- lab`, `-- exec`, `-- trace` or `-- scale` runs one of
+    `nox -s bench -- proxy`, `-- lab`, `-- exec`, `-- trace`, `-- badinput` or `-- scale` runs one of
     them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine).
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale"]
+    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "badinput", "scale"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")
