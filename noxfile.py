@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s lint`, `nox -s tests`, `nox -s lab`, `nox -s bench`."""
+"""Developer sessions: `nox -s lint`, `nox -s tests`, `nox -s lab`, `nox -s bench`, `nox -s fuzz`."""
 
 from __future__ import annotations
 
@@ -56,14 +56,27 @@ def lab(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The lab-file property test with 10,000 fresh files (`-- N` for another count), then
+    its summary: outcomes, time, and its slowest accepted and refused files timed again."""
+    session.install("-e", ".[dev]")
+    examples = session.posargs[0] if session.posargs else "10000"
+    log = Path(session.create_tmp()) / "fuzz.jsonl"
+    log.unlink(missing_ok=True)
+    session.run("pytest", "tests/unit/test_lab_fuzz.py", "-q", "-p", "no:cacheprovider",
+                env={"KGEN_FUZZ_EXAMPLES": examples, "KGEN_FUZZ_LOG": str(log)})
+    session.run("python", "-m", "benchmarks.bench_badinput", "--no-shapes", "--log", str(log))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
-    `nox -s bench -- proxy`, `-- lab`, `-- exec`, `-- trace`, `-- scale` or `-- dns` runs one of
-    them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
-    dns needs root for its throw-away network namespaces).
+    `nox -s bench -- NAME` runs one of them: proxy, lab, exec, trace, badinput, scale, dns,
+    netpol (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
+    dns and netpol need root for their throw-away network namespaces).
     """
     session.install("-e", ".[dev]")
-    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale", "dns", "netpol"]
+    wanted = session.posargs or ["proxy", "lab", "exec", "trace", "badinput", "scale", "dns", "netpol"]
     for name in wanted:
         session.run("python", "-m", f"benchmarks.bench_{name}")
