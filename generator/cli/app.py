@@ -141,6 +141,23 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
     except RUNTIME_ERRORS as e:
         _say(f"kgen: error: {e}")
         raise typer.Exit(1) from None
+    except PermissionError as e:
+        _say(f"kgen: error: {permission_problem(e)}")
+        raise typer.Exit(1) from None
+
+
+def permission_problem(err: PermissionError) -> str:
+    """One line for a file this user may not touch: which, whose, and what to do."""
+    import os
+
+    path = err.filename or "a file"
+    try:
+        owner = os.stat(path).st_uid if err.filename else None
+    except OSError:
+        owner = None
+    whose = f" (owned by uid {owner}; kgen runs as uid {os.geteuid()})" if owner is not None else ""
+    return (f"permission denied: {path}{whose}; run kgen as the user who brought the lab up, "
+            "or remove what root left there with sudo")
 
 
 def echo(message: str) -> None:
