@@ -22,6 +22,7 @@ def lint(session: nox.Session) -> None:
     session.run("actionlint", ".github/workflows/lab.yml")
     # The action's own steps: actionlint reads action.yml only as a workflow's `uses:` sees it.
     session.run("python", "scripts/lint_action.py", "action.yml")
+    session.run("shellcheck", "scripts/install.sh", ".ci/run")
 
 
 @nox.session

@@ -61,6 +61,7 @@ fi
 if [ -n "$missing" ]; then
     echo "kgen: installing$missing"
     $SUDO apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 for package in $optional; do

@@ -9,6 +9,7 @@ change and never redoes the base.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -124,6 +125,9 @@ def debian_mirror(sources: Path = Path("/etc/apt")) -> str | None:
 def build_base_offline(client: docker.DockerClient, echo: Echo) -> None:
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
+    if os.geteuid() != 0:  # it makes device nodes and chroots: a docker group is not enough
+        raise ImageError("building the node image offline runs debootstrap, which needs root: "
+                         "run `sudo kgen image build --offline` once, then kgen as this user")
     with tempfile.TemporaryDirectory(prefix="kgen-rootfs-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "root"
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
