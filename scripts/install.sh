@@ -23,7 +23,10 @@ PYTHON=${KGEN_PYTHON:-python3}
 GRAPH_FONT=${KGEN_GRAPH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 
 have() { command -v "$1" >/dev/null 2>&1; }
-engine_answers() { have docker && $SUDO docker info >/dev/null 2>&1; }
+# A user in the docker group reaches the engine without sudo (a GitHub runner's user).
+engine_answers() {
+    have docker && { docker info >/dev/null 2>&1 || $SUDO docker info >/dev/null 2>&1; }
+}
 compose_present() {
     { have docker && docker compose version >/dev/null 2>&1; } || docker-compose version >/dev/null 2>&1
 }
