@@ -147,17 +147,22 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
 
 
 def permission_problem(err: PermissionError) -> str:
-    """One line for a file this user may not touch: which, whose, and what to do."""
+    """One line for a file this user may not touch: which, and whose it (or the
+    nearest directory above it that exists) is."""
     import os
+    from pathlib import Path
 
-    path = err.filename or "a file"
-    try:
-        owner = os.stat(path).st_uid if err.filename else None
-    except OSError:
-        owner = None
-    whose = f" (owned by uid {owner}; kgen runs as uid {os.geteuid()})" if owner is not None else ""
-    return (f"permission denied: {path}{whose}; run kgen as the user who brought the lab up, "
-            "or remove what root left there with sudo")
+    if not err.filename:
+        return f"permission denied ({err.strerror or err})"
+    path = Path(os.fsdecode(err.filename))
+    for where in (path, *path.parents):
+        try:
+            owner = where.stat().st_uid
+        except OSError:
+            continue
+        return (f"permission denied: {path} ({where} belongs to uid {owner}; "
+                f"kgen runs as uid {os.geteuid()})")
+    return f"permission denied: {path}"
 
 
 def echo(message: str) -> None:

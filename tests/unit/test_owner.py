@@ -91,3 +91,31 @@ def test_a_file_a_node_left_as_root_is_what_the_user_cannot_remove(user_lab: Pat
     assert removed.returncode != 0
     assert "Permission denied" in removed.stderr
     assert heartbeat_path(state, "node-0").exists()
+
+
+def test_down_says_in_one_line_what_it_cannot_remove_without_an_engine(user_lab: Path) -> None:
+    state = user_lab / "state"
+    heartbeat_path(state, "node-0").parent.mkdir()
+    heartbeat_path(state, "node-0").touch()  # root's, as an older kgen's node left it
+    probe = as_user(sys.executable, "-c", "import generator.runtime.down")
+    if probe.returncode != 0:
+        pytest.skip(f"an unprivileged user cannot run {sys.executable} with kgen")
+    down = as_user(sys.executable, "-c", "import sys; from pathlib import Path; "
+                   "from generator.runtime.down import remove_state; "
+                   "remove_state(Path(sys.argv[1]), None)", str(state))
+    assert down.returncode == 1
+    assert down.stderr.strip().splitlines()[-1] == (
+        f"generator.runtime.errors.RuntimeFailure: cannot remove {state}: a lab node wrote "
+        "files there as root, and no Docker engine to remove them; "
+        f"remove it with `sudo rm -rf {state}`")
+
+
+def test_a_permission_problem_names_the_path_and_whose_it_is(tmp_path: Path) -> None:
+    from generator.cli.app import permission_problem
+
+    missing = tmp_path / "kgen-lab" / "config"
+    problem = permission_problem(PermissionError(13, "Permission denied", str(missing)))
+    assert problem == (f"permission denied: {missing} ({tmp_path} belongs to uid "
+                       f"{os.getuid()}; kgen runs as uid {os.geteuid()})")
+    assert permission_problem(PermissionError(13, "Permission denied")) == (
+        "permission denied (Permission denied)")
