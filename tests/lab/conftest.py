@@ -117,8 +117,12 @@ def export_for_ci(lab_file: Path, name: str, workdir: Path) -> None:
 def bring_up(lab_file: Path, workdir: Path) -> Iterator[RunningLab]:
     workdir.mkdir(parents=True, exist_ok=True)
     lab_file = prefixed(lab_file, workdir)
-    kgen("up", "-l", str(lab_file), cwd=workdir)
-    status = json.loads(kgen("status", "--json", "-l", str(lab_file), cwd=workdir).stdout)
+    try:
+        kgen("up", "-l", str(lab_file), cwd=workdir)
+        status = json.loads(kgen("status", "--json", "-l", str(lab_file), cwd=workdir).stdout)
+    except BaseException:  # a lab that never came up must not stay behind either
+        kgen("down", "-l", str(lab_file), cwd=workdir, check=False)
+        raise
     lab = RunningLab(status["name"], lab_file, workdir)
     try:
         yield lab
