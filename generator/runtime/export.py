@@ -89,14 +89,15 @@ def extract(archive: bytes, dest: Path, strip: int = 0) -> int:
             if not parts or ".." in parts:
                 continue
             target = dest.joinpath(*parts)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.isfile():
-                source = tar.extractfile(member)
-                if source is not None:
+            try:
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isfile() and (source := tar.extractfile(member)) is not None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(source.read())
                     written += 1
+            except OSError:  # a name taken by a file of another kind: keep the rest
+                continue
     return written
 
 
@@ -107,6 +108,18 @@ def _docker(*args: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
 def export_member(container: str, dest: Path, state: Path | None) -> str | None:
     """Write one member's directory; a note when something could not be had."""
     dest.mkdir(parents=True, exist_ok=True)
+    if state is not None and state.is_file():
+        shutil.copyfile(state, dest / "state.json")
+    try:
+        return _collect(container, dest)
+    except subprocess.TimeoutExpired as err:
+        command = " ".join(map(str, err.cmd[:3]))
+        return f"{dest.name}: `{command}` took over {err.timeout:.0f} s; kept what came before"
+    except OSError as err:  # no docker CLI, or a file that could not be written
+        return f"{dest.name}: {err}"
+
+
+def _collect(container: str, dest: Path) -> str | None:
     inspected = _docker("inspect", container, timeout=MEMBER_TIMEOUT)
     if inspected.returncode != 0:
         (dest / "missing.txt").write_text(f"no container {container} on the engine\n")
@@ -116,19 +129,14 @@ def export_member(container: str, dest: Path, state: Path | None) -> str | None:
     logs = subprocess.run(["docker", "logs", "--timestamps", container], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=MEMBER_TIMEOUT)
     (dest / "container.log").write_bytes(logs.stdout)
-    if state is not None and state.is_file():
-        shutil.copyfile(state, dest / "state.json")
-    try:
-        if doc["State"].get("Running"):
-            got = _docker("exec", container, "sh", "-c", collect_script(), timeout=MEMBER_TIMEOUT)
-            strip = 0
-        else:  # a stopped member's files: its logs, not its (gone) datapath
-            got = _docker("cp", f"{container}:{LOG_DIR}", "-", timeout=MEMBER_TIMEOUT)
-            strip = 1
-            (dest / "not-running.txt").write_text(
-                f"{container} was {doc['State'].get('Status')} at export: no datapath, logs only\n")
-    except subprocess.TimeoutExpired:
-        return f"{dest.name}: collecting took over {MEMBER_TIMEOUT:.0f} s; kept what came before"
+    if doc["State"].get("Running"):
+        got = _docker("exec", container, "sh", "-c", collect_script(), timeout=MEMBER_TIMEOUT)
+        strip = 0
+    else:  # a stopped member's files: its logs, not its (gone) datapath
+        got = _docker("cp", f"{container}:{LOG_DIR}", "-", timeout=MEMBER_TIMEOUT)
+        strip = 1
+        (dest / "not-running.txt").write_text(
+            f"{container} was {doc['State'].get('Status')} at export: no datapath, logs only\n")
     if got.returncode != 0 or not got.stdout:
         why = got.stderr.decode(errors="replace").strip().splitlines()
         return f"{dest.name}: {why[-1] if why else 'nothing collected'}"

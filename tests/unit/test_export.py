@@ -113,3 +113,32 @@ def test_export_of_a_lab_never_brought_up_says_so(tmp_path: Path, no_running_lab
     assert result.exit_code == 1
     assert result.stderr.strip() == "kgen: error: lab never is not running; run `kgen up -l lab.yaml`"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_name_taken_by_another_kind_of_file_is_skipped(tmp_path: Path) -> None:
+    archive = _tar([("./a", b"file\n", None), ("./a/b", b"under a file\n", None),
+                    ("./c.txt", b"kept\n", None)])
+    assert extract(archive, tmp_path) == 2
+    assert (tmp_path / "a").read_text() == "file\n" and (tmp_path / "c.txt").read_text() == "kept\n"
+
+
+def test_a_member_that_hangs_costs_at_most_the_timeout(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stub `docker` whose exec never returns: the member's directory keeps what came
+    before (inspect, container output) and the note says what took too long."""
+    from generator.runtime import export
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        '#!/bin/sh\ncase "$1" in\n'
+        '  inspect) echo \'[{"Name": "/kgen-x-n0", "State": {"Running": true}}]\';;\n'
+        '  logs) echo "agent started";;\n'
+        '  exec) exec sleep 30;;\nesac\n')
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(export, "MEMBER_TIMEOUT", 1.0)
+    note = export.export_member("kgen-x-n0", tmp_path / "n0", None)
+    assert note == "n0: `docker exec kgen-x-n0` took over 1 s; kept what came before"
+    assert (tmp_path / "n0" / "container.log").read_text() == "agent started\n"
+    assert sorted(p.name for p in (tmp_path / "n0").iterdir()) == ["container.log", "inspect.json"]
