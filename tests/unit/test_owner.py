@@ -29,7 +29,7 @@ def user_lab() -> Iterator[Path]:
     """A rendered lab directory owned by an unprivileged user, in a directory it can reach."""
     if os.geteuid() != 0:
         pytest.skip("plays a node agent, which is root in its container: needs root")
-    top = Path(tempfile.mkdtemp(prefix="kgen-owner-"))
+    top = Path(tempfile.mkdtemp(prefix="kgen-owner-", dir="/tmp"))  # TMPDIR may be out of reach
     lab = top / "kgen-owner"
     (lab / "state").mkdir(parents=True)
     (lab / "docker-compose.yml").write_text("services: {}\n")
