@@ -75,7 +75,9 @@ def ensure_node_image(client: docker.DockerClient, echo: Echo, offline: bool | N
 
 def prune_node_images(client: docker.DockerClient, keep: str, echo: Echo) -> None:
     """Each code change makes a new node tag: drop the older ones no container uses."""
-    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    # sparse: the list call alone, without one inspect per container, which fails when
+    # another container on a shared engine goes away between the two (a NotFound)
+    in_use = {c.attrs.get("ImageID") for c in client.containers.list(all=True, sparse=True)}
     for image in client.images.list(name="kgen-node"):
         old = [t for t in image.tags if t.startswith("kgen-node:") and t != keep]
         if image.id in in_use or not old or keep in image.tags:
