@@ -121,6 +121,7 @@ def bring_up(lab_file: Path, workdir: Path) -> Iterator[RunningLab]:
         kgen("up", "-l", str(lab_file), cwd=workdir)
         status = json.loads(kgen("status", "--json", "-l", str(lab_file), cwd=workdir).stdout)
     except BaseException:  # a lab that never came up must not stay behind either
+        export_for_ci(lab_file, lab_file.stem, workdir)
         kgen("down", "-l", str(lab_file), cwd=workdir, check=False)
         raise
     lab = RunningLab(status["name"], lab_file, workdir)

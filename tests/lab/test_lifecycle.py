@@ -177,7 +177,6 @@ def test_up_check_down_up_down_leaves_nothing_this_user_cannot_remove(tmp_path: 
         assert {p.name for p in (lab_dir / "state").glob("*.json")} == {"n0.json", "n1.json"}
         not_mine = [str(p) for p in lab_dir.rglob("*") if p.lstat().st_uid != os.getuid()]
         assert not_mine == []
-        export_for_ci(tmp_path / "lab.yaml", name, tmp_path)
         _down_removes_it_all(name, tmp_path)
         kgen("up", cwd=tmp_path)
         # What an older kgen's node left in the state directory: root's, not handed over.
@@ -186,6 +185,7 @@ def test_up_check_down_up_down_leaves_nothing_this_user_cannot_remove(tmp_path: 
         _down_removes_it_all(name, tmp_path)
         shutil.rmtree(lab_dir)  # as this user: the rendered files are its own
     finally:
+        export_for_ci(tmp_path / "lab.yaml", name, tmp_path)  # only a lab left running
         kgen("down", cwd=tmp_path, check=False)
 
 
