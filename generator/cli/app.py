@@ -192,6 +192,28 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
     except RUNTIME_ERRORS as e:
         _say(f"kgen: error: {e}")
         raise typer.Exit(1) from None
+    except PermissionError as e:
+        _say(f"kgen: error: {permission_problem(e)}")
+        raise typer.Exit(1) from None
+
+
+def permission_problem(err: PermissionError) -> str:
+    """One line for a file this user may not touch: which, and whose it (or the
+    nearest directory above it that exists) is."""
+    import os
+    from pathlib import Path
+
+    if not err.filename:
+        return f"permission denied ({err.strerror or err})"
+    path = Path(os.fsdecode(err.filename))
+    for where in (path, *path.parents):
+        try:
+            owner = where.stat().st_uid
+        except OSError:
+            continue
+        return (f"permission denied: {path} ({where} belongs to uid {owner}; "
+                f"kgen runs as uid {os.geteuid()})")
+    return f"permission denied: {path}"
 
 
 def output_dir(path: Path) -> Path:
