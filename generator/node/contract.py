@@ -57,7 +57,7 @@ class ServicePortSpec(TypedDict):
 
 class ServiceSpec(TypedDict):
     name: str
-    type: str  # ClusterIP | NodePort
+    type: str  # ClusterIP | NodePort | LoadBalancer
     clusterIP: str
     selector: dict[str, str]
     sessionAffinity: str  # None | ClientIP
@@ -67,6 +67,12 @@ class ServiceSpec(TypedDict):
     ports: list[ServicePortSpec]
     namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
     trafficDistribution: NotRequired[str | None]  # PreferClose | PreferSameZone | PreferSameNode
+    # LoadBalancer and externalIPs (contract §7): the IP MetalLB's layer 2 mode would
+    # assign, the allowed client ranges, kube-proxy's health check port (Local only).
+    loadBalancerIP: NotRequired[str | None]
+    loadBalancerSourceRanges: NotRequired[list[str]]
+    externalIPs: NotRequired[list[str]]
+    healthCheckNodePort: NotRequired[int | None]
 
 
 class NodeSpec(TypedDict):
@@ -100,6 +106,7 @@ class Cluster(TypedDict):
     serviceCIDR: str
     nodeNetwork: str
     nodeNetworkGateway: str
+    loadBalancerPool: NotRequired[str]  # the CIDR LoadBalancer IPs come from
     backend: str  # vxlan | host-gw
     proxyMode: str  # iptables | nftables
     nodeGracePeriod: int

@@ -20,9 +20,6 @@ from tests.unit.proxy_fixture import CLUSTER_CIDR, NODE, PODS, SERVICES, pod, se
 
 # What kube-proxy's fixture has and kgen deliberately does not write, with the reason:
 KUBE_PROXY_ONLY = {
-    "LoadBalancer IPs, KUBE-FW-* and KUBE-PROXY-FIREWALL source ranges": "no load balancers",
-    "external IP rules (KUBE-SERVICES, KUBE-EXTERNAL-SERVICES)": "no externalIPs in a lab",
-    "health check node port ACCEPT in filter KUBE-NODEPORTS": "no LB health checks",
     "-m nfacct counters and localhost (127.0.0.0/8) nodePorts": "v1.29+ metrics and "
     "route_localnet; the 1.28 layout has neither",
 }
