@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from generator.lab.errors import Problem, describe
+from generator.lab.lb_checks import check_load_balancers, host_addresses
 from generator.lab.schema import LAB_SCHEMA
 
 IPv4Network = ipaddress.IPv4Network
@@ -150,9 +151,10 @@ def unique(names: list[Any], path: str, what: str) -> Iterator[Problem]:
 
 
 def check_service(svc: Doc, path: str) -> Iterator[Problem]:
-    node_port = svc.get("type", "ClusterIP") == "NodePort"
+    node_port = svc.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
     if "externalTrafficPolicy" in svc and not node_port:
-        yield Problem(f"{path}.externalTrafficPolicy", "may only be set on NodePort services")
+        yield Problem(f"{path}.externalTrafficPolicy", "may only be set on NodePort and "
+                                                      "LoadBalancer services")
     ports = _dicts(svc.get("ports"))
     seen: dict[tuple[Any, Any], int] = {}
     for j, port in ports:
@@ -160,7 +162,8 @@ def check_service(svc: Doc, path: str) -> Iterator[Problem]:
         if len(ports) > 1 and not port.get("name"):
             yield Problem(f"{here}.name", "is required when a service has more than one port")
         if "nodePort" in port and not node_port:
-            yield Problem(f"{here}.nodePort", "may only be set on NodePort services")
+            yield Problem(f"{here}.nodePort", "may only be set on NodePort and LoadBalancer "
+                                              "services")
         key = (port.get("port"), port.get("protocol", "TCP"))
         if key in seen:
             yield Problem(f"{here}.port", f"{key[0]}/{key[1]} is already used by ports[{seen[key]}]")
@@ -229,6 +232,15 @@ def check_placement(data: Doc) -> Iterator[Problem]:
                                              "nodeCIDRMaskSize")
 
 
+def _load_balancers(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Problem]:
+    pool, problems = parse_cidr(data.get("loadBalancerPool"), "loadBalancerPool")
+    yield from problems
+    underlay = nets.get("nodeNetwork")
+    taken = host_addresses(underlay, len(member_names(data, "nodes")),
+                           len(member_names(data, "clients"))) if underlay else set()
+    yield from check_load_balancers(data, underlay, pool, taken)
+
+
 def cluster_problems(data: Doc) -> list[Problem]:
     """Every problem the schema cannot see, in the order the file reads."""
     nets, problems = lab_ranges(data)
@@ -240,6 +252,7 @@ def cluster_problems(data: Doc) -> list[Problem]:
                  for p in check_service(s, f"services[{i}]")),
         lambda: check_node_ports(data),
         lambda: check_cluster_ips(data, nets),
+        lambda: _load_balancers(data, nets),
     ]
     for check in checks:
         problems += [p for p in check() if p not in problems]

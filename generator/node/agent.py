@@ -30,22 +30,27 @@ from generator.node.contract import (
     Cluster,
     NodeSpec,
     NodeState,
+    PublishedPod,
     grace_period,
     heartbeat_age,
     heartbeat_period,
     input_digest,
     is_live,
+    lb_announcers,
+    local_ready_endpoints,
     read_json,
     renew_heartbeat,
     serving_pods,
     write_json_atomic,
 )
+from generator.node.healthcheck import HealthServers
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
 from generator.node.proxy.nfacct import ensure_counter
 from generator.node.proxy.nftables import NFTablesProxier
 from generator.node.proxy.proxier import Proxier, route_localnet
 from generator.node.proxy.rules import INVALID_CT_COUNTER, LOCALHOST_NODEPORT_COUNTER
+from generator.node.speaker import Speaker
 
 log = logging.getLogger("kgen.agent")
 
@@ -91,6 +96,8 @@ class Agent:
         self.last_feed = -FEED_INTERVAL
         self.kubelet_synced = False
         self.canary_checked = 0.0
+        self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
+        self.health = HealthServers()  # kube-proxy's health check node ports
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -112,6 +119,7 @@ class Agent:
                 self.stop.wait(2.0)
             self.stop.wait(self.period())
         self.pods.stop_all()
+        self.health.close()
 
     def period(self) -> float:
         now = time.monotonic()
@@ -176,6 +184,7 @@ class Agent:
             kubelet_chains.sync()  # kubelet's chains are in place before kube-proxy's
             self.kubelet_synced, self.canary_checked = True, time.monotonic()
         self.ensure_proxier()
+        self.ensure_speaker()
         self.reconcile_pods()
         self.applied = cluster["generation"]
         self.error = None
@@ -205,6 +214,25 @@ class Agent:
         self.proxier = make_proxier(self.cluster, self.node, self.me()["ip"])
         threading.Thread(target=self.proxier.run, args=(self.stop,), name="proxier",
                          daemon=True).start()
+
+    def ensure_speaker(self) -> None:
+        if self.speaker is not None:
+            return
+        self.speaker = Speaker(overlay.underlay_for(self.me()["ip"]).ifname)
+        threading.Thread(target=self.speaker.run, args=(self.stop,), name="speaker",
+                         daemon=True).start()
+
+    def sync_load_balancers(self, pods: list[PublishedPod]) -> None:
+        """Answer ARP for the LoadBalancer IPs this node announces, and serve the health
+        check node ports with this node's ready local endpoint counts."""
+        assert self.cluster is not None
+        owners = lb_announcers(self.cluster, pods, self.live | {self.node})
+        if self.speaker is not None:
+            self.speaker.announce({ip for ip, node in owners.items() if node == self.node})
+        self.health.sync({
+            port: (s.get("namespace", "default"), s["name"],
+                   local_ready_endpoints(s, pods, self.node))
+            for s in self.cluster["services"] if (port := s.get("healthCheckNodePort"))})
 
     def reconcile_pods(self) -> None:
         assert self.cluster is not None
@@ -298,6 +326,7 @@ class Agent:
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
         self.fed = input_digest(self.cluster["services"], pods)
         self.proxier.update(self.cluster["services"], pods, self.me().get("zone") or "")
+        self.sync_load_balancers(pods)
 
     # ---- what this node says
 

@@ -12,6 +12,7 @@ from generator.node.contract import (
     PodSpec,
     PublishedPod,
     ServiceSpec,
+    lb_announcers,
     live_nodes,
     read_node_states,
     ready_pods,
@@ -76,6 +77,7 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
     # Pods removed from the lab file that their node still terminates (kubectl lists
     # them as Terminating until they are gone).
     leaving = [p for p in seen if (p["name"], p["node"]) not in wanted]
+    announcers = lb_announcers(cluster, pods, live)  # who answers ARP for each LB IP
     return {
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
@@ -86,6 +88,7 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
         "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]]
         + [_pod_row({"name": p["name"], "node": p["node"]}, p) for p in leaving],
         "services": [{"name": s["name"], "type": s["type"], "clusterIP": s["clusterIP"],
+                      **_external(s, announcers),
                       "ports": [dict(p) for p in s["ports"]],
                       "endpoints": service_endpoints(s, pods),
                       "terminating": terminating_endpoints(s, pods)}
@@ -93,6 +96,15 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
         "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
                     for c in cluster["clients"]],
     }
+
+
+def _external(service: ServiceSpec, announcers: dict[str, str | None]) -> dict[str, Any]:
+    """Contract §2's LoadBalancer fields (null where they do not apply), and the node that
+    announces the load-balancer IP (MetalLB's layer 2 owner; null: nobody may)."""
+    ip = service.get("loadBalancerIP")
+    return {"loadBalancerIP": ip, "externalIPs": list(service.get("externalIPs") or []),
+            "healthCheckNodePort": service.get("healthCheckNodePort"),
+            "announcedBy": announcers.get(ip) if ip else None}
 
 
 def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> dict[str, Any]:
