@@ -98,6 +98,7 @@ class Agent:
         self.canary_checked = 0.0
         self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
         self.health = HealthServers()  # kube-proxy's health check node ports
+        self.last_step_at = time.monotonic()
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -144,6 +145,7 @@ class Agent:
         changed |= self.watch_peers(force=changed)
         changed |= self.watch_liveness()
         now = time.monotonic()
+        changed |= self.woke_up(now)
         if self.kubelet_synced and now - self.canary_checked >= kubelet_chains.CANARY_PERIOD:
             self.canary_checked = now
             kubelet_chains.check_and_repair()
@@ -156,6 +158,18 @@ class Agent:
             self.feed_proxy()
             self.last_feed, self.feed_pending = now, False
         self.publish()
+
+    def woke_up(self, now: float) -> bool:
+        """True when this agent did not run for longer than the grace period (a paused or
+        starved node): every peer took it for NotReady, and another node may have taken
+        its LoadBalancer IPs, so the ones it still owns are announced anew."""
+        assert self.cluster is not None
+        asleep = now - self.last_step_at > grace_period(self.cluster)
+        self.last_step_at = now
+        if asleep and self.speaker is not None:
+            log.warning("agent did not run for the grace period: LoadBalancer IPs announced anew")
+            self.speaker.forget()
+        return asleep
 
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its

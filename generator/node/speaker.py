@@ -83,6 +83,12 @@ class Speaker:
         for ip in sorted(lost):
             log.info("no longer announcing %s", ip)
 
+    def forget(self) -> None:
+        """Own nothing until the next `announce`, which then announces every IP anew (a
+        node that was frozen cannot know whether another took its IPs meanwhile)."""
+        with self.lock:
+            self.ips, self.owned = frozenset(), frozenset()
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             ready, _, _ = select.select([self.sock], [], [], 0.5)
