@@ -75,8 +75,10 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
     wanted = {(p["name"], p["node"]) for p in cluster["pods"]}
     by_name = {p["name"]: p for p in seen if (p["name"], p["node"]) in wanted}
     # Pods removed from the lab file that their node still terminates (kubectl lists
-    # them as Terminating until they are gone).
-    leaving = [p for p in seen if (p["name"], p["node"]) not in wanted]
+    # them as Terminating until they are gone). A pod moved to another node keeps one
+    # row, the new one's: names stay unique, as pod names in a namespace are.
+    names = {p["name"] for p in cluster["pods"]}
+    leaving = [p for p in seen if (p["name"], p["node"]) not in wanted and p["name"] not in names]
     announcers = lb_announcers(cluster, pods, live)  # who answers ARP for each LB IP
     return {
         "name": cluster["name"],

@@ -4,6 +4,7 @@ without restarting nodes, and every proxy follows."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def test_adding_a_local_backend_makes_its_node_serve(apl: RunningLab) -> None:
     client_ip = apl.status()["clients"][0]["ip"]
     before = started_at(apl)
     assert not probe(apl, node0["ip"])[0]["ok"], "Local: no local endpoint, dropped"
-    pods = [*LAB["pods"], {"name": "web-0", "node": "node-0", "labels": {"app": "web"}}]
+    pods = [*LAB["pods"], {"name": "web-0", "node": "node-0", "labels": {"app": "web"},
+                           "terminationGracePeriodSeconds": 2}]
     edit(apl, {"pods": pods})
     answer = probe(apl, node0["ip"])[0]
     assert answer["ok"] and answer["answer"].split(":")[0] == client_ip
@@ -64,10 +66,15 @@ def test_adding_a_local_backend_makes_its_node_serve(apl: RunningLab) -> None:
 
 
 def test_removing_a_pod_removes_its_endpoint_and_netns(apl: RunningLab) -> None:
+    """The pod is Terminating for its grace period (2 s), then gone with its netns."""
     edit(apl, {"pods": LAB["pods"]})
     svc = next(s for s in apl.status()["services"] if s["name"] == "web-local")
     assert len(svc["endpoints"]) == 1
-    assert "web-0" not in apl.exec("node-0", "ip", "netns", "list").stdout
+    deadline = time.monotonic() + 2 + 5
+    while "web-0" in apl.exec("node-0", "ip", "netns", "list").stdout:
+        assert time.monotonic() < deadline, "web-0 outlived its grace period"
+        time.sleep(0.5)
+    assert "web-0" not in [p["name"] for p in apl.status()["pods"]]
 
 
 def test_service_changes_reach_every_proxy(apl: RunningLab) -> None:

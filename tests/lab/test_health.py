@@ -154,7 +154,8 @@ def rules_mention(lab: RunningLab, node: str, ip: str) -> bool:
 
 
 def test_crash_looping_pod_backs_off_and_is_no_endpoint(lab: RunningLab) -> None:
-    # The first restart comes 10 s after the first exit, then it exits again at once.
+    # kubelet restarts it at once after the first exit, 10 s after the second, 20 s after
+    # the third; each run exits at once, so it is soon backing off.
     # (Between a restart and the exit the pod may be Running for an instant, as in
     # kubelet without a readiness probe; so the rules are looked at once every proxy
     # has synced what the host computes, as `kgen up` waits for.)
@@ -175,7 +176,7 @@ def test_crash_looping_pod_backs_off_and_is_no_endpoint(lab: RunningLab) -> None
 
 
 def test_restart_count_and_backoff_grow(lab: RunningLab) -> None:
-    """10 s, then 20 s: after 25 s more, at most one more restart (not one per 2 s)."""
+    """The waits double (10 s, 20 s, 40 s ...): in 25 s at most two more restarts."""
     before = pod(lab.status(), "crash")["restarts"]
     time.sleep(25)
     after = pod(lab.status(), "crash")["restarts"]

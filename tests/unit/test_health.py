@@ -66,6 +66,30 @@ def test_pods_of_nodes_not_live_serve_nobody() -> None:
     assert contract.input_digest([], pods) != contract.input_digest([], everyone)
 
 
+def test_terminating_pods_are_published_with_their_own_labels() -> None:
+    """A pod gone from cluster.json that its node still terminates is published with
+    the labels its node kept and whether it serves; one moved to another node is two
+    pods while the old one terminates (pod_key tells them apart)."""
+    c = cluster()
+    c["pods"] = [{"name": "p1", "node": "n2", "labels": {"app": "a"}}]
+    docs: dict[str, Any] = {
+        "n0": {"pods": {"gone": {"ip": "10.0.0.9", "state": "Terminating", "serving": True,
+                                 "labels": {"app": "old"}}}},
+        "n1": {"pods": {"p1": {"ip": "10.0.1.2", "state": "Terminating", "serving": False,
+                               "labels": {"app": "a"}}}},
+        "n2": {"pods": {"p1": {"ip": "10.0.2.2", "state": "Running"}}}}
+    pods = contract.published_pods(c, docs)
+    assert [(p["name"], p["node"], p["state"], p.get("serving")) for p in pods] == [
+        ("gone", "n0", "Terminating", True), ("p1", "n1", "Terminating", False),
+        ("p1", "n2", "Running", None)]
+    assert pods[0]["labels"] == {"app": "old"}
+    assert {contract.pod_key(p) for p in pods} == {"n0/gone", "n1/p1", "n2/p1"}
+    assert [p["name"] for p in contract.serving_terminating_pods(pods)] == ["gone"]
+    drained = contract.published_pods(c, {**docs, "n0": {"pods": {"gone": {
+        **docs["n0"]["pods"]["gone"], "serving": False}}}})
+    assert contract.input_digest([], pods) != contract.input_digest([], drained)
+
+
 # ---------------------------------------------------------------- pods
 
 

@@ -272,3 +272,33 @@ def test_a_terminating_endpoint_has_no_hint_and_no_say(mode: str) -> None:
             endpoint_pod("10.0.1.3", "ready", "node-2", "zone-b")]
     m = model(mode, [topology_service("PreferClose")], pods, zone="zone-a")
     assert m.flow(POD, CLUSTER_IP, 80) == outcomes("10.0.1.3:80", False)
+
+
+# ---------------------------------------------------------------- golden rulesets
+
+
+def golden_rulesets(policy: str) -> tuple[str, str]:
+    """Both modes' rulesets for kube-proxy's case "only terminating endpoints exist"."""
+    from tests.unit.nft_fake import sort_transaction
+    from tests.unit.test_proxy_rules import sort_rules
+
+    cases = LOCAL_CASES if policy == "Local" else CLUSTER_CASES
+    endpoints = next(c[1] for c in cases if c[0] == "only terminating endpoints exist")
+    infos = list(port_infos([svc1(policy)], _pods(endpoints)))
+    rules = sort_rules(write_ruleset([service_port_rules(i, NODE, CLUSTER_CIDR) for i in infos]))
+    table = FakeTable()
+    table.apply(nft_rules.full_transaction(
+        [nft_rules.service_port_rules(i, NODE, CLUSTER_CIDR) for i in infos], NODE_IP,
+        SERVICE_CIDR))
+    return rules, sort_transaction(table.dump())
+
+
+@pytest.mark.parametrize("policy", ["Local", "Cluster"])
+def test_only_terminating_endpoints_rulesets_match_the_golden_files(policy: str) -> None:
+    from tests.conftest import ROOT
+    from tests.unit.nft_fake import sort_transaction
+
+    golden = ROOT / "tests" / "golden" / "proxy"
+    rules, table = golden_rulesets(policy)
+    assert rules == (golden / f"terminating-{policy.lower()}.rules").read_text()
+    assert table == sort_transaction((golden / f"terminating-{policy.lower()}.nft").read_text())
