@@ -39,7 +39,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
     `nox -s bench -- proxy`, `-- lab`, `-- exec`, `-- trace` or `-- scale` runs one of
-    them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine).
+    them (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine);
+    `-- failover` (LoadBalancer IP failover, not run by default) needs a free node network.
     """
     session.install("-e", ".[dev]")
     wanted = session.posargs or ["proxy", "lab", "exec", "trace", "scale"]

@@ -98,7 +98,7 @@ class Agent:
         self.canary_checked = 0.0
         self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
         self.health = HealthServers()  # kube-proxy's health check node ports
-        self.last_step_at = time.monotonic()
+        self.missed_heartbeat = threading.Event()  # set by the heartbeat thread
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -144,8 +144,8 @@ class Agent:
         changed |= self.pods.tick()
         changed |= self.watch_peers(force=changed)
         changed |= self.watch_liveness()
+        changed |= self.woke_up()
         now = time.monotonic()
-        changed |= self.woke_up(now)
         if self.kubelet_synced and now - self.canary_checked >= kubelet_chains.CANARY_PERIOD:
             self.canary_checked = now
             kubelet_chains.check_and_repair()
@@ -159,17 +159,16 @@ class Agent:
             self.last_feed, self.feed_pending = now, False
         self.publish()
 
-    def woke_up(self, now: float) -> bool:
-        """True when this agent did not run for longer than the grace period (a paused or
-        starved node): every peer took it for NotReady, and another node may have taken
-        its LoadBalancer IPs, so the ones it still owns are announced anew."""
-        assert self.cluster is not None
-        asleep = now - self.last_step_at > grace_period(self.cluster)
-        self.last_step_at = now
-        if asleep and self.speaker is not None:
-            log.warning("agent did not run for the grace period: LoadBalancer IPs announced anew")
+    def woke_up(self) -> bool:
+        """True once after a heartbeat gap longer than the grace period (a paused node):
+        another node may have taken its LB IPs meanwhile, so they are announced anew."""
+        if not self.missed_heartbeat.is_set():
+            return False
+        self.missed_heartbeat.clear()
+        if self.speaker is not None:
+            log.warning("heartbeat late by more than the grace period: LB IPs announced anew")
             self.speaker.forget()
-        return asleep
+        return True
 
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its
@@ -208,12 +207,17 @@ class Agent:
             return
 
         def beat() -> None:
+            last = time.monotonic()
             while True:
                 assert self.cluster is not None
                 try:
                     renew_heartbeat(self.state_dir, self.node)
                 except OSError as err:
                     log.error("heartbeat: %s", err)
+                now = time.monotonic()
+                if now - last > grace_period(self.cluster):
+                    self.missed_heartbeat.set()
+                last = now
                 if self.stop.wait(heartbeat_period(self.cluster)):
                     return
 
@@ -230,23 +234,20 @@ class Agent:
                          daemon=True).start()
 
     def ensure_speaker(self) -> None:
-        if self.speaker is not None:
-            return
-        self.speaker = Speaker(overlay.underlay_for(self.me()["ip"]).ifname)
-        threading.Thread(target=self.speaker.run, args=(self.stop,), name="speaker",
-                         daemon=True).start()
+        if self.speaker is None:
+            self.speaker = Speaker(overlay.underlay_for(self.me()["ip"]).ifname)
+            threading.Thread(target=self.speaker.run, args=(self.stop,), name="speaker",
+                             daemon=True).start()
 
     def sync_load_balancers(self, pods: list[PublishedPod]) -> None:
-        """Answer ARP for the LoadBalancer IPs this node announces, and serve the health
-        check node ports with this node's ready local endpoint counts."""
+        """ARP for the LB IPs this node announces; health checks with its endpoint counts."""
         assert self.cluster is not None
         owners = lb_announcers(self.cluster, pods, self.live | {self.node})
         if self.speaker is not None:
             self.speaker.announce({ip for ip, node in owners.items() if node == self.node})
-        self.health.sync({
-            port: (s.get("namespace", "default"), s["name"],
-                   local_ready_endpoints(s, pods, self.node))
-            for s in self.cluster["services"] if (port := s.get("healthCheckNodePort"))})
+        self.health.sync({port: (s.get("namespace", "default"), s["name"],
+                                 local_ready_endpoints(s, pods, self.node))
+                          for s in self.cluster["services"] if (port := s.get("healthCheckNodePort"))})
 
     def reconcile_pods(self) -> None:
         assert self.cluster is not None
