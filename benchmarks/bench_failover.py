@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -30,12 +31,17 @@ GIVE_UP = 60.0
 
 
 def kgen(workdir: Path, *args: str) -> str:
-    return subprocess.run(["kgen", *args], cwd=workdir, check=True, capture_output=True,
-                          text=True).stdout
+    done = subprocess.run(["kgen", *args], cwd=workdir, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"kgen {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"docker {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 def neighbour_mac(container: str, ip: str) -> str:
@@ -70,14 +76,14 @@ def one_try(workdir: Path, lab: Path, name: str) -> float:
 def run_mode(mode: str, network: str, tries: int) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "labs" / "loadbalancer.yaml").read_text()
                          .replace(LAB_PREFIX, f"{network}."))
-    name = f"benchlb-{mode[:3]}"
+    name = f"{os.environ.get('KGEN_TEST_LAB_PREFIX', '')}benchlb-{mode[:3]}"[:20]
     doc["name"], doc["proxyMode"] = name, mode
     with tempfile.TemporaryDirectory(prefix="kgen-bench-") as tmp:
         workdir = Path(tmp)
         lab = workdir / "lab.yaml"
         lab.write_text(yaml.safe_dump(doc, sort_keys=False))
-        kgen(workdir, "up", "-l", str(lab), "--timeout", "300")
         try:
+            kgen(workdir, "up", "-l", str(lab), "--timeout", "300")
             times = [one_try(workdir, lab, name) for _ in range(tries)]
         finally:
             subprocess.run(["kgen", "down", "-l", str(lab)], cwd=workdir, capture_output=True)

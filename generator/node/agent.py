@@ -339,9 +339,9 @@ class Agent:
         docs = {name: doc for name, doc in self.peer_docs.items()}
         docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
+        self.sync_load_balancers(pods)  # first: an update may wait for a sync in progress
         self.fed = input_digest(self.cluster["services"], pods)
         self.proxier.update(self.cluster["services"], pods, self.me().get("zone") or "")
-        self.sync_load_balancers(pods)
 
     # ---- what this node says
 
