@@ -118,6 +118,7 @@ def test_first_restart_within_2s_then_backoff(lab: RunningLab) -> None:
             break
         time.sleep(1.0)
     assert len(starts) >= 3, starts
+    print(f"restart waits: {starts[1] - starts[0]:.2f} s, then {starts[2] - starts[1]:.2f} s")
     assert starts[1] - starts[0] <= 2.0, starts
     assert 10.0 - 0.5 <= starts[2] - starts[1] <= 10.0 + 2.0, starts
     state = pod(lab.status(), "crash")
@@ -254,4 +255,5 @@ def test_udp_flow_meets_the_reject_once_the_last_endpoint_left(lab: RunningLab) 
     assert result["answers"] == ["u"]
     assert result["rule"] is not None, "the service never got its REJECT rule"
     assert result["refused"] is not None, "the flow was never refused"
+    print(f"UDP: refused {result['refused'] - result['rule']:.3f} s after the REJECT rule")
     assert result["refused"] - result["rule"] <= 1.0, result

@@ -367,3 +367,52 @@ def test_a_generation_whose_apply_failed_is_tried_again(tmp_path: Path,
     assert a.watch_cluster() is True and a.applied == "g1"
     assert a.watch_cluster() is False, "unchanged file: not even read"
     assert calls == ["g1", "g1"]
+
+
+DRAINING = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: print('term', flush=True))\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="processes and /proc")
+@pytest.mark.parametrize("drains", [True, False])
+def test_a_removed_pod_terminates_gracefully(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             drains: bool) -> None:
+    """kubelet's graceful termination on real processes: SIGTERM at once, the pod
+    Terminating (published with its labels, serving while its container runs), then
+    SIGKILL when the grace period ends; a container that ends on SIGTERM ends the pod
+    at once. (The pod's network teardown is stubbed: no netns here.)"""
+    from generator.node import pods as pods_module
+
+    monkeypatch.setattr(pods_module, "LOG_DIR", tmp_path)
+    monkeypatch.setattr(pods_module.cni, "delete", lambda *a, **k: None)
+    monkeypatch.setattr(pods_module.proc, "run", lambda *a, **k: None)
+    manager = pods_module.PodManager("n0")
+    spec: Any = {"name": "p", "node": "n0", "labels": {"app": "a"},
+                 "containers": [{"name": "main", "command": ["x"]}],
+                 "terminationGracePeriodSeconds": 5}
+    pod = Pod(spec, ip="10.0.0.2", state="Running")
+    container = Container(spec["containers"][0])
+    pod.containers["main"] = container
+    manager.pods["p"] = pod
+    code = DRAINING if drains else "import time; print('up', flush=True); time.sleep(60)"
+    container.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                      start_new_session=True)
+    assert container.proc.stdout is not None
+    assert container.proc.stdout.readline() == b"up\n"
+    manager.terminate("p", now=100.0)
+    published = manager.published()["p"]
+    assert (published["state"], published["labels"]) == ("Terminating", {"app": "a"})
+    if drains:
+        assert container.proc.stdout.readline() == b"term\n", "SIGTERM reached it"
+        assert manager.published()["p"]["serving"] is True
+        manager.tick(104.9)
+        assert "p" in manager.pods and container.proc.poll() is None, "it drains"
+        manager.tick(105.0)
+        assert container.proc.returncode == -9, "SIGKILL at the end of the grace period"
+    else:
+        container.proc.wait(5)
+        manager.tick(100.5)
+        assert container.proc.returncode == -15, "ended by SIGTERM"
+    assert "p" not in manager.pods

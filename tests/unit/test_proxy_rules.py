@@ -18,11 +18,8 @@ from generator.node.proxy.service import port_infos
 from tests.conftest import GOLDEN
 from tests.unit.proxy_fixture import CLUSTER_CIDR, NODE, PODS, SERVICES, pod, service
 
-# What kube-proxy's fixture has and kgen deliberately does not write, with the reason:
-KUBE_PROXY_ONLY = {
-    "-m nfacct counters and localhost (127.0.0.0/8) nodePorts": "v1.29+ metrics and "
-    "route_localnet; the 1.28 layout has neither",
-}
+# Everything of kube-proxy's fixture is written, LoadBalancer and externalIP parts included.
+# kube-proxy's fake has its nfacct counters; so does the golden ruleset (nfacct=True).
 # And one the other way: the fixture's fake iptables has no --random-fully, which real
 # kube-proxy adds to MASQUERADE whenever iptables supports it, as here.
 
@@ -61,7 +58,9 @@ def sort_rules(payload: str) -> str:
 
 def test_overall_rules_match_the_golden_file() -> None:
     golden = (GOLDEN / "proxy" / "overall.rules").read_text()
-    assert sort_rules(write_ruleset(ports_for())) == golden
+    ports = [service_port_rules(i, NODE, CLUSTER_CIDR, nfacct=True)
+             for i in port_infos(SERVICES, PODS)]
+    assert sort_rules(write_ruleset(ports, nfacct=True)) == golden
 
 
 def test_golden_file_is_sorted_like_kube_proxy_sorts() -> None:
