@@ -62,6 +62,9 @@ class Service:
     external_traffic_policy: str
     internal_traffic_policy: str = "Cluster"
     traffic_distribution: str | None = None  # PreferClose | PreferSameZone | PreferSameNode
+    load_balancer_ip: str | None = None  # asked for; else allocated from the pool
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Lab:
     proxy_mode: str = "iptables"
     node_grace_period: int = 6
     node_zones: dict[str, str] = field(default_factory=dict)  # node: zone, for nodes with one
+    load_balancer_pool: IPv4Network | None = None  # None: the default (lb_checks.default_pool)
 
 
 def load_lab(path: Path) -> Lab:
@@ -125,6 +129,8 @@ def _build(doc: Doc, source: str) -> Lab:
         node_grace_period=_get(doc, "nodeGracePeriod"),
         node_zones={n["name"]: n["zone"] for n in doc["nodes"]
                     if isinstance(n, dict) and n.get("zone")},
+        load_balancer_pool=IPv4Network(doc["loadBalancerPool"]) if doc.get("loadBalancerPool")
+        else None,
     )
 
 
@@ -151,5 +157,8 @@ def _service(raw: Doc) -> Service:
         external_traffic_policy=raw.get("externalTrafficPolicy", "Cluster"),
         internal_traffic_policy=raw.get("internalTrafficPolicy", "Cluster"),
         traffic_distribution=raw.get("trafficDistribution"),
+        load_balancer_ip=raw.get("loadBalancerIP"),
+        load_balancer_source_ranges=tuple(raw.get("loadBalancerSourceRanges") or ()),
+        external_ips=tuple(raw.get("externalIPs") or ()),
     )
 

@@ -30,22 +30,27 @@ from generator.node.contract import (
     Cluster,
     NodeSpec,
     NodeState,
+    PublishedPod,
     grace_period,
     heartbeat_age,
     heartbeat_period,
     input_digest,
     is_live,
+    lb_announcers,
+    local_ready_endpoints,
     read_json,
     renew_heartbeat,
     serving_pods,
     write_json_atomic,
 )
+from generator.node.healthcheck import HealthServers
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
 from generator.node.proxy.nfacct import ensure_counter
 from generator.node.proxy.nftables import NFTablesProxier
 from generator.node.proxy.proxier import Proxier, route_localnet
 from generator.node.proxy.rules import INVALID_CT_COUNTER, LOCALHOST_NODEPORT_COUNTER
+from generator.node.speaker import Speaker
 
 log = logging.getLogger("kgen.agent")
 
@@ -91,6 +96,9 @@ class Agent:
         self.last_feed = -FEED_INTERVAL
         self.kubelet_synced = False
         self.canary_checked = 0.0
+        self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
+        self.health = HealthServers()  # kube-proxy's health check node ports
+        self.missed_heartbeat = threading.Event()  # set by the heartbeat thread
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -112,6 +120,7 @@ class Agent:
                 self.stop.wait(2.0)
             self.stop.wait(self.period())
         self.pods.stop_all()
+        self.health.close()
 
     def period(self) -> float:
         now = time.monotonic()
@@ -135,6 +144,7 @@ class Agent:
         changed |= self.pods.tick()
         changed |= self.watch_peers(force=changed)
         changed |= self.watch_liveness()
+        changed |= self.woke_up()
         now = time.monotonic()
         if self.kubelet_synced and now - self.canary_checked >= kubelet_chains.CANARY_PERIOD:
             self.canary_checked = now
@@ -148,6 +158,17 @@ class Agent:
             self.feed_proxy()
             self.last_feed, self.feed_pending = now, False
         self.publish()
+
+    def woke_up(self) -> bool:
+        """True once after a heartbeat gap longer than the grace period (a paused node):
+        another node may have taken its LB IPs meanwhile, so they are announced anew."""
+        if not self.missed_heartbeat.is_set():
+            return False
+        self.missed_heartbeat.clear()
+        if self.speaker is not None:
+            log.warning("heartbeat late by more than the grace period: LB IPs announced anew")
+            self.speaker.forget()
+        return True
 
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its
@@ -176,6 +197,7 @@ class Agent:
             kubelet_chains.sync()  # kubelet's chains are in place before kube-proxy's
             self.kubelet_synced, self.canary_checked = True, time.monotonic()
         self.ensure_proxier()
+        self.ensure_speaker()
         self.reconcile_pods()
         self.applied = cluster["generation"]
         self.error = None
@@ -185,12 +207,17 @@ class Agent:
             return
 
         def beat() -> None:
+            last = time.monotonic()
             while True:
                 assert self.cluster is not None
                 try:
                     renew_heartbeat(self.state_dir, self.node)
                 except OSError as err:
                     log.error("heartbeat: %s", err)
+                now = time.monotonic()
+                if now - last > grace_period(self.cluster):
+                    self.missed_heartbeat.set()
+                last = now
                 if self.stop.wait(heartbeat_period(self.cluster)):
                     return
 
@@ -205,6 +232,22 @@ class Agent:
         self.proxier = make_proxier(self.cluster, self.node, self.me()["ip"])
         threading.Thread(target=self.proxier.run, args=(self.stop,), name="proxier",
                          daemon=True).start()
+
+    def ensure_speaker(self) -> None:
+        if self.speaker is None:
+            self.speaker = Speaker(overlay.underlay_for(self.me()["ip"]).ifname)
+            threading.Thread(target=self.speaker.run, args=(self.stop,), name="speaker",
+                             daemon=True).start()
+
+    def sync_load_balancers(self, pods: list[PublishedPod]) -> None:
+        """ARP for the LB IPs this node announces; health checks with its endpoint counts."""
+        assert self.cluster is not None
+        owners = lb_announcers(self.cluster, pods, self.live | {self.node})
+        if self.speaker is not None:
+            self.speaker.announce({ip for ip, node in owners.items() if node == self.node})
+        self.health.sync({port: (s.get("namespace", "default"), s["name"],
+                                 local_ready_endpoints(s, pods, self.node))
+                          for s in self.cluster["services"] if (port := s.get("healthCheckNodePort"))})
 
     def reconcile_pods(self) -> None:
         assert self.cluster is not None
@@ -296,6 +339,7 @@ class Agent:
         docs = {name: doc for name, doc in self.peer_docs.items()}
         docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
+        self.sync_load_balancers(pods)  # first: an update may wait for a sync in progress
         self.fed = input_digest(self.cluster["services"], pods)
         self.proxier.update(self.cluster["services"], pods, self.me().get("zone") or "")
 

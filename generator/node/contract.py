@@ -57,7 +57,7 @@ class ServicePortSpec(TypedDict):
 
 class ServiceSpec(TypedDict):
     name: str
-    type: str  # ClusterIP | NodePort
+    type: str  # ClusterIP | NodePort | LoadBalancer
     clusterIP: str
     selector: dict[str, str]
     sessionAffinity: str  # None | ClientIP
@@ -67,6 +67,12 @@ class ServiceSpec(TypedDict):
     ports: list[ServicePortSpec]
     namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
     trafficDistribution: NotRequired[str | None]  # PreferClose | PreferSameZone | PreferSameNode
+    # LoadBalancer and externalIPs (contract §7): the IP MetalLB's layer 2 mode would
+    # assign, the allowed client ranges, kube-proxy's health check port (Local only).
+    loadBalancerIP: NotRequired[str | None]
+    loadBalancerSourceRanges: NotRequired[list[str]]
+    externalIPs: NotRequired[list[str]]
+    healthCheckNodePort: NotRequired[int | None]
 
 
 class NodeSpec(TypedDict):
@@ -100,6 +106,7 @@ class Cluster(TypedDict):
     serviceCIDR: str
     nodeNetwork: str
     nodeNetworkGateway: str
+    loadBalancerPool: NotRequired[str]  # the CIDR LoadBalancer IPs come from
     backend: str  # vxlan | host-gw
     proxyMode: str  # iptables | nftables
     nodeGracePeriod: int
@@ -423,3 +430,41 @@ def dns_zone(cluster: Cluster, pods: list[PublishedPod], domain: str = CLUSTER_D
     return {"domain": domain, "namespaces": sorted(namespaces), "services": services,
             "pods": dns_pods, "reverseCIDRs": [cluster["serviceCIDR"], cluster["podCIDR"]],
             "nameserver": nameserver}
+
+
+# ---------------------------------------------------------------- LoadBalancer IPs
+#
+# MetalLB's layer 2 mode: exactly one node answers ARP for each LoadBalancer IP. Every
+# speaker ranks the candidate nodes by sha256(node + "#" + ip) and the first one
+# announces; candidates are the live nodes, and with externalTrafficPolicy Local only
+# those with a ready local endpoint; a service without any ready endpoint is not
+# announced. Agents (who answers ARP) and the host (`kgen status`) apply this one rule.
+
+
+def lb_announcer(ip: str, candidates: set[str]) -> str | None:
+    ranked = sorted(candidates, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
+    return ranked[0] if ranked else None
+
+
+def lb_announcers(cluster: Cluster, pods: list[PublishedPod], live: set[str]
+                  ) -> dict[str, str | None]:
+    """Each LoadBalancer IP and the node that announces it (None: nobody may)."""
+    ready = ready_pods(pods)
+    out: dict[str, str | None] = {}
+    for svc in cluster["services"]:
+        ip = svc.get("loadBalancerIP")
+        if svc.get("type") != "LoadBalancer" or not ip:
+            continue
+        nodes = {p["node"] for p in ready if selects(svc["selector"], p.get("labels") or {})}
+        if svc.get("externalTrafficPolicy") == "Local":
+            out[ip] = lb_announcer(ip, nodes & live)
+        else:
+            out[ip] = lb_announcer(ip, live) if nodes else None
+    return out
+
+
+def local_ready_endpoints(svc: ServiceSpec, pods: list[PublishedPod], node: str) -> int:
+    """kube-proxy's LocalReadyEndpoints: the node's ready endpoints of a service, counted
+    by IP (one pod serving two ports is one endpoint). What its health check reports."""
+    return len({p["ip"] for p in ready_pods(pods)
+                if p["node"] == node and selects(svc["selector"], p.get("labels") or {})})

@@ -174,6 +174,10 @@ class ServiceRow(TypedDict):
     name: str
     type: str
     clusterIP: str
+    loadBalancerIP: str | None  # LoadBalancer services only
+    externalIPs: list[str]
+    healthCheckNodePort: int | None  # LoadBalancer services with externalTrafficPolicy Local
+    announcedBy: str | None  # the node answering ARP for loadBalancerIP (MetalLB layer 2)
     ports: list[ServicePortSpec]
     endpoints: list[str]  # ip:targetPort of the ready pods
     terminating: list[str]  # ip:targetPort of Terminating pods that still serve
