@@ -137,7 +137,7 @@ def every_path_succeeds(lab: RunningLab, status: dict[str, Any], gone: str) -> s
 def proxies_in_sync(lab: RunningLab) -> bool:
     """Every node live, ready, and its proxy synced to what the host computes."""
     from generator.node.contract import live_nodes, read_node_states
-    from generator.runtime.up import pending
+    from generator.runtime.ready import pending
 
     rendered = lab.dir / f"kgen-{lab.name}"
     cluster = json.loads((rendered / "config" / "cluster.json").read_text())
