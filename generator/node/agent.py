@@ -51,6 +51,33 @@ IDLE_PERIOD = 1.0  # kubelet's PLEG relists once a second too
 BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
 FEED_INTERVAL = 1.0  # kube-proxy's default iptables minSyncPeriod
+FEED_BURST = 2  # kube-proxy's burstSyncs: two syncs back to back, then one per minSyncPeriod
+
+
+class FeedLimiter:
+    """kube-proxy's BoundedFrequencyRunner: a bucket of FEED_BURST tokens, one back
+    every FEED_INTERVAL. A lab coming up gets its first two inputs (this node's
+    pods, then its peers') without waiting a whole period in between."""
+
+    def __init__(self, interval: float = FEED_INTERVAL, burst: int = FEED_BURST) -> None:
+        self.interval, self.burst = interval, burst
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) / self.interval)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def ready_in(self, now: float) -> float:
+        """Seconds until a token is there."""
+        self._refill(now)
+        return max(0.0, (1 - self.tokens) * self.interval)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -86,7 +113,7 @@ class Agent:
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
-        self.last_feed = -FEED_INTERVAL
+        self.feeds = FeedLimiter()
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -114,7 +141,7 @@ class Agent:
         busy = now < self.busy_until or self.pods.busy() or self.proxy_behind()
         wait = BUSY_PERIOD if busy else IDLE_PERIOD
         if self.feed_pending:
-            wait = min(wait, max(0.05, self.last_feed + FEED_INTERVAL - now))
+            wait = min(wait, max(0.05, self.feeds.ready_in(now)))
         restart = self.pods.next_restart()
         if restart is not None:
             wait = min(wait, max(0.05, restart - now))
@@ -136,10 +163,11 @@ class Agent:
             self.busy_until = now + BUSY_AFTER_CHANGE
             self.feed_pending = True
         # Changes that come in a burst (a lab coming up) reach the proxy together:
-        # at most one new input per FEED_INTERVAL, as kube-proxy's minSyncPeriod.
-        if self.feed_pending and now - self.last_feed >= FEED_INTERVAL:
+        # at most one new input per FEED_INTERVAL after a burst of two, as kube-proxy's
+        # minSyncPeriod and burstSyncs.
+        if self.feed_pending and self.feeds.take(now):
             self.feed_proxy()
-            self.last_feed, self.feed_pending = now, False
+            self.feed_pending = False
         self.publish()
 
     def watch_cluster(self) -> bool:
@@ -164,6 +192,9 @@ class Agent:
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
         log.info("applying generation %s", cluster["generation"])
+        # Beating before the overlay and pods are set up: peers see this node live
+        # as soon as it runs, not after its slowest pod (they wait for its pods anyway).
+        self.ensure_heartbeat()
         overlay.setup(cluster, self.node)
         self.ensure_proxier()
         self.reconcile_pods()
@@ -240,6 +271,7 @@ class Agent:
             elif _pods_of(doc) != _pods_of(self.peer_docs.get(name)):
                 self.peer_docs[name] = doc
                 changed = True
+                self.expiry.pop(name, None)  # a peer that just wrote is likely live: look now
             else:
                 self.peer_docs[name] = doc
         for gone in set(self.peer_docs) - set(peers):
