@@ -202,7 +202,7 @@ def test_killed_agent_leaves_every_proxy_within_grace(lab: RunningLab) -> None:
         seen = every_path_succeeds(lab, status, "web-1")
         assert seen <= {"web-0", "web-2"}
     finally:
-        docker("update", "--restart=on-failure", name)
+        docker("update", "--restart=always", name)
         docker("start", name)
     status = wait_for(lab, "node-1 back", lambda s: node_state(s, "node-1") == "Ready"
                       and pod(s, "web-1")["state"] == "Running")
