@@ -52,6 +52,14 @@ BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
 FEED_INTERVAL = 1.0  # kube-proxy's default iptables minSyncPeriod
 FEED_BURST = 2  # kube-proxy's burstSyncs: two syncs back to back, then one per minSyncPeriod
+# Large clusters raise kube-proxy's minSyncPeriod: every node's proxy re-syncs as pods
+# anywhere come and go, so at 1 s a lab coming up costs nodes x seconds of syncs, and
+# all of a lab's nodes share the host's few CPUs. One more second per this many nodes.
+NODES_PER_FEED_SECOND = 25
+
+
+def feed_interval(nodes: int) -> float:
+    return max(FEED_INTERVAL, nodes / NODES_PER_FEED_SECOND)
 
 
 class FeedLimiter:
@@ -191,6 +199,7 @@ class Agent:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
+        self.feeds.interval = feed_interval(len(cluster["nodes"]))
         log.info("applying generation %s", cluster["generation"])
         # Beating before the overlay and pods are set up: peers see this node live
         # as soon as it runs, not after its slowest pod (they wait for its pods anyway).
