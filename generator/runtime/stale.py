@@ -24,7 +24,7 @@ def ensure_bridge_netfilter() -> None:
     if Path("/proc/sys/net/bridge").is_dir():
         return
     if shutil.which("modprobe"):
-        subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30)
     if not Path("/proc/sys/net/bridge").is_dir():
         raise RuntimeFailure("the kernel has no bridge netfilter (/proc/sys/net/bridge); "
                              "run `modprobe br_netfilter` as root")
