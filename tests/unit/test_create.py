@@ -159,3 +159,13 @@ def test_create_all_says_which_container_failed(tmp_path: Path) -> None:
     api = FakeAPI([], failing=specs[2].name)
     with pytest.raises(RuntimeFailure, match=f"creating container {specs[2].name}: no space"):
         create_all(FakeClient(api), specs, lambda *a: None)  # type: ignore[arg-type]
+
+
+def test_a_large_compose_file_says_how_to_run_it_with_compose_v1(tmp_path: Path) -> None:
+    """compose v1 deadlocks with as many services as its parallel limit (64)."""
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({"name": "big", "nodes": [f"n{i}" for i in range(70)]}))
+    render_lab(load_lab(big), tmp_path / "big")
+    render_lab(load_lab(ROOT / "labs" / "demo.yaml"), tmp_path / "demo")
+    assert "COMPOSE_PARALLEL_LIMIT=140" in (tmp_path / "big" / "docker-compose.yml").read_text()
+    assert "COMPOSE_PARALLEL_LIMIT" not in (tmp_path / "demo" / "docker-compose.yml").read_text()
