@@ -8,6 +8,8 @@ over all of them, and one client. For each size it measures, in this order:
   it prints: `create` (the containers created and started), then when every
   node was ready (`agents`), every pod running (`pods`) and every proxy synced
   (`proxies`), each counted from the first container's start;
+- up CPU: CPU time the lab's containers used while coming up, per node (the
+  engine's own work not included); unlike wall time, other load hardly changes it;
 - idle CPU: CPU time all the lab's containers used over a fixed window once
   the lab is up and has settled, from their cgroups (cpuacct, or cpu.stat on
   cgroup v2), as a percentage of one CPU;
@@ -176,6 +178,8 @@ def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: f
                 row["error"] = f"up exited {code}: {out.strip().splitlines()[-1:]}"
                 return row
             row["phases"] = phases(out)
+            # CPU the lab's containers used to come up: what a loaded machine cannot hide.
+            row["up_cpu_s_per_node"] = sum(cpu_ns(c["Id"]) for c in containers(name)) / 1e9 / nodes
             time.sleep(SETTLE_SECONDS)
             row["load_idle"] = load()
             row["idle_cpu_pct"] = idle_cpu_percent(name, IDLE_WINDOW)
@@ -213,7 +217,8 @@ def main() -> None:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"{'nodes':>5} {'pods':>5} {'up s':>6} {'create':>6} {'agents':>6} {'pods':>6} "
-          f"{'proxy':>6} {'idle CPU %':>10} {'MB/node':>7} {'agent RSS MB':>12} {'check s':>7} "
+          f"{'proxy':>6} {'CPU/node':>8} {'idle CPU %':>10} {'MB/node':>7} {'agent RSS MB':>12} "
+          f"{'check s':>7} "
           f"{'exit':>4} {'down s':>6}  load (before; idle)")
     for r in rows:
         if "error" in r:
@@ -223,12 +228,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         check = "timeout" if r["check_exit"] == -1 else str(r["check_exit"])
         steps = " ".join(f"{r['phases'].get(p, float('nan')):>6.1f}" for p in PHASES)
         print(f"{r['nodes']:>5} {r['pods']:>5} {r['up_s']:>6.1f} {steps} "
-              f"{r['idle_cpu_pct']:>10.2f} {r['node_mb_mean']:>7.1f} {rss:>12} "
+              f"{r['up_cpu_s_per_node']:>8.2f} {r['idle_cpu_pct']:>10.2f} {r['node_mb_mean']:>7.1f} "
+              f"{rss:>12} "
               f"{r['check_s']:>7.1f} {check:>4} {r['down_s']:>6.1f}  "
               f"{r['load_before']}; {r['load_idle']}")
     print(f"\ncreate: seconds to create and start the containers; agents, pods, proxy: seconds "
           "from the first container's start until every node was ready, every pod running, "
-          f"every proxy synced (`kgen up -v`). idle CPU: all the lab's containers over "
+          "every proxy synced (`kgen up -v`). CPU/node: CPU seconds the lab's containers used "
+          "to come up, per node. idle CPU: all the lab's containers over "
           f"{IDLE_WINDOW:.0f}s, {SETTLE_SECONDS:.0f}s after up. MB/node: a node container's "
           "cgroup memory, mean; agent RSS: mean/max over nodes. Goals (issue 20): 100 nodes up "
           "in <= 90 s and checked in <= 60 s, 50 up in <= 45 s, idle below 5 % of one CPU.")
