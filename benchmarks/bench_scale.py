@@ -173,7 +173,8 @@ def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: f
         row: dict[str, Any] = {"nodes": nodes, "pods": nodes * PODS_PER_NODE, "load_before": load()}
         try:
             extra = ["--timeout", str(up_timeout)] if up_timeout else []
-            row["up_s"], code, out = kgen(workdir, "up", "-v", "-l", str(path), *extra)
+            row["up_s"], code, out = kgen(workdir, "up", "-v", "-l", str(path), *extra,
+                                          timeout=max(900.0, 8.0 * nodes))
             if code != 0:
                 row["error"] = f"up exited {code}: {out.strip().splitlines()[-1:]}"
                 return row
