@@ -189,8 +189,11 @@ def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: f
             row["agent_rss_mb_max"] = max(rss) if rss else float("nan")
             memory = node_memory_mb(name)
             row["node_mb_mean"] = sum(memory) / len(memory) if memory else float("nan")
-            row["check_s"], row["check_exit"], _ = kgen(workdir, "check", "-l", str(path),
-                                                        timeout=check_timeout)
+            row["check_s"], row["check_exit"], out = kgen(workdir, "check", "-l", str(path),
+                                                          timeout=check_timeout)
+            # What failed, for the note under the table: a failed check is a result too.
+            row["check_tail"] = [line for line in out.splitlines() if "FAIL" in line][:5] + \
+                out.strip().splitlines()[-1:]
         finally:
             row["down_s"], _, _ = kgen(workdir, "down", "-l", str(path))
     return row
@@ -233,6 +236,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{rss:>12} "
               f"{r['check_s']:>7.1f} {check:>4} {r['down_s']:>6.1f}  "
               f"{r['load_before']}; {r['load_idle']}")
+    for r in rows:
+        if r.get("check_exit") not in (None, 0):
+            print(f"\n{r['nodes']} nodes, kgen check:\n  " + "\n  ".join(r.get("check_tail", [])))
     print(f"\ncreate: seconds to create and start the containers; agents, pods, proxy: seconds "
           "from the first container's start until every node was ready, every pod running, "
           "every proxy synced (`kgen up -v`). CPU/node: CPU seconds the lab's containers used "
