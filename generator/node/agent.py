@@ -56,6 +56,7 @@ FEED_BURST = 2  # kube-proxy's burstSyncs: two syncs back to back, then one per 
 # anywhere come and go, so at 1 s a lab coming up costs nodes x seconds of syncs, and
 # all of a lab's nodes share the host's few CPUs. One more second per this many nodes.
 NODES_PER_FEED_SECOND = 25
+FIRST_FEED_HOLD = 5.0  # at most this long the first input waits for this node's own pods
 
 
 def feed_interval(nodes: int) -> float:
@@ -122,6 +123,7 @@ class Agent:
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
         self.feeds = FeedLimiter()
+        self.started = time.monotonic()
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -173,10 +175,16 @@ class Agent:
         # Changes that come in a burst (a lab coming up) reach the proxy together:
         # at most one new input per FEED_INTERVAL after a burst of two, as kube-proxy's
         # minSyncPeriod and burstSyncs.
-        if self.feed_pending and self.feeds.take(now):
+        if self.feed_pending and self.may_feed(now) and self.feeds.take(now):
             self.feed_proxy()
             self.feed_pending = False
         self.publish()
+
+    def may_feed(self, now: float) -> bool:
+        """The first input waits (a bounded while) for this node's own pods to leave
+        Pending, as kube-proxy waits for its caches to sync: a node coming up would
+        otherwise spend its burst on inputs that are stale a moment later."""
+        return bool(self.fed) or not self.pods.busy() or now - self.started > FIRST_FEED_HOLD
 
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its

@@ -24,3 +24,18 @@ def test_the_interval_grows_with_the_lab() -> None:
     assert feed_interval(25) == 1.0
     assert feed_interval(100) == 4.0
     assert feed_interval(250) == 10.0
+
+
+def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from generator.node.agent import FIRST_FEED_HOLD, Agent
+
+    agent = Agent("n0", cluster_file=tmp_path / "cluster.json", state_dir=tmp_path)
+    pending = {"yes": True}
+    agent.pods.busy = lambda: pending["yes"]  # type: ignore[method-assign]
+    start = agent.started
+    assert not agent.may_feed(start + 1.0), "own pods still Pending: hold the first input"
+    assert agent.may_feed(start + FIRST_FEED_HOLD + 0.1), "but not for ever"
+    pending["yes"] = False
+    assert agent.may_feed(start + 1.0), "own pods settled: feed"
+    pending["yes"], agent.fed = True, "digest"
+    assert agent.may_feed(start + 1.0), "after the first input, pods no longer hold it"
