@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from generator.node.agent import FEED_INTERVAL, FeedLimiter, feed_interval
 
 
@@ -26,7 +28,7 @@ def test_the_interval_grows_with_the_lab() -> None:
     assert feed_interval(250) == 10.0
 
 
-def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path: Path) -> None:
     from generator.node.agent import FIRST_FEED_HOLD, Agent
 
     agent = Agent("n0", cluster_file=tmp_path / "cluster.json", state_dir=tmp_path)
