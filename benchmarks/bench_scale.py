@@ -44,6 +44,8 @@ import yaml
 
 SIZES = (3, 20, 50, 100)
 PHASES = ("create", "agents", "pods", "proxies")
+MB_PER_NODE = 70  # a node with 5 pods (measured: 67 MB at 100 nodes)
+MEMORY_SHARE = 0.8  # of the machine's available memory a lab may take
 PODS_PER_NODE = 5
 SETTLE_SECONDS = 10.0
 IDLE_WINDOW = 30.0
@@ -159,6 +161,13 @@ def agent_rss_mb(lab: str) -> list[float]:
     return found
 
 
+def available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -166,6 +175,11 @@ def load() -> str:
 def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: float,
              up_timeout: float | None) -> dict[str, Any]:
     name = f"{prefix}scale{nodes}"
+    need = nodes * MB_PER_NODE
+    if need > MEMORY_SHARE * available_mb():
+        # A lab the machine cannot hold would take every other lab on it down too.
+        return {"nodes": nodes, "pods": nodes * PODS_PER_NODE, "load_before": load(),
+                "error": f"skipped: needs about {need:.0f} MB, {available_mb():.0f} MB available"}
     with tempfile.TemporaryDirectory(prefix="kgen-scale-") as tmp:
         workdir = Path(tmp)
         path = workdir / f"{name}.yaml"
