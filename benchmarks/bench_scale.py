@@ -44,7 +44,7 @@ import yaml
 
 SIZES = (3, 20, 50, 100)
 PHASES = ("create", "agents", "pods", "proxies")
-MB_PER_NODE = 70  # a node with 5 pods (measured: 67 MB at 100 nodes)
+NODE_MB, POD_MB = 25, 9  # agent, and each pod's test server (67 MB a node with 5 pods)
 MEMORY_SHARE = 0.8  # of the machine's available memory a lab may take
 PODS_PER_NODE = 5
 SETTLE_SECONDS = 10.0
@@ -53,13 +53,14 @@ _beside = Path(sys.executable).with_name("kgen")
 KGEN = str(_beside) if _beside.exists() else shutil.which("kgen") or "kgen"
 
 
-def lab_doc(name: str, nodes: int, node_network: str | None) -> dict[str, Any]:
+def lab_doc(name: str, nodes: int, node_network: str | None,
+            pods_per_node: int = PODS_PER_NODE) -> dict[str, Any]:
     apps = ["a", "b", "c", "a", "b"]
     doc: dict[str, Any] = {
         "name": name,
         "nodes": [f"node-{i}" for i in range(nodes)],
         "pods": [{"name": f"p{i}-{j}", "node": f"node-{i}", "labels": {"app": apps[j]}}
-                 for i in range(nodes) for j in range(PODS_PER_NODE)],
+                 for i in range(nodes) for j in range(pods_per_node)],
         "services": [
             {"name": "svc-a", "selector": {"app": "a"}, "ports": [{"port": 80, "targetPort": 8080}]},
             {"name": "svc-b", "type": "NodePort", "selector": {"app": "b"},
@@ -173,18 +174,18 @@ def load() -> str:
 
 
 def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: float,
-             up_timeout: float | None) -> dict[str, Any]:
+             up_timeout: float | None, pods_per_node: int = PODS_PER_NODE) -> dict[str, Any]:
     name = f"{prefix}scale{nodes}"
-    need = nodes * MB_PER_NODE
+    need = nodes * (NODE_MB + POD_MB * pods_per_node)
     if need > MEMORY_SHARE * available_mb():
         # A lab the machine cannot hold would take every other lab on it down too.
-        return {"nodes": nodes, "pods": nodes * PODS_PER_NODE, "load_before": load(),
+        return {"nodes": nodes, "pods": nodes * pods_per_node, "load_before": load(),
                 "error": f"skipped: needs about {need:.0f} MB, {available_mb():.0f} MB available"}
     with tempfile.TemporaryDirectory(prefix="kgen-scale-") as tmp:
         workdir = Path(tmp)
         path = workdir / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(lab_doc(name, nodes, node_network), sort_keys=False))
-        row: dict[str, Any] = {"nodes": nodes, "pods": nodes * PODS_PER_NODE, "load_before": load()}
+        path.write_text(yaml.safe_dump(lab_doc(name, nodes, node_network, pods_per_node), sort_keys=False))
+        row: dict[str, Any] = {"nodes": nodes, "pods": nodes * pods_per_node, "load_before": load()}
         try:
             extra = ["--timeout", str(up_timeout)] if up_timeout else []
             row["up_s"], code, out = kgen(workdir, "up", "-v", "-l", str(path), *extra,
@@ -223,10 +224,12 @@ def main() -> None:
                         help="A private /24 for every lab's node network (default: kgen picks).")
     parser.add_argument("--check-timeout", type=float, default=600.0)
     parser.add_argument("--up-timeout", type=float, default=None)
+    parser.add_argument("--pods-per-node", type=int, default=PODS_PER_NODE,
+                        help="Pods on each node (default 5); fewer fit a larger lab in memory.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [run_size(int(n), args.prefix, args.node_network, args.check_timeout, args.up_timeout)
-            for n in args.sizes.split(",")]
+    rows = [run_size(int(n), args.prefix, args.node_network, args.check_timeout, args.up_timeout,
+                     args.pods_per_node) for n in args.sizes.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
