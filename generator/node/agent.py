@@ -31,6 +31,7 @@ from generator.node.contract import (
     NodeSpec,
     NodeState,
     PublishedPod,
+    file_stamp,
     grace_period,
     heartbeat_age,
     heartbeat_period,
@@ -43,13 +44,11 @@ from generator.node.contract import (
     serving_pods,
     write_json_atomic,
 )
+from generator.node.feeds import FeedLimiter, feed_interval
 from generator.node.healthcheck import HealthServers
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
-from generator.node.proxy.nfacct import ensure_counter
-from generator.node.proxy.nftables import NFTablesProxier
-from generator.node.proxy.proxier import Proxier, route_localnet
-from generator.node.proxy.rules import INVALID_CT_COUNTER, LOCALHOST_NODEPORT_COUNTER
+from generator.node.proxy.mode import make_proxier
 from generator.node.speaker import Speaker
 
 log = logging.getLogger("kgen.agent")
@@ -57,16 +56,7 @@ log = logging.getLogger("kgen.agent")
 IDLE_PERIOD = 1.0  # kubelet's PLEG relists once a second too
 BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
-FEED_INTERVAL = 1.0  # kube-proxy's default iptables minSyncPeriod
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """What tells that a file was replaced or rewritten: inode, mtime, size."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+FIRST_FEED_HOLD = 5.0  # at most this long the first input waits for this node's own pods
 
 
 class Agent:
@@ -93,12 +83,13 @@ class Agent:
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
-        self.last_feed = -FEED_INTERVAL
         self.kubelet_synced = False
         self.canary_checked = 0.0
         self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
         self.health = HealthServers()  # kube-proxy's health check node ports
         self.missed_heartbeat = threading.Event()  # set by the heartbeat thread
+        self.feeds = FeedLimiter()
+        self.started = time.monotonic()
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -127,7 +118,7 @@ class Agent:
         busy = now < self.busy_until or self.pods.busy() or self.proxy_behind()
         wait = BUSY_PERIOD if busy else IDLE_PERIOD
         if self.feed_pending:
-            wait = min(wait, max(0.05, self.last_feed + FEED_INTERVAL - now))
+            wait = min(wait, max(0.05, self.feeds.ready_in(now)))
         restart = self.pods.next_restart()
         if restart is not None:
             wait = min(wait, max(0.05, restart - now))
@@ -153,10 +144,11 @@ class Agent:
             self.busy_until = now + BUSY_AFTER_CHANGE
             self.feed_pending = True
         # Changes that come in a burst (a lab coming up) reach the proxy together:
-        # at most one new input per FEED_INTERVAL, as kube-proxy's minSyncPeriod.
-        if self.feed_pending and now - self.last_feed >= FEED_INTERVAL:
+        # at most one new input per FEED_INTERVAL after a burst of two, as kube-proxy's
+        # minSyncPeriod and burstSyncs.
+        if self.feed_pending and self.may_feed(now) and self.feeds.take(now):
             self.feed_proxy()
-            self.last_feed, self.feed_pending = now, False
+            self.feed_pending = False
         self.publish()
 
     def woke_up(self) -> bool:
@@ -170,10 +162,16 @@ class Agent:
             self.speaker.forget()
         return True
 
+    def may_feed(self, now: float) -> bool:
+        """The first input waits (a bounded while) for this node's own pods to leave
+        Pending, as kube-proxy waits for its caches to sync: a node coming up would
+        otherwise spend its burst on inputs that are stale a moment later."""
+        return bool(self.fed) or not self.pods.busy() or now - self.started > FIRST_FEED_HOLD
+
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its
         stamp changed, and a generation whose apply failed is tried again."""
-        stamp = _stamp(self.cluster_file)
+        stamp = file_stamp(self.cluster_file)
         if stamp == self.cluster_stamp:
             return False
         cluster = read_json(self.cluster_file)
@@ -191,7 +189,11 @@ class Agent:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
+        self.feeds.interval = feed_interval(len(cluster["nodes"]))
         log.info("applying generation %s", cluster["generation"])
+        # Beating before the overlay and pods are set up: peers see this node live
+        # as soon as it runs, not after its slowest pod (they wait for its pods anyway).
+        self.ensure_heartbeat()
         overlay.setup(cluster, self.node)
         if not self.kubelet_synced:
             kubelet_chains.sync()  # kubelet's chains are in place before kube-proxy's
@@ -277,7 +279,7 @@ class Agent:
         """Re-read the state files that changed since the last look: an agent replaces
         its file by rename, which changes the directory's mtime, so one stat of the
         directory says whether any file needs a look at all."""
-        stamp = _stamp(self.state_dir)
+        stamp = file_stamp(self.state_dir)
         if stamp == self.dir_stamp and not force:
             return False
         self.dir_stamp = stamp
@@ -285,10 +287,10 @@ class Agent:
         peers = self.peers()
         for name in peers:
             path = self.state_dir / f"{name}.json"
-            file_stamp = _stamp(path)
-            if file_stamp == self.peer_stamps.get(name, ()):
+            peer_stamp = file_stamp(path)
+            if peer_stamp == self.peer_stamps.get(name, ()):
                 continue
-            self.peer_stamps[name] = file_stamp
+            self.peer_stamps[name] = peer_stamp
             doc = read_json(path)
             if not isinstance(doc, dict):
                 doc = None
@@ -297,6 +299,7 @@ class Agent:
             elif _pods_of(doc) != _pods_of(self.peer_docs.get(name)):
                 self.peer_docs[name] = doc
                 changed = True
+                self.expiry.pop(name, None)  # a peer that just wrote is likely live: look now
             else:
                 self.peer_docs[name] = doc
         for gone in set(self.peer_docs) - set(peers):
@@ -365,18 +368,6 @@ class Agent:
 
 def _pods_of(doc: NodeState | None) -> Any:
     return doc.get("pods") if doc is not None else None
-
-
-def make_proxier(cluster: Cluster, node: str, node_ip: str) -> BaseProxier[Any]:
-    """kube-proxy in the lab's mode (cluster.json `proxyMode`: iptables | nftables).
-    iptables mode, as kube-proxy's NewProxier: route_localnet=1 for localhost NodePorts,
-    and its nfacct counters where the kernel has nfacct."""
-    if cluster.get("proxyMode", "iptables") == "nftables":
-        return NFTablesProxier(node, node_ip, cluster["podCIDR"], cluster.get("serviceCIDR"))
-    route_localnet()
-    counters = all(ensure_counter(name) for name in (LOCALHOST_NODEPORT_COUNTER,
-                                                     INVALID_CT_COUNTER))
-    return Proxier(node, node_ip, cluster["podCIDR"], nfacct=counters)
 
 
 def main() -> None:

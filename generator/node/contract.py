@@ -198,6 +198,15 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     os.replace(tmp, path)
 
 
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that a file was replaced or rewritten: inode, mtime, size."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
