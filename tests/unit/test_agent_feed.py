@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.node.agent import FEED_INTERVAL, FeedLimiter, feed_interval
+from generator.node.feeds import FEED_INTERVAL, FeedLimiter, feed_interval
 
 
 def test_two_feeds_at_once_then_one_per_interval() -> None:
