@@ -263,3 +263,69 @@ def serving_pods(cluster: Cluster, docs: dict[str, NodeState],
     """What every proxy and `kgen status` make endpoints from: the published pods
     of live nodes only (of those, `ready_pods` are the endpoints)."""
     return published_pods(cluster, {n: d for n, d in docs.items() if n in live})
+
+
+# ---------------------------------------------------------------- probe jobs and summaries
+#
+# `kgen check` hands a node (for its pods) or a client a batch of probe jobs in one
+# `docker exec ... python3 -m generator.node.probe batch JOBS` (JOBS: base64 of
+# zlib-compressed JSON, a list of ProbeJob) and reads back one ProbeSummary per job,
+# in order, as one JSON list on stdout. A single probe (`probe MODE HOST PORT ...
+# --json`) prints a list of ProbeAttempt. Both sides build and read these types only.
+
+
+class ProbeJob(TypedDict):
+    netns: str | None  # a pod's network namespace (/run/netns/NAME); None: the container's own
+    mode: str  # http | udp | tcp | icmp
+    host: str  # a lab address: the node side refuses anything not private or loopback
+    port: int
+    arg: str  # http: the path; udp: the message
+    count: int  # at most this many requests
+    timeout: float  # seconds per request
+    until: list[str] | None  # stop once every one of these answers was seen
+    fail_fast: bool  # stop at the first failed request
+    streams: int  # requests in flight at once, each on a new connection
+
+
+class ProbeSummary(TypedDict):
+    sent: int
+    ok: int
+    answers: dict[str, int]  # answer -> how many requests got it
+    errors: dict[str, int]  # error -> how many requests ended with it
+    ms_max: float  # the slowest request, in milliseconds
+
+
+class ProbeAttempt(TypedDict):
+    ok: bool
+    answer: str | None
+    error: str | None
+    ms: float
+
+
+def empty_summary() -> ProbeSummary:
+    return {"sent": 0, "ok": 0, "answers": {}, "errors": {}, "ms_max": 0.0}
+
+
+def failed_summary(error: str) -> ProbeSummary:
+    """What the host records for a job whose batch broke before it reported."""
+    summary = empty_summary()
+    summary["errors"][error] = 1
+    return summary
+
+
+def encode_probe_jobs(jobs: list[ProbeJob]) -> str:
+    import base64
+    import zlib
+
+    return base64.b64encode(zlib.compress(json.dumps(jobs).encode())).decode()
+
+
+def decode_probe_jobs(text: str) -> list[ProbeJob]:
+    """ValueError (or zlib.error) when `text` is not an encoded job list."""
+    import base64
+    import zlib
+
+    jobs = json.loads(zlib.decompress(base64.b64decode(text, validate=True)))
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise ValueError("not a list of jobs")
+    return cast(list[ProbeJob], jobs)
