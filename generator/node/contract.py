@@ -314,7 +314,7 @@ def failed_summary(error: str) -> ProbeSummary:
 
 
 def encode_probe_jobs(jobs: list[ProbeJob]) -> str:
-    import base64
+    import base64  # imported here: this block stands alone (and most readers never need it)
     import zlib
 
     return base64.b64encode(zlib.compress(json.dumps(jobs).encode())).decode()
