@@ -6,11 +6,11 @@ checks of its kind (the parameter id names the check, so a test is e.g.
 `clusterip[web:80 from pod-0]`), and pytest applies `-k` and writes
 `--junitxml` as it does for any suite. The lab comes from the `kgen_lab`
 fixture of kgen's pytest plugin (`generator.pytest_plugin`), the one users'
-tests get. The first test to run starts every probe batch in the background
-(the `kgen_checks` session fixture); a probe check's test waits for its own
-batch and judges it, a command check's test runs its commands on testinfra
-hosts; each asserts its own outcome. Command checks run first, while the
-batches run.
+tests get. The first test to run starts every check in the background (the
+`kgen_checks` session fixture): the checks with commands of their own on
+testinfra hosts, and the probe batches, in parallel as `--parallel` allows.
+Each test waits for its own check, judges a probe check's summaries, and
+asserts its outcome.
 """
 
 from __future__ import annotations
@@ -20,13 +20,22 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from generator.checks.base import Check, CommandCheck, LabView, Outcome, ProbeCheck
-from generator.checks.batch import DEFAULT_DEADLINE, PARALLEL, ProbeRun, failed, not_run
+from generator.checks.batch import (
+    DEFAULT_DEADLINE,
+    GRACE,
+    PARALLEL,
+    ProbeRun,
+    failed,
+    not_run,
+)
 from generator.checks.lab import KgenLab
 from generator.checks.plan import plan
 from generator.node.contract import Cluster
@@ -40,7 +49,12 @@ class SelectionError(ValueError):
 
 
 class CheckRun:
-    """One session's checks: the probe batches running in the background, and each outcome."""
+    """One session's checks, run in the background from the first test on; each test then
+    takes its own check's outcome.
+
+    The checks with commands of their own go first (a capture takes longest), then the
+    probe batches: at most `parallel` `docker exec`s at a time in all.
+    """
 
     def __init__(self, lab: LabView, checks: list[Check], parallel: int, deadline: float,
                  timeout: float) -> None:
@@ -50,9 +64,24 @@ class CheckRun:
         self.outcomes: dict[str, Outcome] = {}
         self.probes = ProbeRun(lab, [c for c in checks if isinstance(c, ProbeCheck)], parallel,
                                deadline, timeout)
+        self.commanded = [c for c in checks if isinstance(c, CommandCheck)]
+        self.commands: dict[str, Future[Outcome]] = {}
+
+    def start(self) -> None:
+        for check in self.commanded:
+            self.commands[check.id] = self.probes.pool.submit(self._command, check)
+        self.probes.start()
+
+    def _command(self, check: CommandCheck) -> Outcome:
+        if time.monotonic() >= self.deadline:
+            return not_run(self.timeout)
+        try:
+            return check.run(self.lab)
+        except Exception as err:
+            return failed(err)
 
     def outcome(self, check: Check) -> Outcome:
-        """The check's outcome: its batch judged, or its commands run now."""
+        """The check's outcome: its probe summaries judged, or its commands' verdict."""
         outcome = self._outcome(check)
         self.outcomes[check.id] = outcome
         return outcome
@@ -66,14 +95,13 @@ class CheckRun:
                 return check.judge(self.lab, result)
             except Exception as err:
                 return failed(err)
-        if not isinstance(check, CommandCheck):
+        if check.id not in self.commands:
             return Outcome(False, f"no way to run a {check.kind} check")
-        if time.monotonic() >= self.deadline:
-            return not_run(self.timeout)
         try:
-            return check.run(self.lab)
-        except Exception as err:
-            return failed(err)
+            return self.commands[check.id].result(
+                timeout=max(0.0, self.deadline + GRACE - time.monotonic()))
+        except FutureTimeout:
+            return Outcome(False, f"not finished: the {self.timeout:.0f} s timeout was reached")
 
 
 class ChecksPlugin:
@@ -117,8 +145,6 @@ class ChecksPlugin:
                 empty.append(item)
         if empty:
             config.hook.pytest_deselected(items=empty)
-        # Command checks first: they run in this thread while the probe batches run.
-        kept.sort(key=lambda pair: not isinstance(pair[1], CommandCheck))
         items[:] = [item for item, _ in kept]
         self.by_nodeid = {item.nodeid: check for item, check in kept}
         chosen = {check.id for _, check in kept}
@@ -130,7 +156,7 @@ class ChecksPlugin:
     def kgen_checks(self, kgen_lab: KgenLab) -> Iterator[CheckRun]:
         view = LabView(kgen_lab.cluster, self.status, kgen_lab.host)
         self.run = CheckRun(view, self.selected, self.parallel, self.deadline, self.timeout)
-        self.run.probes.start()
+        self.run.start()
         try:
             yield self.run
         finally:

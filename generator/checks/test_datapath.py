@@ -4,9 +4,10 @@ Collected by `kgen check` (generator.checks.runner), which parametrises each
 function with the lab plan's checks of its kind: `clusterip[web:80 from pod-0]`
 is the ClusterIP check of service web, port 80, from pod-0. The lab is the
 `kgen_lab` fixture of kgen's pytest plugin, as in users' own tests;
-`kgen_checks` runs the probe batches of every selected check in the
-background, and hands each test its check's outcome: a probe check's batch
-judged, or a command check's commands run on testinfra hosts, now.
+`kgen_checks` runs every selected check in the background, in parallel (the
+probes batched per container, the checks with commands of their own on
+testinfra hosts), and hands each test its check's outcome: a probe check's
+summaries judged, or a command check's verdict.
 """
 
 from __future__ import annotations
