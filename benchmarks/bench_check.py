@@ -15,7 +15,8 @@ how many checks passed and failed. Nothing is timed as an assertion.
 change) side by side with this one on the same running lab: the runs
 alternate (other, this, this, other, ...) so that a shared, loaded machine
 weighs on both alike; the table shows each one's median and best and the
-ratio of the medians (this / other).
+ratio of the medians (this / other), and the median of each round's ratio
+(the two runs of a round met about the same load).
 
 `python -m benchmarks.bench_check --nodes 3 20 [--runs R] [--prefix ck] [--network
 172.28.32.0/20] [--workdir DIR] [--keep] [--compare /path/to/old/kgen]`
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -105,11 +107,17 @@ def lab_file(workdir: Path, prefix: str, nodes: int, network: str | None) -> Pat
 def compare_runs(path: Path, workdir: Path, runs: int, other: list[str]) -> dict[str, Any]:
     """`runs` checks by each kgen, alternating (other, this, this, other, ...)."""
     times: dict[str, list[dict[str, Any]]] = {"other": [], "this": []}
+    load: list[float] = []
     for i in range(runs):
         order = ("other", "this") if i % 2 == 0 else ("this", "other")
+        load.append(round(os.getloadavg()[0], 1))
         for who in order:
             times[who].append(time_check(path, workdir, command=other if who == "other" else None))
-    row: dict[str, Any] = {}
+    # The machine is shared: the two runs of one round met about the same load, so the
+    # median of the rounds' ratios says more than the ratio of the medians.
+    paired = [t["seconds"] / o["seconds"] for o, t in zip(times["other"], times["this"], strict=True)]
+    row: dict[str, Any] = {"paired_ratio": statistics.median(paired),
+                           "paired_ratios": [round(x, 2) for x in paired], "load1": load}
     for who, results in times.items():
         seconds = [r["seconds"] for r in results]
         row[who] = {"median_s": statistics.median(seconds), "best_s": min(seconds),
@@ -149,14 +157,15 @@ def measure(nodes: int, runs: int, prefix: str, keep: bool, network: str | None 
 def print_comparison(rows: list[dict[str, Any]]) -> None:
     print(f"{'nodes':>5} {'pods':>5} {'checks':>6} {'runs':>4} {'other median s':>15} "
           f"{'this median s':>14} {'other best s':>13} {'this best s':>12} {'this/other':>10} "
-          f"{'all passed':>12}")
+          f"{'paired':>7} {'all passed':>12}")
     for r in rows:
         o, t = r["other"], r["this"]
         print(f"{r['nodes']:>5} {r['pods']:>5} {t['checks']:>6} {r['runs']:>4} "
               f"{o['median_s']:>15.2f} {t['median_s']:>14.2f} {o['best_s']:>13.2f} "
-              f"{t['best_s']:>12.2f} {r['ratio']:>10.2f} "
+              f"{t['best_s']:>12.2f} {r['ratio']:>10.2f} {r['paired_ratio']:>7.2f} "
               f"{o['all_passed']:>5}/{t['all_passed']:<5}")
         print(f"      other runs: {o['runs_s']}  this runs: {t['runs_s']}")
+        print(f"      per-round ratios: {r['paired_ratios']}  load (1 min): {r['load1']}")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
