@@ -122,7 +122,9 @@ def compare_runs(path: Path, workdir: Path, runs: int, other: list[str]) -> dict
         seconds = [r["seconds"] for r in results]
         row[who] = {"median_s": statistics.median(seconds), "best_s": min(seconds),
                     "runs_s": [round(x, 2) for x in seconds], "checks": results[0]["checks"],
-                    "all_passed": sum(r["failed"] == 0 and r["checks"] > 0 for r in results)}
+                    "all_passed": sum(r["failed"] == 0 and r["checks"] > 0 for r in results),
+                    "failing": sorted({f for r in results for f in r.get("failing", [])}),
+                    "errors": [r["error"] for r in results if "error" in r]}
     row["ratio"] = row["this"]["median_s"] / row["other"]["median_s"]
     return row
 
@@ -166,6 +168,9 @@ def print_comparison(rows: list[dict[str, Any]]) -> None:
               f"{o['all_passed']:>5}/{t['all_passed']:<5}")
         print(f"      other runs: {o['runs_s']}  this runs: {t['runs_s']}")
         print(f"      per-round ratios: {r['paired_ratios']}  load (1 min): {r['load1']}")
+        for who in ("other", "this"):
+            if r[who]["failing"] or r[who]["errors"]:
+                print(f"      {who} failing: {r[who]['failing']} {r[who]['errors']}")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -120,6 +120,7 @@ class ChecksPlugin:
         self.selected: list[Check] = []
         self.by_nodeid: dict[str, Check] = {}
         self.run: CheckRun | None = None
+        self.broken: dict[str, Outcome] = {}  # tests that broke before their check ran
 
     def pytest_configure(self, config: pytest.Config) -> None:
         from generator.pytest_plugin import RUNNING_LAB
@@ -166,15 +167,15 @@ class ChecksPlugin:
         check = self.by_nodeid.get(report.nodeid)
         if check is None or not (report.when == "call" or report.failed):
             return
-        outcomes = self.run.outcomes if self.run else {}
-        if check.id not in outcomes:  # it broke before its outcome was known (e.g. setup)
-            outcomes[check.id] = Outcome(False, _reason(report))
+        outcome = self.run.outcomes.get(check.id) if self.run else None
+        if outcome is None:  # it broke before its outcome was known (e.g. in setup)
+            outcome = self.broken.setdefault(check.id, Outcome(False, _reason(report)))
         if self.done is not None and report.when != "teardown":
-            self.done(check, outcomes[check.id])
+            self.done(check, outcome)
 
     def outcome_of(self, check: Check) -> Outcome:
-        outcomes = self.run.outcomes if self.run else {}
-        return outcomes.get(check.id, Outcome(False, "did not run"))
+        outcome = self.run.outcomes.get(check.id) if self.run else None
+        return outcome or self.broken.get(check.id, Outcome(False, "did not run"))
 
 
 def _reason(report: pytest.TestReport) -> str:
