@@ -114,7 +114,6 @@ class ChecksPlugin:
         self.status = status
         self.parallel = parallel
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
         self.progress = progress
         self.done: Callable[[Check, Outcome], None] | None = None
         self.selected: list[Check] = []
@@ -156,7 +155,10 @@ class ChecksPlugin:
     @pytest.fixture(scope="session")
     def kgen_checks(self, kgen_lab: KgenLab) -> Iterator[CheckRun]:
         view = LabView(kgen_lab.cluster, self.status, kgen_lab.host)
-        self.run = CheckRun(view, self.selected, self.parallel, self.deadline, self.timeout)
+        # The run's time starts with the checks, once pytest has collected them (at a
+        # thousand checks and more, collecting them takes a while on a busy machine).
+        deadline = time.monotonic() + self.timeout
+        self.run = CheckRun(view, self.selected, self.parallel, deadline, self.timeout)
         self.run.start()
         try:
             yield self.run
