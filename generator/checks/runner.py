@@ -1,172 +1,245 @@
-"""Run the planned checks with pytest against a live lab; print a table or JSON.
+"""`kgen check`: the lab's checks as a pytest session, one test per check.
 
-pytest parametrises `test_datapath.py` with the plan and applies `-k` to the
-check ids exactly as it does to test ids. Once collection has chosen the
-checks, the plugin runs them all at once (`probes.run_all`: batched probes,
-in parallel, within the deadline, with a progress display), and each test
-asserts its check's outcome.
+`execute` runs pytest on `test_datapath.py`, whose test functions are named
+after the check kinds; `ChecksPlugin` parametrises each with the plan's
+checks of its kind (the parameter id names the check, so a test is e.g.
+`clusterip[web:80 from pod-0]`), and pytest applies `-k` and writes
+`--junitxml` as it does for any suite. The lab comes from the `kgen_lab`
+fixture of kgen's pytest plugin (`generator.pytest_plugin`), the one users'
+tests get. The first test to run starts every check in the background (the
+`kgen_checks` session fixture): the checks with commands of their own on
+testinfra hosts, and the probe batches, in parallel as `--parallel` allows.
+Each test waits for its own check, judges a probe check's summaries, and
+asserts its outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
-from rich.table import Table
 
-from generator.checks.plan import Check, plan
-from generator.checks.probes import DEFAULT_DEADLINE, PARALLEL, Lab, Outcome, run_all
+from generator.checks.base import Check, CommandCheck, LabView, Outcome, ProbeCheck
+from generator.checks.batch import (
+    DEFAULT_DEADLINE,
+    GRACE,
+    PARALLEL,
+    ProbeRun,
+    failed,
+    not_run,
+)
+from generator.checks.lab import KgenLab
+from generator.checks.plan import plan
+from generator.node.contract import Cluster
 from generator.node.documents import StatusReport
-from generator.runtime.neighbours import NEIGH, entries_needed, has_room, limit
+
+TEST_MODULE = Path(__file__).with_name("test_datapath.py")
+Progress = Callable[[int], Callable[[Check, Outcome], None]]
 
 
 class SelectionError(ValueError):
     """-k matched no check, or is not a valid expression."""
 
 
-class ChecksPlugin:
-    """Feeds the checks to test_datapath.py, runs the selected ones, keeps what each saw."""
+class CheckRun:
+    """One session's checks, run in the background from the first test on; each test then
+    takes its own check's outcome.
 
-    def __init__(self, checks: list[Check], lab: Lab, parallel: int, timeout: float,
-                 progress: Callable[[int], Callable[[Check, Outcome], None]] | None) -> None:
+    The checks with commands of their own go first (a capture takes longest), then the
+    probe batches: at most `parallel` `docker exec`s at a time in all.
+    """
+
+    def __init__(self, lab: LabView, checks: list[Check], parallel: int, deadline: float,
+                 timeout: float) -> None:
+        self.lab = lab
+        self.deadline = deadline
+        self.timeout = timeout
+        self.outcomes: dict[str, Outcome] = {}
+        self.probes = ProbeRun(lab, [c for c in checks if isinstance(c, ProbeCheck)], parallel,
+                               deadline, timeout)
+        self.commanded = [c for c in checks if isinstance(c, CommandCheck)]
+        self.commands: dict[str, Future[Outcome]] = {}
+
+    def start(self) -> None:
+        for check in self.commanded:
+            self.commands[check.id] = self.probes.pool.submit(self._command, check)
+        self.probes.start()
+
+    def _command(self, check: CommandCheck) -> Outcome:
+        if time.monotonic() >= self.deadline:
+            return not_run(self.timeout)
+        try:
+            return check.run(self.lab)
+        except Exception as err:
+            return failed(err)
+
+    def outcome(self, check: Check) -> Outcome:
+        """The check's outcome: its probe summaries judged, or its commands' verdict."""
+        outcome = self._outcome(check)
+        self.outcomes[check.id] = outcome
+        return outcome
+
+    def _outcome(self, check: Check) -> Outcome:
+        if isinstance(check, ProbeCheck):
+            result = self.probes.result(check)
+            if isinstance(result, Outcome):
+                return result
+            try:
+                return check.judge(self.lab, result)
+            except Exception as err:
+                return failed(err)
+        if check.id not in self.commands:
+            return Outcome(False, f"no way to run a {check.kind} check")
+        try:
+            return self.commands[check.id].result(
+                timeout=max(0.0, self.deadline + GRACE - time.monotonic()))
+        except FutureTimeout:
+            return Outcome(False, f"not finished: the {self.timeout:.0f} s timeout was reached")
+
+
+class ChecksPlugin:
+    """Feeds the checks to test_datapath.py and keeps what each test saw."""
+
+    def __init__(self, checks: list[Check], lab: KgenLab, status: StatusReport, parallel: int,
+                 timeout: float, progress: Progress | None) -> None:
         self.checks = checks
         self.lab = lab
+        self.status = status
         self.parallel = parallel
         self.timeout = timeout
         self.progress = progress
+        self.done: Callable[[Check, Outcome], None] | None = None
         self.selected: list[Check] = []
-        self.outcomes: dict[str, Outcome] = {}
+        self.by_nodeid: dict[str, Check] = {}
+        self.run: CheckRun | None = None
+        self.broken: dict[str, Outcome] = {}  # tests that broke before their check ran
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        from generator.pytest_plugin import RUNNING_LAB
+
+        config.stash[RUNNING_LAB] = self.lab  # kgen_lab is this lab: no `kgen up`, no down
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "check" in metafunc.fixturenames:
-            metafunc.parametrize("check", self.checks, ids=[c.id for c in self.checks])
+            mine = [c for c in self.checks if c.test_name() == metafunc.function.__name__]
+            metafunc.parametrize("check", mine, ids=[c.label for c in mine])
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.selected = [item.callspec.params["check"] for item in session.items
-                         if hasattr(item, "callspec")]
-        done = self.progress(len(self.selected)) if self.progress and self.selected else None
-        self.outcomes = run_all(self.lab, self.selected, self.parallel, self.timeout, done)
+    @pytest.hookimpl(trylast=True)  # after -k has deselected
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        kept: list[tuple[pytest.Item, Check]] = []
+        empty: list[pytest.Item] = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            check = callspec.params.get("check") if callspec is not None else None
+            if isinstance(check, Check):
+                kept.append((item, check))
+            else:  # a kind the plan has no check of: pytest's "empty parameter set" item
+                empty.append(item)
+        if empty:
+            config.hook.pytest_deselected(items=empty)
+        items[:] = [item for item, _ in kept]
+        self.by_nodeid = {item.nodeid: check for item, check in kept}
+        chosen = {check.id for _, check in kept}
+        self.selected = [c for c in self.checks if c.id in chosen]
+        if self.progress and self.selected:
+            self.done = self.progress(len(self.selected))
 
-    @pytest.fixture
-    def outcome_of(self) -> Callable[[Check], Outcome]:
-        return lambda check: self.outcomes.get(check.id, Outcome(False, "did not run"))
+    @pytest.fixture(scope="session")
+    def kgen_checks(self, kgen_lab: KgenLab) -> Iterator[CheckRun]:
+        view = LabView(kgen_lab.cluster, self.status, kgen_lab.host)
+        # The run's time starts with the checks, once pytest has collected them (at a
+        # thousand checks and more, collecting them takes a while on a busy machine).
+        deadline = time.monotonic() + self.timeout
+        self.run = CheckRun(view, self.selected, self.parallel, deadline, self.timeout)
+        self.run.start()
+        try:
+            yield self.run
+        finally:
+            self.run.probes.close()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        check = self.by_nodeid.get(report.nodeid)
+        if check is None or not (report.when == "call" or report.failed):
+            return
+        outcome = self.run.outcomes.get(check.id) if self.run else None
+        if outcome is None:  # it broke before its outcome was known (e.g. in setup)
+            outcome = self.broken.setdefault(check.id, Outcome(False, _reason(report)))
+        if self.done is not None and report.when != "teardown":
+            self.done(check, outcome)
+
+    def outcome_of(self, check: Check) -> Outcome:
+        outcome = self.run.outcomes.get(check.id) if self.run else None
+        return outcome or self.broken.get(check.id, Outcome(False, "did not run"))
 
 
-def execute(cluster: dict[str, Any], status: StatusReport,
-            checks: list[Check] | None = None, keyword: str | None = None,
-            parallel: int = PARALLEL, timeout: float = DEFAULT_DEADLINE,
-            progress: Callable[[int], Callable[[Check, Outcome], None]] | None = None,
-            ) -> list[dict[str, Any]]:
+def _reason(report: pytest.TestReport) -> str:
+    text = str(report.longrepr or "failed").strip().splitlines()
+    return (text[-1] if text else "failed")[:200]
+
+
+def pytest_args(keyword: str | None, junitxml: Path | None) -> list[str]:
+    """Our own ini (none) and rootdir, so a project's pytest config does not leak in; the
+    test functions are the kinds' names; no capture, so a progress display reaches the
+    terminal (pytest's own report goes to a buffer: kgen prints its own table)."""
+    from generator.checks.kinds import KINDS
+
+    args = [str(TEST_MODULE), "-q", "-s", "-p", "no:cacheprovider", "-c", os.devnull,
+            "--rootdir", str(TEST_MODULE.parent), "-p", "generator.pytest_plugin",
+            "-o", "python_functions=" + " ".join(k.test_name() for k in KINDS),
+            "-o", "junit_suite_name=kgen-check", "-o", "console_output_style=classic"]
+    if keyword:
+        args += ["-k", keyword]
+    if junitxml is not None:
+        args += ["--junitxml", str(junitxml)]
+    return args
+
+
+def execute(cluster: Cluster, status: StatusReport, checks: list[Check] | None = None,
+            keyword: str | None = None, parallel: int = PARALLEL,
+            timeout: float = DEFAULT_DEADLINE, progress: Progress | None = None,
+            junitxml: Path | None = None, lab: KgenLab | None = None) -> list[dict[str, Any]]:
     """Run checks (default: the lab's plan; `keyword` selects as pytest -k does);
     one result row per check run, in plan order."""
     checks = plan(cluster) if checks is None else checks
-    plugin = ChecksPlugin(checks, Lab(cluster, status), parallel, timeout, progress)
-    module = Path(__file__).with_name("test_datapath.py")
-    # Our own ini (none) and rootdir, so a project's pytest config does not leak in;
-    # no capture, so the progress display reaches the terminal; pytest's report goes
-    # to a buffer: kgen prints its own table.
-    args = [str(module), "-q", "-s", "-p", "no:cacheprovider", "-c", os.devnull,
-            "--rootdir", str(module.parent)]
-    if keyword:
-        args += ["-k", keyword]
+    lab = lab or KgenLab(cluster, lambda: status)
+    plugin = ChecksPlugin(checks, lab, status, parallel, timeout, progress)
     report = io.StringIO()
-    with contextlib.redirect_stdout(report), contextlib.redirect_stderr(report):
-        code = pytest.main(args, plugins=[plugin])
+    # Only kgen's plugin: a user's installed pytest plugins have no say in kgen check.
+    with _env("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1"), contextlib.redirect_stdout(report), \
+            contextlib.redirect_stderr(report):
+        code = pytest.main(pytest_args(keyword, junitxml), plugins=[plugin])
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
         lines = [line.removeprefix("ERROR: ") for line in report.getvalue().splitlines()
                  if line.startswith("ERROR")]
         raise SelectionError("; ".join(lines[-2:]) or f"-k {keyword!r}: pytest exit {code}")
     if not plugin.selected:
         raise SelectionError(f"no check matches -k {keyword!r}" if keyword else "no checks planned")
-    rows = []
-    for c in plugin.selected:
-        outcome = plugin.outcomes.get(c.id, Outcome(False, "did not run"))
-        rows.append({"id": c.id, "kind": c.kind, "what": c.what, "from": c.source,
-                     "to": c.target, "expected": c.expected, "seen": outcome.seen,
-                     "passed": outcome.passed})
-    return rows
+    return [row(c, plugin.outcome_of(c)) for c in plugin.selected]
 
 
-def table(rows: list[dict[str, Any]]) -> Table:
-    t = Table("check", "from", "to", "expected", "seen", "result", title="kgen check")
-    for r in rows:
-        t.add_row(r["what"], r["from"], r["to"], r["expected"], r["seen"],
-                  "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
-    return t
+def row(check: Check, outcome: Outcome) -> dict[str, Any]:
+    return {"id": check.id, "kind": check.kind, "what": check.what, "from": check.source,
+            "to": check.target, "expected": check.expected, "seen": outcome.seen,
+            "passed": outcome.passed}
 
 
-def progress_display(console: Console) -> tuple[Any, Callable[[int], Callable[[Check, Outcome],
-                                                                              None]]]:
-    """A rich progress bar (on a terminal) and the factory the plugin calls with the total."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
-                   console=console, transient=True, disable=not console.is_terminal)
-
-    def start(total: int) -> Callable[[Check, Outcome], None]:
-        task = bar.add_task("checks", total=total, failed=0)
-        failed = 0
-
-        def done(_check: Check, outcome: Outcome) -> None:
-            nonlocal failed
-            failed += not outcome.passed
-            bar.update(task, advance=1, failed=failed)
-
-        return done
-
-    return bar, start
-
-
-def neighbour_warning(cluster: dict[str, Any], neigh: Path = NEIGH) -> str | None:
-    """Why a big lab may fail its checks on this host, before it does (`kgen up`
-    raises the limit when it can; see generator/runtime/neighbours.py)."""
-    if has_room(cluster, neigh):
-        return None
-    return (f"warning: the checks need about {entries_needed(cluster)} neighbour (ARP) entries at "
-            f"once and this host shares at most {limit(neigh)} among all its network namespaces "
-            "(net.ipv4.neigh.default.gc_thresh3): checks may fail with 'neighbor table overflow!' "
-            "in dmesg. Raise the limit, e.g. sysctl -w net.ipv4.neigh.default.gc_thresh1=4096 "
-            "net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384")
-
-
-def run_checks(model: Any, paths: Any, as_json: bool, console: Console,
-               keyword: str | None = None, timeout: float = DEFAULT_DEADLINE,
-               parallel: int = PARALLEL) -> int:
-    from generator.runtime.engine import docker_client
-    from generator.runtime.errors import RuntimeFailure
-    from generator.runtime.status import status as lab_status
-
-    cluster = paths.cluster()
-    status = lab_status(docker_client(), paths, model.name) if cluster else None
-    if cluster is None or status is None or any(n["state"] != "Ready" for n in status["nodes"]):
-        raise RuntimeFailure(f"lab {model.name} is not up; run `kgen up` first")
-    # The progress display writes to the terminal's stderr, fixed now: pytest's own output
-    # is redirected while the checks run.
-    progress_console = Console(file=sys.stderr)
-    warning = neighbour_warning(cluster)
-    if warning:
-        progress_console.print(warning, style="yellow", markup=False, highlight=False)
-    bar, start = progress_display(progress_console)
-    started = time.monotonic()
-    with bar:
-        rows = execute(cluster, status, keyword=keyword, parallel=parallel, timeout=timeout,
-                       progress=start)
-    seconds = time.monotonic() - started
-    failed = sum(not r["passed"] for r in rows)
-    if as_json:
-        print(json.dumps({"lab": model.name, "passed": len(rows) - failed, "failed": failed,
-                          "seconds": round(seconds, 2), "checks": rows}, indent=2))
-    else:
-        console.print(table(rows))
-        console.print(f"{len(rows) - failed} passed, {failed} failed in {seconds:.1f} s")
-    return 1 if failed else 0
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

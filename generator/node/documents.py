@@ -15,17 +15,12 @@ tests/unit/test_documents.py fails when what a side builds drifts from these typ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict, cast
+import json
+from typing import NotRequired, TypedDict, cast
 
 from generator.node.contract import (
     ClientSpec,
-    Cluster,
-    PublishedPod,
     ServicePortSpec,
-    ServiceSpec,
-    ready_pods,
-    selects,
 )
 
 # generator.trace and the node's generator.node.trace; the status report and the trace
@@ -248,91 +243,67 @@ class TraceResult(TypedDict):
     hops: list[TraceHop]
 
 
-# ---------------------------------------------------------------- the cluster DNS's input
-# What the DNS server answers from (generator.node.dns), one document computed by
-# `dns_zone` from the cluster and the serving pods, so the host and a node derive it alike.
+# ---------------------------------------------------------------- probe jobs and summaries
+#
+# `kgen check` hands a node (for its pods) or a client a batch of probe jobs in one
+# `docker exec ... python3 -m generator.node.probe batch JOBS` (JOBS: base64 of
+# zlib-compressed JSON, a list of ProbeJob) and reads back one ProbeSummary per job,
+# in order, as one JSON list on stdout. A single probe (`probe MODE HOST PORT ...
+# --json`) prints a list of ProbeAttempt. Both sides build and read these types only.
 
-DEFAULT_NAMESPACE = "default"
-CLUSTER_DOMAIN = "cluster.local"
 
-
-class DnsPort(TypedDict):
-    name: str  # "" for an unnamed port, which has no SRV record
-    protocol: str  # TCP | UDP | SCTP
+class ProbeJob(TypedDict):
+    netns: str | None  # a pod's network namespace (/run/netns/NAME); None: the container's own
+    mode: str  # http | udp | tcp | icmp
+    host: str  # a lab address: the node side refuses anything not private or loopback
     port: int
+    arg: str  # http: the path; udp: the message
+    count: int  # at most this many requests
+    timeout: float  # seconds per request
+    until: list[str] | None  # stop once every one of these answers was seen
+    fail_fast: bool  # stop at the first failed request
+    streams: int  # requests in flight at once, each on a new connection
 
 
-class DnsEndpoint(TypedDict):
-    ip: str
-    pod: str  # the pod behind it (an EndpointSlice's targetRef)
-    hostname: NotRequired[str]  # the pod's spec.hostname, when its subdomain is this service
+class ProbeSummary(TypedDict):
+    sent: int
+    ok: int
+    answers: dict[str, int]  # answer -> how many requests got it
+    errors: dict[str, int]  # error -> how many requests ended with it
+    ms_max: float  # the slowest request, in milliseconds
 
 
-class DnsService(TypedDict):
-    name: str
-    namespace: str
-    clusterIP: str | None  # None: headless
-    ports: list[DnsPort]
-    endpoints: list[DnsEndpoint]  # the ready ones only
+class ProbeAttempt(TypedDict):
+    ok: bool
+    answer: str | None
+    error: str | None
+    ms: float
 
 
-class DnsPod(TypedDict):
-    name: str
-    namespace: str
-    ip: str
+def empty_summary() -> ProbeSummary:
+    return {"sent": 0, "ok": 0, "answers": {}, "errors": {}, "ms_max": 0.0}
 
 
-class DnsZone(TypedDict):
-    domain: str  # the cluster domain, e.g. cluster.local
-    namespaces: list[str]
-    services: list[DnsService]
-    pods: list[DnsPod]
-    reverseCIDRs: list[str]  # reverse names inside these are answered; others REFUSED
-    nameserver: str | None  # the DNS service's cluster IP (ns.dns.<domain>)
+def failed_summary(error: str) -> ProbeSummary:
+    """What the host records for a job whose batch broke before it reported."""
+    summary = empty_summary()
+    summary["errors"][error] = 1
+    return summary
 
 
-def _pod_dns_fields(cluster: Cluster) -> dict[str, Mapping[str, Any]]:
-    """Each pod spec's namespace, hostname and subdomain, read so that the zone
-    follows when the lab model gains them (today: none, so `default`)."""
-    return {p["name"]: cast(Mapping[str, Any], p) for p in cluster["pods"]}
+def encode_probe_jobs(jobs: list[ProbeJob]) -> str:
+    import base64  # imported here: this block stands alone (and most readers never need it)
+    import zlib
+
+    return base64.b64encode(zlib.compress(json.dumps(jobs).encode())).decode()
 
 
-def _namespace(spec: Mapping[str, Any] | None) -> str:
-    return str((spec or {}).get("namespace") or DEFAULT_NAMESPACE)
+def decode_probe_jobs(text: str) -> list[ProbeJob]:
+    """ValueError (or zlib.error) when `text` is not an encoded job list."""
+    import base64
+    import zlib
 
-
-def _dns_service(spec: ServiceSpec, ready: list[PublishedPod],
-                 pod_specs: dict[str, Mapping[str, Any]]) -> DnsService:
-    """A service as DNS sees it: its ready endpoints are the ready pods it selects
-    in its own namespace; an endpoint has the pod's hostname when the pod's
-    subdomain names this service (what the EndpointSlice controller copies)."""
-    namespace = _namespace(cast(Mapping[str, Any], spec))
-    endpoints: list[DnsEndpoint] = []
-    for pod in ready:
-        pod_spec = pod_specs.get(pod["name"]) or {}
-        if _namespace(pod_spec) != namespace or not selects(spec["selector"], pod["labels"]):
-            continue
-        endpoint: DnsEndpoint = {"ip": str(pod["ip"]), "pod": pod["name"]}
-        if pod_spec.get("hostname") and pod_spec.get("subdomain") == spec["name"]:
-            endpoint["hostname"] = str(pod_spec["hostname"])
-        endpoints.append(endpoint)
-    cluster_ip = spec["clusterIP"] if spec["clusterIP"] not in ("", "None") else None
-    return {"name": spec["name"], "namespace": namespace, "clusterIP": cluster_ip, "endpoints": endpoints,
-            "ports": [{"name": p["name"], "protocol": p["protocol"], "port": p["port"]}
-                      for p in spec["ports"]]}
-
-
-def dns_zone(cluster: Cluster, pods: list[PublishedPod], domain: str = CLUSTER_DOMAIN,
-             nameserver: str | None = None) -> DnsZone:
-    """The DNS records' input: `pods` as `serving_pods` gives them. Pods and
-    services without a namespace are in `default` (kgen labs have no others yet)."""
-    pod_specs = _pod_dns_fields(cluster)
-    services = [_dns_service(s, ready_pods(pods), pod_specs) for s in cluster["services"]]
-    dns_pods: list[DnsPod] = [{"name": p["name"], "namespace": _namespace(pod_specs.get(p["name"])),
-                               "ip": str(p["ip"])}
-                              for p in pods if p.get("ip")]  # ready or not, as CoreDNS's pod index
-    namespaces = {DEFAULT_NAMESPACE, "kube-system", *(s["namespace"] for s in services),
-                  *(p["namespace"] for p in dns_pods)}
-    return {"domain": domain, "namespaces": sorted(namespaces), "services": services,
-            "pods": dns_pods, "reverseCIDRs": [cluster["serviceCIDR"], cluster["podCIDR"]],
-            "nameserver": nameserver}
+    jobs = json.loads(zlib.decompress(base64.b64decode(text, validate=True)))
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise ValueError("not a list of jobs")
+    return cast(list[ProbeJob], jobs)

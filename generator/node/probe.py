@@ -16,14 +16,13 @@ client sends): JOBS is base64 of zlib-compressed JSON, a list of jobs
 to `count` requests (over up to `streams` connections at once) and stops
 early at the first failure (`fail_fast`) or once every answer in `until` has
 been seen. It prints one JSON list, one
-summary per job in order: `{"sent", "ok", "answers": {answer: n}, "errors":
-{error: n}, "ms_max"}`. Probes go only to private or loopback addresses.
+summary per job in order (`contract.ProbeSummary`). Probes go only to private
+or loopback addresses.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import ipaddress
 import json
@@ -35,9 +34,15 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from generator.node import netns
+from generator.node.documents import (
+    ProbeAttempt,
+    ProbeJob,
+    ProbeSummary,
+    decode_probe_jobs,
+    empty_summary,
+)
 
 MAX_COUNT = 50000
 MAX_TIMEOUT = 30.0
@@ -94,7 +99,8 @@ def tcp_connect(host: str, port: int, _arg: str, timeout: float, sport: int | No
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    total = sum(words)
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -132,20 +138,21 @@ MODES = {"http": http_get, "udp": udp_ask, "tcp": tcp_connect, "icmp": icmp_echo
 
 
 def attempt(mode: str, host: str, port: int, arg: str, timeout: float,
-            sport: int | None = None) -> dict[str, Any]:
+            sport: int | None = None) -> ProbeAttempt:
     started = time.monotonic()
+    answer: str | None = None
+    error: str | None = None
     try:
         answer = MODES[mode](host, port, arg, timeout, sport)
-        result: dict[str, Any] = {"ok": True, "answer": answer, "error": None}
     except (OSError, http.client.HTTPException) as err:
-        result = {"ok": False, "answer": None, "error": _error(err)}
-    result["ms"] = round((time.monotonic() - started) * 1000, 2)
-    return result
+        error = _error(err)
+    return {"ok": error is None, "answer": answer, "error": error,
+            "ms": round((time.monotonic() - started) * 1000, 2)}
 
 
 def run(mode: str, host: str, port: int, arg: str, count: int, timeout: float,
-        fail_fast: bool, sport: int | None = None) -> list[dict[str, Any]]:
-    results = []
+        fail_fast: bool, sport: int | None = None) -> list[ProbeAttempt]:
+    results: list[ProbeAttempt] = []
     for _ in range(count):
         results.append(attempt(mode, host, port, arg, timeout, sport))
         if fail_fast and not results[-1]["ok"]:
@@ -169,18 +176,18 @@ enter_netns = netns.enter
 class _Job:
     """The shared state of one job's requests, sent by up to `streams` threads."""
 
-    def __init__(self, job: dict[str, Any], deadline: float) -> None:
+    def __init__(self, job: ProbeJob, deadline: float) -> None:
         self.job = job
         self.deadline = deadline
         self.count = max(1, min(int(job.get("count", 1)), MAX_COUNT))
         self.timeout = max(0.01, min(float(job.get("timeout", 2.0)), MAX_TIMEOUT))
-        self.until = set(job["until"]) if job.get("until") else None
+        until = job.get("until")
+        self.until = set(until) if until else None
         self.fail_fast = bool(job.get("fail_fast", True))
         self.lock = threading.Lock()
         self.issued = 0
         self.stop = False
-        self.summary: dict[str, Any] = {"sent": 0, "ok": 0, "answers": {}, "errors": {},
-                                        "ms_max": 0.0}
+        self.summary: ProbeSummary = empty_summary()
 
     def error(self, error: str) -> None:
         errors = self.summary["errors"]
@@ -199,18 +206,18 @@ class _Job:
             self.issued += 1
             return min(self.timeout, left)
 
-    def record(self, r: dict[str, Any]) -> None:
+    def record(self, r: ProbeAttempt) -> None:
         with self.lock:
             summary = self.summary
             summary["sent"] += 1
             summary["ms_max"] = max(summary["ms_max"], r["ms"])
-            if r["ok"]:
+            if r["answer"] is not None:
                 summary["ok"] += 1
                 summary["answers"][r["answer"]] = summary["answers"].get(r["answer"], 0) + 1
                 if self.until is not None and self.until <= summary["answers"].keys():
                     self.stop = True
             else:
-                self.error(r["error"])
+                self.error(r["error"] or "failed")
                 self.stop = self.stop or self.fail_fast
 
     def stream(self, inherited: str | None) -> None:
@@ -228,7 +235,7 @@ class _Job:
                                 timeout))
 
 
-def run_job(job: dict[str, Any], deadline: float) -> dict[str, Any]:
+def run_job(job: ProbeJob, deadline: float) -> ProbeSummary:
     """One job of a batch: up to `count` requests over up to `streams` connections at once,
     summarised. It stops at the first failure (`fail_fast`) or once every answer in `until`
     was seen; never more than `count` requests, none after the deadline."""
@@ -251,15 +258,7 @@ def run_job(job: dict[str, Any], deadline: float) -> dict[str, Any]:
     return state.summary
 
 
-def encode_jobs(jobs: list[dict[str, Any]]) -> str:
-    return base64.b64encode(zlib.compress(json.dumps(jobs).encode())).decode()
-
-
-def decode_jobs(text: str) -> list[dict[str, Any]]:
-    return list(json.loads(zlib.decompress(base64.b64decode(text))))
-
-
-def run_batch(jobs: list[dict[str, Any]], deadline_s: float, workers: int) -> list[dict[str, Any]]:
+def run_batch(jobs: list[ProbeJob], deadline_s: float, workers: int) -> list[ProbeSummary]:
     deadline = time.monotonic() + deadline_s
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1))) as pool:
         return list(pool.map(lambda job: run_job(job, deadline), jobs))
@@ -274,7 +273,7 @@ def batch_main(argv: list[str]) -> int:
     if not 0 < args.deadline <= MAX_DEADLINE or not 1 <= args.workers <= MAX_WORKERS:
         parser.error(f"--deadline must be 0-{MAX_DEADLINE} and --workers 1-{MAX_WORKERS}")
     try:
-        jobs = decode_jobs(args.jobs)
+        jobs = decode_probe_jobs(args.jobs)
     except (ValueError, zlib.error) as err:
         parser.error(f"cannot read the jobs: {err}")
     print(json.dumps(run_batch(jobs, args.deadline, args.workers)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,16 +54,32 @@ def until_healthy(lab: RunningLab, timeout: float = 30.0) -> set[str]:
         time.sleep(1.0)
 
 
-def test_1_healthy_lab_passes_every_check(brk: RunningLab) -> None:
+def junit(lab: RunningLab, report: Path) -> tuple[int, dict[str, bool]]:
+    """`kgen check --junitxml`: its exit status, and each testcase of the XML (name -> failed)."""
+    result = lab.kgen("check", "--junitxml", str(report), check=False)
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert suite is not None, report.read_text()
+    cases = {str(case.get("name")): case.find("failure") is not None or
+             case.find("error") is not None for case in suite.findall("testcase")}
+    assert len(cases) == len(suite.findall("testcase")), "one testcase per check, each once"
+    return result.returncode, cases
+
+
+def test_1_healthy_lab_passes_every_check(brk: RunningLab, tmp_path: Path) -> None:
     assert failing(brk) == set()
+    code, cases = junit(brk, tmp_path / "healthy.xml")
+    assert set(cases) == {c.id for c in plan(cluster(brk))}
+    assert code == 0 and not any(cases.values())
 
 
-def test_2_bridge_down_fails_exactly_its_dependents(brk: RunningLab) -> None:
+def test_2_bridge_down_fails_exactly_its_dependents(brk: RunningLab, tmp_path: Path) -> None:
     expected = dependents(brk, "bridge:node-0")
     assert expected, "the plan has checks through node-0's bridge"
     brk.exec("node-0", "ip", "link", "set", "cbr0", "down")
     try:
         assert failing(brk) == expected
+        code, cases = junit(brk, tmp_path / "bridge-down.xml")
+        assert code == 1 and {name for name, failed in cases.items() if failed} == expected
     finally:
         brk.exec("node-0", "ip", "link", "set", "cbr0", "up")
     assert until_healthy(brk) == set()
@@ -88,7 +105,7 @@ def test_3_nat_flushed_fails_exactly_its_dependents(brk: RunningLab) -> None:
 def test_4_veth_removed_fails_exactly_its_dependents(brk: RunningLab) -> None:
     expected = dependents(brk, "veth:pod-1")
     # pod-1 backs no service: only the sampled pod-to-pod checks to and from it.
-    assert expected == {"pod-to-pod:pod-0->pod-1", "pod-to-pod:pod-1->pod-2"}
+    assert expected == {"pod_to_pod[pod-0 to pod-1]", "pod_to_pod[pod-1 to pod-2]"}
     peer = brk.exec("pod-1", "cat", "/sys/class/net/eth0/iflink").stdout.strip()
     veth = brk.exec("node-0", "sh", "-c", f"ip -o link | grep '^{peer}:'").stdout.split(":")[1]
     brk.exec("node-0", "ip", "link", "del", veth.split("@")[0].strip())

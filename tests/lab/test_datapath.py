@@ -107,10 +107,10 @@ def test_kgen_check_passes_on_the_demo_and_prints_json(demo: RunningLab) -> None
 
 
 def test_kgen_check_k_selects_checks_by_id(demo: RunningLab) -> None:
-    result = demo.kgen("check", "--json", "-k", "nodeport:web-local", check=False)
+    result = demo.kgen("check", "--json", "-k", "nodeport[web-local", check=False)
     report = json.loads(result.stdout)
     ids = {c["id"] for c in report["checks"]}
-    assert ids == {f"nodeport:web-local:node-{i}" for i in range(3)}
+    assert ids == {f"nodeport[web-local:30081 via node-{i}]" for i in range(3)}
     assert result.returncode == 0 and report["failed"] == 0
     nothing = demo.kgen("check", "-k", "no-such-check", check=False)
     assert nothing.returncode == 2 and "no check matches" in nothing.stderr

@@ -7,14 +7,9 @@ import math
 
 import pytest
 
-from generator.checks.plan import (
-    FALSE_FAILURE,
-    hit_requests,
-    miss_probability,
-    plan,
-    pod_matrix,
-    spread_requests,
-)
+from generator.checks.kinds.pod_to_pod import pod_matrix
+from generator.checks.plan import plan
+from generator.checks.stats import FALSE_FAILURE, hit_requests, miss_probability, spread_requests
 from generator.cluster.build import build_state
 from generator.lab.model import load_lab, parse_lab
 from tests.conftest import ROOT
@@ -34,7 +29,7 @@ def test_demo_plan_covers_every_path_of_the_story() -> None:
 
 def test_clusterip_is_checked_from_nodes_with_and_without_backends() -> None:
     checks = demo_plan()
-    away, near = checks["clusterip:web:pod-0"], checks["clusterip:web:pod-2"]
+    away, near = checks["clusterip[web:80 from pod-0]"], checks["clusterip[web:80 from pod-2]"]
     assert "without" in away.what and "with a backend" in near.what
     assert away.params["backends"] == ["pod-2", "pod-3"]
     assert away.params["requests"] > 1
@@ -42,28 +37,28 @@ def test_clusterip_is_checked_from_nodes_with_and_without_backends() -> None:
 
 def test_nodeport_expectations_follow_the_traffic_policy() -> None:
     checks = demo_plan()
-    assert "an address of node-0" in checks["nodeport:web-nodeport:node-0"].expected
-    assert checks["nodeport:web-local:node-0"].params["drop"] is True
-    assert "client's IP 172.31.9.254" in checks["nodeport:web-local:node-1"].expected
-    assert checks["nodeport:web-local:node-1"].params["backends"] == ["pod-2"]
+    assert "an address of node-0" in checks["nodeport[web-nodeport:30080 via node-0]"].expected
+    assert checks["nodeport[web-local:30081 via node-0]"].params["drop"] is True
+    assert "client's IP 172.31.9.254" in checks["nodeport[web-local:30081 via node-1]"].expected
+    assert checks["nodeport[web-local:30081 via node-1]"].params["backends"] == ["pod-2"]
 
 
 def test_dependencies_name_the_parts_a_packet_crosses() -> None:
     checks = demo_plan()
-    same = checks["pod-to-pod:pod-0->pod-1"].depends
+    same = checks["pod_to_pod[pod-0 to pod-1]"].depends
     assert same == {"veth:pod-0", "veth:pod-1", "bridge:node-0"}
-    across = checks["pod-to-pod:pod-1->pod-2"].depends
+    across = checks["pod_to_pod[pod-1 to pod-2]"].depends
     assert {"overlay:node-0", "overlay:node-1", "bridge:node-1"} <= across
-    assert "nat:node-0" in checks["clusterip:web:pod-0"].depends
-    assert not any(d.startswith("nat:") for d in checks["no-endpoints:no-backends"].depends)
-    assert checks["nodeport:web-local:node-0"].depends == frozenset()
+    assert "nat:node-0" in checks["clusterip[web:80 from pod-0]"].depends
+    assert not any(d.startswith("nat:") for d in checks["no_endpoints[no-backends:80 from pod-0]"].depends)
+    assert checks["nodeport[web-local:30081 via node-0]"].depends == frozenset()
 
 
 def test_a_small_lab_gets_only_the_checks_it_can_run() -> None:
     lab = parse_lab({"name": "t", "nodes": ["n0"], "backend": "host-gw",
                      "pods": [{"name": "a", "node": "n0"}, {"name": "b", "node": "n0"}]})
     checks = plan(build_state(lab, NET))
-    assert [c.id for c in checks] == ["pod-to-pod:a->b", "pod-to-pod:b->a"]
+    assert [c.id for c in checks] == ["pod_to_pod[a to b]", "pod_to_pod[b to a]"]
 
 
 def test_host_gw_expects_pod_ips_on_the_wire() -> None:
@@ -117,9 +112,9 @@ def test_pod_matrix_is_deterministic_and_balanced() -> None:
 
 
 def test_demo_pod_matrix() -> None:
-    ids = [i for i in demo_plan() if i.startswith("pod-to-pod:")]
-    assert ids == ["pod-to-pod:pod-0->pod-1", "pod-to-pod:pod-1->pod-2", "pod-to-pod:pod-2->pod-3",
-                   "pod-to-pod:pod-3->pod-0"]
+    ids = [i for i in demo_plan() if i.startswith("pod_to_pod[")]
+    assert ids == ["pod_to_pod[pod-0 to pod-1]", "pod_to_pod[pod-1 to pod-2]", "pod_to_pod[pod-2 to pod-3]",
+                   "pod_to_pod[pod-3 to pod-0]"]
 
 
 # ---- how many requests a random draw needs
@@ -145,14 +140,14 @@ def test_one_backend_needs_one_request_and_known_counts() -> None:
 
 def test_spreading_checks_carry_their_counts_and_bound() -> None:
     checks = demo_plan()
-    spread = checks["clusterip:web:pod-0"].params
+    spread = checks["clusterip[web:80 from pod-0]"].params
     assert spread["requests"] == spread_requests(2) and spread["spread"] is True
     assert spread["false_failure"] <= FALSE_FAILURE
-    assert checks["hairpin:web:pod-2"].params["requests"] == hit_requests(2)
-    cluster = checks["nodeport:web-nodeport:node-0"].params
+    assert checks["hairpin[web:80 from pod-2]"].params["requests"] == hit_requests(2)
+    cluster = checks["nodeport[web-nodeport:30080 via node-0]"].params
     assert cluster["backends"] == ["pod-2", "pod-3"] and cluster["requests"] == spread_requests(2)
-    assert checks["nodeport:web-local:node-1"].params["requests"] == 1
-    assert checks["clusterip:web-sticky:pod-0"].params["spread"] is False
+    assert checks["nodeport[web-local:30081 via node-1]"].params["requests"] == 1
+    assert checks["clusterip[web-sticky:80 from pod-0]"].params["spread"] is False
 
 
 def scale_state(nodes: int, pods: int) -> dict:
@@ -172,6 +167,6 @@ def test_a_large_lab_gets_a_plan_that_grows_with_node_pairs() -> None:
     assert len(ids) == len(set(ids))
     p2p = [c for c in checks if c.kind == "pod-to-pod"]
     assert len(p2p) == 50 * 49 // 2 + 50
-    web = next(c for c in checks if c.id.startswith("clusterip:web:"))
+    web = next(c for c in checks if c.id.startswith("clusterip[web:80 from "))
     assert len(web.params["backends"]) == 50 and web.params["requests"] == spread_requests(50)
     assert len([c for c in checks if c.kind == "nodeport"]) == 50

@@ -1,4 +1,4 @@
-"""`kgen check` without a lab: -k selects as pytest does, and the deadline holds.
+"""`kgen check` without a lab: the pytest session it runs, -k, JUnit, the deadline.
 
 With a deadline already passed nothing is sent (no container is asked), so
 these run anywhere; the lab tests run the same code against real labs.
@@ -7,11 +7,18 @@ these run anywhere; the lab tests run the same code against real labs.
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
+from generator.checks import test_datapath
+from generator.checks.base import CommandCheck, ProbeCheck
+from generator.checks.kinds import KINDS
 from generator.checks.plan import plan
-from generator.checks.probes import Lab, run_all
+from generator.checks.report import github_summary, markdown
 from generator.checks.runner import SelectionError, execute
 from generator.cluster.build import build_state
 from generator.lab.model import load_lab
@@ -28,11 +35,27 @@ def demo() -> tuple[dict, dict]:
     return cluster, status
 
 
-def test_k_selects_checks_by_id_like_pytest(demo: tuple[dict, dict]) -> None:
-    rows = execute(*demo, keyword="nodeport:web and not local", timeout=0)
-    assert [r["id"] for r in rows] == [f"nodeport:web-nodeport:node-{i}" for i in range(3)]
-    rows = execute(*demo, keyword="pod-to-pod or hairpin", timeout=0)
+def test_every_kind_has_its_test_function_and_plans_its_own_class(demo: tuple[dict, dict]) -> None:
+    for kind in KINDS:
+        assert callable(getattr(test_datapath, kind.test_name())), kind.kind
+        assert issubclass(kind, ProbeCheck) != issubclass(kind, CommandCheck), kind.kind
+    by_kind = {k.kind: k for k in KINDS}
+    checks = plan(demo[0])
+    assert {c.kind for c in checks} == set(by_kind)
+    assert all(type(c) is by_kind[c.kind] for c in checks)
+    assert "clusterip[web:80 from pod-0]" in {c.id for c in checks}
+
+
+def test_k_selects_checks_by_test_name_like_pytest(demo: tuple[dict, dict]) -> None:
+    rows = execute(*demo, keyword="nodeport[web-nodeport", timeout=0)
+    assert [r["id"] for r in rows] == [f"nodeport[web-nodeport:30080 via node-{i}]"
+                                       for i in range(3)]
+    rows = execute(*demo, keyword="pod_to_pod or hairpin", timeout=0)
     assert {r["kind"] for r in rows} == {"pod-to-pod", "hairpin"}
+    rows = execute(*demo, keyword="nodeport and not local", timeout=0)  # substrings, as pytest
+    assert {r["id"] for r in rows} >= {f"nodeport[web-nodeport:30080 via node-{i}]"
+                                       for i in range(3)}
+    assert not any("local" in r["id"] for r in rows)
 
 
 def test_k_matching_nothing_or_malformed_is_refused(demo: tuple[dict, dict]) -> None:
@@ -44,21 +67,74 @@ def test_k_matching_nothing_or_malformed_is_refused(demo: tuple[dict, dict]) -> 
 
 def test_checks_past_the_deadline_fail_as_not_run(demo: tuple[dict, dict]) -> None:
     rows = execute(*demo, timeout=0)
-    assert len(rows) == len(plan(demo[0]))
+    assert [r["id"] for r in rows] == [c.id for c in plan(demo[0])]  # plan order
     assert not any(r["passed"] for r in rows)
     assert all("timeout was reached" in r["seen"] for r in rows)
 
 
 def test_progress_hears_of_every_check_once(demo: tuple[dict, dict]) -> None:
-    checks = plan(demo[0])
     heard: list[str] = []
-    outcomes = run_all(Lab(*demo), checks, timeout=0, done=lambda c, o: heard.append(c.id))
-    assert sorted(heard) == sorted(outcomes) == sorted(c.id for c in checks)
+    totals: list[int] = []
+
+    def start(total: int):
+        totals.append(total)
+        return lambda check, outcome: heard.append(check.id)
+
+    rows = execute(*demo, timeout=0, progress=start)
+    assert totals == [len(rows)] and sorted(heard) == sorted(r["id"] for r in rows)
+
+
+def test_junitxml_has_one_testcase_per_check(demo: tuple[dict, dict], tmp_path: Path) -> None:
+    report = tmp_path / "checks.xml"
+    rows = execute(*demo, keyword="clusterip or nodeport", timeout=0, junitxml=report)
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "kgen-check"
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] != []
+    assert sorted(c.get("name") for c in cases) == sorted(r["id"] for r in rows)
+    # Every check failed (past the deadline): each testcase says so, with what it saw.
+    for case in cases:
+        failure = case.find("failure")
+        assert failure is not None and "timeout was reached" in (failure.get("message") or "")
+
+
+def test_github_summary_appends_a_markdown_table(monkeypatch, tmp_path: Path) -> None:
+    rows = [{"id": "pod_to_pod[a to b]", "what": "pod to pod", "from": "a", "to": "b",
+             "expected": "answers", "seen": "a|b", "passed": True},
+            {"id": "clusterip[web:80 from a]", "what": "ClusterIP web", "from": "a",
+             "to": "10.96.0.10:80", "expected": "spreads", "seen": "errors: timed out",
+             "passed": False}]
+    text = markdown("demo", rows, 1.25)
+    lines = text.splitlines()
+    assert lines[2].startswith("| result | check |") and "FAIL" in lines[4]  # failures first
+    assert "a\\|b" in text and "1 passed, 1 failed in 1.2 s" in text
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    github_summary("demo", rows, 1.25)
+    assert summary.read_text() == "earlier step\n" + text + "\n"
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    github_summary("demo", rows, 1.25)  # not under GitHub Actions: nothing written
+    assert summary.read_text() == "earlier step\n" + text + "\n"
+
+
+def test_the_pytest_plugin_is_inert_without_kgen_lab(tmp_path: Path) -> None:
+    (tmp_path / "test_mine.py").write_text(
+        "def test_plain():\n    assert True\n\n"
+        "def test_wants_a_lab(kgen_host):\n    kgen_host('pod-0')\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout
+    assert "1 passed" in result.stdout and "1 error" in result.stdout
+    assert "needs a lab: run pytest with --kgen-lab FILE" in result.stdout
+    helped = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert "--kgen-lab=FILE" in helped.stdout and "--kgen-keep" in helped.stdout
 
 
 def test_a_lab_too_big_for_the_hosts_neighbour_table_is_warned_of(tmp_path) -> None:
     from benchmarks.bench_check import scale_lab
-    from generator.checks.runner import neighbour_warning
+    from generator.checks.report import neighbour_warning
     from generator.lab.model import parse_lab
 
     (tmp_path / "gc_thresh3").write_text("1024\n")

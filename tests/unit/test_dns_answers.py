@@ -33,7 +33,7 @@ from generator.node.dns.message import (
     encode,
 )
 from generator.node.dns.records import ClusterZone
-from generator.node.documents import DnsService, DnsZone
+from generator.node.dns.zone import DnsService, DnsZone
 
 SVC = "default.svc.cluster.local"
 

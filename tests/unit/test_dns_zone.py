@@ -15,7 +15,7 @@ from generator.node.dns.message import PTR, SRV, A, Srv
 from generator.node.dns.records import ClusterZone
 from generator.node.dns.resolvconf import resolv_conf
 from generator.node.dns.server import RELOAD_EVERY, ZoneFile
-from generator.node.documents import dns_zone
+from generator.node.dns.zone import dns_zone
 from tests.conftest import ROOT
 from tests.unit.conftest import desired
 

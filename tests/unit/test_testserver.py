@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from generator.node import probe
+from generator.node.documents import encode_probe_jobs
 from tests.conftest import ROOT, need_root_netns
 
 
@@ -123,7 +124,7 @@ def test_batch_fails_fast_and_keeps_the_error(server: tuple[int, int, subprocess
                                               capsys: pytest.CaptureFixture[str]) -> None:
     closed = free_port(socket.SOCK_STREAM)
     jobs = [{"mode": "tcp", "host": "127.0.0.1", "port": closed, "count": 10, "timeout": 1.0}]
-    assert probe.main(["batch", probe.encode_jobs(jobs), "--deadline", "10"]) == 0
+    assert probe.main(["batch", encode_probe_jobs(jobs), "--deadline", "10"]) == 0
     [summary] = json.loads(capsys.readouterr().out)
     assert summary["sent"] == 1 and summary["ok"] == 0
     assert summary["errors"] == {"connection refused": 1}

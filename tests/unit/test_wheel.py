@@ -27,9 +27,14 @@ def test_wheel_ships_templates_labs_and_node_code(wheel: Path) -> None:
                      "generator/labs/demo.yaml",
                      "generator/labs/kgen-lab.schema.json",
                      "generator/node/agent.py",
-                     "generator/checks/test_datapath.py"):
+                     "generator/checks/test_datapath.py",
+                     "generator/pytest_plugin.py"):
         assert expected in names, expected
     assert not any(n.startswith("tests/") for n in names)
+    # Installing kgen installs its pytest plugin (lab contract §10).
+    [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[pytest11]\nkgen = generator.pytest_plugin" in text
 
 
 def test_wheel_carries_the_license_it_declares(wheel: Path) -> None:

@@ -26,7 +26,7 @@ from typing import IO, cast
 from generator.node.dns.answer import Exchange, handle
 from generator.node.dns.message import RCODE_NAMES, type_name
 from generator.node.dns.records import ClusterZone
-from generator.node.documents import DnsZone
+from generator.node.dns.zone import DnsZone
 
 RELOAD_EVERY = 0.25
 RACY = 2.0  # seconds during which a file's mtime may not yet tell a rewrite apart

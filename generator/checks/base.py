@@ -1,0 +1,141 @@
+"""What every check kind shares: the check itself, its outcome, and the view of the lab.
+
+Each kind is one module of `generator.checks.kinds` (as testinfra has one module
+per resource) holding both of its sides: how the lab's plan gets checks of that
+kind, and how one is judged. A check names what it sends, from where, to what,
+what it expects, and the datapath parts it depends on (`bridge:<node>`,
+`veth:<pod>`, `nat:<node>`, `overlay:<node>`): breaking one part must fail
+exactly the checks that list it.
+
+Two ways to be judged:
+- `ProbeCheck`: probe jobs (requests sent from a pod or a client), run in
+  batches per container with every other check's (`generator.checks.batch`),
+  then `judge` reads their summaries.
+- `CommandCheck`: commands of its own on testinfra hosts (a capture on the wire,
+  a DF ping, a conntrack lookup), run by the check's test itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from testinfra.host import Host
+
+from generator.node.contract import Cluster, PodSpec
+from generator.node.documents import ProbeJob, ProbeSummary, StatusReport
+
+Pod = PodSpec  # a pod as the checks name it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    seen: str
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: ClassVar[str] = ""
+    label: str  # which one of its kind: the pytest parameter id
+    what: str
+    source: str  # a pod or client name
+    target: str  # "ip:port" or a pod name
+    expected: str
+    depends: frozenset[str] = field(default_factory=frozenset)
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def test_name(cls) -> str:
+        """The name of this kind's test function in generator/checks/test_datapath.py."""
+        return cls.kind.replace("-", "_")
+
+    @property
+    def id(self) -> str:
+        """The check's pytest test name, e.g. `clusterip[web:80 from pod-0]`: what `-k`
+        matches, JUnit's testcase name, the id in `--json`."""
+        return f"{self.test_name()}[{self.label}]"
+
+
+class ProbeCheck(Check):
+    def jobs(self, lab: LabView) -> list[ProbeJob]:
+        raise NotImplementedError
+
+    def judge(self, lab: LabView, summaries: list[ProbeSummary]) -> Outcome:
+        raise NotImplementedError
+
+
+class CommandCheck(Check):
+    def run(self, lab: LabView) -> Outcome:
+        raise NotImplementedError
+
+
+class LabView:
+    """The running lab as checks see it: cluster state, pod addresses, testinfra hosts.
+
+    `host` is `KgenLab.host`: a pod's host runs its commands in the pod's network
+    namespace. Pod addresses are those of `status` when the run began.
+    """
+
+    def __init__(self, cluster: Cluster, status: StatusReport, host: Any) -> None:
+        self.cluster = cluster
+        self.pod_ip: dict[str, str] = {p["name"]: p["ip"] for p in status["pods"] if p["ip"]}
+        self.pod_node = {p["name"]: p["node"] for p in cluster["pods"]}
+        self._host = host
+
+    def host(self, name: str) -> Host:
+        host: Host = self._host(name)
+        return host
+
+    def netns_of(self, source: str) -> str | None:
+        """The network namespace a source's probes start in: a pod's own, a client's none."""
+        return source if source in self.pod_node else None
+
+    def container_of(self, source: str) -> str:
+        """The member whose container a source's probes start in: a pod's node, or a client."""
+        return self.pod_node.get(source, source)
+
+
+# ---- planning helpers shared by the kinds
+
+
+class Planning:
+    """The cluster a plan is made for, and what its kinds look up in it."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.servers = [p for p in cluster["pods"] if serves(p)]
+        self.node = {n["name"]: n for n in cluster["nodes"]}
+        self.conntrack_planned = False  # one conntrack check per lab
+
+    def path(self, *pods: Pod) -> set[str]:
+        """Datapath parts a packet between these pods crosses."""
+        parts = {f"veth:{p['name']}" for p in pods} | {f"bridge:{p['node']}" for p in pods}
+        nodes = {p["node"] for p in pods}
+        if len(nodes) > 1:
+            parts |= {f"overlay:{n}" for n in nodes}
+        return parts
+
+    def service_path(self, source: Pod, backends: list[Pod]) -> frozenset[str]:
+        """A source's node NATs; then the path to every backend it may be sent to."""
+        parts = {f"nat:{source['node']}"}
+        for b in backends:
+            parts |= self.path(source, b)
+        return frozenset(parts)
+
+
+def serves(pod: Pod) -> bool:
+    """Pods with a test-server container answer /hostname and /clientip."""
+    return any(not c.get("command") for c in pod["containers"])
+
+
+def names(pods: list[Pod]) -> list[str]:
+    return sorted(p["name"] for p in pods)
+
+
+def shown(pods: list[str], at_most: int = 4) -> str:
+    """Backends for the table: all of a few, else how many and the first ones."""
+    pods = sorted(pods)
+    if len(pods) <= at_most:
+        return ", ".join(pods)
+    return f"{len(pods)} backends ({', '.join(pods[:at_most - 1])}, …)"
