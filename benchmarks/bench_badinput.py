@@ -6,7 +6,7 @@ Each shape below is a lab file of about 1 MB built to stress one part of the
 path (the YAML walk, the schema, the cluster checks, the error lines); the
 table gives its size, its outcome, the error lines, and the best of 3 wall
 times of `load_lab` (what every command runs before it creates anything) and
-of the render that follows an accepted file, next to the goal and their ratio.
+of one render that follows an accepted file, next to the goal and their ratio.
 With --log FILE (the fuzzing run's log, tests/unit/test_lab_fuzz.py) it also
 sums the run up and re-times its slowest accepted and refused files, and its
 largest, the same way (times inside the run include a busy machine's stalls).
@@ -104,9 +104,9 @@ def measure(data: bytes) -> tuple[str, int, tuple[float, float], float | None]:
         if isinstance(result, LabError):
             return "refused", len(result.problems), seconds, None
         lab = load_lab(path)
-        (rendered, _), _ = best_of(lambda: render(lab, build_state(lab, choose_node_network(
-            lab, None, [])), Path(tmp) / "out"))
-        return "accepted", 0, seconds, rendered
+        started = time.perf_counter()  # once: writing 80,000 per-node files takes a while
+        render(lab, build_state(lab, choose_node_network(lab, None, [])), Path(tmp) / "out")
+        return "accepted", 0, seconds, time.perf_counter() - started
 
 
 def table(rows: list[tuple[str, bytes]]) -> None:
