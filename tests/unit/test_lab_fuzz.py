@@ -23,8 +23,9 @@ EXAMPLES = int(os.environ.get("KGEN_FUZZ_EXAMPLES", "120"))
 LOG = os.environ.get("KGEN_FUZZ_LOG")
 # KGEN_FUZZ_SHRINK=0 reports failing files as drawn, without minimizing them (much faster).
 PHASES = [p for p in Phase if os.environ.get("KGEN_FUZZ_SHRINK", "1") != "0" or p != Phase.shrink]
-# Inputs kept in the log for the slowest-case report: anything slower than this.
+# Inputs kept in the log for the report: anything slower or larger than this.
 KEEP_INPUT_SECONDS = 0.1
+KEEP_INPUT_BYTES = 100_000
 
 
 @settings(max_examples=EXAMPLES, derandomize=EXAMPLES <= 1000, database=None, deadline=None,
@@ -48,7 +49,7 @@ def test_any_lab_file_is_rendered_or_refused_in_one_line_per_error(data: bytes) 
 
 def _log(data: bytes, kind: str, seconds: float, lines: int) -> None:
     record = {"kind": kind, "seconds": round(seconds, 4), "bytes": len(data), "lines": lines}
-    if seconds >= KEEP_INPUT_SECONDS:
+    if seconds >= KEEP_INPUT_SECONDS or len(data) >= KEEP_INPUT_BYTES:
         record["input"] = base64.b64encode(data).decode()
     with open(LOG, "a") as log:  # type: ignore[arg-type]
         log.write(json.dumps(record) + "\n")
