@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from generator.node.contract import selects
+from generator.node.contract import service_selects
 
 FALSE_FAILURE = 1e-6  # per check: the chance that a healthy lab fails a random-draw check
 AFFINITY_REQUESTS = 10
@@ -213,7 +213,7 @@ class Planner:
     # ---- services
 
     def service(self, svc: dict[str, Any]) -> list[Check]:
-        backends = [p for p in self.servers if selects(svc["selector"], p["labels"])]
+        backends = [p for p in self.servers if service_selects(svc, p)]
         if not backends:
             return self._no_endpoints(svc)
         checks = []

@@ -52,6 +52,8 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "backend": lab.backend,
         "proxyMode": lab.proxy_mode,
         "nodeGracePeriod": lab.node_grace_period,
+        "clusterDomain": lab.cluster_domain,
+        "namespaces": [{"name": name, "labels": labels} for name, labels in lab.namespaces.items()],
         "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
         "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
         "nodes": nodes,
@@ -145,6 +147,7 @@ def _first_free(subnet: ipaddress.IPv4Network,
 def _pod(pod: Pod, ip: str) -> PodSpec:
     spec: PodSpec = {
         "name": pod.name,
+        "namespace": pod.namespace,
         "node": pod.node,
         "ip": ip,
         "labels": dict(pod.labels),
@@ -179,11 +182,17 @@ def _services(lab: Lab) -> list[ServiceSpec]:
     for svc in lab.services:
         ip = svc.cluster_ip
         if ip is None:
-            offset = _probe(_seed(svc.name), hosts, ip_taken)
+            offset = _probe(_seed(_allocation_name(svc)), hosts, ip_taken)
             ip_taken.add(offset)
             ip = str(net.network_address + 1 + offset)
         out.append(_service(svc, ip, port_taken, high - low + 1))
     return out
+
+
+def _allocation_name(svc: Service) -> str:
+    """What seeds a service's allocations: its name in `default` (so that addresses labs
+    had before namespaces stay), `NAMESPACE/NAME` elsewhere."""
+    return svc.name if svc.namespace == "default" else f"{svc.namespace}/{svc.name}"
 
 
 def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> ServiceSpec:
@@ -191,13 +200,15 @@ def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> 
     for p in svc.ports:
         node_port = p.node_port
         if svc.type == "NodePort" and node_port is None:
-            offset = _probe(_seed(f"{svc.name}/{p.name}/{p.protocol}"), span, port_taken)
+            offset = _probe(_seed(f"{_allocation_name(svc)}/{p.name}/{p.protocol}"), span,
+                            port_taken)
             port_taken.add(offset)
             node_port = NODE_PORT_RANGE[0] + offset
         ports.append({"name": p.name, "port": p.port, "targetPort": p.target_port,
                       "protocol": p.protocol, "nodePort": node_port})
     spec: ServiceSpec = {
         "name": svc.name,
+        "namespace": svc.namespace,
         "type": svc.type,
         "clusterIP": cluster_ip,
         "selector": dict(svc.selector),

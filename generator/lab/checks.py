@@ -164,11 +164,26 @@ def check_names(data: Doc) -> Iterator[Problem]:
         if name in owners:
             yield Problem(path, f"duplicate name {describe(name)} (already used by {owners[name]})")
         owners.setdefault(name, path)
-    yield from unique([s.get("name") for _, s in _dicts(data.get("services"))], "services",
-                      "service name")
+    # Services are unique per namespace: `web` in two namespaces is two services.
+    seen: dict[tuple[str, str], int] = {}
+    for i, svc in _dicts(data.get("services")):
+        key = _namespaced(svc)
+        if key is not None and key in seen:
+            yield Problem(f"services[{i}]", f"duplicate service {describe(key[1])} in namespace "
+                                            f"{describe(key[0])} (also at [{seen[key]}])")
+        elif key is not None:
+            seen[key] = i
+    yield from unique([n.get("name") for _, n in _dicts(data.get("namespaces"))], "namespaces",
+                      "namespace")
     for i, pod in _dicts(data.get("pods")):
         yield from unique([c.get("name") for _, c in _dicts(pod.get("containers"))],
                           f"pods[{i}].containers", "container name")
+
+
+def _namespaced(obj: Doc) -> tuple[str, str] | None:
+    """(namespace, name) of a service, None when the schema refuses either part."""
+    name, namespace = obj.get("name"), obj.get("namespace", "default")
+    return (namespace, name) if isinstance(name, str) and isinstance(namespace, str) else None
 
 
 def unique(names: list[Any], path: str, what: str) -> Iterator[Problem]:

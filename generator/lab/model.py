@@ -39,6 +39,7 @@ class Pod:
     labels: dict[str, str] = field(default_factory=dict)
     containers: list[Container] = field(default_factory=list)
     termination_grace: int = 30  # terminationGracePeriodSeconds
+    namespace: str = "default"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,16 @@ class Service:
     external_traffic_policy: str
     internal_traffic_policy: str = "Cluster"
     traffic_distribution: str | None = None  # PreferClose | PreferSameZone | PreferSameNode
+    namespace: str = "default"
+
+
+@dataclass(frozen=True)
+class Dns:
+    """The cluster DNS (contract section 8); cluster_ip None: the 10th of serviceCIDR."""
+
+    enabled: bool = True
+    cluster_ip: str | None = None
+    replicas: int = 2
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,9 @@ class Lab:
     proxy_mode: str = "iptables"
     node_grace_period: int = 6
     node_zones: dict[str, str] = field(default_factory=dict)  # node: zone, for nodes with one
+    cluster_domain: str = "cluster.local"
+    dns: Dns = field(default_factory=Dns)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name: labels
 
 
 def load_lab(path: Path) -> Lab:
@@ -125,14 +139,34 @@ def _build(doc: Doc, source: str) -> Lab:
         node_grace_period=_get(doc, "nodeGracePeriod"),
         node_zones={n["name"]: n["zone"] for n in doc["nodes"]
                     if isinstance(n, dict) and n.get("zone")},
+        cluster_domain=_get(doc, "clusterDomain"),
+        dns=_dns(doc.get("dns") or {}),
+        namespaces=_namespaces(doc),
     )
+
+
+def _dns(raw: Doc) -> Dns:
+    return Dns(bool(raw.get("enabled", True)), raw.get("clusterIP"), int(raw.get("replicas", 2)))
+
+
+def _namespaces(doc: Doc) -> dict[str, dict[str, str]]:
+    """Every namespace of the lab with its labels: `default` and `kube-system`, the listed
+    ones, and those a pod or service names; each carries kubernetes.io/metadata.name."""
+    listed = {n["name"]: {k: str(v) for k, v in (n.get("labels") or {}).items()}
+              for n in doc.get("namespaces") or []}
+    named = ["default", "kube-system", *listed,
+             *(o.get("namespace", "default") for key in ("pods", "services")
+               for o in doc.get(key) or [])]
+    return {name: {**listed.get(name, {}), "kubernetes.io/metadata.name": name}
+            for name in dict.fromkeys(named)}
 
 
 def _pod(raw: Doc) -> Pod:
     containers = [Container(c["name"], [str(w) for w in c["command"]] if "command" in c else None)
                   for c in raw.get("containers") or [{"name": raw["name"]}]]
     return Pod(raw["name"], raw["node"], {k: str(v) for k, v in (raw.get("labels") or {}).items()},
-               containers, int(raw.get("terminationGracePeriodSeconds", 30)))
+               containers, int(raw.get("terminationGracePeriodSeconds", 30)),
+               raw.get("namespace", "default"))
 
 
 def _service(raw: Doc) -> Service:
@@ -151,5 +185,6 @@ def _service(raw: Doc) -> Service:
         external_traffic_policy=raw.get("externalTrafficPolicy", "Cluster"),
         internal_traffic_policy=raw.get("internalTrafficPolicy", "Cluster"),
         traffic_distribution=raw.get("trafficDistribution"),
+        namespace=raw.get("namespace", "default"),
     )
 

@@ -45,6 +45,7 @@ class PodSpec(TypedDict):
     labels: dict[str, str]
     containers: list[ContainerSpec]
     terminationGracePeriodSeconds: NotRequired[int]  # default 30 (DEFAULT_TERMINATION_GRACE)
+    namespace: NotRequired[str]  # absent: default
 
 
 class ServicePortSpec(TypedDict):
@@ -65,7 +66,7 @@ class ServiceSpec(TypedDict):
     externalTrafficPolicy: str  # Cluster | Local
     internalTrafficPolicy: str  # Cluster | Local
     ports: list[ServicePortSpec]
-    namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
+    namespace: NotRequired[str]  # absent: default
     trafficDistribution: NotRequired[str | None]  # PreferClose | PreferSameZone | PreferSameNode
 
 
@@ -93,6 +94,17 @@ class VxlanSpec(TypedDict):
     device: str
 
 
+class DnsSpec(TypedDict):
+    enabled: bool
+    clusterIP: str  # the kube-dns service's
+    replicas: int
+
+
+class NamespaceSpec(TypedDict):
+    name: str
+    labels: dict[str, str]  # with kubernetes.io/metadata.name
+
+
 class Cluster(TypedDict):
     name: str
     generation: str  # hash of everything else: agents apply each generation once
@@ -103,6 +115,9 @@ class Cluster(TypedDict):
     backend: str  # vxlan | host-gw
     proxyMode: str  # iptables | nftables
     nodeGracePeriod: int
+    clusterDomain: NotRequired[str]  # absent: cluster.local
+    dns: NotRequired[DnsSpec]  # absent: no cluster DNS
+    namespaces: NotRequired[list[NamespaceSpec]]
     vxlan: VxlanSpec
     mtu: int
     nodes: list[NodeSpec]
@@ -121,8 +136,10 @@ class PodState(TypedDict, total=False):
     restarts: int  # container restarts, summed over the pod's containers
     error: str
     # Only while Terminating (its spec is gone from cluster.json by then): the labels
-    # it was selected by, and whether its containers still run (EndpointSlice `serving`).
+    # it was selected by, its namespace, and whether its containers still run
+    # (EndpointSlice `serving`).
     labels: dict[str, str]
+    namespace: str
     serving: bool
 
 
@@ -153,6 +170,7 @@ class PublishedPod(TypedDict):
     labels: dict[str, str]
     zone: NotRequired[str]  # its node's zone, when the node has one
     serving: NotRequired[bool]  # a Terminating pod whose containers still run
+    namespace: NotRequired[str]  # absent: default
 
 
 DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by default
@@ -194,15 +212,15 @@ def published_pods(cluster: Cluster, docs: dict[str, NodeState]) -> list[Publish
         for name, pod in (doc.get("pods") or {}).items():
             spec = wanted.get(name)
             state = pod.get("state", "Pending")
-            if state == "Terminating":
-                labels = pod.get("labels") or {}
+            if state == "Terminating":  # gone from the spec: the node says what it was
+                labels, namespace = pod.get("labels") or {}, namespace_of(pod)
             elif spec is None or spec["node"] != node:
                 continue
             else:
-                labels = spec["labels"]
+                labels, namespace = spec["labels"], namespace_of(spec)
             seen: PublishedPod = {"name": name, "node": node, "ip": pod.get("ip"),
                                   "state": state, "restarts": int(pod.get("restarts", 0)),
-                                  "labels": labels}
+                                  "labels": labels, "namespace": namespace}
             if zones.get(node):
                 seen["zone"] = zones[node]
             if state == "Terminating":
@@ -233,12 +251,30 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+DEFAULT_NAMESPACE = "default"
+DNS_NAMESPACE = "kube-system"
+DNS_SERVICE = "kube-dns"
+# Node-local (not shared between nodes): each agent writes the zone its DNS pods serve.
+DNS_ZONE_FILE = Path("/run/kgen/dns/zone.json")
+
+
+def namespace_of(obj: Mapping[str, Any] | None) -> str:
+    """A pod's or service's namespace; one without is in `default`."""
+    return str((obj or {}).get("namespace") or DEFAULT_NAMESPACE)
+
+
+def service_selects(service: Mapping[str, Any], pod: Mapping[str, Any]) -> bool:
+    """A service selects pods of its own namespace only, as in Kubernetes."""
+    return namespace_of(service) == namespace_of(pod) \
+        and selects(service.get("selector") or {}, pod.get("labels") or {})
+
+
 def input_digest(services: list[ServiceSpec], pods: list[PublishedPod]) -> str:
     """Same services and same endpoint pods (ready, or serving while terminating, with
     their zones): same digest, on every node and on the host."""
     def row(p: PublishedPod, terminating: bool) -> list[Any]:
         return [p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()),
-                p.get("zone", ""), terminating]
+                p.get("zone", ""), terminating, namespace_of(p)]
 
     rows = sorted([row(p, False) for p in ready_pods(pods)]
                   + [row(p, True) for p in serving_terminating_pods(pods)])
@@ -310,7 +346,6 @@ def serving_pods(cluster: Cluster, docs: dict[str, NodeState],
 # What the DNS server answers from (generator.node.dns), one document computed by
 # `dns_zone` from the cluster and the serving pods, so the host and a node derive it alike.
 
-DEFAULT_NAMESPACE = "default"
 CLUSTER_DOMAIN = "cluster.local"
 
 
@@ -355,20 +390,16 @@ def _pod_dns_fields(cluster: Cluster) -> dict[str, Mapping[str, Any]]:
     return {p["name"]: cast(Mapping[str, Any], p) for p in cluster["pods"]}
 
 
-def _namespace(spec: Mapping[str, Any] | None) -> str:
-    return str((spec or {}).get("namespace") or DEFAULT_NAMESPACE)
-
-
 def _dns_service(spec: ServiceSpec, ready: list[PublishedPod],
                  pod_specs: dict[str, Mapping[str, Any]]) -> DnsService:
     """A service as DNS sees it: its ready endpoints are the ready pods it selects
     in its own namespace; an endpoint has the pod's hostname when the pod's
     subdomain names this service (what the EndpointSlice controller copies)."""
-    namespace = _namespace(cast(Mapping[str, Any], spec))
+    namespace = namespace_of(cast(Mapping[str, Any], spec))
     endpoints: list[DnsEndpoint] = []
     for pod in ready:
         pod_spec = pod_specs.get(pod["name"]) or {}
-        if _namespace(pod_spec) != namespace or not selects(spec["selector"], pod["labels"]):
+        if namespace_of(pod_spec) != namespace or not selects(spec["selector"], pod["labels"]):
             continue
         endpoint: DnsEndpoint = {"ip": str(pod["ip"]), "pod": pod["name"]}
         if pod_spec.get("hostname") and pod_spec.get("subdomain") == spec["name"]:
@@ -386,7 +417,7 @@ def dns_zone(cluster: Cluster, pods: list[PublishedPod], domain: str = CLUSTER_D
     services without a namespace are in `default` (kgen labs have no others yet)."""
     pod_specs = _pod_dns_fields(cluster)
     services = [_dns_service(s, ready_pods(pods), pod_specs) for s in cluster["services"]]
-    dns_pods: list[DnsPod] = [{"name": p["name"], "namespace": _namespace(pod_specs.get(p["name"])),
+    dns_pods: list[DnsPod] = [{"name": p["name"], "namespace": namespace_of(pod_specs.get(p["name"])),
                                "ip": str(p["ip"])}
                               for p in pods if p.get("ip")]  # ready or not, as CoreDNS's pod index
     namespaces = {DEFAULT_NAMESPACE, "kube-system", *(s["namespace"] for s in services),

@@ -106,6 +106,7 @@ class Pod:
         if self.state == "Terminating":
             # Its spec is gone from cluster.json: the proxies select it by these.
             doc["labels"] = dict(self.spec.get("labels") or {})
+            doc["namespace"] = str(self.spec.get("namespace") or "default")
             doc["serving"] = self.serving()
         return doc
 

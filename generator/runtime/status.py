@@ -13,9 +13,10 @@ from generator.node.contract import (
     PublishedPod,
     ServiceSpec,
     live_nodes,
+    namespace_of,
     read_node_states,
     ready_pods,
-    selects,
+    service_selects,
     serving_pods,
     serving_terminating_pods,
 )
@@ -36,7 +37,7 @@ def _node_state(container: Any, doc: NodeState | None, generation: str, live: bo
 
 
 def service_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
-    """`ip:targetPort` of every Running pod matching the selector, for every port
+    """`ip:targetPort` of every Running pod the service selects (in its namespace), for every port
     (the EndpointSlice's ready endpoints)."""
     return _addresses(service, ready_pods(pods))
 
@@ -49,7 +50,7 @@ def terminating_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> lis
 def _addresses(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
     out: set[str] = set()
     for pod in pods:
-        if selects(service["selector"], pod["labels"]):
+        if service_selects(service, pod):
             out.update(f"{pod['ip']}:{p['targetPort']}" for p in service["ports"])
     return sorted(out, key=lambda e: (tuple(int(x) for x in e.split(":")[0].split(".")), e))
 
@@ -86,8 +87,10 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
                                         cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
         "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]]
-        + [_pod_row({"name": p["name"], "node": p["node"]}, p) for p in leaving],
-        "services": [{"name": s["name"], "type": s["type"], "clusterIP": s["clusterIP"],
+        + [_pod_row({"name": p["name"], "node": p["node"], "namespace": namespace_of(p)}, p)
+           for p in leaving],
+        "services": [{"name": s["name"], "namespace": namespace_of(s), "type": s["type"],
+                      "clusterIP": s["clusterIP"],
                       "ports": [dict(p) for p in s["ports"]],
                       "endpoints": service_endpoints(s, pods),
                       "terminating": terminating_endpoints(s, pods)}
@@ -98,6 +101,7 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
 
 
 def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> dict[str, Any]:
-    return {"name": spec["name"], "node": spec["node"], "ip": seen["ip"] if seen else None,
+    return {"name": spec["name"], "namespace": namespace_of(spec), "node": spec["node"],
+            "ip": seen["ip"] if seen else None,
             "state": seen["state"] if seen else "Unknown",
             "restarts": seen.get("restarts", 0) if seen else 0}

@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from generator.cluster.targets import find_pod, find_service, qualified
+from generator.node.contract import namespace_of
+
 SPORT_RANGE = (20000, 29999)  # below ip_local_port_range and the NodePort range
 DEFAULT_PORTS = {"tcp": 8080, "udp": 8081}  # the test server (lab contract §4)
 PROTOCOLS = ("tcp", "udp", "icmp")
@@ -43,6 +46,7 @@ class Member:
     kind: str  # pod | node | client | service | ip
     ip: str
     node: str | None = None  # the node a pod runs on; a node's own name
+    namespace: str = "default"  # a pod's; what a short service name is resolved in
 
 
 @dataclass
@@ -95,12 +99,12 @@ def _member(cluster: dict[str, Any], pod_ips: dict[str, str], name: str) -> Memb
     for c in cluster["clients"]:
         if c["name"] == name:
             return Member(name, "client", c["ip"])
-    for p in cluster["pods"]:
-        if p["name"] == name:
-            ip = pod_ips.get(name)
-            if not ip:
-                raise TraceUsageError(f"pod {name} has no IP (is the lab up and the pod running?)")
-            return Member(name, "pod", ip, p["node"])
+    p = find_pod(cluster["pods"], name)
+    if p is not None:
+        ip = pod_ips.get(p["name"])
+        if not ip:
+            raise TraceUsageError(f"pod {p['name']} has no IP (is the lab up and the pod running?)")
+        return Member(p["name"], "pod", ip, p["node"], namespace_of(p))
     return None
 
 
@@ -125,11 +129,11 @@ def _service_port(service: dict[str, Any], port: int | None, proto: str | None
 
 def _endpoints(service: dict[str, Any], sp: dict[str, Any], pods: list[dict[str, Any]]
                ) -> list[Endpoint]:
-    from generator.node.contract import ready_pods, selects
+    from generator.node.contract import ready_pods, service_selects
 
     out = []
     for pod in ready_pods(pods):  # type: ignore[arg-type]
-        if selects(service["selector"], pod["labels"]) and pod["ip"]:
+        if service_selects(service, pod) and pod["ip"]:
             out.append(Endpoint(pod["name"], pod["ip"], int(sp["targetPort"])))
     return sorted(out, key=lambda e: ipaddress.IPv4Address(e.ip))
 
@@ -151,14 +155,16 @@ def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst
                 sport=sport or SPORT_RANGE[0] + secrets.randbelow(SPORT_RANGE[1] - SPORT_RANGE[0]),
                 mode=mode or cluster.get("proxyMode") or "iptables", backend=cluster["backend"],
                 deadline=int(time.time()) + DEADLINE, names=names(cluster, pod_ips))
-    service = next((s for s in cluster["services"] if s["name"] == dst), None)
     target = _member(cluster, pod_ips, dst)
+    service = None if target is not None else find_service(
+        cluster["services"], dst, cluster.get("clusterDomain", "cluster.local"),
+        source.namespace)
     if service is not None:
         sp = _service_port(service, port, protocol)
-        plan.dst = Member(dst, "service", service["clusterIP"])
+        plan.dst = Member(service["name"], "service", service["clusterIP"])
         plan.port, plan.service_port = int(sp["port"]), int(sp["port"])
         plan.proto = protocol or sp["protocol"].lower()
-        plan.service = f"default/{service['name']}" + (f":{sp['name']}" if sp.get("name") else "")
+        plan.service = qualified(service) + (f":{sp['name']}" if sp.get("name") else "")
         plan.endpoints = _endpoints(service, sp, pods)
     elif target is not None:
         plan.dst = target
@@ -190,7 +196,7 @@ def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst
         svc = next((s for s in cluster["services"] if s["clusterIP"] == dst), None)
         if svc is not None and plan.proto != "icmp":
             sp = _service_port(svc, port, plan.proto)
-            plan.service = f"default/{svc['name']}" + (f":{sp['name']}" if sp.get("name") else "")
+            plan.service = qualified(svc) + (f":{sp['name']}" if sp.get("name") else "")
             plan.endpoints = _endpoints(svc, sp, pods)
     if plan.proto == "icmp":
         plan.port = None
@@ -198,7 +204,7 @@ def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst
         for svc in cluster["services"]:
             for sp in svc["ports"]:
                 if sp.get("nodePort") == plan.port and sp["protocol"].lower() == plan.proto:
-                    plan.service = (f"default/{svc['name']}"
+                    plan.service = (qualified(svc)
                                     + (f":{sp['name']}" if sp.get("name") else ""))
                     plan.endpoints = _endpoints(svc, sp, pods)
     if source.kind == "pod" and plan.dst.kind == "pod" and plan.proto == "icmp" and \
