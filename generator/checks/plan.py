@@ -165,7 +165,8 @@ class Planner:
     def plan(self) -> list[Check]:
         checks = self.pod_to_pod() + self.wire()
         for svc in self.cluster["services"]:
-            checks += self.service(svc)
+            if svc["clusterIP"] != "None":  # headless: nothing of kube-proxy's to check
+                checks += self.service(svc)
         return checks
 
     # ---- pods

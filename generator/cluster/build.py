@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
+from generator.cluster.dns import dns_spec, with_dns
 from generator.cluster.names import container_name
 from generator.lab.model import NODE_PORT_RANGE, Lab, Pod, Service
 from generator.node.contract import (
@@ -29,6 +30,7 @@ from generator.node.contract import (
     ServiceSpec,
 )
 
+HEADLESS = "None"  # a service's clusterIP when it has none (DNS answers with its endpoints)
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 
@@ -41,6 +43,7 @@ def mac_of(address: ipaddress.IPv4Address) -> str:
 def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
                 previous: Mapping[str, Any] | None = None) -> Cluster:
     """`previous`: the state this one replaces (pods keep their addresses)."""
+    lab = with_dns(lab)  # the DNS pods and kube-dns are pods and a service like the others
     nodes = _nodes(lab, node_network)
     ips = pod_ips(lab, nodes, previous)
     body = {
@@ -53,6 +56,7 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "proxyMode": lab.proxy_mode,
         "nodeGracePeriod": lab.node_grace_period,
         "clusterDomain": lab.cluster_domain,
+        "dns": dns_spec(lab),
         "namespaces": [{"name": name, "labels": labels} for name, labels in lab.namespaces.items()],
         "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
         "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
@@ -175,7 +179,7 @@ def _services(lab: Lab) -> list[ServiceSpec]:
     net = lab.service_cidr
     hosts = net.num_addresses - 2
     ip_taken = {int(ipaddress.ip_address(s.cluster_ip)) - int(net.network_address) - 1
-                for s in lab.services if s.cluster_ip}
+                for s in lab.services if s.cluster_ip and s.cluster_ip != HEADLESS}
     low, high = NODE_PORT_RANGE
     port_taken = {p.node_port - low for s in lab.services for p in s.ports if p.node_port}
     out = []

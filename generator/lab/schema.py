@@ -128,8 +128,8 @@ SERVICE = _object({
     "namespace": NAMESPACE,
     "type": _enum(["ClusterIP", "NodePort"], "ClusterIP (default) or NodePort."),
     "selector": LABELS,
-    "clusterIP": {"type": "string", "description": "An address of serviceCIDR; allocated when "
-                                                   "absent."},
+    "clusterIP": {"type": "string", "description": "An address of serviceCIDR, or None (a "
+                                                   "headless service); allocated when absent."},
     "sessionAffinity": _enum(["None", "ClientIP"], "None (default) or ClientIP."),
     "sessionAffinityConfig": _object({"clientIP": _object({
         "timeoutSeconds": _int(1, 86400, "How long a client sticks to its endpoint.", 10800),

@@ -157,6 +157,11 @@ class NodeState(TypedDict):
     pods: dict[str, PodState]
     proxy: ProxyStatus | None
     error: str | None
+    dns: NotRequired[DnsStatus | None]  # the zone its DNS pods serve; None: no DNS
+
+
+class DnsStatus(TypedDict):
+    digest: str  # of the zone file's text (generator.node.pod_dns.zone_digest)
 
 
 class PublishedPod(TypedDict):

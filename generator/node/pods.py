@@ -36,6 +36,7 @@ from generator.node import proc
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
 from generator.node.contract import DEFAULT_TERMINATION_GRACE, ContainerSpec, PodSpec
+from generator.node.pod_dns import NETNS_ETC, remove_pod_files, write_pod_files
 
 log = logging.getLogger("kgen.pods")
 
@@ -121,6 +122,8 @@ def reset_leftovers() -> None:
         path.unlink(missing_ok=True)
     for path in cni.RESULTS_DIR.glob("*"):
         path.unlink(missing_ok=True)
+    for path in NETNS_ETC.glob("*"):
+        remove_pod_files(path.name)
 
 
 def _command(pod: str, container: ContainerSpec) -> list[str]:
@@ -177,6 +180,7 @@ class PodManager:
     def __init__(self, node: str) -> None:
         self.node = node
         self.pods: dict[str, Pod] = {}
+        self.dns: tuple[str, str] | None = None  # (nameserver, domain) for resolv.conf
 
     # ---- lifecycle
 
@@ -208,6 +212,7 @@ class PodManager:
             result = cni.add(CONFLIST, pod.name, str(NETNS_DIR / pod.name), "eth0", CNI_BIN,
                              args)
             pod.ip = result["ips"][0]["address"].split("/")[0]
+            write_pod_files(spec, pod.ip, self.dns)  # before any process resolves a name
             for container in spec["containers"]:
                 pod.containers[container["name"]] = Container(container)
                 self._start(pod, pod.containers[container["name"]])
@@ -238,6 +243,7 @@ class PodManager:
         except CNIError as err:
             log.error("pod %s: CNI DEL: %s", name, err)
         proc.run(["ip", "netns", "delete", name])
+        remove_pod_files(name)
         log.info("pod %s removed", name)
 
     def terminate(self, name: str, now: float | None = None) -> None:

@@ -15,6 +15,8 @@ import docker.errors
 
 from generator.cluster.names import network_name, project_name
 from generator.node.contract import (
+    DNS_NAMESPACE,
+    DNS_SERVICE,
     HEARTBEAT_DIR,
     Cluster,
     NodeState,
@@ -23,6 +25,7 @@ from generator.node.contract import (
     read_node_states,
     serving_pods,
 )
+from generator.node.pod_dns import dns_settings, zone_digest, zone_text
 from generator.runtime.compose import compose
 from generator.runtime.engine import LABEL, lab_containers
 from generator.runtime.errors import RuntimeFailure
@@ -116,6 +119,8 @@ def pending(cluster: Cluster, docs: dict[str, NodeState],
     live = {n["name"] for n in cluster["nodes"]} if live is None else live
     missing = []
     digest = expected_digest(cluster, docs, live)
+    zone_file = zone_text(cluster, serving_pods(cluster, docs, live))
+    zone = zone_digest(zone_file) if zone_file is not None else None
     for node in cluster["nodes"]:
         doc = docs.get(node["name"])
         if (doc is None or node["name"] not in live or not doc.get("ready")
@@ -125,11 +130,34 @@ def pending(cluster: Cluster, docs: dict[str, NodeState],
         proxy = doc.get("proxy")
         if proxy is None or proxy["digest"] != digest:
             missing.append(f"proxy on {node['name']}")
+        elif zone is not None and _served_zone(doc) != zone:
+            missing.append(f"DNS zone on {node['name']}")
     # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
     running = {p["name"] for p in serving_pods(cluster, docs, live) if p["ip"]
                and p["state"] in ("Running", "CrashLoopBackOff")}
     missing += [f"pod {p['name']}" for p in cluster["pods"] if p["name"] not in running]
     return missing
+
+
+def _served_zone(doc: NodeState) -> str | None:
+    served = doc.get("dns")
+    return served["digest"] if served else None
+
+
+def dns_answers(cluster: Cluster) -> bool:
+    """Does the lab's DNS answer a query for kube-dns itself, sent from the first node
+    to the service's cluster IP through kube-proxy (True when the lab runs no DNS)?"""
+    settings = dns_settings(cluster)
+    if settings is None:
+        return True
+    nameserver, domain = settings
+    argv = ["docker", "exec", cluster["nodes"][0]["container"], "dig", "+short", "+time=1",
+            "+tries=1", f"@{nameserver}", f"{DNS_SERVICE}.{DNS_NAMESPACE}.svc.{domain}"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.stdout.split() == [nameserver]
 
 
 def failures(cluster: Cluster, docs: dict[str, NodeState]) -> list[str]:
@@ -151,6 +179,8 @@ def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: Cluster,
     while True:
         docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
         missing = pending(cluster, docs, live_nodes(cluster, paths.state_dir, time.time()))
+        if not missing and not dns_answers(cluster):
+            missing = ["DNS answer"]
         progress(total - len(missing), total, ", ".join(missing[:4]))
         if not missing:
             return

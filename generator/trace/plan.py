@@ -86,7 +86,8 @@ def names(cluster: dict[str, Any], pod_ips: dict[str, str]) -> dict[str, str]:
     for c in cluster["clients"]:
         out[c["ip"]] = c["name"]
     for s in cluster["services"]:
-        out[s["clusterIP"]] = f"service {s['name']}"
+        if s["clusterIP"] != "None":
+            out[s["clusterIP"]] = f"service {s['name']}"
     for pod, ip in pod_ips.items():
         out[ip] = pod
     return out

@@ -60,7 +60,7 @@ BACKEND_DRAW = [
 
 # Random draws the README text explains: command substring -> [(pattern, stand-in)].
 DRAWS = {
-    "curl -s 10.96.0.10/hostname": [(r"^pod-[23]$", "a web backend")],
+    "curl -s 10.96.0.11/hostname": [(r"^pod-[23]$", "a web backend")],
     "conntrack -L": [(r"src=10\.244\.[12]\.2 dst=10\.244\.0\.2", "src=BACKEND dst=10.244.0.2")],
     # node-1 SNATs to its bridge address for its own backend, to its VTEP for node-2's.
     "172.31.0.3:30080/clientip": [(r"^10\.244\.1\.[01]:", "node-1:")],

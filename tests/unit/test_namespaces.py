@@ -23,6 +23,7 @@ NODE_NETWORK = ipaddress.IPv4Network("172.28.192.0/24")
 TWO_WEBS: dict[str, Any] = {
     "name": "ns-two",
     "nodes": ["node-0", "node-1"],
+    "dns": {"enabled": False},  # the lab's own services only (test_dns_wiring adds kube-dns)
     "namespaces": [{"name": "shop", "labels": {"team": "a"}}],
     "pods": [
         {"name": "web-default", "node": "node-0", "labels": {"app": "web"}},

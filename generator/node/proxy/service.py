@@ -136,8 +136,14 @@ def policy(info: PortInfo, node: str, zone: str = "") -> Policy:
 def port_infos(services: list[ServiceSpec], pods: list[PublishedPod]) -> Iterator[PortInfo]:
     """Every service port from scratch (the proxiers keep a PortTracker instead)."""
     index = PodIndex(pods)
-    for s in services:
+    for s in proxied(services):
         yield from port_infos_of(s, index.select(s))
+
+
+def proxied(services: list[ServiceSpec]) -> list[ServiceSpec]:
+    """The services kube-proxy programs: not headless ones (clusterIP None), which
+    have no address to translate; DNS answers for them with their endpoints."""
+    return [s for s in services if s["clusterIP"] != "None"]
 
 
 class PortTracker:
@@ -154,7 +160,7 @@ class PortTracker:
         self.ports: dict[str, list[PortInfo]] = {}
 
     def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> list[PortInfo]:
-        new_services = {f"{namespace_of(s)}/{s['name']}": s for s in services}
+        new_services = {f"{namespace_of(s)}/{s['name']}": s for s in proxied(services)}
         affected = {n for n, s in new_services.items() if self.services.get(n) != s}
         affected |= self.services.keys() - new_services.keys()
         for name in affected:
