@@ -17,11 +17,16 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 CNI_BRIDGE=${KGEN_CNI_BRIDGE:-/usr/lib/cni/bridge}
+# The interpreter of ./.venv; .ci/run picks one its non-root user may run too.
+PYTHON=${KGEN_PYTHON:-python3}
 # `kgen graph` draws with this font, so a picture is the same bytes on every machine.
 GRAPH_FONT=${KGEN_GRAPH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 
 have() { command -v "$1" >/dev/null 2>&1; }
-engine_answers() { have docker && $SUDO docker info >/dev/null 2>&1; }
+# A user in the docker group reaches the engine without sudo (a GitHub runner's user).
+engine_answers() {
+    have docker && { docker info >/dev/null 2>&1 || $SUDO docker info >/dev/null 2>&1; }
+}
 compose_present() {
     { have docker && docker compose version >/dev/null 2>&1; } || docker-compose version >/dev/null 2>&1
 }
@@ -48,7 +53,7 @@ have tshark || could tshark                # capture tests decode the VXLAN over
 have chromium || could chromium            # the html graph test opens the page headless
 [ -f "$GRAPH_FONT" ] || want fonts-dejavu-core
 [ -x "$CNI_BRIDGE" ] || want containernetworking-plugins   # reference CNI plugins for tests
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
+"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
 
 if [ "${KGEN_INSTALL_PLAN:-}" = 1 ]; then
     echo "install:$missing"
@@ -60,6 +65,7 @@ fi
 if [ -n "$missing" ]; then
     echo "kgen: installing$missing"
     $SUDO apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 for package in $optional; do
@@ -89,7 +95,7 @@ fi
 [ -d /proc/sys/net/bridge ] || $SUDO modprobe br_netfilter 2>/dev/null || true
 
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev]'

@@ -1,1 +1,1 @@
-"""`kgen capture`: a pcap of one interface of a node, pod or client (lab contract §6)."""
+"""`kgen capture`: a pcap of one interface of a node, pod or client (docs/reference.md, `kgen capture`)."""

@@ -29,6 +29,7 @@ from typing import Any
 import testinfra
 
 from generator.checks.plan import Check
+from generator.node.documents import StatusReport
 
 PROBE = "python3 -m generator.node.probe"
 # Per request that must succeed. Lab round trips take a millisecond, but on a busy host a
@@ -52,9 +53,9 @@ class Outcome:
 class Lab:
     """The live lab as the checks see it: cluster state + status + hosts."""
 
-    def __init__(self, cluster: dict[str, Any], status: dict[str, Any]) -> None:
+    def __init__(self, cluster: dict[str, Any], status: StatusReport) -> None:
         self.cluster = cluster
-        self.pod_ip = {p["name"]: p["ip"] for p in status["pods"]}
+        self.pod_ip: dict[str, Any] = {p["name"]: p["ip"] for p in status["pods"]}
         self.pod_node = {p["name"]: p["node"] for p in cluster["pods"]}
         self.members = {m["name"]: m for m in cluster["nodes"] + cluster["clients"]}
         self._lock = threading.Lock()

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from generator.checks.plan import Check, plan
 from generator.checks.probes import DEFAULT_DEADLINE, PARALLEL, Lab, Outcome, run_all
+from generator.node.documents import StatusReport
 from generator.runtime.neighbours import NEIGH, entries_needed, has_room, limit
 
 
@@ -60,7 +61,7 @@ class ChecksPlugin:
         return lambda check: self.outcomes.get(check.id, Outcome(False, "did not run"))
 
 
-def execute(cluster: dict[str, Any], status: dict[str, Any],
+def execute(cluster: dict[str, Any], status: StatusReport,
             checks: list[Check] | None = None, keyword: str | None = None,
             parallel: int = PARALLEL, timeout: float = DEFAULT_DEADLINE,
             progress: Callable[[int], Callable[[Check, Outcome], None]] | None = None,

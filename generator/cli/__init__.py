@@ -1,4 +1,4 @@
-"""The `kgen` command line (lab contract §2): one module per command group.
+"""The `kgen` command line (docs/reference.md, "Commands"): one module per command group.
 
 Each module registers its commands on the shared `app` and imports heavy
 modules (Docker SDK, Jinja2, the checks) inside the commands that need them.

@@ -101,8 +101,10 @@ def _lab_members(ctx: typer.Context, kinds: tuple[str, ...]) -> list[str]:
         return []
     if cluster is None:
         return []
-    doc: dict[str, list[dict[str, str]]] = dict(cluster)  # type: ignore[arg-type]
-    return [m["name"] for kind in kinds for m in doc.get(kind, [])]
+    members = {"nodes": [n["name"] for n in cluster.get("nodes", [])],
+               "pods": [p["name"] for p in cluster.get("pods", [])],
+               "clients": [c["name"] for c in cluster.get("clients", [])]}
+    return [name for kind in kinds for name in members.get(kind, [])]
 
 
 def complete_target(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -190,6 +192,28 @@ def failures(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
     except RUNTIME_ERRORS as e:
         _say(f"kgen: error: {e}")
         raise typer.Exit(1) from None
+    except PermissionError as e:
+        _say(f"kgen: error: {permission_problem(e)}")
+        raise typer.Exit(1) from None
+
+
+def permission_problem(err: PermissionError) -> str:
+    """One line for a file this user may not touch: which, and whose it (or the
+    nearest directory above it that exists) is."""
+    import os
+    from pathlib import Path
+
+    if not err.filename:
+        return f"permission denied ({err.strerror or err})"
+    path = Path(os.fsdecode(err.filename))
+    for where in (path, *path.parents):
+        try:
+            owner = where.stat().st_uid
+        except OSError:
+            continue
+        return (f"permission denied: {path} ({where} belongs to uid {owner}; "
+                f"kgen runs as uid {os.geteuid()})")
+    return f"permission denied: {path}"
 
 
 def output_dir(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""`kgen capture`: a pcap of an interface of a node, pod or client (lab contract §6)."""
+"""`kgen capture`: a pcap of an interface of a node, pod or client (docs/reference.md, `kgen capture`)."""
 
 from __future__ import annotations
 

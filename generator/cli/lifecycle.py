@@ -1,6 +1,6 @@
 """Lab lifecycle commands: render, up, down, status, exec, apply, image build.
 
-Every command finds its lab with `find_lab` (generator.cli.labref): a lab that
+Every command finds its lab with `find_lab` (generator.runtime.locate): a lab that
 runs is acted on where it runs, from any directory.
 """
 
@@ -27,25 +27,17 @@ from generator.cli.app import (
 )
 from generator.cluster.names import rendered_dir
 from generator.lab.errors import LabError
-from generator.runtime.locate import DEFAULT_LAB_FILE, LabRef, find_lab, lab_paths_of
+from generator.runtime.locate import DEFAULT_LAB_FILE, LabRef, find_lab
 
 if TYPE_CHECKING:
     from generator.lab.model import Lab
     from generator.node.contract import Cluster
     from generator.runtime.paths import LabPaths
 
-__all__ = ["LabRef", "find_lab", "lab_paths"]
+__all__ = ["LabRef", "find_lab"]
 
 image_app = typer.Typer(help="The node image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
-
-
-def lab_paths(model: Lab) -> LabPaths:
-    """Where a lab is: the running lab's directory (from any directory), else ./kgen-<name>/.
-
-    Prefer `find_lab(lab)`, which also gives the name, the file and whether it runs.
-    """
-    return lab_paths_of(model.name)
 
 
 def left_behind(name: str | None, flag: str) -> str:

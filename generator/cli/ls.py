@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated
 
 import typer
 
@@ -13,7 +14,7 @@ COLUMNS = (("LAB", "name"), ("NODES", "nodes"), ("PODS", "pods"), ("STATE", "sta
            ("LAB FILE", "file"), ("DIRECTORY", "dir"))
 
 
-def ls_table(labs: list[dict[str, Any]]) -> str:
+def ls_table(labs: Sequence[Mapping[str, object]]) -> str:
     """Plain columns like `docker ps`: whole paths, never cut to the terminal's width."""
     rows = [[head for head, _ in COLUMNS]]
     rows += [["-" if lab[key] is None else str(lab[key]) for _, key in COLUMNS] for lab in labs]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 
+from generator.node.documents import ServiceRow, StatusReport
 
-def _ports(service: dict[str, Any]) -> str:
+
+def _ports(service: ServiceRow) -> str:
     parts = []
     for p in service["ports"]:
         text = f"{p['port']}/{p['protocol']}→{p['targetPort']}"
@@ -18,20 +18,20 @@ def _ports(service: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def tables(report: dict[str, Any]) -> list[Table]:
+def tables(report: StatusReport) -> list[Table]:
     nodes = Table("node", "container", "node IP", "pod subnet", "state", title="nodes")
     for n in report["nodes"]:
         nodes.add_row(n["name"], n["container"], n["ip"], n["podCIDR"], n["state"])
     # The namespace first, as `kubectl get -A` shows it.
     pods = Table("namespace", "pod", "node", "IP", "state", "restarts", title="pods")
     for p in report["pods"]:
-        pods.add_row(p.get("namespace", "default"), p["name"], p["node"], p["ip"] or "-", p["state"],
-                     str(p.get("restarts", 0)))
+        pods.add_row(p["namespace"], p["name"], p["node"], p["ip"] or "-", p["state"],
+                     str(p["restarts"]))
     services = Table("namespace", "service", "type", "cluster IP", "ports", "endpoints",
                      title="services")
     for s in report["services"]:
         leaving = "".join(f", {e} (terminating)" for e in s.get("terminating") or [])
-        services.add_row(s.get("namespace", "default"), s["name"], s["type"], s["clusterIP"],
+        services.add_row(s["namespace"], s["name"], s["type"], s["clusterIP"],
                          _ports(s), (", ".join(s["endpoints"]) + leaving).strip(", ") or "(none)")
     clients = Table("client", "container", "IP", title="clients")
     for c in report["clients"]:
@@ -39,7 +39,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
     return [t for t in (nodes, pods, services, clients) if t.row_count]
 
 
-def print_status(console: Console, report: dict[str, Any]) -> None:
+def print_status(console: Console, report: StatusReport) -> None:
     shown = tables(report)
     if not shown:
         console.print(f"lab {report['name']}: nothing rendered or running")

@@ -1,4 +1,4 @@
-"""`kgen trace SRC DST`: one real packet's path, hop by hop (lab contract §5)."""
+"""`kgen trace SRC DST`: one real packet's path, hop by hop (docs/reference.md, `kgen trace`)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
         docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
         pods = published_pods(cluster, docs)
         try:
-            result = trace(dict(cluster), [dict(p) for p in pods], src, dst, port, protocol)
+            result = trace(cluster, pods, src, dst, port, protocol)
         except TraceUsageError as e:
             raise Exit(2, str(e)) from None
         except TraceFailure as e:

@@ -127,25 +127,33 @@ def pod_ips(lab: Lab, nodes: list[NodeSpec],
             ips[pod.name] = str(ip)
     released = {ipaddress.IPv4Address(p["ip"]) for name, p in before.items()
                 if ips.get(name) != p["ip"]}
+    # Per node, where the search for the lowest free address resumes: addresses are only
+    # taken, never freed, below, so it never moves back (linear in pods, not quadratic).
+    fresh = {n: int(s.network_address) + 2 for n, s in subnets.items()}  # avoiding released
+    reused = dict(fresh)  # released ones allowed, once no other address is left
     for pod in lab.pods:
         if pod.name in ips:
             continue
-        subnet = subnets[pod.node]
-        taken = held[pod.node]
-        found = (_first_free(subnet, taken | released) or _first_free(subnet, taken))
+        subnet, taken = subnets[pod.node], held[pod.node]
+        found = _first_free(subnet, fresh, pod.node, (taken, released))
+        if found is None:
+            found = _first_free(subnet, reused, pod.node, (taken,))
         if found is None:
             raise ValueError(f"pod subnet {subnet} of {pod.node} has no address left for {pod.name}")
-        ip = found
-        held[pod.node].add(ip)
-        ips[pod.name] = str(ip)
+        taken.add(found)
+        ips[pod.name] = str(found)
     return ips
 
 
-def _first_free(subnet: ipaddress.IPv4Network,
-                avoid: set[ipaddress.IPv4Address]) -> ipaddress.IPv4Address | None:
-    first, last = int(subnet.network_address) + 2, int(subnet.broadcast_address) - 1
-    return next((a for a in map(ipaddress.IPv4Address, range(first, last + 1))
-                 if a not in avoid), None)
+def _first_free(subnet: ipaddress.IPv4Network, cursor: dict[str, int], node: str,
+                avoid: tuple[set[ipaddress.IPv4Address], ...]) -> ipaddress.IPv4Address | None:
+    """The lowest address of `subnet` at or after cursor[node] in none of `avoid`."""
+    last = int(subnet.broadcast_address) - 1
+    address = cursor[node]
+    while address <= last and any(ipaddress.IPv4Address(address) in s for s in avoid):
+        address += 1
+    cursor[node] = address
+    return ipaddress.IPv4Address(address) if address <= last else None
 
 
 def _pod(pod: Pod, ip: str) -> PodSpec:

@@ -1,4 +1,4 @@
-"""The names a lab gives its Docker objects (lab contract §3)."""
+"""The names a lab gives its Docker objects (docs/reference.md, "What runs where, and the names")."""
 
 from __future__ import annotations
 

@@ -1,1 +1,6 @@
-"""`kgen graph`: the lab drawn (lab contract §6). See picture.py for the model."""
+"""`kgen graph`: the lab drawn (docs/reference.md, `kgen graph`). See picture.py for the model.
+
+Pure, like generator.render: the command line (generator/cli/graph.py) hands in a
+Cluster, a StatusReport when the lab runs and a TraceResult to overlay; nothing
+here asks Docker or reads a lab's files.
+"""

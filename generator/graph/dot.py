@@ -15,6 +15,7 @@ from typing import Any
 from generator.graph.overlay import Overlay
 from generator.graph.picture import (
     UNDERLAY_ID,
+    NodeBox,
     Picture,
     ServiceBox,
     client_id,
@@ -75,10 +76,8 @@ def service_label(s: ServiceBox) -> str:
     return _lines(*lines)
 
 
-def build(picture: Picture, overlay: Overlay | None = None) -> Any:
-    """A graphviz.Digraph of the picture, with the trace drawn on it when given."""
-    import graphviz
-
+def _trace_marks(overlay: Overlay | None) -> dict[str, list[str]]:
+    """The lines a trace adds to elements: its translations, and where it ended."""
     marks: dict[str, list[str]] = {}
     if overlay is not None:
         for mark in overlay.marks:
@@ -87,88 +86,118 @@ def build(picture: Picture, overlay: Overlay | None = None) -> Any:
         if overlay.end is not None:
             element, hop = overlay.end
             marks.setdefault(element, []).append(f"✖ {overlay.verdict} at hop {hop}")
+    return marks
 
-    def node(parent: Any, element: str, label: str, **attrs: str) -> None:
-        if element in marks:
+
+class _Drawing:
+    """One graphviz.Digraph of a picture, drawn part by part in a fixed order (the same
+    picture gives the same dot source)."""
+
+    def __init__(self, picture: Picture, overlay: Overlay | None) -> None:
+        import graphviz
+
+        self.picture, self.overlay = picture, overlay
+        self.marks = _trace_marks(overlay)
+        title = f"kgen lab {picture.name} (from the {picture.source})"
+        if overlay is not None:
+            title += f"\\n{overlay.title()}"
+        self.g = graphviz.Digraph(
+            picture.name,
+            graph_attr={"fontname": FONT, "fontsize": "13", "label": title, "labelloc": "t",
+                        "newrank": "true", "nodesep": "0.25", "ranksep": "0.45",
+                        "bgcolor": "white", "pad": "0.2", "id": "kgen-graph"},
+            node_attr={"fontname": FONT, "fontsize": "10", "shape": "box",
+                       "style": "rounded,filled", "fillcolor": "white", "margin": "0.12,0.05"},
+            edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.6"})
+
+    def node(self, parent: Any, element: str, label: str, **attrs: str) -> None:
+        if element in self.marks:
             attrs = {**attrs, "color": NAT, "penwidth": "2"}
-        parent.node(element, _with_marks(label, marks.get(element, [])), id=element, **attrs)
+        parent.node(element, _with_marks(label, self.marks.get(element, [])), id=element, **attrs)
 
-    title = f"kgen lab {picture.name} (from the {picture.source})"
-    if overlay is not None:
-        title += f"\\n{overlay.title()}"
-    g = graphviz.Digraph(
-        picture.name,
-        graph_attr={"fontname": FONT, "fontsize": "13", "label": title, "labelloc": "t",
-                    "newrank": "true", "nodesep": "0.25", "ranksep": "0.45", "bgcolor": "white",
-                    "pad": "0.2", "id": "kgen-graph"},
-        node_attr={"fontname": FONT, "fontsize": "10", "shape": "box", "style": "rounded,filled",
-                   "fillcolor": "white", "margin": "0.12,0.05"},
-        edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.6"})
-
-    with g.subgraph(name="cluster_outside") as outside:
-        outside.attr(label="outside the cluster", style="dashed", color="#999999", fontsize="10")
+    def outside(self) -> None:
+        """The clients and the node network they share with the nodes."""
+        g, picture = self.g, self.picture
+        with g.subgraph(name="cluster_outside") as outside:
+            outside.attr(label="outside the cluster", style="dashed", color="#999999", fontsize="10")
+            for c in picture.clients:
+                self.node(outside, client_id(c.name), _lines(c.name, c.ip), fillcolor=CLIENT_FILL,
+                          color=CLIENT_LINE)
+        g.node(UNDERLAY_ID, _lines(f"node network {picture.node_network}",
+                                   "Docker bridge, internal: nothing leaves the lab"),
+               id=UNDERLAY_ID, shape="box", style="filled", fillcolor="#d0d0d0", color="#707070",
+               width="9")
         for c in picture.clients:
-            node(outside, client_id(c.name), _lines(c.name, c.ip), fillcolor=CLIENT_FILL,
-                 color=CLIENT_LINE)
-    g.node(UNDERLAY_ID, _lines(f"node network {picture.node_network}",
-                               "Docker bridge, internal: nothing leaves the lab"),
-           id=UNDERLAY_ID, shape="box", style="filled", fillcolor="#d0d0d0", color="#707070",
-           width="9")
-    for c in picture.clients:
-        g.edge(client_id(c.name), UNDERLAY_ID, dir="none", label=f"eth0 {c.ip}", color="#707070")
+            g.edge(client_id(c.name), UNDERLAY_ID, dir="none", label=f"eth0 {c.ip}", color="#707070")
 
-    for n in picture.nodes:
-        with g.subgraph(name=f"cluster_node_{n.name}") as box:
+    def machine(self, n: NodeBox) -> None:
+        """One node: eth0, its overlay device, cbr0 and its pods."""
+        picture = self.picture
+        with self.g.subgraph(name=f"cluster_node_{n.name}") as box:
             state = "" if n.state in ("Ready", "Desired") else f" · {n.state}"
             box.attr(label=f"{n.name} ({n.container}){state}", style="rounded,filled",
                      fillcolor=NODE_FILL, color=NODE_LINE, fontsize="11", id=f"node_{n.name}")
-            node(box, dev_id(n.name, "eth0"), _lines(f"eth0 {n.ip}", f"pod subnet {n.pod_cidr}"),
-                 fillcolor=ETH_FILL)
+            self.node(box, dev_id(n.name, "eth0"), _lines(f"eth0 {n.ip}", f"pod subnet {n.pod_cidr}"),
+                      fillcolor=ETH_FILL)
             if picture.backend == "vxlan":
                 label = _lines(f"{picture.vxlan_device} (VXLAN)", f"VTEP {n.vtep}")
             else:
                 label = _lines("host-gw routes", *(f"{o.pod_cidr} via {o.ip}"
                                                    for o in picture.nodes if o.name != n.name))
-            node(box, dev_id(n.name, "overlay"), label, fillcolor=OVERLAY_FILL, color=OVERLAY_LINE)
+            self.node(box, dev_id(n.name, "overlay"), label, fillcolor=OVERLAY_FILL,
+                      color=OVERLAY_LINE)
             prefix = n.pod_cidr.split("/")[1]
-            node(box, dev_id(n.name, "cbr0"), _lines(f"cbr0 {n.gateway}/{prefix}"),
-                 fillcolor=BRIDGE_FILL)
+            self.node(box, dev_id(n.name, "cbr0"), _lines(f"cbr0 {n.gateway}/{prefix}"),
+                      fillcolor=BRIDGE_FILL)
             box.edge(dev_id(n.name, "eth0"), dev_id(n.name, "overlay"), dir="none", color="#888888")
             box.edge(dev_id(n.name, "overlay"), dev_id(n.name, "cbr0"), dir="none", color="#888888")
             for p in n.pods:
                 extra = [] if p.state in ("Running", "Desired") else [p.state]
-                node(box, pod_id(p.name), _lines(p.name, p.ip or "no IP", *extra),
-                     fillcolor=POD_FILL, color=POD_LINE)
+                self.node(box, pod_id(p.name), _lines(p.name, p.ip or "no IP", *extra),
+                          fillcolor=POD_FILL, color=POD_LINE)
                 box.edge(dev_id(n.name, "cbr0"), pod_id(p.name), dir="none", color=POD_LINE,
                          label="veth")
-        g.edge(UNDERLAY_ID, dev_id(n.name, "eth0"), dir="none", color="#707070")
+        self.g.edge(UNDERLAY_ID, dev_id(n.name, "eth0"), dir="none", color="#707070")
 
-    nodes = picture.nodes
-    for i, a in enumerate(nodes):
-        for j, b in enumerate(nodes[i + 1:]):
-            # One label for the whole mesh (on the first pair); a trace brings its own.
-            label = picture.overlay_text() if (i, j) == (0, 0) and overlay is None else ""
-            g.edge(dev_id(a.name, "overlay"), dev_id(b.name, "overlay"), dir="both",
-                   arrowsize="0.5", constraint="false", style="dashed", color=OVERLAY_LINE,
-                   fontcolor=OVERLAY_LINE, label=label)
+    def mesh(self) -> None:
+        """The overlay between every two nodes."""
+        nodes = self.picture.nodes
+        for i, a in enumerate(nodes):
+            for j, b in enumerate(nodes[i + 1:]):
+                # One label for the whole mesh (on the first pair); a trace brings its own.
+                label = self.picture.overlay_text() if (i, j) == (0, 0) and self.overlay is None else ""
+                self.g.edge(dev_id(a.name, "overlay"), dev_id(b.name, "overlay"), dir="both",
+                            arrowsize="0.5", constraint="false", style="dashed", color=OVERLAY_LINE,
+                            fontcolor=OVERLAY_LINE, label=label)
 
-    with g.subgraph(name="cluster_services") as services:
-        services.attr(label=f"services (kube-proxy {picture.proxy_mode} rules on every node)",
-                      style="rounded,dashed",
-                      labelloc="b",
-                      color=SERVICE_LINE, fontcolor=SERVICE_LINE, fontsize="10", rank="same")
+    def services(self) -> None:
+        """The services below the nodes, with a line to each endpoint pod."""
+        picture = self.picture
+        with self.g.subgraph(name="cluster_services") as services:
+            services.attr(label=f"services (kube-proxy {picture.proxy_mode} rules on every node)",
+                          style="rounded,dashed", labelloc="b", color=SERVICE_LINE,
+                          fontcolor=SERVICE_LINE, fontsize="10", rank="same")
+            for s in picture.services:
+                self.node(services, service_id(s.name), service_label(s), fillcolor=SERVICE_FILL,
+                          color=SERVICE_LINE)
         for s in picture.services:
-            node(services, service_id(s.name), service_label(s), fillcolor=SERVICE_FILL,
-                 color=SERVICE_LINE)
-    for s in picture.services:
-        for name in s.endpoint_pods:
-            # Drawn pod -> service (arrow reversed) so that services rank below the pods.
-            g.edge(pod_id(name), service_id(s.name), dir="back", style="dashed",
-                   color=SERVICE_LINE, arrowsize="0.5", penwidth="0.8")
+            for name in s.endpoint_pods:
+                # Drawn pod -> service (arrow reversed) so that services rank below the pods.
+                self.g.edge(pod_id(name), service_id(s.name), dir="back", style="dashed",
+                            color=SERVICE_LINE, arrowsize="0.5", penwidth="0.8")
 
+
+def build(picture: Picture, overlay: Overlay | None = None) -> Any:
+    """A graphviz.Digraph of the picture, with the trace drawn on it when given."""
+    drawing = _Drawing(picture, overlay)
+    drawing.outside()
+    for n in picture.nodes:
+        drawing.machine(n)
+    drawing.mesh()
+    drawing.services()
     if overlay is not None:
-        _draw_trace(g, picture, overlay)
-    return g
+        _draw_trace(drawing.g, picture, overlay)
+    return drawing.g
 
 
 def _draw_trace(g: Any, picture: Picture, overlay: Overlay) -> None:
@@ -237,14 +266,5 @@ def source(picture: Picture, overlay: Overlay | None = None) -> str:
 
 
 def render(picture: Picture, fmt: str, overlay: Overlay | None = None) -> bytes:
-    """svg or png bytes from Graphviz's `dot`."""
-    import graphviz
-
-    from generator.runtime.errors import RuntimeFailure
-
-    try:
-        return bytes(build(picture, overlay).pipe(format=fmt))
-    except graphviz.ExecutableNotFound:
-        raise RuntimeFailure("Graphviz's `dot` is not installed (svg, png and html need it; "
-                             "--format dot and mermaid do not): install Graphviz: "
-                             "apt-get install graphviz") from None
+    """svg or png bytes from Graphviz's `dot` (graphviz.ExecutableNotFound without it)."""
+    return bytes(build(picture, overlay).pipe(format=fmt))

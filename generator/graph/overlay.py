@@ -1,4 +1,4 @@
-"""A `kgen trace --json` result laid on the picture (lab contract §5 and §6).
+"""A `kgen trace --json` result laid on the picture (docs/reference.md, `kgen trace` and `kgen graph`).
 
 Each hop is placed on an element of the picture: the pod, client, or node
 device (eth0, cbr0, the overlay device) where it happened. The trace's own
@@ -22,9 +22,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from generator.graph.picture import Picture, client_id, dev_id, pod_id
+from generator.node.documents import TraceEncap, TraceEnd, TraceResult, TraceTarget
 
 VERDICTS = ("answered", "refused", "dropped", "timeout")
 DIRECTIONS = ("request", "reply")
@@ -46,7 +47,7 @@ class Hop:
     rule: str | None
     src: str
     dst: str
-    encap: dict[str, Any] | None
+    encap: TraceEncap | None
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Move:
     tail: str
     head: str
     hops: list[int]                  # the hop numbers that happen at the head
-    encap: dict[str, Any] | None     # set on the encapsulated stretch
+    encap: TraceEncap | None         # set on the encapsulated stretch
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ class Mark:
 
 @dataclass
 class Overlay:
-    src: dict[str, Any]
-    dst: dict[str, Any]
+    src: TraceEnd
+    dst: TraceTarget
     verdict: str
     answered_by: str | None
     hops: list[Hop]
@@ -93,7 +94,7 @@ class Overlay:
         return f"{head}: {tail}"
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> TraceResult:
     try:
         doc = json.loads(path.read_text())
     except OSError as err:
@@ -101,11 +102,11 @@ def load(path: Path) -> dict[str, Any]:
     except ValueError as err:
         raise TraceFileError(f"{path}: not JSON ({err})") from None
     check(doc, str(path))
-    return doc  # type: ignore[no-any-return]
+    return cast(TraceResult, doc)  # check() above: the fields drawn are there
 
 
 def check(doc: Any, source: str = "trace") -> None:
-    """The shape of lab contract §5's `--json` object, field by field."""
+    """The shape of `kgen trace --json` (docs/reference.md), field by field."""
     def bad(where: str, what: str) -> TraceFileError:
         return TraceFileError(f"{source}: {where}: {what} (expected `kgen trace --json` output)")
 
@@ -144,7 +145,7 @@ def _ip(address: str) -> str:
     return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
 
 
-def _hops(doc: dict[str, Any]) -> list[Hop]:
+def _hops(doc: TraceResult) -> list[Hop]:
     return [Hop(i + 1, h["direction"], h["node"], h["step"], h.get("detail") or h["step"],
                 h.get("table"), h.get("chain"), h.get("rule"), h["packet"]["src"],
                 h["packet"]["dst"], h.get("encap"))
@@ -167,7 +168,7 @@ def endpoint_element(picture: Picture, name: str | None, ip: str | None) -> str 
     return picture.owner_of_ip(ip) if ip else None
 
 
-# Steps are plain words, not a closed list (lab contract §5 leaves them to `kgen trace`);
+# Steps are plain words, not a closed list (docs/reference.md leaves them to `kgen trace`);
 # these are the words that move the packet. Anything else (a rule, a policy, conntrack)
 # happens where the packet already is.
 SEND_WORDS = ("leave-netns", "send", "leave", "egress")
@@ -249,7 +250,7 @@ def _translation(hop: Hop, before: Hop | None,
     return found
 
 
-def build(picture: Picture, doc: dict[str, Any]) -> Overlay:
+def build(picture: Picture, doc: TraceResult) -> Overlay:
     check(doc)
     hops = _hops(doc)
     src, dst = doc["src"], doc["dst"]
@@ -259,7 +260,7 @@ def build(picture: Picture, doc: dict[str, Any]) -> Overlay:
     for direction in DIRECTIONS:
         here = start if direction == "request" else answered
         last: Hop | None = None
-        prev_encap: dict[str, Any] | None = None
+        prev_encap: TraceEncap | None = None
         before_first_move: list[int] = []   # hops where the packet starts: told on the first move
         reached = 0
         moved = False
@@ -296,11 +297,11 @@ def build(picture: Picture, doc: dict[str, Any]) -> Overlay:
     return overlay
 
 
-def mismatches(picture: Picture, doc: dict[str, Any]) -> list[str]:
+def mismatches(picture: Picture, doc: TraceResult) -> list[str]:
     """Where the trace and the picture disagree (a trace of another lab, or an older run)."""
     found = []
-    for key in ("src", "dst"):
-        end = doc.get(key) or {}
+    ends: list[tuple[str, TraceEnd | TraceTarget]] = [("src", doc["src"]), ("dst", doc["dst"])]
+    for key, end in ends:
         name, ip = end.get("name"), end.get("ip")
         element = endpoint_element(picture, name, None)
         if element is None:

@@ -1,4 +1,4 @@
-"""The picture of a lab, before any drawing: what `kgen graph` shows (lab contract §6).
+"""The picture of a lab, before any drawing: what `kgen graph` shows (docs/reference.md, `kgen graph`).
 
 Built from the cluster state (`config/cluster.json`, or the state computed from
 the lab file) and, when the lab runs, from a `kgen status --json` report that
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 
 from generator.node.contract import Cluster
+from generator.node.documents import StatusReport
 
 # Element ids: one namespace shared by every renderer and the trace overlay. Names are DNS
 # labels ([a-z0-9-]), so '_' separates unambiguously and the ids are valid XML names.
@@ -179,42 +179,67 @@ def expected_pod_ips(cluster: Cluster) -> dict[str, str]:
     return ips
 
 
-def from_cluster(cluster: Cluster, report: dict[str, Any] | None = None) -> Picture:
+def from_cluster(cluster: Cluster, report: StatusReport | None = None) -> Picture:
     """The picture of a cluster state; with a `kgen status --json` report, the live one."""
-    live = report is not None
-    status_pods = {p["name"]: p for p in (report or {}).get("pods", [])}
-    status_nodes = {n["name"]: n for n in (report or {}).get("nodes", [])}
-    status_services = {s["name"]: s for s in (report or {}).get("services", [])}
-    expected = expected_pod_ips(cluster)
+    pods = _pods(cluster, report)
+    by_ip = {p.ip: p.name for p in pods if p.ip}
+    clients = [ClientBox(c["name"], c["container"], c["ip"]) for c in cluster["clients"]]
+    vxlan = cluster.get("vxlan") or {"vni": 1, "port": 4789, "device": "kgen.1"}
+    return Picture(
+        name=cluster["name"], source="running lab" if report is not None else "lab file",
+        proxy_mode=cluster.get("proxyMode", "iptables"),
+        backend=cluster.get("backend", "vxlan"), vni=int(vxlan.get("vni", 1)),
+        vxlan_port=int(vxlan.get("port", 4789)),
+        vxlan_device=str(vxlan.get("device", f"kgen.{vxlan.get('vni', 1)}")),
+        node_network=cluster["nodeNetwork"], pod_cidr=cluster["podCIDR"],
+        service_cidr=cluster["serviceCIDR"], nodes=_nodes(cluster, report, pods), clients=clients,
+        services=_services(cluster, report, pods, by_ip), pods_by_ip=by_ip)
 
+
+def _pods(cluster: Cluster, report: StatusReport | None) -> list[PodBox]:
+    """Live: the report's IPs and states; from the lab file: IPAM's IPs, state Desired."""
+    seen_pods = {p["name"]: p for p in report["pods"]} if report else {}
+    expected = expected_pod_ips(cluster)
     pods: list[PodBox] = []
     for spec in cluster["pods"]:
-        seen = status_pods.get(spec["name"])
-        ip = seen.get("ip") if seen else (None if live else expected.get(spec["name"]))
-        state = (seen.get("state") or "Unknown") if seen else ("Unknown" if live else "Desired")
+        seen = seen_pods.get(spec["name"])
+        if seen is not None:
+            ip, state = seen.get("ip"), seen.get("state") or "Unknown"
+        else:
+            ip = None if report else expected.get(spec["name"])
+            state = "Unknown" if report else "Desired"
         pods.append(PodBox(spec["name"], spec["node"], ip, state, dict(spec.get("labels") or {}),
                            [c["name"] for c in spec.get("containers") or []]))
-    by_ip = {p.ip: p.name for p in pods if p.ip}
+    return pods
 
+
+def _nodes(cluster: Cluster, report: StatusReport | None, pods: list[PodBox]) -> list[NodeBox]:
+    seen_nodes = {n["name"]: n for n in report["nodes"]} if report else {}
     nodes = []
     for n in cluster["nodes"]:
-        seen_node = status_nodes.get(n["name"])
-        state = (seen_node or {}).get("state", "Unknown") if live else "Desired"
-        nodes.append(NodeBox(n["name"], n["container"], (seen_node or n)["ip"], n["podCIDR"],
-                             n["gateway"], n.get("vtep", ipaddress.ip_network(n["podCIDR"])
-                                                 .network_address.compressed), state,
-                             [p for p in pods if p.node == n["name"]]))
+        seen = seen_nodes.get(n["name"])
+        state = (seen["state"] if seen else "Unknown") if report else "Desired"
+        nodes.append(NodeBox(n["name"], n["container"], seen["ip"] if seen else n["ip"],
+                             n["podCIDR"], n["gateway"],
+                             n.get("vtep", ipaddress.ip_network(n["podCIDR"]).network_address.compressed),
+                             state, [p for p in pods if p.node == n["name"]]))
+    return nodes
 
+
+def _services(cluster: Cluster, report: StatusReport | None, pods: list[PodBox],
+              by_ip: dict[str, str]) -> list[ServiceBox]:
+    """Live: the report's endpoints; from the lab file: the pods the selector picks."""
+    seen_services = {s["name"]: s for s in report["services"]} if report else {}
     services = []
     for s in cluster["services"]:
-        seen_svc = status_services.get(s["name"])
+        seen = seen_services.get(s["name"])
         ports = [PortLine(p.get("name") or "", p["port"], p["targetPort"], p["protocol"],
-                          p.get("nodePort")) for p in (seen_svc or s)["ports"]]
-        if seen_svc is not None:
-            endpoints = list(seen_svc.get("endpoints") or [])
+                          p.get("nodePort")) for p in (seen["ports"] if seen else s["ports"])]
+        if seen is not None:
+            endpoints = list(seen.get("endpoints") or [])
             behind = {by_ip.get(e.rsplit(":", 1)[0]) for e in endpoints}
             endpoint_pods = [p.name for p in pods if p.name in behind]
-        elif live:
+        elif report is not None:
             endpoints, endpoint_pods = [], []
         else:
             chosen = [p for p in pods if _selects(s.get("selector") or {}, p.labels) and p.ip]
@@ -222,22 +247,11 @@ def from_cluster(cluster: Cluster, report: dict[str, Any] | None = None) -> Pict
             endpoints = sorted({f"{p.ip}:{port.target_port}" for p in chosen for port in ports},
                                key=_endpoint_key)
         services.append(ServiceBox(
-            s["name"], s["type"], (seen_svc or s)["clusterIP"], ports, dict(s.get("selector") or {}),
-            s.get("externalTrafficPolicy", "Cluster"), s.get("internalTrafficPolicy", "Cluster"),
-            s.get("sessionAffinity", "None"),
+            s["name"], s["type"], seen["clusterIP"] if seen else s["clusterIP"], ports,
+            dict(s.get("selector") or {}), s.get("externalTrafficPolicy", "Cluster"),
+            s.get("internalTrafficPolicy", "Cluster"), s.get("sessionAffinity", "None"),
             endpoints, endpoint_pods))
-
-    clients = [ClientBox(c["name"], c["container"], c["ip"]) for c in cluster["clients"]]
-    vxlan = cluster.get("vxlan") or {}
-    return Picture(
-        name=cluster["name"], source="running lab" if live else "lab file",
-        proxy_mode=cluster.get("proxyMode", "iptables"),
-        backend=cluster.get("backend", "vxlan"), vni=int(vxlan.get("vni", 1)),
-        vxlan_port=int(vxlan.get("port", 4789)),
-        vxlan_device=str(vxlan.get("device", f"kgen.{vxlan.get('vni', 1)}")),
-        node_network=cluster["nodeNetwork"], pod_cidr=cluster["podCIDR"],
-        service_cidr=cluster["serviceCIDR"], nodes=nodes, clients=clients, services=services,
-        pods_by_ip=by_ip)
+    return services
 
 
 def _endpoint_key(endpoint: str) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from generator.lab.errors import Problem, describe
+from generator.lab.errors import Problem, describe, distinct
 from generator.lab.schema import LAB_SCHEMA, NODE_PORT_RANGE
 
 IPv4Network = ipaddress.IPv4Network
@@ -335,6 +335,7 @@ def check_dns_names(data: Doc) -> Iterator[Problem]:
 
 def check_placement(data: Doc) -> Iterator[Problem]:
     nodes = [name for _, _, name in member_names(data, "nodes")]
+    known = set(nodes)
     mask = top_int(data, "nodeCIDRMaskSize")
     capacity = 2 ** (32 - mask) - 3 if mask is not None else None
     per_node: dict[str, int] = {}
@@ -342,7 +343,7 @@ def check_placement(data: Doc) -> Iterator[Problem]:
         node = pod.get("node")
         if not isinstance(node, str):
             continue
-        if node not in nodes:
+        if node not in known:
             yield Problem(f"pods[{i}].node", f"unknown node {describe(node)} (nodes: "
                                              f"{_some(nodes)})")
             continue
@@ -367,5 +368,5 @@ def cluster_problems(data: Doc) -> list[Problem]:
         lambda: check_dns_names(data),
     ]
     for check in checks:
-        problems += [p for p in check() if p not in problems]
-    return problems
+        problems += check()
+    return distinct(problems)

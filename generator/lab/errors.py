@@ -44,6 +44,11 @@ class LabError(Exception):
         return "\n".join(self.lines())
 
 
+def distinct(problems: list[Problem]) -> list[Problem]:
+    """Each problem once, in the order found (a set: a file may hold 30,000 of them)."""
+    return list(dict.fromkeys(problems))
+
+
 def printable(text: str) -> str:
     """`text` with control, format and separator characters escaped (`\\n`, `\\ufeff`,
     `\\u202e`), as repr escapes them: one visible line that reads as the file does."""

@@ -81,6 +81,23 @@ def _construct(loader: Any, node: yaml.Node, source: str) -> Any:
         raise LabError.one("", shorten(f"cannot be read ({err})"), source) from None
 
 
+# A place in the tree, built as the walk goes down and spelled out only for a problem:
+# None for the document, else (the parent's place, a list index or a mapping's key node).
+Place = tuple[Any, "int | yaml.Node"] | None
+
+
+def spelled(place: Place) -> str:
+    """The field path of a place: `services[0].ports[1]`."""
+    steps: list[int | str] = []
+    while place is not None:
+        place, step = place
+        steps.append(step if isinstance(step, int) else _key(step))
+    path = ""
+    for name in reversed(steps):
+        path = join(path, name)
+    return path
+
+
 @dataclass
 class _Walk:
     """What the walk over the node graph knows so far."""
@@ -94,27 +111,35 @@ class _Walk:
 
 
 def check_tree(root: yaml.Node, loader: Any) -> list[Problem]:
-    """Every problem of the parsed tree; a recursive alias or a blown budget stops the walk."""
+    """Every problem of the parsed tree; a recursive alias or a blown budget stops the walk.
+
+    Depth first with an explicit stack; a collection is pushed again, with its
+    children, to sum up their sizes and heights once they are walked.
+    """
     walk = _Walk(loader)
-    stack: list[tuple[yaml.Node, str, int, bool]] = [(root, "", 0, False)]
+    size, height = walk.size, walk.height
+    stack: list[tuple[yaml.Node, Place, int, list[yaml.Node] | None]] = [(root, None, 0, None)]
     while stack:
-        node, path, depth, leaving = stack.pop()
+        node, place, depth, walked = stack.pop()
         key = id(node)
-        if leaving:
-            children = _children(node)
-            walk.size[key] = 1 + sum(walk.size[id(c)] for _, c in children)
-            walk.height[key] = 1 + max((walk.height[id(c)] for _, c in children), default=0)
+        if walked is not None:  # leaving a collection: its children are done
+            size[key] = 1 + sum(size[id(c)] for c in walked)
+            height[key] = 1 + max((height[id(c)] for c in walked), default=0)
             walk.open.discard(key)
             continue
-        stop = _enter(walk, node, path, depth)
-        if stop:
+        stop = _again(walk, key, place, depth) if key in size or key in walk.open else \
+            _enter(walk, node, place, depth)
+        if stop is not None:
             return [*_in_file_order(walk), stop]
-        if key in walk.open or key in walk.size:
+        if key in size or key in walk.open:
             continue
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = height[key] = 1
+            continue
+        children = _children(node)
         walk.open.add(key)
-        stack.append((node, path, depth, True))
-        for here, child in reversed(_children(node)):
-            stack.append((child, join(path, here), depth + 1, False))
+        stack.append((node, place, depth, [c for _, c in children]))
+        stack += [(child, (place, step), depth + 1, None) for step, child in reversed(children)]
     return _in_file_order(walk)
 
 
@@ -122,73 +147,74 @@ def _in_file_order(walk: _Walk) -> list[Problem]:
     return [problem for _, problem in sorted(walk.problems, key=lambda found: found[0])]
 
 
-def _enter(walk: _Walk, node: yaml.Node, path: str, depth: int) -> Problem | None:
-    """Check one place of the tree; a Problem returned ends the walk."""
-    key = id(node)
+def _again(walk: _Walk, key: int, place: Place, depth: int) -> Problem | None:
+    """A node met a second time: through an alias. A Problem returned ends the walk."""
     if key in walk.open:
-        return Problem(path, "an alias inside the value it names (a recursive structure); "
-                             "kgen needs plain, finite values")
-    seen = key in walk.size
-    if depth + (walk.height[key] if seen else 1) > MAX_DEPTH:
-        return Problem(path, f"nested deeper than {MAX_DEPTH} levels")
-    if seen:  # a second name for a value already walked: an alias repeating it
-        walk.added += walk.size[key]
-        if walk.added > ALIAS_BUDGET:
-            return Problem(path, f"aliases expand the file by more than {ALIAS_BUDGET:,} values; "
-                                 "write the values out, or alias fewer of them")
-        return None
+        return Problem(spelled(place), "an alias inside the value it names (a recursive "
+                                       "structure); kgen needs plain, finite values")
+    if depth + walk.height[key] > MAX_DEPTH:
+        return Problem(spelled(place), f"nested deeper than {MAX_DEPTH} levels")
+    walk.added += walk.size[key]
+    if walk.added > ALIAS_BUDGET:
+        return Problem(spelled(place), f"aliases expand the file by more than {ALIAS_BUDGET:,} "
+                                       "values; write the values out, or alias fewer of them")
+    return None
+
+
+def _enter(walk: _Walk, node: yaml.Node, place: Place, depth: int) -> Problem | None:
+    """Check a node met the first time; a Problem returned ends the walk."""
+    if depth + 1 > MAX_DEPTH:
+        return Problem(spelled(place), f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, yaml.MappingNode):
-        walk.problems += _duplicates(node, path)
+        walk.problems += _duplicates(node, place)
     elif isinstance(node, yaml.ScalarNode) and node.tag not in _NOT_VALUES:
-        problem = _scalar(walk.loader, node, path)
+        problem = _scalar(walk.loader, node, place)
         if problem is not None:
             walk.problems.append((node.start_mark.index, problem))
     return None
 
 
-def _children(node: yaml.Node) -> list[tuple[str | int, yaml.Node]]:
+def _children(node: yaml.Node) -> list[tuple[int | yaml.Node, yaml.Node]]:
+    """(step, child) of a list or mapping; a mapping's keys are children too (a key may be
+    an alias), and both name their place by the key node."""
     if isinstance(node, yaml.SequenceNode):
         return list(enumerate(node.value))
-    if isinstance(node, yaml.MappingNode):
-        pairs: list[tuple[str | int, yaml.Node]] = []
-        for key_node, value_node in node.value:
-            pairs += [(_key(key_node), key_node), (_key(key_node), value_node)]
-        return pairs
-    return []
+    return [pair for key_node, value_node in node.value
+            for pair in ((key_node, key_node), (key_node, value_node))]
 
 
 def _key(node: yaml.Node) -> str:
     return str(node.value) if isinstance(node, yaml.ScalarNode) else "(a complex key)"
 
 
-def _duplicates(node: yaml.MappingNode, path: str) -> list[tuple[int, Problem]]:
+def _duplicates(node: yaml.MappingNode, place: Place) -> list[tuple[int, Problem]]:
     found: list[tuple[int, Problem]] = []
     seen: dict[str, int] = {}
     for key_node, _ in node.value:
         key = _key(key_node)
         if key in seen and key != "<<":
             found.append((key_node.start_mark.index, Problem(
-                join(path, key), f"duplicate key (line {key_node.start_mark.line + 1}; first on "
+                join(spelled(place), key), f"duplicate key (line {key_node.start_mark.line + 1}; first on "
                                  f"line {seen[key]})")))
         seen.setdefault(key, key_node.start_mark.line + 1)
     return found
 
 
-def _scalar(loader: Any, node: yaml.ScalarNode, path: str) -> Problem | None:
+def _scalar(loader: Any, node: yaml.ScalarNode, place: Place) -> Problem | None:
     """Build one scalar now, where its path is known (PyYAML keeps it for the document)."""
     try:
         value = loader.construct_object(node)
     except yaml.YAMLError as err:
-        return Problem(path, f"{_where(err)}{getattr(err, 'problem', None) or err}")
+        return Problem(spelled(place), f"{_where(err)}{getattr(err, 'problem', None) or err}")
     except Exception as err:  # int('9' * 5000), date(2001, 13, 45), `!!timestamp abc`:
         # PyYAML's constructors raise what their parsing raises, not only YAMLError.
         line = node.start_mark.line + 1
         what = ("is a number too long to read" if node.tag.endswith(":int")
                 else f"{describe(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]} "
                      f"({err})")
-        return Problem(path, f"line {line}: {what}")
+        return Problem(spelled(place), f"line {line}: {what}")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        return Problem(path, f"line {node.start_mark.line + 1}: is a number too long to read")
+        return Problem(spelled(place), f"line {node.start_mark.line + 1}: is a number too long to read")
     return None
 
 

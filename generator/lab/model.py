@@ -1,4 +1,4 @@
-"""The lab file model (lab contract §1): a validated lab as dataclasses.
+"""The lab file model (docs/reference.md, "The lab file"): a validated lab as dataclasses.
 
 `load_lab(path)` returns a `Lab` or raises `LabError` listing every problem of
 the file, one line each (file, field path, what). The structure is checked
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.lab.checks import cluster_problems, default, member_names
-from generator.lab.errors import LabError
+from generator.lab.errors import LabError, distinct
 from generator.lab.load import load_data
 from generator.lab.schema import NODE_PORT_RANGE
 from generator.lab.validate import schema_problems
@@ -108,7 +108,7 @@ def parse_lab(data: Any, source: str = "") -> Lab:
     doc = data if data is not None else {}
     problems = schema_problems(doc)
     if isinstance(doc, dict):
-        problems += [p for p in cluster_problems(doc) if p not in problems]
+        problems = distinct(problems + cluster_problems(doc))
     if problems:
         raise LabError(problems, source)
     return _build(doc, source)

@@ -189,5 +189,5 @@ LAB_SCHEMA: dict[str, Any] = {
         "services": {"type": "array", "items": SERVICE, "description": "The lab's services."},
         "clients": _member_list("clients (hosts outside the cluster, on the node network)"),
     }, ["name", "nodes"], "A Kubernetes networking lab: nodes, pods, services and clients "
-                          "in Docker (kgen's lab contract, section 1)."),
+                          "in Docker (see kgen's docs/reference.md, \"The lab file\")."),
 }

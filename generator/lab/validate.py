@@ -21,7 +21,7 @@ from typing import Any, cast
 from jsonschema import Draft7Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from generator.lab.errors import Problem, describe, join
+from generator.lab.errors import Problem, describe, distinct, join
 from generator.lab.schema import EMPTY_LIST_WORDS, LAB_SCHEMA, LABEL_KEY, LABEL_VALUE, PATTERN_WORDS
 
 
@@ -46,7 +46,22 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 _STRICT = validators.extend(
     Draft7Validator, {"pattern": _full_pattern},
     type_checker=Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer))
-_VALIDATOR = _STRICT(LAB_SCHEMA)
+
+
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """The schema with each `$ref` to its definitions replaced by the definition: the same
+    rules, without a reference lookup for every node and client (a third of the time)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/definitions/"):
+            return _inlined(definitions[ref.removeprefix("#/definitions/")], definitions)
+        return {k: _inlined(v, definitions) for k, v in schema.items() if k != "definitions"}
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    return schema
+
+
+_VALIDATOR = _STRICT(_inlined(LAB_SCHEMA, LAB_SCHEMA["definitions"]))
 _KINDS = {"integer": "an integer", "string": "a string", "array": "a list",
           "object": "a mapping", "number": "a number", "boolean": "true or false"}
 
@@ -57,10 +72,8 @@ def schema_problems(data: Any) -> list[Problem]:
     for error in _VALIDATOR.iter_errors(data):
         if error.validator == "type":
             mistyped.add(_path(error))
-        for problem in _explain(error):
-            if problem not in found:
-                found.append(problem)
-    return [p for p in found if p.path not in mistyped or p.message.startswith("expected ")]
+        found += _explain(error)
+    return [p for p in distinct(found) if p.path not in mistyped or p.message.startswith("expected ")]
 
 
 def _path(error: ValidationError) -> str:

@@ -346,9 +346,15 @@ def main() -> None:
     if not node:
         sys.exit("kgen agent: set KGEN_NODE to this node's name")
     Path("/var/log/kgen").mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+    form = "%(asctime)s %(name)s %(message)s"
+    logging.basicConfig(level=logging.INFO, format=form,
                         handlers=[logging.StreamHandler(),
                                   logging.FileHandler("/var/log/kgen/agent.log")])
+    # kube-proxy's own log as well (`kgen logs --export` gives it per node); its
+    # lines stay in agent.log too, in order with what the agent did.
+    proxy_log = logging.FileHandler("/var/log/kgen/proxy.log")
+    proxy_log.setFormatter(logging.Formatter(form))
+    logging.getLogger("kgen.proxy").addHandler(proxy_log)
     agent = Agent(node)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stop.set())

@@ -181,9 +181,36 @@ class PublishedPod(TypedDict):
 DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by default
 
 
+# ---------------------------------------------------------------- kgen trace, kgen status
+# Their documents (trace plan, match and report across `docker exec`; the status report
+# and the trace result on the host) are typed in generator.node.documents, beside this
+# file, so that each stays a size one reads whole.
+
+
+
+def adopt(path: Path) -> None:
+    """Give what an agent (root in its container) creates in the state directory to
+    the owner of the directory it is in: the host user who ran `kgen up` (who made the
+    rendered directory), so that `kgen down` and `rm -rf` work without root.
+
+    Only root can give a file away, and only a node runs as root here; a host
+    process (`kgen` itself) owns what it writes already. A failed chown (an engine
+    that maps root to a user) leaves the file as it was: `kgen down` still removes it.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = path.parent.stat()
+        if (owner.st_uid, owner.st_gid) != (0, 0):
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+    except OSError:
+        pass
+
+
 def write_json_atomic(path: Path, doc: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    adopt(tmp)  # before the rename: the file is never seen with another owner
     os.replace(tmp, path)
 
 
@@ -318,7 +345,9 @@ def renew_heartbeat(state_dir: Path, node: str) -> None:
         os.utime(path)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
+        adopt(path.parent)
         path.touch()
+        adopt(path)
 
 
 def heartbeat_age(state_dir: Path, node: str, now: float) -> float | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import http.client
 import ipaddress
 import json
@@ -38,12 +37,13 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from generator.node import netns
+
 MAX_COUNT = 50000
 MAX_TIMEOUT = 30.0
 MAX_DEADLINE = 600.0
 MAX_WORKERS = 64
 MAX_STREAMS = 8
-CLONE_NEWNET = 0x40000000
 # Where lab traffic may go: RFC 1918, shared address space (100.64.0.0/10), loopback.
 ALLOWED = [ipaddress.ip_network(n) for n in
            ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8")]
@@ -161,31 +161,9 @@ def allowed(host: str) -> bool:
     return any(address in net for net in ALLOWED)
 
 
-_local = threading.local()
-
-
-def current_netns() -> str | None:
-    """Where the calling thread is: a pod netns it entered, or None (the process's own).
-    A thread starts where the thread that made it was (see _Job.stream)."""
-    return getattr(_local, "netns", None)
-
-
-def enter_netns(name: str | None) -> None:
-    """Move the calling thread into pod netns `name` (None: the process's own)."""
-    if current_netns() == name:
-        return
-    if name and ("/" in name or name in (".", "..")):
-        raise ValueError(f"bad netns name {name!r}")
-    path = f"/run/netns/{name}" if name else f"/proc/{os.getpid()}/ns/net"
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-    _local.netns = name
+# One namespace helper on the node (generator.node.netns), shared with the trace helper.
+current_netns = netns.current
+enter_netns = netns.enter
 
 
 class _Job:
@@ -236,7 +214,7 @@ class _Job:
                 self.stop = self.stop or self.fail_fast
 
     def stream(self, inherited: str | None) -> None:
-        _local.netns = inherited  # a new thread is where its creator was
+        netns.inherit(inherited)  # a new thread is where its creator was
         try:
             enter_netns(self.job.get("netns"))
         except (OSError, ValueError) as err:

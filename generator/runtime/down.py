@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import docker
 import docker.errors
 
 from generator.cluster.names import network_name
 from generator.runtime.engine import LABEL, lab_containers
+from generator.runtime.errors import RuntimeFailure
 from generator.runtime.hostgw import remove_host_gw
 from generator.runtime.paths import LabPaths
+
+NODE_IMAGE = "kgen-node"
 
 
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
@@ -29,6 +33,45 @@ def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list
         except docker.errors.NotFound:
             pass
     if paths is not None and paths.state_dir.exists():
-        shutil.rmtree(paths.state_dir)
+        remove_state(paths.state_dir, client)
         removed.append(f"state {paths.state_dir}")
     return removed
+
+
+def remove_state(state_dir: Path, client: docker.DockerClient | None) -> None:
+    """Remove the state directory the nodes wrote into.
+
+    Agents give what they write to the directory's owner (`node.contract.adopt`),
+    so the user who ran `kgen up` removes it here. What a node left as root (a lab
+    that an older kgen, or root, brought up) is removed as root by a throw-away
+    container of the node image, which only a user of the Docker engine can start.
+    """
+    try:
+        shutil.rmtree(state_dir)
+        return
+    except PermissionError:
+        if client is None:
+            raise RuntimeFailure(_cannot_remove(state_dir, "no Docker engine to remove them")) from None
+    _empty_as_root(client, state_dir)
+    try:
+        shutil.rmtree(state_dir)
+    except PermissionError:
+        raise RuntimeFailure(_cannot_remove(state_dir, "removing them in a container failed")) from None
+
+
+def _empty_as_root(client: docker.DockerClient, state_dir: Path) -> None:
+    images = client.images.list(name=NODE_IMAGE)
+    if not images:
+        raise RuntimeFailure(_cannot_remove(state_dir, f"no {NODE_IMAGE} image to remove them with"))
+    try:
+        client.containers.run(
+            images[0].id, ["find", "/state", "-mindepth", "1", "-delete"], entrypoint=[],
+            volumes={str(state_dir.resolve()): {"bind": "/state", "mode": "rw"}},
+            network_mode="none", remove=True, labels={"kgen.role": "cleanup"})
+    except docker.errors.DockerException as err:
+        raise RuntimeFailure(_cannot_remove(state_dir, f"the clean-up container failed: {err}")) from None
+
+
+def _cannot_remove(state_dir: Path, why: str) -> str:
+    return (f"cannot remove {state_dir}: a lab node wrote files there as root, and {why}; "
+            f"remove it with `sudo rm -rf {state_dir}`")

@@ -9,6 +9,7 @@ change and never redoes the base.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -74,7 +75,9 @@ def ensure_node_image(client: docker.DockerClient, echo: Echo, offline: bool | N
 
 def prune_node_images(client: docker.DockerClient, keep: str, echo: Echo) -> None:
     """Each code change makes a new node tag: drop the older ones no container uses."""
-    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    # sparse: the list call alone, without one inspect per container, which fails when
+    # another container on a shared engine goes away between the two (a NotFound)
+    in_use = {c.attrs.get("ImageID") for c in client.containers.list(all=True, sparse=True)}
     for image in client.images.list(name="kgen-node"):
         old = [t for t in image.tags if t.startswith("kgen-node:") and t != keep]
         if image.id in in_use or not old or keep in image.tags:
@@ -124,6 +127,9 @@ def debian_mirror(sources: Path = Path("/etc/apt")) -> str | None:
 def build_base_offline(client: docker.DockerClient, echo: Echo) -> None:
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
+    if os.geteuid() != 0:  # it makes device nodes and chroots: a docker group is not enough
+        raise ImageError("building the node image offline runs debootstrap, which needs root: "
+                         "run `sudo kgen image build --offline` once, then kgen as this user")
     with tempfile.TemporaryDirectory(prefix="kgen-rootfs-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "root"
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",

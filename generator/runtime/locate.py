@@ -1,4 +1,4 @@
-"""Which lab a command means (lab contract §2): the one resolver every command uses.
+"""Which lab a command means (docs/reference.md, "Which lab"): the one resolver every command uses.
 
 `-l LAB` is a path to a lab file, else the name of a running lab (found from
 any directory through its labels, `generator.runtime.registry`), else the name
@@ -9,7 +9,9 @@ the one its containers record, whatever the current directory.
 Light on purpose: `kgen exec` resolves its lab through here, so only the lab's
 name is read from a lab file (its top-level `name:` line, else one YAML load;
 no validation) until a command asks for the validated model with
-`LabRef.model()`.
+`LabRef.model()`, and the engine is asked once: one `registry.Snapshot` serves
+every question of the resolution, and stays on the `LabRef` (`ref.registry`)
+for the command's own questions.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from generator.cluster.names import rendered_dir
 from generator.resources import builtin_labs, labs_dir
 from generator.runtime.errors import EngineUnreachable
 from generator.runtime.paths import LabPaths
-from generator.runtime.registry import LAB_NAME, RunningLab, find_running, running_from_file
+from generator.runtime.registry import LAB_NAME, RunningLab, Snapshot
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
 if TYPE_CHECKING:
@@ -51,11 +53,11 @@ class LabRef:
     file: the lab file (None when only a name is known); running: what of it is on
     the Docker engine; arg: what to give `-l` to mean this lab again (from any
     directory when it runs); given_file: the lab file was named by the user (or is
-    ./lab.yaml), not looked up.
+    ./lab.yaml), not looked up; registry: the engine's labs as read for this command.
     """
 
     def __init__(self, name: str, paths: LabPaths, file: Path | None, running: RunningLab | None,
-                 arg: str, given_file: bool = False,
+                 arg: str, given_file: bool = False, registry: Snapshot | None = None,
                  unreachable: EngineUnreachable | None = None) -> None:
         self.name = name
         # The engine did not answer: whether the lab runs is unknown (a lab file still renders).
@@ -65,6 +67,7 @@ class LabRef:
         self.running = running
         self.arg = arg
         self.given_file = given_file
+        self.registry = registry if registry is not None else Snapshot()
         self._model: Lab | None = None
 
     def __repr__(self) -> str:
@@ -157,17 +160,21 @@ def _where(name: str, running: RunningLab | None) -> LabPaths:
     return LabPaths(rendered_dir(name))
 
 
-def from_file(path: Path, arg: str, given: bool = True) -> LabRef:
+def from_file(path: Path, arg: str, given: bool = True, registry: Snapshot | None = None) -> LabRef:
     """The lab of a lab file; when a lab of its name runs, where that one is."""
+    registry = registry if registry is not None else Snapshot()
     name = quick_name(path)
+    running = None
     if name is None:
         # Unreadable, or no usable name: a running lab may still say it came from here
         # (an edited-into-invalid file must not keep its lab from going down).
-        running, _ = _asking(running_from_file, path)
+        running, _ = _asking(registry.from_file, path)
         name = running.name if running is not None else _load(path).name  # the file's own error
-    running, unreachable = _asking(find_running, name)
+    unreachable = None
+    if running is None:
+        running, unreachable = _asking(registry.find, name)
     shown = running.name if running is not None else arg
-    return LabRef(name, _where(name, running), path, running, shown, given, unreachable)
+    return LabRef(name, _where(name, running), path, running, shown, given, registry, unreachable)
 
 
 def _asking(lookup: Callable[[T], RunningLab | None],
@@ -179,46 +186,41 @@ def _asking(lookup: Callable[[T], RunningLab | None],
         return None, e
 
 
-def from_running(running: RunningLab) -> LabRef:
-    return LabRef(running.name, _where(running.name, running), running.file, running, running.name)
+def from_running(running: RunningLab, registry: Snapshot | None = None) -> LabRef:
+    return LabRef(running.name, _where(running.name, running), running.file, running, running.name,
+                  registry=registry)
 
 
-def builtin(name: str) -> LabRef:
-    return from_file(labs_dir() / f"{name}.yaml", name, given=False)
+def builtin(name: str, registry: Snapshot | None = None) -> LabRef:
+    return from_file(labs_dir() / f"{name}.yaml", name, given=False, registry=registry)
 
 
-def find_lab(lab: str | None, name_only: bool = False) -> LabRef:
-    """Resolve `-l LAB` (contract §2).
+def find_lab(lab: str | None, name_only: bool = False, registry: Snapshot | None = None) -> LabRef:
+    """Resolve `-l LAB` (docs/reference.md, "Which lab"), asking the engine once.
 
     `name_only` (for `kgen down`): a lab name that is neither running, nor a file,
     nor built in still resolves, to a lab with nothing to take down.
     """
+    registry = registry if registry is not None else Snapshot()
     if lab is None:
         if DEFAULT_LAB_FILE.is_file():
-            return from_file(DEFAULT_LAB_FILE, str(DEFAULT_LAB_FILE))
-        return builtin(DEFAULT_LAB)
+            return from_file(DEFAULT_LAB_FILE, str(DEFAULT_LAB_FILE), registry=registry)
+        return builtin(DEFAULT_LAB, registry)
     path = Path(lab)
     if path.is_file():
-        return from_file(path, lab)
-    running, unreachable = _asking(find_running, lab)
+        return from_file(path, lab, registry=registry)
+    running, unreachable = _asking(registry.find, lab)
     if running is not None:
-        return from_running(running)
+        return from_running(running, registry)
     if lab in builtin_labs():
-        return builtin(lab)
+        return builtin(lab, registry)
     if unreachable is not None:  # it may be a lab that runs: the engine cannot say
         raise unreachable
     if name_only and LAB_NAME.fullmatch(lab):
-        return LabRef(lab, LabPaths(rendered_dir(lab)), None, None, lab)
-    from generator.runtime.registry import running_labs
-
-    names = ", ".join(r.name for r in running_labs(networks=False)) or "none"
+        return LabRef(lab, LabPaths(rendered_dir(lab)), None, None, lab, registry=registry)
+    names = ", ".join(r.name for r in registry.labs(networks=False)) or "none"
     raise _lab_error("no such lab file, no running lab and no built-in lab of that name "
                      f"(running: {names}; built-in: {', '.join(builtin_labs())})", lab)
-
-
-def lab_paths_of(name: str) -> LabPaths:
-    """Where the lab of that name is: its running directory, else ./kgen-<name>/."""
-    return _where(name, _asking(find_running, name)[0])
 
 
 def rendered_lab(lab: str | None) -> tuple[LabRef, Cluster]:

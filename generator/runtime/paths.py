@@ -46,7 +46,7 @@ class LabPaths:
     def cluster(self) -> Cluster | None:
         """cluster.json as rendered, or None (not rendered, or unreadable)."""
         try:
-            doc = json.loads(self.cluster_file.read_text())
+            doc: Cluster | None = json.loads(self.cluster_file.read_text())  # written by kgen render
         except (OSError, ValueError):
             return None
-        return doc if isinstance(doc, dict) else None  # type: ignore[return-value]
+        return doc if isinstance(doc, dict) else None

@@ -1,4 +1,4 @@
-"""Running labs, found by name from any directory (lab contract §2).
+"""Running labs, found by name from any directory (docs/reference.md, "Which lab").
 
 Every container and network of a lab carries labels rendered into its compose
 file, as containerlab does: `kgen.lab` (the name), `kgen.dir` (the rendered
@@ -25,7 +25,27 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypedDict
+
+    from generator.node.contract import Cluster
+
+    Where = tuple[Path | None, Path | None]  # (rendered directory, lab file)
+
+    class Containers(TypedDict):
+        running: int
+        total: int
+
+    class LabRow(TypedDict):
+        """One lab of `kgen ls --json`."""
+
+        name: str
+        nodes: int
+        pods: int | None
+        clients: int | None
+        state: str
+        containers: Containers
+        file: str | None
+        dir: str | None
 
 LAB_LABEL = "kgen.lab"
 DIR_LABEL = "kgen.dir"
@@ -198,7 +218,7 @@ def _path(value: str) -> Path | None:
     return Path(value) if value and value != "<no value>" else None
 
 
-def _collect(rows: list[list[str]], labs: dict[str, RunningLab], dirs: dict[str, Counter[tuple]],
+def _collect(rows: list[list[str]], labs: dict[str, RunningLab], dirs: dict[str, Counter[Where]],
              containers: bool) -> None:
     for row in rows:
         if containers:
@@ -223,17 +243,18 @@ def _collect(rows: list[list[str]], labs: dict[str, RunningLab], dirs: dict[str,
 
 
 def running_labs(name: str | None = None, networks: bool = True) -> list[RunningLab]:
-    """Every lab (or the one named) with containers or, with `networks`, networks on the engine.
-
-    A lab's directory and file are the ones most of its objects carry (they all
-    agree unless a lab was half replaced by hand).
-    """
+    """Every lab (or the one named) with containers or, with `networks`, networks on the engine."""
     selector = f"label={LAB_LABEL}" + (f"={name}" if name else "")
+    return _labs(_rows("containers", selector), _rows("networks", selector) if networks else [])
+
+
+def _labs(container_rows: list[list[str]], network_rows: list[list[str]]) -> list[RunningLab]:
+    """The labs these rows describe. A lab's directory and file are the ones most of its
+    objects carry (they all agree unless a lab was half replaced by hand)."""
     labs: dict[str, RunningLab] = {}
-    dirs: dict[str, Counter[tuple]] = {}
-    _collect(_rows("containers", selector), labs, dirs, containers=True)
-    if networks:
-        _collect(_rows("networks", selector), labs, dirs, containers=False)
+    dirs: dict[str, Counter[Where]] = {}
+    _collect(container_rows, labs, dirs, containers=True)
+    _collect(network_rows, labs, dirs, containers=False)
     for lab, counts in dirs.items():
         labs[lab].dir, labs[lab].file = counts.most_common(1)[0][0]
     for entry in labs.values():
@@ -252,11 +273,47 @@ def find_running(name: str) -> RunningLab | None:
 
 def running_from_file(path: Path) -> RunningLab | None:
     """The running lab that was brought up from this lab file, if any."""
-    wanted = path.resolve()
-    return next((lab for lab in running_labs(networks=False) if lab.file == wanted), None)
+    return Snapshot().from_file(path)
 
 
-def lab_state(lab: RunningLab, cluster: dict[str, Any] | None) -> str:
+class Snapshot:
+    """Every lab on the engine, asked for once per command and handed to whoever needs it.
+
+    Containers are listed at the first question (one GET, or one `docker ps`);
+    networks only when a question needs them (a lab with no container left, or
+    the full list); then every answer comes from what was read.
+    """
+
+    __slots__ = ("_containers", "_networks")
+
+    def __init__(self) -> None:
+        self._containers: list[list[str]] | None = None
+        self._networks: list[list[str]] | None = None
+
+    def labs(self, networks: bool = True) -> list[RunningLab]:
+        """Every lab with containers (or, with `networks`, only networks) on the engine."""
+        if self._containers is None:
+            self._containers = _rows("containers", f"label={LAB_LABEL}")
+        if networks and self._networks is None:
+            self._networks = _rows("networks", f"label={LAB_LABEL}")
+        return _labs(self._containers, self._networks or [])
+
+    def find(self, name: str) -> RunningLab | None:
+        """The lab of that name if anything of it is on the engine."""
+        if not LAB_NAME.fullmatch(name):
+            return None
+        found = next((lab for lab in self.labs(networks=False) if lab.name == name), None)
+        if found is None and self._networks is None:
+            found = next((lab for lab in self.labs() if lab.name == name), None)
+        return found
+
+    def from_file(self, path: Path) -> RunningLab | None:
+        """The running lab that was brought up from this lab file, if any."""
+        wanted = path.resolve()
+        return next((lab for lab in self.labs(networks=False) if lab.file == wanted), None)
+
+
+def lab_state(lab: RunningLab, cluster: Cluster | None) -> str:
     """Ready, NotReady (some node agent not ready), Degraded (some container not
     running), Stopped (none running), Absent (only its network is left)."""
     if not lab.containers:
@@ -276,12 +333,12 @@ def lab_state(lab: RunningLab, cluster: dict[str, Any] | None) -> str:
     return "Ready" if ready else "NotReady"
 
 
-def describe(lab: RunningLab) -> dict[str, Any]:
+def describe(lab: RunningLab) -> LabRow:
     """One row of `kgen ls`: name, nodes, pods, clients, state, containers, file, dir."""
-    from generator.node.contract import read_json
+    from generator.runtime.paths import LabPaths
 
-    cluster = read_json(lab.dir / "config" / "cluster.json") if lab.dir else None
-    if not isinstance(cluster, dict) or cluster.get("name") != lab.name:
+    cluster = LabPaths(lab.dir).cluster() if lab.dir else None
+    if cluster is None or cluster.get("name") != lab.name:
         cluster = None
     return {
         "name": lab.name,

@@ -1,13 +1,19 @@
-"""`kgen status`: the desired cluster joined with what containers and agents report."""
+"""`kgen status`: the desired cluster joined with what containers and agents report.
+
+`report` is the join itself, given the containers' states (Docker's words:
+running, exited, ...); `status` reads those from the Docker SDK, `from_registry`
+from the registry snapshot a command already holds (no second engine call).
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
-
-import docker
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from generator.node.contract import (
+    Cluster,
     NodeState,
     PodSpec,
     PublishedPod,
@@ -20,17 +26,22 @@ from generator.node.contract import (
     serving_pods,
     serving_terminating_pods,
 )
-from generator.runtime.engine import lab_containers
+from generator.node.documents import PodRow, StatusReport
 from generator.runtime.paths import LabPaths
 
+if TYPE_CHECKING:
+    import docker
 
-def _node_state(container: Any, doc: NodeState | None, generation: str, live: bool) -> str:
+    from generator.runtime.registry import RunningLab
+
+
+def _node_state(container: str | None, doc: NodeState | None, generation: str, live: bool) -> str:
     """The container's state unless it runs; then Ready only if its agent was heard
     from within the grace period and has everything of this generation in place."""
     if container is None:
         return "Absent"
-    if container.status != "running":
-        return container.status.capitalize()
+    if container != "running":
+        return container.capitalize()
     if live and doc and doc.get("ready") and doc.get("generation") == generation:
         return "Ready"
     return "NotReady"
@@ -55,16 +66,16 @@ def _addresses(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
     return sorted(out, key=lambda e: (tuple(int(x) for x in e.split(":")[0].split(".")), e))
 
 
-def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> dict[str, Any]:
-    cluster = paths.cluster()
-    if cluster is None:
-        return {"name": name, "nodes": [], "pods": [], "services": [], "clients": []}
-    containers = {c.name: c for c in lab_containers(client, name)} if client else {}
-    docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
-    running = {n["name"] for n in cluster["nodes"]
-               if containers.get(n["container"]) is not None
-               and containers[n["container"]].status == "running"}
-    live = live_nodes(cluster, paths.state_dir, time.time()) & running
+def empty(name: str) -> StatusReport:
+    return {"name": name, "nodes": [], "pods": [], "services": [], "clients": []}
+
+
+def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
+           now: float | None = None) -> StatusReport:
+    """The status of a rendered lab whose containers are in `containers` (name: state)."""
+    docs = read_node_states(state_dir, [n["name"] for n in cluster["nodes"]])
+    running = {n["name"] for n in cluster["nodes"] if containers.get(n["container"]) == "running"}
+    live = live_nodes(cluster, state_dir, time.time() if now is None else now) & running
     pods = serving_pods(cluster, docs, live)  # endpoints come from live nodes only
     # What a running node last said about its pods; on a node not heard from for the
     # grace period a pod keeps its address but its state is Unknown (as kubectl shows).
@@ -91,7 +102,7 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
            for p in leaving],
         "services": [{"name": s["name"], "namespace": namespace_of(s), "type": s["type"],
                       "clusterIP": s["clusterIP"],
-                      "ports": [dict(p) for p in s["ports"]],
+                      "ports": [p.copy() for p in s["ports"]],
                       "endpoints": service_endpoints(s, pods),
                       "terminating": terminating_endpoints(s, pods)}
                      for s in cluster["services"]],
@@ -100,7 +111,27 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> di
     }
 
 
-def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> dict[str, Any]:
+def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> StatusReport:
+    """The status of the lab rendered in `paths`, its containers asked of the Docker SDK."""
+    from generator.runtime.engine import lab_containers
+
+    cluster = paths.cluster()
+    if cluster is None:
+        return empty(name)
+    containers = {c.name: c.status for c in lab_containers(client, name)} if client else {}
+    return report(cluster, paths.state_dir, containers)
+
+
+def from_registry(paths: LabPaths, name: str, running: RunningLab | None) -> StatusReport:
+    """The same, from the registry snapshot a command already holds."""
+    cluster = paths.cluster()
+    if cluster is None:
+        return empty(name)
+    containers = {m.name: m.state for m in running.containers} if running else {}
+    return report(cluster, paths.state_dir, containers)
+
+
+def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> PodRow:
     return {"name": spec["name"], "namespace": namespace_of(spec), "node": spec["node"],
             "ip": seen["ip"] if seen else None,
             "state": seen["state"] if seen else "Unknown",

@@ -1,16 +1,19 @@
-"""`kgen trace`: one real packet's path through a running lab (lab contract §5).
+"""`kgen trace`: one real packet's path through a running lab (docs/reference.md, `kgen trace`).
 
-plan  -> which flow (source port chosen here) and what every member arms
-run   -> a helper per node (generator/node/trace.py) arms, probes, disarms, reports
-parse -> the kernel's trace records, conntrack entries and routes as data
-join  -> one ordered path of hops, request then reply, and the verdict
-render-> plain text, a rich table, or the contract's JSON
+plan    -> which flow (source port chosen here) and what every member arms (a TracePlan each)
+run     -> a helper per node (generator/node/trace.py) arms, probes, disarms, reports
+parse   -> the kernel's trace records as data
+find    -> the packet's records on each node, the frames that carried it
+narrate -> each hop in the lab's words
+join    -> one ordered path of hops, request then reply
+verdict -> answered, refused, dropped or timeout, and why
+render  -> plain text, a rich table, or `kgen trace --json`
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from generator.node.contract import Cluster, PublishedPod
+from generator.node.documents import TraceProbeResult, TraceReport
 from generator.trace.join import Result, join
 from generator.trace.plan import Plan, TraceUsageError, make_plan, member_plans
 from generator.trace.run import TraceFailure, execute
@@ -18,15 +21,16 @@ from generator.trace.run import TraceFailure, execute
 __all__ = ["Result", "TraceFailure", "TraceUsageError", "make_plan", "trace"]
 
 
-def source_container(cluster: dict[str, Any], plan: Plan) -> str:
-    member = plan.src.node if plan.src.kind in ("pod", "node") else plan.src.name
-    return str(next(m["container"] for m in cluster["nodes"] + cluster["clients"]
-                    if m["name"] == member))
+def source_container(cluster: Cluster, plan: Plan) -> str:
+    member = (plan.src.node or plan.src.name) if plan.src.kind in ("pod", "node") else plan.src.name
+    containers = {m["name"]: m["container"] for m in cluster["nodes"]}
+    containers.update({c["name"]: c["container"] for c in cluster["clients"]})
+    return containers[member]
 
 
-def collect(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+def collect(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
             port: int | None = None, protocol: str | None = None
-            ) -> tuple[Plan, dict[str, Any], dict[str, dict[str, Any]]]:
+            ) -> tuple[Plan, TraceProbeResult, dict[str, TraceReport]]:
     """Plan and run one trace: (plan, the probe's result, every member's report)."""
     plan = make_plan(cluster, pods, src, dst, port, protocol)
     probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan))
@@ -36,7 +40,7 @@ def collect(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: 
     return plan, probe, reports
 
 
-def trace(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+def trace(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
           port: int | None = None, protocol: str | None = None) -> Result:
     """Plan, run and join one trace. Raises TraceUsageError (bad name or option) or
     TraceFailure (it could not trace)."""

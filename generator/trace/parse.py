@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+
+import generator.node.conntrack as conntrack
+from generator.node.documents import RouteAsked
 
 BASE_CHAINS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 HOOK_ORDER = {name: i for i, name in enumerate(BASE_CHAINS)}
@@ -215,47 +217,22 @@ def parse_nft(node: str, lines: list[str]) -> list[Record]:
     return [r for r in records if r.events]
 
 
-# ---------------------------------------------------------------- conntrack
+# ---------------------------------------------------------------- conntrack, routes
 
-@dataclass
-class Conntrack:
-    line: str
-    proto: str
-    orig: tuple[str, int | None, str, int | None]
-    reply: tuple[str, int | None, str, int | None]
-    state: str | None
+# `conntrack -L` lines: the node's own parser (the proxy's UDP cleanup reads them too).
+Conntrack = conntrack.Entry
+parse_conntrack = conntrack.parse
 
-
-def parse_conntrack(lines: list[str]) -> list[Conntrack]:
-    out = []
-    for line in lines:
-        words = line.split()
-        if len(words) < 3:
-            continue
-        kv: list[tuple[str, str]] = [tuple(w.split("=", 1)) for w in words if "=" in w]  # type: ignore[misc]
-        srcs = [i for i, (k, _) in enumerate(kv) if k == "src"]
-        if len(srcs) < 2:
-            continue
-
-        def side(start: int, end: int, kv: list[tuple[str, str]] = kv
-                 ) -> tuple[str, int | None, str, int | None]:
-            d = dict(kv[start:end])
-            port = d.get("sport") or d.get("id")
-            dport = d.get("dport") or d.get("id")
-            return (d.get("src", ""), int(port) if port else None, d.get("dst", ""),
-                    int(dport) if dport else None)
-
-        state = words[3] if len(words) > 3 and words[3].isupper() else None
-        out.append(Conntrack(line.strip(), words[0], side(srcs[0], srcs[1]),
-                             side(srcs[1], len(kv)), state))
-    return out
+# One `ip -j route get` answer: iproute2's object (dst, gateway, dev, prefsrc, type, ...),
+# or {"error": what ip said}.
+RouteAnswer = dict[str, object]
 
 
-def route_answer(route: dict[str, Any]) -> dict[str, Any]:
+def route_answer(route: RouteAsked) -> RouteAnswer:
     """An `ip -j route get` answer: its first entry, or {"error": ...}."""
     result = route.get("result")
     if isinstance(result, list) and result:
         return dict(result[0])
     if isinstance(result, dict):
-        return result
+        return dict(result)
     return {"error": "no answer"}

@@ -17,13 +17,21 @@ import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from generator.cluster.targets import find_pod, find_service, qualified
-from generator.node.contract import namespace_of
+from generator.node.contract import (
+    Cluster,
+    PublishedPod,
+    ServicePortSpec,
+    ServiceSpec,
+    namespace_of,
+    ready_pods,
+    service_selects,
+)
+from generator.node.documents import TraceMatch, TracePlan, TraceProbe
 
 SPORT_RANGE = (20000, 29999)  # below ip_local_port_range and the NodePort range
-DEFAULT_PORTS = {"tcp": 8080, "udp": 8081}  # the test server (lab contract §4)
+DEFAULT_PORTS = {"tcp": 8080, "udp": 8081}  # the test server (docs/reference.md, "Pods")
 PROTOCOLS = ("tcp", "udp", "icmp")
 PROBE_TIMEOUT = 2.0
 DEADLINE = 30  # seconds: rules still armed after this are anyone's to remove
@@ -60,7 +68,7 @@ class Plan:
     mode: str  # iptables | nftables
     backend: str
     endpoints: list[Endpoint] = field(default_factory=list)
-    service: str | None = None  # "default/web:http" style, when DST is a service
+    service: str | None = None  # "<namespace>/web:http" style, when DST is a service
     service_port: int | None = None
     entry_node: str | None = None  # where the translation happens
     snat_addrs: list[str] = field(default_factory=list)
@@ -73,11 +81,12 @@ class Plan:
         return {e.port for e in self.endpoints}
 
 
-def _lab_ranges(cluster: dict[str, Any]) -> list[ipaddress.IPv4Network]:
+def _lab_ranges(cluster: Cluster) -> list[ipaddress.IPv4Network]:
     return [ipaddress.IPv4Network(cluster[k]) for k in ("podCIDR", "serviceCIDR", "nodeNetwork")]
 
 
-def names(cluster: dict[str, Any], pod_ips: dict[str, str]) -> dict[str, str]:
+def names(cluster: Cluster, pod_ips: dict[str, str]) -> dict[str, str]:
+    """What each lab address is, for the hops' words."""
     out = {}
     for n in cluster["nodes"]:
         out[n["ip"]] = n["name"]
@@ -93,7 +102,7 @@ def names(cluster: dict[str, Any], pod_ips: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _member(cluster: dict[str, Any], pod_ips: dict[str, str], name: str) -> Member | None:
+def _member(cluster: Cluster, pod_ips: dict[str, str], name: str) -> Member | None:
     for n in cluster["nodes"]:
         if n["name"] == name:
             return Member(name, "node", n["ip"], name)
@@ -109,13 +118,16 @@ def _member(cluster: dict[str, Any], pod_ips: dict[str, str], name: str) -> Memb
     return None
 
 
-def _known(cluster: dict[str, Any]) -> str:
-    return ", ".join(m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]
-                     + cluster["services"])
+def _known(cluster: Cluster) -> str:
+    groups: list[list[str]] = [[m["name"] for m in cluster["nodes"]],
+                               [m["name"] for m in cluster["clients"]],
+                               [m["name"] for m in cluster["pods"]],
+                               [m["name"] for m in cluster["services"]]]
+    return ", ".join(name for group in groups for name in group)
 
 
-def _service_port(service: dict[str, Any], port: int | None, proto: str | None
-                  ) -> dict[str, Any]:
+def _service_port(service: ServiceSpec, port: int | None, proto: str | None
+                  ) -> ServicePortSpec:
     ports = service["ports"]
     if port is not None:
         ports = [p for p in ports if p["port"] == port]
@@ -125,29 +137,27 @@ def _service_port(service: dict[str, Any], port: int | None, proto: str | None
         wanted = " ".join(filter(None, [str(port) if port else "", proto or ""]))
         have = ", ".join(f"{p['port']}/{p['protocol']}" for p in service["ports"])
         raise TraceUsageError(f"service {service['name']} has no port {wanted} (it has {have})")
-    return dict(ports[0])
+    return ports[0]
 
 
-def _endpoints(service: dict[str, Any], sp: dict[str, Any], pods: list[dict[str, Any]]
+def _endpoints(service: ServiceSpec, sp: ServicePortSpec, pods: list[PublishedPod]
                ) -> list[Endpoint]:
-    from generator.node.contract import ready_pods, service_selects
-
     out = []
-    for pod in ready_pods(pods):  # type: ignore[arg-type]
+    for pod in ready_pods(pods):
         if service_selects(service, pod) and pod["ip"]:
             out.append(Endpoint(pod["name"], pod["ip"], int(sp["targetPort"])))
     return sorted(out, key=lambda e: ipaddress.IPv4Address(e.ip))
 
 
-def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst: str,
+def make_plan(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
               port: int | None, protocol: str | None, mode: str | None = None,
               sport: int | None = None) -> Plan:
-    """`pods`: as the proxies see them (name, node, ip, state, labels)."""
+    """`pods`: as the proxies see them (contract.published_pods)."""
     if protocol is not None and protocol not in PROTOCOLS:
         raise TraceUsageError(f"--protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if port is not None and not 0 < port < 65536:
         raise TraceUsageError(f"--port: {port} is not a port number")
-    pod_ips = {p["name"]: p["ip"] for p in pods if p.get("ip")}
+    pod_ips = {p["name"]: ip for p in pods if (ip := p.get("ip"))}
     source = _member(cluster, pod_ips, src)
     if source is None:
         raise TraceUsageError(f"SRC: no pod, node or client named {src!r} (known: {_known(cluster)})")
@@ -161,12 +171,7 @@ def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst
         cluster["services"], dst, cluster.get("clusterDomain", "cluster.local"),
         source.namespace)
     if service is not None:
-        sp = _service_port(service, port, protocol)
-        plan.dst = Member(service["name"], "service", service["clusterIP"])
-        plan.port, plan.service_port = int(sp["port"]), int(sp["port"])
-        plan.proto = protocol or sp["protocol"].lower()
-        plan.service = qualified(service) + (f":{sp['name']}" if sp.get("name") else "")
-        plan.endpoints = _endpoints(service, sp, pods)
+        _to_service(plan, service, pods, port, protocol)
     elif target is not None:
         plan.dst = target
         if target.kind == "pod":
@@ -176,38 +181,11 @@ def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst
             raise TraceUsageError(f"DST {dst} is a {target.kind}: give --port (a NodePort), "
                                   "or --protocol icmp")
     else:
-        try:
-            address = ipaddress.IPv4Address(dst)
-        except ValueError:
-            raise TraceUsageError(f"DST: no pod, service, node or client named {dst!r}, and not an "
-                                  f"IPv4 address (known: {_known(cluster)})") from None
-        if not any(address in r for r in _lab_ranges(cluster)):
-            raise TraceUsageError(f"DST {dst} is outside the lab's ranges (pods "
-                                  f"{cluster['podCIDR']}, services {cluster['serviceCIDR']}, nodes "
-                                  f"{cluster['nodeNetwork']}): kgen sends nothing out of the lab")
-        if plan.proto != "icmp" and port is None:
-            raise TraceUsageError(f"DST {dst} is an address: give --port, or --protocol icmp")
-        plan.dst = Member(dst, "ip", dst)
-        named = plan.names.get(dst, "")
-        by_ip = next((n for n in cluster["nodes"] if n["ip"] == dst), None)
-        if by_ip is not None:
-            plan.dst = Member(by_ip["name"], "node", dst, by_ip["name"])
-        elif named and named in pod_ips:
-            plan.dst = Member(named, "pod", dst, next(p["node"] for p in pods if p["name"] == named))
-        svc = next((s for s in cluster["services"] if s["clusterIP"] == dst), None)
-        if svc is not None and plan.proto != "icmp":
-            sp = _service_port(svc, port, plan.proto)
-            plan.service = qualified(svc) + (f":{sp['name']}" if sp.get("name") else "")
-            plan.endpoints = _endpoints(svc, sp, pods)
+        _to_address(plan, cluster, pods, dst, port)
     if plan.proto == "icmp":
         plan.port = None
     if plan.dst.kind == "node" and plan.proto != "icmp":
-        for svc in cluster["services"]:
-            for sp in svc["ports"]:
-                if sp.get("nodePort") == plan.port and sp["protocol"].lower() == plan.proto:
-                    plan.service = (qualified(svc)
-                                    + (f":{sp['name']}" if sp.get("name") else ""))
-                    plan.endpoints = _endpoints(svc, sp, pods)
+        _to_node_port(plan, cluster, pods)
     if source.kind == "pod" and plan.dst.kind == "pod" and plan.proto == "icmp" and \
             source.ip == plan.dst.ip:
         raise TraceUsageError("SRC and DST are the same pod: nothing crosses the network")
@@ -215,7 +193,58 @@ def make_plan(cluster: dict[str, Any], pods: list[dict[str, Any]], src: str, dst
     return plan
 
 
-def _entry(cluster: dict[str, Any], plan: Plan) -> None:
+def _service_name(service: ServiceSpec, sp: ServicePortSpec) -> str:
+    """kube-proxy's name of a service port: `default/web:http`, `shop/web` unnamed."""
+    return qualified(service) + (f":{sp['name']}" if sp.get("name") else "")
+
+
+def _to_service(plan: Plan, service: ServiceSpec, pods: list[PublishedPod], port: int | None,
+                protocol: str | None) -> None:
+    sp = _service_port(service, port, protocol)
+    plan.dst = Member(service["name"], "service", service["clusterIP"])
+    plan.port, plan.service_port = int(sp["port"]), int(sp["port"])
+    plan.proto = protocol or sp["protocol"].lower()
+    plan.service = _service_name(service, sp)
+    plan.endpoints = _endpoints(service, sp, pods)
+
+
+def _to_address(plan: Plan, cluster: Cluster, pods: list[PublishedPod], dst: str,
+                port: int | None) -> None:
+    """DST given as an address: a lab address only; named when it is a node, pod or service."""
+    try:
+        address = ipaddress.IPv4Address(dst)
+    except ValueError:
+        raise TraceUsageError(f"DST: no pod, service, node or client named {dst!r}, and not an "
+                              f"IPv4 address (known: {_known(cluster)})") from None
+    if not any(address in r for r in _lab_ranges(cluster)):
+        raise TraceUsageError(f"DST {dst} is outside the lab's ranges (pods "
+                              f"{cluster['podCIDR']}, services {cluster['serviceCIDR']}, nodes "
+                              f"{cluster['nodeNetwork']}): kgen sends nothing out of the lab")
+    if plan.proto != "icmp" and port is None:
+        raise TraceUsageError(f"DST {dst} is an address: give --port, or --protocol icmp")
+    plan.dst = Member(dst, "ip", dst)
+    named = plan.names.get(dst, "")
+    by_ip = next((n for n in cluster["nodes"] if n["ip"] == dst), None)
+    if by_ip is not None:
+        plan.dst = Member(by_ip["name"], "node", dst, by_ip["name"])
+    elif named and any(p["name"] == named and p.get("ip") for p in pods):
+        plan.dst = Member(named, "pod", dst, next(p["node"] for p in pods if p["name"] == named))
+    svc = next((s for s in cluster["services"] if s["clusterIP"] == dst), None)
+    if svc is not None and plan.proto != "icmp":
+        sp = _service_port(svc, port, plan.proto)
+        plan.service = _service_name(svc, sp)
+        plan.endpoints = _endpoints(svc, sp, pods)
+
+
+def _to_node_port(plan: Plan, cluster: Cluster, pods: list[PublishedPod]) -> None:
+    for svc in cluster["services"]:
+        for sp in svc["ports"]:
+            if sp.get("nodePort") == plan.port and sp["protocol"].lower() == plan.proto:
+                plan.service = _service_name(svc, sp)
+                plan.endpoints = _endpoints(svc, sp, pods)
+
+
+def _entry(cluster: Cluster, plan: Plan) -> None:
     """Where a source NAT can happen, and the addresses it can give the packet."""
     if not plan.endpoints or plan.proto == "icmp":
         return
@@ -233,7 +262,7 @@ def _entry(cluster: dict[str, Any], plan: Plan) -> None:
     plan.snat_addrs = [node["ip"], node["gateway"], node["vtep"]]
 
 
-def matches(plan: Plan) -> list[dict[str, Any]]:
+def matches(plan: Plan) -> list[TraceMatch]:
     """The flow and its reply as every node arms them."""
     proto = plan.proto
     if proto == "icmp":
@@ -243,7 +272,7 @@ def matches(plan: Plan) -> list[dict[str, Any]]:
     # A node picks its source address by route; the port alone (outside every range the
     # kernel or kube-proxy hands out) then identifies the flow.
     src = plan.src.ip if plan.src.kind != "node" else None
-    out: list[dict[str, Any]] = [{"proto": proto, "src": src, "sport": plan.sport},
+    out: list[TraceMatch] = [{"proto": proto, "src": src, "sport": plan.sport},
                                  {"proto": proto, "dst": src, "dport": plan.sport}]
     for ep in plan.endpoints if plan.snat_addrs else []:
         for addr in plan.snat_addrs:
@@ -252,7 +281,7 @@ def matches(plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
-def probe_spec(plan: Plan) -> dict[str, Any]:
+def probe_spec(plan: Plan) -> TraceProbe:
     mode = {"tcp": "http", "udp": "udp", "icmp": "icmp"}[plan.proto]
     arg = {"tcp": "/hostname", "udp": "hostname", "icmp": ""}[plan.proto]
     return {"mode": mode, "host": plan.dst.ip, "port": plan.port or 0, "arg": arg,
@@ -260,12 +289,12 @@ def probe_spec(plan: Plan) -> dict[str, Any]:
             "netns": plan.src.name if plan.src.kind == "pod" else None}
 
 
-def member_plans(cluster: dict[str, Any], plan: Plan) -> dict[str, dict[str, Any]]:
+def member_plans(cluster: Cluster, plan: Plan) -> dict[str, TracePlan]:
     """The plan each container's helper gets: every node, and the source if a client."""
     flow = matches(plan)
     ports = {plan.sport, *(p for p in [plan.port] if p), *plan.target_ports}
     source_member = plan.src.node if plan.src.kind in ("pod", "node") else plan.src.name
-    out = {}
+    out: dict[str, TracePlan] = {}
     for n in cluster["nodes"]:
         out[n["container"]] = {
             "id": plan.trace_id, "mode": plan.mode, "member": n["name"], "node": True,

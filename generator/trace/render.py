@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
-from generator.trace.join import Result
+from generator.node.documents import TracePacket
+from generator.trace.verdict import Result
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STYLES = {"dnat": "bold cyan", "masquerade": "bold magenta", "encap": "bold blue",
           "decap": "bold blue", "deliver": "bold green", "drop": "bold red", "reject": "bold red",
@@ -22,7 +26,7 @@ def title(result: Result) -> str:
     return f"trace {p.src.name} ({result.src_ip or p.src.ip}) → {p.dst.name} ({dst}), {port}"
 
 
-def packet_text(packet: dict[str, str]) -> str:
+def packet_text(packet: TracePacket) -> str:
     return f"{packet['src']} → {packet['dst']}" if packet else ""
 
 
@@ -39,7 +43,7 @@ def as_text(result: Result) -> str:
         if not hops:
             continue
         lines += ["", direction]
-        shown: dict[str, str] | None = None
+        shown: TracePacket | None = None
         for i, hop in enumerate(hops, 1):
             # The packet's addresses after the hop, printed when they change.
             after = f"  [{packet_text(hop.packet)}]" if hop.packet != shown else ""
@@ -53,7 +57,7 @@ def as_json(result: Result) -> str:
     return json.dumps(result.as_json(), indent=2)
 
 
-def print_rich(console: Any, result: Result) -> None:
+def print_rich(console: Console, result: Result) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -69,7 +73,7 @@ def print_rich(console: Any, result: Result) -> None:
         table.add_column("node", style="bold", no_wrap=True)
         table.add_column("hop")
         table.add_column("packet after it", style="dim", no_wrap=True)
-        shown: dict[str, str] | None = None
+        shown: TracePacket | None = None
         for i, hop in enumerate(hops, 1):
             packet = packet_text(hop.packet) if hop.packet != shown else ""
             shown = hop.packet

@@ -15,8 +15,9 @@ import queue
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import cast
 
+from generator.node.documents import TracePlan, TraceProbeResult, TraceReport
 from generator.trace.plan import PROBE_TIMEOUT
 
 ARM_TIMEOUT = 15.0
@@ -29,10 +30,10 @@ class TraceFailure(RuntimeError):
 
 
 class Helper:
-    def __init__(self, container: str, plan: dict[str, Any]) -> None:
+    def __init__(self, container: str, plan: TracePlan) -> None:
         self.container = container
         self.member = plan["member"]
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.events: queue.Queue[dict[str, object] | None] = queue.Queue()
         self.proc = subprocess.Popen(["docker", "exec", "-i", container, *HELPER],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -44,9 +45,11 @@ class Helper:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
-                self.events.put(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(event, dict):
+                self.events.put(event)
         self.events.put(None)
 
     def send(self, line: str) -> None:
@@ -57,7 +60,8 @@ class Helper:
         except (BrokenPipeError, OSError, ValueError):
             pass
 
-    def expect(self, kind: str, timeout: float) -> dict[str, Any]:
+    def expect(self, kind: str, timeout: float) -> dict[str, object]:
+        """The helper's next event of `kind` (a JSON object); TraceFailure when it gives up."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -98,8 +102,8 @@ class Helper:
             self.proc.kill()
 
 
-def execute(plans: dict[str, dict[str, Any]], source: str) -> tuple[dict[str, Any],
-                                                                   dict[str, dict[str, Any]]]:
+def execute(plans: dict[str, TracePlan], source: str
+            ) -> tuple[TraceProbeResult, dict[str, TraceReport]]:
     """Arm everywhere, send the probe from `source` (a container), stop, collect.
 
     Returns (the probe's result, {member: report}).
@@ -112,10 +116,12 @@ def execute(plans: dict[str, dict[str, Any]], source: str) -> tuple[dict[str, An
             h.expect("armed", ARM_TIMEOUT)
         src = next(h for h in helpers if h.container == source)
         src.send("go")
-        probe = src.expect("probe", PROBE_TIMEOUT + 10)["result"]
+        # The helpers' lines are generator.node.trace's documents, typed in the contract.
+        probe = cast(TraceProbeResult, src.expect("probe", PROBE_TIMEOUT + 10)["result"])
         for h in helpers:
             h.send("stop")
-        reports = {h.member: h.expect("report", REPORT_TIMEOUT) for h in helpers}
+        reports = {h.member: cast(TraceReport, h.expect("report", REPORT_TIMEOUT))
+                   for h in helpers}
         return probe, reports
     finally:
         for h in helpers:

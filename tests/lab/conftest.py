@@ -102,15 +102,33 @@ def prefixed(lab_file: Path, workdir: Path) -> Path:
     return copy
 
 
+def export_for_ci(lab_file: Path, name: str, workdir: Path) -> None:
+    """With KGEN_TEST_EXPORT=DIR (CI uploads it when a step fails), `kgen logs
+    --export` of the lab into DIR/<name>[.N] before it goes down."""
+    top = os.environ.get("KGEN_TEST_EXPORT")
+    if not top:
+        return
+    out, n = Path(top) / name, 1
+    while out.exists():
+        out, n = Path(top) / f"{name}.{n}", n + 1
+    kgen("logs", "--export", str(out), "-l", str(lab_file), cwd=workdir, check=False)
+
+
 def bring_up(lab_file: Path, workdir: Path) -> Iterator[RunningLab]:
     workdir.mkdir(parents=True, exist_ok=True)
     lab_file = prefixed(lab_file, workdir)
-    kgen("up", "-l", str(lab_file), cwd=workdir)
-    status = json.loads(kgen("status", "--json", "-l", str(lab_file), cwd=workdir).stdout)
+    try:
+        kgen("up", "-l", str(lab_file), cwd=workdir)
+        status = json.loads(kgen("status", "--json", "-l", str(lab_file), cwd=workdir).stdout)
+    except BaseException:  # a lab that never came up must not stay behind either
+        export_for_ci(lab_file, lab_file.stem, workdir)
+        kgen("down", "-l", str(lab_file), cwd=workdir, check=False)
+        raise
     lab = RunningLab(status["name"], lab_file, workdir)
     try:
         yield lab
     finally:
+        export_for_ci(lab_file, lab.name, workdir)
         kgen("down", "-l", str(lab_file), cwd=workdir, check=False)
 
 

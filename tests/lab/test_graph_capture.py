@@ -166,7 +166,7 @@ def test_a_real_trace_drawn_on_the_live_graph(demo: RunningLab) -> None:
     """`kgen trace --json` into `kgen graph --trace`: the two commands meet on real output."""
     has_trace = subprocess.run([*KGEN, "trace", "--help"], capture_output=True, timeout=60)
     if has_trace.returncode != 0:
-        pytest.skip("this kgen has no `kgen trace` yet (lab contract §5)")
+        pytest.skip("this kgen has no `kgen trace` yet (docs/reference.md)")
     done = demo.kgen("trace", "pod-0", "web", "--json")
     path = demo.dir / "trace.json"
     path.write_text(done.stdout)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
-from tests.lab.conftest import RunningLab, kgen, labelled
+from tests.lab.conftest import PREFIX, RunningLab, export_for_ci, kgen, labelled
 
 
 def test_status_lists_nodes_pods_services_and_clients(demo: RunningLab) -> None:
@@ -57,21 +60,22 @@ def test_nodes_are_not_privileged_and_the_network_is_internal(demo: RunningLab) 
 
 
 def test_down_removes_everything_and_is_idempotent(tmp_path: Path) -> None:
+    name = f"{PREFIX}life"[:20]
     lab = tmp_path / "lab.yaml"
-    lab.write_text("name: life\nnodes: [n0, n1]\nclients: [c0]\n"
+    lab.write_text(f"name: {name}\nnodes: [n0, n1]\nclients: [c0]\n"
                    "pods: [{name: p0, node: n0}, {name: p1, node: n1}]\n")
     kgen("up", cwd=tmp_path)
-    assert len(labelled("life")) == 4  # 2 nodes, 1 client, 1 network
+    assert len(labelled(name)) == 4  # 2 nodes, 1 client, 1 network
     first = kgen("down", cwd=tmp_path)
-    assert "lab life is down" in first.stdout
-    assert labelled("life") == []
-    assert not (tmp_path / "kgen-life" / "state").exists()
+    assert f"lab {name} is down" in first.stdout
+    assert labelled(name) == []
+    assert not (tmp_path / f"kgen-{name}" / "state").exists()
     second = kgen("down", cwd=tmp_path)
     assert second.returncode == 0 and "nothing was running" in second.stdout
     # Rendered but not running: apply refuses at once instead of waiting for agents.
     applied = kgen("apply", cwd=tmp_path, check=False, timeout=30)
     assert applied.returncode == 1
-    assert applied.stderr.strip() == "kgen: lab life is not running; run `kgen up -l lab.yaml`"
+    assert applied.stderr.strip() == f"kgen: lab {name} is not running; run `kgen up -l lab.yaml`"
 
 
 def test_stale_containers_and_networks_are_replaced(tmp_path: Path) -> None:
@@ -147,3 +151,47 @@ def test_bad_lab_creates_nothing(tmp_path: Path) -> None:
     assert result.stderr.strip() == "kgen: lab.yaml: pods[0].node: unknown node 'n9' (nodes: n0)"
     assert labelled("broken") == []
     assert not (tmp_path / "kgen-broken").exists()
+
+
+CYCLE_LAB = """\
+name: {name}
+nodes: [n0, n1]
+clients: [c0]
+pods: [{{name: p0, node: n0, labels: {{app: web}}}}, {{name: p1, node: n1, labels: {{app: web}}}}]
+services: [{{name: web, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}]
+"""
+
+
+def test_up_check_down_up_down_leaves_nothing_this_user_cannot_remove(tmp_path: Path) -> None:
+    """The lifecycle as whoever runs the tests: .ci/run runs it as a non-root user in
+    the docker group (a GitHub runner's user). Nodes are root in their containers;
+    what they write into the lab directory must still be this user's to remove."""
+    name = f"{PREFIX}cycle"[:20]
+    (tmp_path / "lab.yaml").write_text(CYCLE_LAB.format(name=name))
+    lab_dir = tmp_path / f"kgen-{name}"
+    try:
+        kgen("up", cwd=tmp_path)
+        checked = kgen("check", cwd=tmp_path)
+        assert re.fullmatch(r"\d+ passed, 0 failed in [\d.]+ s", checked.stdout.strip().splitlines()[-1])
+        assert {p.name for p in (lab_dir / "state" / "heartbeat").iterdir()} == {"n0", "n1"}
+        assert {p.name for p in (lab_dir / "state").glob("*.json")} == {"n0.json", "n1.json"}
+        not_mine = [str(p) for p in lab_dir.rglob("*") if p.lstat().st_uid != os.getuid()]
+        assert not_mine == []
+        _down_removes_it_all(name, tmp_path)
+        kgen("up", cwd=tmp_path)
+        # What an older kgen's node left in the state directory: root's, not handed over.
+        kgen("exec", "n0", "--", "sh", "-c", "mkdir /var/lib/kgen/state/old && "
+             "touch /var/lib/kgen/state/old/heartbeat", cwd=tmp_path)
+        _down_removes_it_all(name, tmp_path)
+        shutil.rmtree(lab_dir)  # as this user: the rendered files are its own
+    finally:
+        export_for_ci(tmp_path / "lab.yaml", name, tmp_path)  # only a lab left running
+        kgen("down", cwd=tmp_path, check=False)
+
+
+def _down_removes_it_all(name: str, workdir: Path) -> None:
+    down = kgen("down", cwd=workdir)
+    assert f"lab {name} is down" in down.stdout
+    assert "Traceback" not in down.stderr and "kgen: error" not in down.stderr
+    assert labelled(name) == []
+    assert not (workdir / f"kgen-{name}" / "state").exists()

@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from generator.cli import app
-from generator.graph import dot, overlay, picture, source
+from generator.cli.graph import desired_cluster
+from generator.graph import dot, overlay, picture
 from generator.graph.mermaid import mermaid
 from generator.graph.page import page
 from generator.lab.model import load_lab
@@ -54,7 +55,7 @@ def need_dot() -> None:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> picture.Picture:
-    return source.from_lab_file(load_lab(DEMO), tmp_path / "kgen-demo")
+    return picture.from_cluster(desired_cluster(load_lab(DEMO), tmp_path / "kgen-demo"))
 
 
 def trace(name: str) -> dict[str, Any]:
@@ -113,6 +114,39 @@ def test_running_lab_picture_takes_ips_states_and_endpoints_from_status(
     assert services["web-sticky"].endpoints == []     # a service the report lacks has none
 
 
+def test_a_running_lab_is_drawn_from_the_registry_snapshot_without_docker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kgen graph` hands the graph a status built from the containers the lab resolution
+    already listed: node states come from there, and nothing imports the Docker SDK."""
+    import sys
+
+    from generator.cli.graph import lab_picture
+    from generator.node.contract import renew_heartbeat, write_json_atomic
+    from generator.runtime.locate import LabRef
+    from generator.runtime.paths import LabPaths
+    from generator.runtime.registry import Member, RunningLab, Snapshot
+    from tests.unit.conftest import render_lab
+
+    monkeypatch.setitem(sys.modules, "docker", None)  # importing it would fail
+    cluster = render_lab(DEMO, tmp_path / "kgen-demo")
+    paths = LabPaths(tmp_path / "kgen-demo")
+    node = cluster["nodes"][0]
+    (paths.state_dir).mkdir(exist_ok=True)
+    write_json_atomic(paths.state_dir / f"{node['name']}.json", {
+        "node": node["name"], "generation": cluster["generation"], "ready": True, "pods": {},
+        "proxy": None, "error": None})
+    renew_heartbeat(paths.state_dir, node["name"])
+    members = [Member(n["container"], "running" if n is node else "exited", "node")
+               for n in cluster["nodes"]]
+    running = RunningLab("demo", paths.root, DEMO, members)
+    ref = LabRef("demo", paths, DEMO, running, "demo", registry=Snapshot())
+    live, where = lab_picture(ref, from_file=False)
+    assert live.source == "running lab" and where == paths
+    assert [n.state for n in live.nodes] == ["Ready", "Exited", "Exited"]
+    drawn, _ = lab_picture(ref, from_file=True)
+    assert drawn.source == "lab file"
+
+
 def test_expected_pod_ips_follow_lab_order_per_node() -> None:
     cluster = {"nodes": [{"name": "a", "podCIDR": "10.1.0.0/24"}, {"name": "b", "podCIDR": "10.1.1.0/24"}],
                "pods": [{"name": "p", "node": "b"}, {"name": "q", "node": "a"},
@@ -157,7 +191,7 @@ def test_svg_of_the_demo_parses_and_shows_every_node_pod_client_and_service(
 
 def test_same_lab_file_same_bytes(demo: picture.Picture, tmp_path: Path) -> None:
     need_dot()
-    again = source.from_lab_file(load_lab(DEMO), tmp_path / "elsewhere")
+    again = picture.from_cluster(desired_cluster(load_lab(DEMO), tmp_path / "elsewhere"))
     assert dot.source(demo) == dot.source(again)
     assert dot.render(demo, "svg") == dot.render(again, "svg")
 
@@ -174,7 +208,7 @@ def test_dot_output_is_accepted_by_graphviz(demo: picture.Picture, tmp_path: Pat
 
 
 def test_host_gw_lab_draws_routes_instead_of_a_tunnel(tmp_path: Path) -> None:
-    pic = source.from_lab_file(load_lab(ROOT / "labs" / "host-gw.yaml"), tmp_path)
+    pic = picture.from_cluster(desired_cluster(load_lab(ROOT / "labs" / "host-gw.yaml"), tmp_path))
     assert pic.backend == "host-gw" and pic.overlay_text() == "host-gw: routes via node IPs"
     text = dot.source(pic)
     assert "VXLAN" not in text

@@ -297,6 +297,31 @@ def test_a_path_comes_before_a_running_name_and_a_running_name_before_a_builtin(
     assert locate.find_lab("host-gw").name == "hostgw"  # built-in, not running
 
 
+@pytest.mark.parametrize(("lab", "asked"), [
+    ("web", ["ps"]),                    # a running lab: its containers say it all
+    ("gone", ["ps", "network"]),        # only its network is left
+    ("demo", ["ps", "network"]),        # built in, not running
+    ("nosuch", ["ps", "network"]),      # unknown: the error lists the running labs
+    ("web.yaml", ["ps"]),               # a lab file whose lab runs
+])
+def test_resolving_a_lab_asks_the_engine_once_per_kind(engine: Engine, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       lab: str, asked: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_lab(tmp_path / "web.yaml", "web")
+    engine.container("kgen-web-n0", "web", dir="/srv/kgen-web")
+    engine.network("kgen-gone", "gone", dir="/srv/kgen-gone")
+    try:
+        ref = locate.find_lab(lab)
+    except LabError:
+        ref = None
+    assert [c[0] for c in engine.calls] == asked
+    if ref is not None:  # the command's own questions are answered from the same snapshot
+        ref.registry.find("web")
+        ref.registry.labs()
+        assert [c[0] for c in engine.calls] == ["ps", "network"]
+
+
 def test_an_unknown_lab_names_the_running_and_builtin_ones(engine: Engine) -> None:
     engine.container("kgen-web-n0", "web", dir="/srv/kgen-web")
     with pytest.raises(LabError) as err:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from generator.node import trace as node_trace
+from generator.node import trace_arm, trace_sniff
 from generator.trace.join import Result, join
 from generator.trace.parse import parse_conntrack, parse_nft, parse_xtables
 from generator.trace.plan import SPORT_RANGE, TraceUsageError, make_plan, matches, member_plans
@@ -281,13 +281,13 @@ def test_plan_resolves_service_ports_and_nodeports() -> None:
 def test_arming_rules_carry_the_trace_and_its_deadline() -> None:
     flow = [{"proto": "tcp", "src": "10.244.0.2", "sport": 21001},
             {"proto": "icmp", "dst": "10.244.0.2", "icmp_type": "echo-reply", "icmp_id": 4242}]
-    payload = node_trace.iptables_arm_payload("abc123", 1800000000, flow)
+    payload = trace_arm.iptables_arm_payload("abc123", 1800000000, flow)
     assert payload.splitlines()[0] == "*raw" and payload.splitlines()[-1] == "COMMIT"
     assert ("-A PREROUTING -p tcp -s 10.244.0.2/32 -m tcp --sport 21001 -m comment --comment "
             "kgen-trace:abc123:1800000000 -j TRACE") in payload
     assert '-m u32 --u32 "0>>22&0x3C@4>>16=0x1092"' in payload and "--icmp-type 0" in payload
     assert payload.count("-A OUTPUT ") == 2
-    nft = node_trace.nft_arm_payload("abc123", 1800000000, flow)
+    nft = trace_arm.nft_arm_payload("abc123", 1800000000, flow)
     assert "table ip kgen_trace_abc123_1800000000" in nft and "priority -350" in nft
     assert "tcp sport 21001 meta nftrace set 1" in nft and "icmp id 4242" in nft
 
@@ -297,10 +297,10 @@ def test_disarm_takes_ours_and_stale_ones_only() -> None:
     other = "-A PREROUTING -p tcp -m comment --comment kgen-trace:ffff00:1800000000 -j TRACE"
     stale = "-A OUTPUT -p tcp -m comment --comment kgen-trace:ffff00:1000 -j TRACE"
     now = 1700000000.0
-    assert node_trace.stale_or_ours(ours, "abc123", now)
-    assert not node_trace.stale_or_ours(other, "abc123", now)
-    assert node_trace.stale_or_ours(stale, "abc123", now) and node_trace.stale_or_ours(stale, None, now)
-    assert not node_trace.stale_or_ours(":PREROUTING ACCEPT [0:0]", None, now)
+    assert trace_arm.stale_or_ours(ours, "abc123", now)
+    assert not trace_arm.stale_or_ours(other, "abc123", now)
+    assert trace_arm.stale_or_ours(stale, "abc123", now) and trace_arm.stale_or_ours(stale, None, now)
+    assert not trace_arm.stale_or_ours(":PREROUTING ACCEPT [0:0]", None, now)
 
 
 def _frame(src: str, dst: str, proto: int, payload: bytes) -> bytes:
@@ -313,26 +313,26 @@ def test_underlay_frames_are_read_as_the_wire_carries_them() -> None:
     inner = _frame("10.244.0.2", "10.244.2.2", 6, struct.pack("!HH", 21001, 8080) + b"\0" * 16)
     vxlan = struct.pack("!HHHH", 40000, 4789, 8 + 8 + len(inner), 0) + b"\x08\0\0\0\0\0\x07\0" + inner
     outer = _frame("172.31.0.2", "172.31.0.4", 17, vxlan)
-    rec = node_trace.parse_frame(outer, 4789, 6)
+    rec = trace_sniff.parse_frame(outer, 4789, 6)
     assert rec is not None and rec["encap"] == {"src": "172.31.0.2", "dst": "172.31.0.4",
                                                 "sport": 40000, "dport": 4789, "vni": 7}
     assert (rec["src"], rec["sport"], rec["dst"], rec["dport"], rec["id"]) == (
         "10.244.0.2", 21001, "10.244.2.2", 8080, 4242)
-    assert node_trace.parse_frame(outer, 8472, 6) is None  # VXLAN on another port is not ours
-    assert node_trace.parse_frame(outer, 4789, 17) is None
+    assert trace_sniff.parse_frame(outer, 8472, 6) is None  # VXLAN on another port is not ours
+    assert trace_sniff.parse_frame(outer, 4789, 17) is None
 
 
 def test_the_raw_table_goes_only_when_nothing_uses_it() -> None:
     empty = "*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n*raw\n:PREROUTING ACCEPT [0:0]\n" \
             ":OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n-A X -j Y\nCOMMIT\n"
-    assert node_trace.raw_section(empty) == [":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
-    assert node_trace.raw_table_unused(node_trace.raw_section(empty))
-    assert node_trace.raw_section("*nat\nCOMMIT\n") is None
-    assert not node_trace.raw_table_unused(None)
+    assert trace_arm.raw_section(empty) == [":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    assert trace_arm.raw_table_unused(trace_arm.raw_section(empty))
+    assert trace_arm.raw_section("*nat\nCOMMIT\n") is None
+    assert not trace_arm.raw_table_unused(None)
     used = empty.replace(":OUTPUT ACCEPT [0:0]\n", ":OUTPUT ACCEPT [0:0]\n-A OUTPUT -j NOTRACK\n")
-    assert not node_trace.raw_table_unused(node_trace.raw_section(used))
+    assert not trace_arm.raw_table_unused(trace_arm.raw_section(used))
     dropping = empty.replace(":OUTPUT ACCEPT", ":OUTPUT DROP")
-    assert not node_trace.raw_table_unused(node_trace.raw_section(dropping))
+    assert not trace_arm.raw_table_unused(trace_arm.raw_section(dropping))
 
 
 def test_route_removed_ends_at_the_node_without_a_route() -> None:

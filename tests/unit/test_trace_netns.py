@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 
+from generator.node.documents import TraceProbeResult, TraceReport
 from generator.trace.parse import parse_nft, parse_xtables
 from tests.conftest import ROOT, need_root_netns
+from tests.unit.typed import problems
 
 pytestmark = pytest.mark.netns
 
@@ -105,6 +107,8 @@ def test_the_helper_sees_its_echo_and_its_reply_then_leaves_nothing(pair: str, m
     proc.wait(10)
     assert probe["ok"] and probe["answer"] == PEER
     assert report["error"] is None and state(pair) == before
+    # What the real helper sent has exactly the shape of its types (generator/node/documents.py).
+    assert problems(probe, TraceProbeResult) == [] and problems(report, TraceReport) == []
     parse = parse_nft if mode == "nftables" else parse_xtables
     records = parse("here", report["lines"])
     out = [r for r in records if r.hook == "OUTPUT" and r.src == HERE and r.dst == PEER]

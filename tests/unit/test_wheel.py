@@ -32,6 +32,16 @@ def test_wheel_ships_templates_labs_and_node_code(wheel: Path) -> None:
     assert not any(n.startswith("tests/") for n in names)
 
 
+def test_wheel_carries_the_license_it_declares(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (license_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert archive.read(license_file) == (ROOT / "LICENSE").read_bytes()
+    assert b"Apache License" in archive.read(license_file).splitlines()[1]
+    metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    lines = archive.read(metadata).decode().splitlines()
+    assert "License-Expression: Apache-2.0" in lines and "License-File: LICENSE" in lines
+
+
 def test_installed_wheel_renders_the_demo(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",

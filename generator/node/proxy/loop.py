@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from generator.node import proc
+from generator.node import conntrack, proc
 from generator.node.contract import PublishedPod, ServiceSpec, input_digest
 from generator.node.proxy.service import PortInfo, PortTracker
 
@@ -309,24 +309,10 @@ class BaseProxier(Generic[P]):
 
 
 def parse_conntrack(text: str) -> list[tuple[str, int, str]]:
-    """(original destination, original destination port, reply source) per UDP entry of
-    `conntrack -L` (the first src/dst/sport/dport are the original tuple, the second the reply)."""
-    out = []
-    for line in text.splitlines():
-        fields = dict.fromkeys(("dst", "dport"), "")
-        reply_src = ""
-        seen: dict[str, int] = {}
-        for word in line.split():
-            key, _, value = word.partition("=")
-            n = seen.get(key, 0)
-            seen[key] = n + 1
-            if n == 0 and key in fields:
-                fields[key] = value
-            elif n == 1 and key == "src":
-                reply_src = value
-        if fields["dst"] and fields["dport"].isdigit() and reply_src:
-            out.append((fields["dst"], int(fields["dport"]), reply_src))
-    return out
+    """(original destination, original destination port, reply source) per entry of
+    `conntrack -L` that has all three."""
+    return [(e.orig[2], e.orig[3], e.reply[0]) for e in conntrack.parse(text.splitlines())
+            if e.orig[2] and e.orig[3] is not None and e.reply[0]]
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:
