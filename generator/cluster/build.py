@@ -19,11 +19,12 @@ from typing import Any, cast
 
 from generator.cluster.dns import dns_spec, with_dns
 from generator.cluster.names import container_name
-from generator.lab.model import NODE_PORT_RANGE, Lab, Pod, Service
+from generator.lab.model import NODE_PORT_RANGE, Container, Lab, Pod, Service
 from generator.node.contract import (
     DEFAULT_TERMINATION_GRACE,
     ClientSpec,
     Cluster,
+    ContainerSpec,
     NodeSpec,
     PodSpec,
     ServicePortSpec,
@@ -163,10 +164,17 @@ def _pod(pod: Pod, ip: str) -> PodSpec:
         "node": pod.node,
         "ip": ip,
         "labels": dict(pod.labels),
-        "containers": [{"name": c.name, "command": c.command} for c in pod.containers],
+        "containers": [_container(c) for c in pod.containers],
     }
     if pod.termination_grace != DEFAULT_TERMINATION_GRACE:
         spec["terminationGracePeriodSeconds"] = pod.termination_grace
+    return spec
+
+
+def _container(container: Container) -> ContainerSpec:
+    spec: ContainerSpec = {"name": container.name, "command": container.command}
+    if container.ready_ports:
+        spec["readyPorts"] = [[proto, port] for proto, port in container.ready_ports]
     return spec
 
 

@@ -38,7 +38,8 @@ def dns_pods(lab: Lab) -> list[Pod]:
     command = ["python3", "-m", "generator.node.dns", "--zone", str(DNS_ZONE_FILE),
                "--port", str(DNS_PORT)]
     return [Pod(name, lab.nodes[n % len(lab.nodes)], dict(DNS_LABELS),
-                [Container("coredns", [*command, "--log", QUERY_LOG.format(pod=name)])],
+                [Container("coredns", [*command, "--log", QUERY_LOG.format(pod=name)],
+                           (("udp", DNS_PORT), ("tcp", DNS_PORT)))],
                 namespace=DNS_NAMESPACE)
             for n, name in enumerate(dns_pod_names(lab.dns.replicas))]
 

@@ -30,6 +30,7 @@ Doc = dict[str, Any]
 class Container:
     name: str
     command: list[str] | None = None  # None: the pod test server
+    ready_ports: tuple[tuple[str, int], ...] = ()  # (tcp|udp, port) it must listen on
 
 
 @dataclass(frozen=True)

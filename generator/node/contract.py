@@ -36,6 +36,9 @@ RENDERED_CLUSTER_FILE = f"{RENDERED_CONFIG}/cluster.json"
 class ContainerSpec(TypedDict):
     name: str
     command: list[str] | None  # None: the pod test server
+    # Ports the container must be listening on before its pod is ready (a readiness
+    # check): the DNS pods' 53/UDP and 53/TCP. The test server's are always checked.
+    readyPorts: NotRequired[list[list[Any]]]  # [[protocol (tcp|udp), port], ...]
 
 
 class PodSpec(TypedDict):

@@ -343,9 +343,9 @@ class PodManager:
             process = container.proc
             if process is None or process.poll() is not None or container.restart_at is not None:
                 return False
-            test_server = not container.spec.get("command")
-            if check_ports and test_server and not all(
-                    _listening(process.pid, p, n) for p, n in TEST_SERVER_PORTS.items()):
+            ports = list(TEST_SERVER_PORTS.items()) if not container.spec.get("command") \
+                else [(str(p), int(n)) for p, n in container.spec.get("readyPorts") or []]
+            if check_ports and not all(_listening(process.pid, p, n) for p, n in ports):
                 return False
         return True
 

@@ -48,6 +48,9 @@ def test_dns_pods_spread_round_robin_behind_kube_dns() -> None:
     assert all(p["labels"] == {"k8s-app": "kube-dns"} for p in dns)
     argv = dns[0]["containers"][0]["command"]
     assert argv[:3] == ["python3", "-m", "generator.node.dns"] and "--port" in argv
+    # Ready (an endpoint of kube-dns) only once it listens, as a readiness probe would say.
+    assert dns[0]["containers"][0]["readyPorts"] == [["udp", 53], ["tcp", 53]]
+    assert "readyPorts" not in cluster["pods"][0]["containers"][0]
     (svc,) = [s for s in cluster["services"] if s["name"] == "kube-dns"]
     assert (svc["namespace"], svc["clusterIP"], svc["selector"]) == (
         "kube-system", "10.96.0.10", {"k8s-app": "kube-dns"})
