@@ -30,8 +30,6 @@ from generator.lab.errors import LabError
 from generator.runtime.locate import DEFAULT_LAB_FILE, LabRef, find_lab
 
 if TYPE_CHECKING:
-    from generator.lab.model import Lab
-    from generator.node.contract import Cluster
     from generator.runtime.paths import LabPaths
 
 __all__ = ["LabRef", "find_lab"]
@@ -84,21 +82,43 @@ TimeoutOption = Annotated[float | None, typer.Option(
     "--timeout", help="Seconds to wait for the lab to be ready (default: grows with its size).")]
 
 
-def _wait(client: Any, paths: LabPaths, cluster: Cluster, what: str,
-          timeout: float | None = None) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class Reporter:
+    """runtime.up's Reporter on the terminal: lines on stderr, one transient
+    progress line with counts and what is awaited."""
 
-    from generator.runtime.up import wait_ready
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.task: Any = None
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("[dim]{task.fields[waiting]}"),
-                  console=err(), transient=True) as bar:
-        task = bar.add_task(what, total=None, waiting="")
+    def say(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(f"[dim]·[/dim] {_escape(message)}", highlight=False,
+                                   soft_wrap=True)
+        else:
+            echo(message)
 
-        def show(done: int, total: int, waiting: str) -> None:
-            bar.update(task, completed=done, total=total, waiting=waiting)
+    def progress(self, title: str, counts: list[tuple[str, int, int]], waiting: str) -> None:
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-        wait_ready(client, paths, cluster, show, timeout)
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), TimeElapsedColumn(),
+                                TextColumn("[dim]{task.fields[waiting]}"), console=err(),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(title, waiting="")
+        shown = ", ".join(f"{what} {done}/{total}" for what, done, total in counts)
+        self.bar.update(self.task, description=f"{title}: {shown}", waiting=waiting)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _print_status(client: Any, paths: LabPaths, name: str) -> None:
@@ -108,67 +128,18 @@ def _print_status(client: Any, paths: LabPaths, name: str) -> None:
     print_status(out(), lab_status(client, paths, name))
 
 
-def _redo(ref: LabRef) -> str:
-    return f"run `kgen down {ref.flag}` then `kgen up {ref.file_flag}`"
-
-
-def _up_paths(ref: LabRef, model: Lab, client: Any, force: bool) -> LabPaths:
-    """Where `up` renders: the running lab's directory when it is the same lab, else
-    ./kgen-<name>/; a different lab of the same name, or one whose fixed fields
-    (podCIDR, backend, ...) were edited, is refused unless `force` replaces it."""
-    from generator.runtime.apply import describe_changes, fixed_changes
-    from generator.runtime.down import down as lab_down
-    from generator.runtime.networks import desired_cluster
-    from generator.runtime.paths import LabPaths
-
-    here = LabPaths(rendered_dir(model.name))
-    running = ref.running
-    if running is None or not running.containers:
-        return here
-    where = running.file or running.dir
-    if not ref.same_file(running):
-        if not force:
-            raise Exit(1, f"lab {model.name} is already running from {where} (directory "
-                          f"{running.dir}); take it down with `kgen down -l {model.name}`, "
-                          f"or replace it with `kgen up {ref.file_flag} --force`")
-        reason = f"running from {where}"
-    else:
-        before = ref.paths.cluster()
-        desired = desired_cluster(model, ref.paths.root)
-        changed = fixed_changes(desired, before) if before is not None else []
-        if not changed:
-            return ref.paths
-        assert before is not None
-        what = describe_changes(changed, desired, before)
-        if not force:
-            raise Exit(1, f"{model.source}: {what} changed since lab {model.name} came up, "
-                          f"which `kgen apply` cannot change: {_redo(ref)} "
-                          f"(or `kgen up {ref.file_flag} --force`)")
-        reason = f"{what} changed"
-    for what in lab_down(client, model.name, ref.paths):
-        echo(f"removed {what}")
-    echo(f"replaced lab {model.name} ({reason})")
-    return here if not ref.same_file(running) else ref.paths
-
-
-def _start(paths: LabPaths, cluster: Cluster, model: Lab, attempts: int = 3) -> Cluster:
-    """compose up; a node network that another network took since it was chosen (labs
-    coming up side by side) is chosen afresh, at most `attempts` times in all."""
-    from generator.render.files import render
-    from generator.runtime import up as runtime_up
-    from generator.runtime.errors import ComposeError
-    from generator.runtime.networks import desired_cluster
-
-    for attempt in range(1, attempts + 1):
-        try:
-            runtime_up.start(paths, cluster)
-            return cluster
-        except ComposeError as e:
-            if "Pool overlaps" not in str(e) or model.node_network is not None or attempt == attempts:
-                raise
-        echo(f"node network {cluster['nodeNetwork']} was taken meanwhile; choosing another")
-        cluster = render(model, desired_cluster(model, paths.root), paths.root)
-    return cluster
+def _print_phases(phases: list[tuple[str, float]], milestones: dict[str, float]) -> None:
+    """`kgen up -v`: seconds per step, then when the nodes, pods and proxies were
+    done, counted from the first container's start (the agents start with it)."""
+    total = sum(seconds for _, seconds in phases)
+    lines = ["phase        seconds"]
+    lines += [f"{name:<12} {seconds:7.2f}" for name, seconds in phases]
+    lines.append(f"{'total':<12} {total:7.2f}")
+    for key, what in (("agents", "every node ready"), ("pods", "every pod running"),
+                      ("proxies", "every proxy synced")):
+        if key in milestones:
+            lines.append(f"{key:<12} {milestones[key]:7.2f}  {what}, after containers started")
+    err().print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -176,7 +147,9 @@ def up(lab: LabOption = None,
        force: Annotated[bool, typer.Option(
            "--force", help="Replace a running lab of the same name that came from another "
                            "lab file, or whose ranges or backend were edited.")] = False,
-       timeout: TimeoutOption = None) -> None:
+       timeout: TimeoutOption = None,
+       verbose: Annotated[bool, typer.Option(
+           "-v", "--verbose", help="Print the seconds each phase of up took.")] = False) -> None:
     """Render if needed, build the node image if missing, start the lab and wait until ready."""
     seen: dict[str, LabRef] = {}
 
@@ -185,37 +158,18 @@ def up(lab: LabOption = None,
         return left_behind(ref.name if ref else None, f"-l {ref.name}" if ref else "")
 
     with failures(interrupted):
-        from generator.render.files import render
         from generator.runtime import up as runtime_up
-        from generator.runtime.engine import docker_client
-        from generator.runtime.hostgw import allow_host_gw
-        from generator.runtime.image import ensure_node_image
-        from generator.runtime.neighbours import make_room
-        from generator.runtime.networks import desired_cluster, refuse_taken_node_network
+        from generator.runtime.errors import Refused
 
-        ref = find_lab(lab)
-        model = ref.model()
-        if model.name != ref.name and ref.file is not None:  # a running lab's file renamed it
-            ref = find_lab(str(ref.file))
-        seen["ref"] = ref
-        client = docker_client()
-        paths = _up_paths(ref, model, client, force)
-        cluster = render(model, desired_cluster(model, paths.root), paths.root)
-        refuse_taken_node_network(cluster)
-        ensure_node_image(client, echo)
-        runtime_up.ensure_bridge_netfilter()
-        room = make_room(cluster)
-        if room:
-            echo(room)
-        for what in runtime_up.remove_stale(client, cluster):
-            echo(f"removed stale {what}")
-        runtime_up.clear_stale_state(client, paths, cluster)
-        echo(f"starting lab {model.name} ({len(cluster['nodes'])} nodes, "
-             f"{len(cluster['pods'])} pods, {len(cluster['services'])} services)")
-        cluster = _start(paths, cluster, model)
-        allow_host_gw(client, cluster)
-        _wait(client, paths, cluster, f"lab {model.name}", timeout)
-        _print_status(client, paths, model.name)
+        seen["ref"] = ref = runtime_up.resolve(lab)
+        try:
+            run = runtime_up.up(ref, Reporter(), force, timeout)
+        except Refused as e:
+            raise Exit(1, str(e)) from None
+        if verbose:
+            _print_phases(run.phases, run.milestones)
+        paths, _ = run.lab()
+        _print_status(run.client, paths, run.model.name)
 
 
 def _warn(message: str) -> None:
@@ -324,6 +278,7 @@ def apply(lab: LabOption = None, timeout: TimeoutOption = None) -> None:
     with failures(lambda: "the lab keeps running; `kgen status` shows where it got to"):
         from generator.runtime.apply import check_appliable
         from generator.runtime.engine import docker_client
+        from generator.runtime.up import redo_hint, wait_for_lab
 
         ref = find_lab(lab)
         model = ref.model()
@@ -337,8 +292,8 @@ def apply(lab: LabOption = None, timeout: TimeoutOption = None) -> None:
                           f"from {ref.file}; apply edits to that file, or replace the lab with "
                           f"`kgen up {ref.file_flag} --force`")
         client = docker_client()
-        cluster = check_appliable(model, before, ref.paths.root, _redo(ref))
-        _wait(client, ref.paths, cluster, f"applying to {model.name}", timeout)
+        cluster = check_appliable(model, before, ref.paths.root, redo_hint(ref))
+        wait_for_lab(client, ref.paths, cluster, Reporter(), f"applying to {model.name}", timeout)
         _print_status(client, ref.paths, model.name)
 
 

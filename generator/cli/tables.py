@@ -18,6 +18,19 @@ def _ports(service: ServiceRow) -> str:
     return ", ".join(parts)
 
 
+def _outside(service: ServiceRow) -> str:
+    """The addresses the service answers on from outside: its load-balancer IP with the
+    node that announces it, and its externalIPs."""
+    parts = []
+    if service.get("loadBalancerIP"):
+        parts.append(f"{service['loadBalancerIP']} "
+                     f"(announced by {service.get('announcedBy') or 'nobody'})")
+    parts += service.get("externalIPs") or []
+    if service.get("healthCheckNodePort"):
+        parts.append(f"health check :{service['healthCheckNodePort']}")
+    return ", ".join(parts) or "-"
+
+
 def tables(report: StatusReport) -> list[Table]:
     nodes = Table("node", "container", "node IP", "pod subnet", "state", title="nodes")
     for n in report["nodes"]:
@@ -27,11 +40,11 @@ def tables(report: StatusReport) -> list[Table]:
     for p in report["pods"]:
         pods.add_row(p["namespace"], p["name"], p["node"], p["ip"] or "-", p["state"],
                      str(p["restarts"]))
-    services = Table("namespace", "service", "type", "cluster IP", "ports", "endpoints",
-                     title="services")
+    services = Table("namespace", "service", "type", "cluster IP", "external IPs", "ports",
+                     "endpoints", title="services")
     for s in report["services"]:
         leaving = "".join(f", {e} (terminating)" for e in s.get("terminating") or [])
-        services.add_row(s["namespace"], s["name"], s["type"], s["clusterIP"],
+        services.add_row(s["namespace"], s["name"], s["type"], s["clusterIP"], _outside(s),
                          _ports(s), (", ".join(s["endpoints"]) + leaving).strip(", ") or "(none)")
     clients = Table("client", "container", "IP", title="clients")
     for c in report["clients"]:

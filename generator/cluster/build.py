@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from generator.cluster.dns import dns_spec, with_dns
 from generator.cluster.names import container_name
+from generator.lab.lb_checks import default_pool, host_addresses
 from generator.lab.model import NODE_PORT_RANGE, Container, Lab, Pod, Service
 from generator.node.contract import (
     DEFAULT_TERMINATION_GRACE,
@@ -53,6 +54,8 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "serviceCIDR": str(lab.service_cidr),
         "nodeNetwork": str(node_network),
         "nodeNetworkGateway": str(node_network.network_address + 1),
+        **({"loadBalancerPool": str(pool)} if (pool := load_balancer_pool(lab, node_network))
+           else {}),
         "backend": lab.backend,
         "proxyMode": lab.proxy_mode,
         "nodeGracePeriod": lab.node_grace_period,
@@ -63,7 +66,7 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
         "nodes": nodes,
         "pods": [_pod(p, ips[p.name]) for p in lab.pods],
-        "services": _services(lab),
+        "services": _services(lab, node_network),
         "clients": _clients(lab, node_network),
     }
     return cast(Cluster, {**body, "generation": generation(body)})
@@ -191,7 +194,32 @@ def _probe(seed: int, size: int, taken: set[int]) -> int:
     raise ValueError("range exhausted")
 
 
-def _services(lab: Lab) -> list[ServiceSpec]:
+def load_balancer_pool(lab: Lab, node_network: ipaddress.IPv4Network,
+                       ) -> ipaddress.IPv4Network | None:
+    return lab.load_balancer_pool or default_pool(node_network)
+
+
+def _load_balancer_ips(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, str]:
+    """Each LoadBalancer service's IP: the one it asks for, else one of the pool's free
+    addresses (hash-seeded, so adding a service moves no other), as MetalLB assigns."""
+    pool = load_balancer_pool(lab, node_network)
+    wanted = [s for s in lab.services if s.type == "LoadBalancer"]
+    if pool is None or not wanted:
+        return {}
+    off_limits = host_addresses(node_network, len(lab.nodes), len(lab.clients))
+    usable = [a for a in pool if a not in off_limits]
+    ips = {s.name: s.load_balancer_ip for s in wanted if s.load_balancer_ip}
+    taken = {usable.index(ipaddress.IPv4Address(ip)) for ip in ips.values()
+             if ipaddress.IPv4Address(ip) in usable}
+    for svc in wanted:
+        if svc.name not in ips:
+            index = _probe(_seed(svc.name), len(usable), taken)
+            taken.add(index)
+            ips[svc.name] = str(usable[index])
+    return ips
+
+
+def _services(lab: Lab, node_network: ipaddress.IPv4Network) -> list[ServiceSpec]:
     net = lab.service_cidr
     hosts = net.num_addresses - 2
     ip_taken = {int(ipaddress.ip_address(s.cluster_ip)) - int(net.network_address) - 1
@@ -206,6 +234,9 @@ def _services(lab: Lab) -> list[ServiceSpec]:
             ip_taken.add(offset)
             ip = str(net.network_address + 1 + offset)
         out.append(_service(svc, ip, port_taken, high - low + 1))
+    lb_ips = _load_balancer_ips(lab, node_network)
+    for svc, spec in zip(lab.services, out, strict=True):
+        _external_fields(svc, spec, lb_ips.get(svc.name), port_taken, high - low + 1)
     return out
 
 
@@ -215,11 +246,28 @@ def _allocation_name(svc: Service) -> str:
     return svc.name if svc.namespace == "default" else f"{svc.namespace}/{svc.name}"
 
 
+def _external_fields(svc: Service, spec: ServiceSpec, lb_ip: str | None, port_taken: set[int],
+                     span: int) -> None:
+    """LoadBalancer and externalIP fields, only where a service has them (a lab without
+    them keeps the cluster.json, and generation, it had)."""
+    if svc.type == "LoadBalancer":
+        spec["loadBalancerIP"] = lb_ip
+        if svc.load_balancer_source_ranges:
+            spec["loadBalancerSourceRanges"] = list(svc.load_balancer_source_ranges)
+        if svc.external_traffic_policy == "Local":
+            # After every nodePort, as the API server allocates it: from the same range.
+            offset = _probe(_seed(f"{svc.name}/healthCheckNodePort"), span, port_taken)
+            port_taken.add(offset)
+            spec["healthCheckNodePort"] = NODE_PORT_RANGE[0] + offset
+    if svc.external_ips:
+        spec["externalIPs"] = list(svc.external_ips)
+
+
 def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> ServiceSpec:
     ports: list[ServicePortSpec] = []
     for p in svc.ports:
         node_port = p.node_port
-        if svc.type == "NodePort" and node_port is None:
+        if svc.type in ("NodePort", "LoadBalancer") and node_port is None:
             offset = _probe(_seed(f"{_allocation_name(svc)}/{p.name}/{p.protocol}"), span,
                             port_taken)
             port_taken.add(offset)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from generator.lab.errors import Problem, describe, distinct
+from generator.lab.lb_checks import check_load_balancers, host_addresses, needs_health_check
 from generator.lab.schema import LAB_SCHEMA, NODE_PORT_RANGE
 
 IPv4Network = ipaddress.IPv4Network
@@ -201,9 +202,10 @@ def unique(names: list[Any], path: str, what: str) -> Iterator[Problem]:
 
 
 def check_service(svc: Doc, path: str) -> Iterator[Problem]:
-    node_port = svc.get("type", "ClusterIP") == "NodePort"
+    node_port = svc.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
     if "externalTrafficPolicy" in svc and not node_port:
-        yield Problem(f"{path}.externalTrafficPolicy", "may only be set on NodePort services")
+        yield Problem(f"{path}.externalTrafficPolicy", "may only be set on NodePort and "
+                                                      "LoadBalancer services")
     ports = _dicts(svc.get("ports"))
     seen: dict[tuple[int, str], int] = {}
     for j, port in ports:
@@ -211,7 +213,8 @@ def check_service(svc: Doc, path: str) -> Iterator[Problem]:
         if len(ports) > 1 and not port.get("name"):
             yield Problem(f"{here}.name", "is required when a service has more than one port")
         if "nodePort" in port and not node_port:
-            yield Problem(f"{here}.nodePort", "may only be set on NodePort services")
+            yield Problem(f"{here}.nodePort", "may only be set on NodePort and LoadBalancer "
+                                              "services")
         key = _port_key(port, "port")
         if key is None:
             continue
@@ -240,12 +243,15 @@ def _node_port_room(data: Doc, given: set[int]) -> Iterator[Problem]:
     """Every port of a NodePort (or LoadBalancer) service gets a nodePort: the ones not
     given are allocated from what is left of the range, which must hold them all."""
     low, high = NODE_PORT_RANGE
-    wanted = sum(1 for _, svc in _dicts(data.get("services"))
-                 if svc.get("type") in NODE_PORT_TYPES
+    services = [svc for _, svc in _dicts(data.get("services"))]
+    wanted = sum(1 for svc in services if svc.get("type") in NODE_PORT_TYPES
                  for _, port in _dicts(svc.get("ports")) if "nodePort" not in port)
+    health = sum(1 for svc in services if needs_health_check(svc))
     free = (high - low + 1) - len({n for n in given if low <= n <= high})
-    if wanted > free:
-        yield Problem("services", f"{wanted} NodePort service ports need a nodePort allocated but "
+    if wanted + health > free:
+        what = f"{wanted} NodePort service ports" + (
+            f" and {health} health check node ports" if health else "")
+        yield Problem("services", f"{what} need a nodePort allocated but "
                                   f"{low}-{high} has {free} left")
 
 
@@ -354,6 +360,15 @@ def check_placement(data: Doc) -> Iterator[Problem]:
                                              "nodeCIDRMaskSize")
 
 
+def _load_balancers(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Problem]:
+    pool, problems = parse_cidr(data.get("loadBalancerPool"), "loadBalancerPool")
+    yield from problems
+    underlay = nets.get("nodeNetwork")
+    taken = host_addresses(underlay, len(member_names(data, "nodes")),
+                           len(member_names(data, "clients"))) if underlay else set()
+    yield from check_load_balancers(data, underlay, pool, taken)
+
+
 def cluster_problems(data: Doc) -> list[Problem]:
     """Every problem the schema cannot see, in the order the file reads."""
     nets, problems = lab_ranges(data)
@@ -366,6 +381,7 @@ def cluster_problems(data: Doc) -> list[Problem]:
         lambda: check_node_ports(data),
         lambda: check_cluster_ips(data, nets),
         lambda: check_dns_names(data),
+        lambda: _load_balancers(data, nets),
     ]
     for check in checks:
         problems += check()

@@ -64,6 +64,9 @@ class Service:
     external_traffic_policy: str
     internal_traffic_policy: str = "Cluster"
     traffic_distribution: str | None = None  # PreferClose | PreferSameZone | PreferSameNode
+    load_balancer_ip: str | None = None  # asked for; else allocated from the pool
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = ()
     namespace: str = "default"
 
 
@@ -97,6 +100,7 @@ class Lab:
     cluster_domain: str = "cluster.local"
     dns: Dns = field(default_factory=Dns)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name: labels
+    load_balancer_pool: IPv4Network | None = None  # None: the default (lb_checks.default_pool)
 
 
 def load_lab(path: Path) -> Lab:
@@ -143,6 +147,8 @@ def _build(doc: Doc, source: str) -> Lab:
         cluster_domain=_get(doc, "clusterDomain"),
         dns=_dns(doc.get("dns") or {}),
         namespaces=_namespaces(doc),
+        load_balancer_pool=IPv4Network(doc["loadBalancerPool"]) if doc.get("loadBalancerPool")
+        else None,
     )
 
 
@@ -187,5 +193,8 @@ def _service(raw: Doc) -> Service:
         internal_traffic_policy=raw.get("internalTrafficPolicy", "Cluster"),
         traffic_distribution=raw.get("trafficDistribution"),
         namespace=raw.get("namespace", "default"),
+        load_balancer_ip=raw.get("loadBalancerIP"),
+        load_balancer_source_ranges=tuple(raw.get("loadBalancerSourceRanges") or ()),
+        external_ips=tuple(raw.get("externalIPs") or ()),
     )
 

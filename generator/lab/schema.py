@@ -120,13 +120,16 @@ PORT = _object({
     "port": _int(1, 65535, "The service port."),
     "targetPort": _int(1, 65535, "The pods' port (default: port)."),
     "protocol": _enum(["TCP", "UDP"], "TCP (default) or UDP."),
-    "nodePort": _int(*NODE_PORT_RANGE, "NodePort services only; allocated when absent."),
+    "nodePort": _int(*NODE_PORT_RANGE, "NodePort and LoadBalancer services only; allocated "
+                                       "when absent."),
 }, ["port"], "A service port.")
 
 SERVICE = _object({
     "name": {"$ref": "#/definitions/dnsLabel"},
     "namespace": NAMESPACE,
-    "type": _enum(["ClusterIP", "NodePort"], "ClusterIP (default) or NodePort."),
+    "type": _enum(["ClusterIP", "NodePort", "LoadBalancer"],
+                  "ClusterIP (default), NodePort, or LoadBalancer (a NodePort service with an "
+                  "address from loadBalancerPool, announced on the node network)."),
     "selector": LABELS,
     "clusterIP": {"type": "string", "description": "An address of serviceCIDR, or None (a "
                                                    "headless service); allocated when absent."},
@@ -135,12 +138,20 @@ SERVICE = _object({
         "timeoutSeconds": _int(1, 86400, "How long a client sticks to its endpoint.", 10800),
     }, [], "ClientIP affinity settings.")}, [], "As in a Kubernetes Service."),
     "externalTrafficPolicy": _enum(["Cluster", "Local"],
-                                   "NodePort only: Local keeps the client's address and "
-                                   "serves only from node-local endpoints."),
+                                   "NodePort and LoadBalancer only: Local keeps the client's "
+                                   "address and serves only from node-local endpoints."),
     "internalTrafficPolicy": _enum(["Cluster", "Local"],
                                    "Local: from inside the cluster, node-local endpoints only."),
     "trafficDistribution": _enum(["PreferClose", "PreferSameZone", "PreferSameNode"],
                                  "Prefer endpoints in the client node's zone (or on the node)."),
+    "loadBalancerIP": {"type": "string", "description": "LoadBalancer only: an address of "
+                                                        "loadBalancerPool (allocated when absent)."},
+    "loadBalancerSourceRanges": {"type": "array", "items": {"type": "string"},
+                                 "description": "LoadBalancer only: the client CIDRs allowed "
+                                                "to reach loadBalancerIP (default: all)."},
+    "externalIPs": {"type": "array", "items": {"type": "string"},
+                    "description": "Addresses of nodeNetwork that nodes also serve the service "
+                                   "on (routed to a node by the client)."},
     "ports": {"type": "array", "minItems": 1, "items": PORT},
 }, ["name", "ports"], "A Service: a cluster IP (and nodePorts) in front of the selected pods.")
 
@@ -169,6 +180,8 @@ LAB_SCHEMA: dict[str, Any] = {
         "nodeCIDRMaskSize": _int(1, 30, "Prefix length of each node's pod subnet.", 24),
         "serviceCIDR": _cidr("The cluster IPs' range.", "10.96.0.0/16"),
         "nodeNetwork": _cidr("The underlay the node IPs come from (default: a free /24)."),
+        "loadBalancerPool": _cidr("Where LoadBalancer IPs come from (default: the /28 at .224 "
+                                  "of nodeNetwork)."),
         "backend": _enum(["vxlan", "host-gw"], "How pod subnets of other nodes are reached."),
         "proxyMode": _enum(["iptables", "nftables"], "kube-proxy's Linux mode."),
         "nodeGracePeriod": _int(1, 3600, "Seconds without a heartbeat before a node is "

@@ -30,39 +30,34 @@ from generator.node.contract import (
     Cluster,
     NodeSpec,
     NodeState,
+    PublishedPod,
+    file_stamp,
     grace_period,
     heartbeat_age,
     heartbeat_period,
     input_digest,
     is_live,
+    lb_announcers,
+    local_ready_endpoints,
     read_json,
     renew_heartbeat,
     serving_pods,
     write_json_atomic,
 )
+from generator.node.feeds import FeedLimiter, feed_interval
+from generator.node.healthcheck import HealthServers
 from generator.node.pod_dns import ZoneWriter, dns_settings
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
-from generator.node.proxy.nfacct import ensure_counter
-from generator.node.proxy.nftables import NFTablesProxier
-from generator.node.proxy.proxier import Proxier, route_localnet
-from generator.node.proxy.rules import INVALID_CT_COUNTER, LOCALHOST_NODEPORT_COUNTER
+from generator.node.proxy.mode import make_proxier
+from generator.node.speaker import Speaker
 
 log = logging.getLogger("kgen.agent")
 
 IDLE_PERIOD = 1.0  # kubelet's PLEG relists once a second too
 BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
-FEED_INTERVAL = 1.0  # kube-proxy's default iptables minSyncPeriod
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """What tells that a file was replaced or rewritten: inode, mtime, size."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+FIRST_FEED_HOLD = 5.0  # at most this long the first input waits for this node's own pods
 
 
 class Agent:
@@ -90,9 +85,13 @@ class Agent:
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
-        self.last_feed = -FEED_INTERVAL
         self.kubelet_synced = False
         self.canary_checked = 0.0
+        self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
+        self.health = HealthServers()  # kube-proxy's health check node ports
+        self.missed_heartbeat = threading.Event()  # set by the heartbeat thread
+        self.feeds = FeedLimiter()
+        self.started = time.monotonic()
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None
@@ -114,13 +113,14 @@ class Agent:
                 self.stop.wait(2.0)
             self.stop.wait(self.period())
         self.pods.stop_all()
+        self.health.close()
 
     def period(self) -> float:
         now = time.monotonic()
         busy = now < self.busy_until or self.pods.busy() or self.proxy_behind()
         wait = BUSY_PERIOD if busy else IDLE_PERIOD
         if self.feed_pending:
-            wait = min(wait, max(0.05, self.last_feed + FEED_INTERVAL - now))
+            wait = min(wait, max(0.05, self.feeds.ready_in(now)))
         restart = self.pods.next_restart()
         if restart is not None:
             wait = min(wait, max(0.05, restart - now))
@@ -137,6 +137,7 @@ class Agent:
         changed |= self.pods.tick()
         changed |= self.watch_peers(force=changed)
         changed |= self.watch_liveness()
+        changed |= self.woke_up()
         now = time.monotonic()
         if self.kubelet_synced and now - self.canary_checked >= kubelet_chains.CANARY_PERIOD:
             self.canary_checked = now
@@ -145,16 +146,34 @@ class Agent:
             self.busy_until = now + BUSY_AFTER_CHANGE
             self.feed_pending = True
         # Changes that come in a burst (a lab coming up) reach the proxy together:
-        # at most one new input per FEED_INTERVAL, as kube-proxy's minSyncPeriod.
-        if self.feed_pending and now - self.last_feed >= FEED_INTERVAL:
+        # at most one new input per FEED_INTERVAL after a burst of two, as kube-proxy's
+        # minSyncPeriod and burstSyncs.
+        if self.feed_pending and self.may_feed(now) and self.feeds.take(now):
             self.feed_proxy()
-            self.last_feed, self.feed_pending = now, False
+            self.feed_pending = False
         self.publish()
+
+    def woke_up(self) -> bool:
+        """True once after a heartbeat gap longer than the grace period (a paused node):
+        another node may have taken its LB IPs meanwhile, so they are announced anew."""
+        if not self.missed_heartbeat.is_set():
+            return False
+        self.missed_heartbeat.clear()
+        if self.speaker is not None:
+            log.warning("heartbeat late by more than the grace period: LB IPs announced anew")
+            self.speaker.forget()
+        return True
+
+    def may_feed(self, now: float) -> bool:
+        """The first input waits (a bounded while) for this node's own pods to leave
+        Pending, as kube-proxy waits for its caches to sync: a node coming up would
+        otherwise spend its burst on inputs that are stale a moment later."""
+        return bool(self.fed) or not self.pods.busy() or now - self.started > FIRST_FEED_HOLD
 
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its
         stamp changed, and a generation whose apply failed is tried again."""
-        stamp = _stamp(self.cluster_file)
+        stamp = file_stamp(self.cluster_file)
         if stamp == self.cluster_stamp:
             return False
         cluster = read_json(self.cluster_file)
@@ -173,12 +192,17 @@ class Agent:
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
         self.pods.dns = dns_settings(cluster)
+        self.feeds.interval = feed_interval(len(cluster["nodes"]))
         log.info("applying generation %s", cluster["generation"])
+        # Beating before the overlay and pods are set up: peers see this node live
+        # as soon as it runs, not after its slowest pod (they wait for its pods anyway).
+        self.ensure_heartbeat()
         overlay.setup(cluster, self.node)
         if not self.kubelet_synced:
             kubelet_chains.sync()  # kubelet's chains are in place before kube-proxy's
             self.kubelet_synced, self.canary_checked = True, time.monotonic()
         self.ensure_proxier()
+        self.ensure_speaker()
         self.reconcile_pods()
         self.applied = cluster["generation"]
         self.error = None
@@ -188,12 +212,17 @@ class Agent:
             return
 
         def beat() -> None:
+            last = time.monotonic()
             while True:
                 assert self.cluster is not None
                 try:
                     renew_heartbeat(self.state_dir, self.node)
                 except OSError as err:
                     log.error("heartbeat: %s", err)
+                now = time.monotonic()
+                if now - last > grace_period(self.cluster):
+                    self.missed_heartbeat.set()
+                last = now
                 if self.stop.wait(heartbeat_period(self.cluster)):
                     return
 
@@ -208,6 +237,22 @@ class Agent:
         self.proxier = make_proxier(self.cluster, self.node, self.me()["ip"])
         threading.Thread(target=self.proxier.run, args=(self.stop,), name="proxier",
                          daemon=True).start()
+
+    def ensure_speaker(self) -> None:
+        if self.speaker is None:
+            self.speaker = Speaker(overlay.underlay_for(self.me()["ip"]).ifname)
+            threading.Thread(target=self.speaker.run, args=(self.stop,), name="speaker",
+                             daemon=True).start()
+
+    def sync_load_balancers(self, pods: list[PublishedPod]) -> None:
+        """ARP for the LB IPs this node announces; health checks with its endpoint counts."""
+        assert self.cluster is not None
+        owners = lb_announcers(self.cluster, pods, self.live | {self.node})
+        if self.speaker is not None:
+            self.speaker.announce({ip for ip, node in owners.items() if node == self.node})
+        self.health.sync({port: (s.get("namespace", "default"), s["name"],
+                                 local_ready_endpoints(s, pods, self.node))
+                          for s in self.cluster["services"] if (port := s.get("healthCheckNodePort"))})
 
     def reconcile_pods(self) -> None:
         assert self.cluster is not None
@@ -237,7 +282,7 @@ class Agent:
         """Re-read the state files that changed since the last look: an agent replaces
         its file by rename, which changes the directory's mtime, so one stat of the
         directory says whether any file needs a look at all."""
-        stamp = _stamp(self.state_dir)
+        stamp = file_stamp(self.state_dir)
         if stamp == self.dir_stamp and not force:
             return False
         self.dir_stamp = stamp
@@ -245,10 +290,10 @@ class Agent:
         peers = self.peers()
         for name in peers:
             path = self.state_dir / f"{name}.json"
-            file_stamp = _stamp(path)
-            if file_stamp == self.peer_stamps.get(name, ()):
+            peer_stamp = file_stamp(path)
+            if peer_stamp == self.peer_stamps.get(name, ()):
                 continue
-            self.peer_stamps[name] = file_stamp
+            self.peer_stamps[name] = peer_stamp
             doc = read_json(path)
             if not isinstance(doc, dict):
                 doc = None
@@ -257,6 +302,7 @@ class Agent:
             elif _pods_of(doc) != _pods_of(self.peer_docs.get(name)):
                 self.peer_docs[name] = doc
                 changed = True
+                self.expiry.pop(name, None)  # a peer that just wrote is likely live: look now
             else:
                 self.peer_docs[name] = doc
         for gone in set(self.peer_docs) - set(peers):
@@ -299,6 +345,7 @@ class Agent:
         docs = {name: doc for name, doc in self.peer_docs.items()}
         docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
+        self.sync_load_balancers(pods)  # first: an update may wait for a sync in progress
         self.fed = input_digest(self.cluster["services"], pods)
         self.proxier.update(self.cluster["services"], pods, self.me().get("zone") or "")
         # The DNS pods here answer from what this proxy serves: the same pods.
@@ -327,18 +374,6 @@ class Agent:
 
 def _pods_of(doc: NodeState | None) -> Any:
     return doc.get("pods") if doc is not None else None
-
-
-def make_proxier(cluster: Cluster, node: str, node_ip: str) -> BaseProxier[Any]:
-    """kube-proxy in the lab's mode (cluster.json `proxyMode`: iptables | nftables).
-    iptables mode, as kube-proxy's NewProxier: route_localnet=1 for localhost NodePorts,
-    and its nfacct counters where the kernel has nfacct."""
-    if cluster.get("proxyMode", "iptables") == "nftables":
-        return NFTablesProxier(node, node_ip, cluster["podCIDR"], cluster.get("serviceCIDR"))
-    route_localnet()
-    counters = all(ensure_counter(name) for name in (LOCALHOST_NODEPORT_COUNTER,
-                                                     INVALID_CT_COUNTER))
-    return Proxier(node, node_ip, cluster["podCIDR"], nfacct=counters)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ class ServicePortSpec(TypedDict):
 
 class ServiceSpec(TypedDict):
     name: str
-    type: str  # ClusterIP | NodePort
+    type: str  # ClusterIP | NodePort | LoadBalancer
     clusterIP: str
     selector: dict[str, str]
     sessionAffinity: str  # None | ClientIP
@@ -71,6 +71,12 @@ class ServiceSpec(TypedDict):
     ports: list[ServicePortSpec]
     namespace: NotRequired[str]  # absent: default
     trafficDistribution: NotRequired[str | None]  # PreferClose | PreferSameZone | PreferSameNode
+    # LoadBalancer and externalIPs (contract §7): the IP MetalLB's layer 2 mode would
+    # assign, the allowed client ranges, kube-proxy's health check port (Local only).
+    loadBalancerIP: NotRequired[str | None]
+    loadBalancerSourceRanges: NotRequired[list[str]]
+    externalIPs: NotRequired[list[str]]
+    healthCheckNodePort: NotRequired[int | None]
 
 
 class NodeSpec(TypedDict):
@@ -115,6 +121,7 @@ class Cluster(TypedDict):
     serviceCIDR: str
     nodeNetwork: str
     nodeNetworkGateway: str
+    loadBalancerPool: NotRequired[str]  # the CIDR LoadBalancer IPs come from
     backend: str  # vxlan | host-gw
     proxyMode: str  # iptables | nftables
     nodeGracePeriod: int
@@ -215,6 +222,15 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     adopt(tmp)  # before the rename: the file is never seen with another owner
     os.replace(tmp, path)
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that a file was replaced or rewritten: inode, mtime, size."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def read_json(path: Path) -> Any:
@@ -379,86 +395,39 @@ def serving_pods(cluster: Cluster, docs: dict[str, NodeState],
     return published_pods(cluster, {n: d for n, d in docs.items() if n in live})
 
 
-# ---------------------------------------------------------------- the cluster DNS's input
-# What the DNS server answers from (generator.node.dns), one document computed by
-# `dns_zone` from the cluster and the serving pods, so the host and a node derive it alike.
-
-CLUSTER_DOMAIN = "cluster.local"
-
-
-class DnsPort(TypedDict):
-    name: str  # "" for an unnamed port, which has no SRV record
-    protocol: str  # TCP | UDP | SCTP
-    port: int
+# ---------------------------------------------------------------- LoadBalancer IPs
+#
+# MetalLB's layer 2 mode: exactly one node answers ARP for each LoadBalancer IP. Every
+# speaker ranks the candidate nodes by sha256(node + "#" + ip) and the first one
+# announces; candidates are the live nodes, and with externalTrafficPolicy Local only
+# those with a ready local endpoint; a service without any ready endpoint is not
+# announced. Agents (who answers ARP) and the host (`kgen status`) apply this one rule.
 
 
-class DnsEndpoint(TypedDict):
-    ip: str
-    pod: str  # the pod behind it (an EndpointSlice's targetRef)
-    hostname: NotRequired[str]  # the pod's spec.hostname, when its subdomain is this service
+def lb_announcer(ip: str, candidates: set[str]) -> str | None:
+    ranked = sorted(candidates, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
+    return ranked[0] if ranked else None
 
 
-class DnsService(TypedDict):
-    name: str
-    namespace: str
-    clusterIP: str | None  # None: headless
-    ports: list[DnsPort]
-    endpoints: list[DnsEndpoint]  # the ready ones only
-
-
-class DnsPod(TypedDict):
-    name: str
-    namespace: str
-    ip: str
-
-
-class DnsZone(TypedDict):
-    domain: str  # the cluster domain, e.g. cluster.local
-    namespaces: list[str]
-    services: list[DnsService]
-    pods: list[DnsPod]
-    reverseCIDRs: list[str]  # reverse names inside these are answered; others REFUSED
-    nameserver: str | None  # the DNS service's cluster IP (ns.dns.<domain>)
-
-
-def _pod_dns_fields(cluster: Cluster) -> dict[str, Mapping[str, Any]]:
-    """Each pod spec's namespace, hostname and subdomain, read so that the zone
-    follows when the lab model gains them (today: none, so `default`)."""
-    return {p["name"]: cast(Mapping[str, Any], p) for p in cluster["pods"]}
-
-
-def _dns_service(spec: ServiceSpec, ready: list[PublishedPod],
-                 pod_specs: dict[str, Mapping[str, Any]]) -> DnsService:
-    """A service as DNS sees it: its ready endpoints are the ready pods it selects
-    in its own namespace; an endpoint has the pod's hostname when the pod's
-    subdomain names this service (what the EndpointSlice controller copies)."""
-    namespace = namespace_of(cast(Mapping[str, Any], spec))
-    endpoints: list[DnsEndpoint] = []
-    for pod in ready:
-        pod_spec = pod_specs.get(pod["name"]) or {}
-        if namespace_of(pod_spec) != namespace or not selects(spec["selector"], pod["labels"]):
+def lb_announcers(cluster: Cluster, pods: list[PublishedPod], live: set[str]
+                  ) -> dict[str, str | None]:
+    """Each LoadBalancer IP and the node that announces it (None: nobody may)."""
+    ready = ready_pods(pods)
+    out: dict[str, str | None] = {}
+    for svc in cluster["services"]:
+        ip = svc.get("loadBalancerIP")
+        if svc.get("type") != "LoadBalancer" or not ip:
             continue
-        endpoint: DnsEndpoint = {"ip": str(pod["ip"]), "pod": pod["name"]}
-        if pod_spec.get("hostname") and pod_spec.get("subdomain") == spec["name"]:
-            endpoint["hostname"] = str(pod_spec["hostname"])
-        endpoints.append(endpoint)
-    cluster_ip = spec["clusterIP"] if spec["clusterIP"] not in ("", "None") else None
-    return {"name": spec["name"], "namespace": namespace, "clusterIP": cluster_ip, "endpoints": endpoints,
-            "ports": [{"name": p["name"], "protocol": p["protocol"], "port": p["port"]}
-                      for p in spec["ports"]]}
+        nodes = {p["node"] for p in ready if service_selects(svc, p)}
+        if svc.get("externalTrafficPolicy") == "Local":
+            out[ip] = lb_announcer(ip, nodes & live)
+        else:
+            out[ip] = lb_announcer(ip, live) if nodes else None
+    return out
 
 
-def dns_zone(cluster: Cluster, pods: list[PublishedPod], domain: str = CLUSTER_DOMAIN,
-             nameserver: str | None = None) -> DnsZone:
-    """The DNS records' input: `pods` as `serving_pods` gives them. Pods and
-    services without a namespace are in `default` (kgen labs have no others yet)."""
-    pod_specs = _pod_dns_fields(cluster)
-    services = [_dns_service(s, ready_pods(pods), pod_specs) for s in cluster["services"]]
-    dns_pods: list[DnsPod] = [{"name": p["name"], "namespace": namespace_of(pod_specs.get(p["name"])),
-                               "ip": str(p["ip"])}
-                              for p in pods if p.get("ip")]  # ready or not, as CoreDNS's pod index
-    namespaces = {DEFAULT_NAMESPACE, "kube-system", *(s["namespace"] for s in services),
-                  *(p["namespace"] for p in dns_pods)}
-    return {"domain": domain, "namespaces": sorted(namespaces), "services": services,
-            "pods": dns_pods, "reverseCIDRs": [cluster["serviceCIDR"], cluster["podCIDR"]],
-            "nameserver": nameserver}
+def local_ready_endpoints(svc: ServiceSpec, pods: list[PublishedPod], node: str) -> int:
+    """kube-proxy's LocalReadyEndpoints: the node's ready endpoints of a service, counted
+    by IP (one pod serving two ports is one endpoint). What its health check reports."""
+    return len({p["ip"] for p in ready_pods(pods)
+                if p["node"] == node and service_selects(svc, p)})

@@ -20,16 +20,9 @@ import os
 import shutil
 from pathlib import Path
 
-from generator.node.contract import (
-    CLUSTER_DOMAIN,
-    DNS_ZONE_FILE,
-    Cluster,
-    PodSpec,
-    PublishedPod,
-    dns_zone,
-    namespace_of,
-)
+from generator.node.contract import DNS_ZONE_FILE, Cluster, PodSpec, PublishedPod, namespace_of
 from generator.node.dns.resolvconf import resolv_conf
+from generator.node.documents import CLUSTER_DOMAIN, dns_zone
 
 NETNS_ETC = Path("/etc/netns")
 

@@ -11,10 +11,6 @@ class RuntimeFailure(RuntimeError):
     """A failure at run time (exit status 1)."""
 
 
-class ComposeError(RuntimeFailure):
-    """`docker compose` (or `docker-compose`) failed or is missing."""
-
-
 class ImageError(RuntimeFailure):
     """The node image could not be built."""
 
@@ -35,3 +31,11 @@ def engine_address() -> str:
 
 
 RUNTIME_ERRORS = (RuntimeFailure,)
+
+
+class NetworkTaken(RuntimeFailure):
+    """The node network's subnet was taken by another network after it was chosen."""
+
+
+class Refused(RuntimeFailure):
+    """A command that would replace or change what runs, refused (exit 1, no `error:`)."""

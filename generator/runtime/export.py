@@ -23,9 +23,9 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from generator.node.contract import Cluster
+from generator.node.documents import StatusReport
 from generator.runtime.paths import LabPaths
 
 LOG_DIR = "/var/log/kgen"  # generator.node.agent's and pods' logs, inside a member
@@ -144,7 +144,7 @@ def _collect(container: str, dest: Path) -> str | None:
     return None
 
 
-def export_lab(paths: LabPaths, cluster: Cluster, status: dict[str, Any],
+def export_lab(paths: LabPaths, cluster: Cluster, status: StatusReport,
                out: Path) -> list[str]:
     """Write the whole export into `out` (new or empty); the notes, one per problem."""
     out.mkdir(parents=True, exist_ok=True)

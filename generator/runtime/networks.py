@@ -19,8 +19,9 @@ def docker_networks(exclude_network: str) -> list[tuple[str, IPv4Network]]:
     try:
         import docker
 
-        client = docker.from_env()
-        networks = client.networks.list()
+        from generator.runtime.engine import ENGINE_TIMEOUT
+
+        networks = docker.from_env(timeout=ENGINE_TIMEOUT).networks.list()
     except Exception:  # no engine: render still works, with the first candidate
         return []
     found = []

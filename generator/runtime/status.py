@@ -18,6 +18,7 @@ from generator.node.contract import (
     PodSpec,
     PublishedPod,
     ServiceSpec,
+    lb_announcers,
     live_nodes,
     namespace_of,
     read_node_states,
@@ -26,7 +27,7 @@ from generator.node.contract import (
     serving_pods,
     serving_terminating_pods,
 )
-from generator.node.documents import PodRow, StatusReport
+from generator.node.documents import PodRow, ServiceRow, StatusReport
 from generator.runtime.paths import LabPaths
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
     # row, the new one's: names stay unique, as pod names in a namespace are.
     names = {p["name"] for p in cluster["pods"]}
     leaving = [p for p in seen if (p["name"], p["node"]) not in wanted and p["name"] not in names]
+    announcers = lb_announcers(cluster, pods, live)  # who answers ARP for each LB IP
     return {
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
@@ -100,12 +102,7 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
         "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]]
         + [_pod_row({"name": p["name"], "node": p["node"], "namespace": namespace_of(p)}, p)
            for p in leaving],
-        "services": [{"name": s["name"], "namespace": namespace_of(s), "type": s["type"],
-                      "clusterIP": s["clusterIP"],
-                      "ports": [p.copy() for p in s["ports"]],
-                      "endpoints": service_endpoints(s, pods),
-                      "terminating": terminating_endpoints(s, pods)}
-                     for s in cluster["services"]],
+        "services": [_service_row(s, pods, announcers) for s in cluster["services"]],
         "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
                     for c in cluster["clients"]],
     }
@@ -129,6 +126,22 @@ def from_registry(paths: LabPaths, name: str, running: RunningLab | None) -> Sta
         return empty(name)
     containers = {m.name: m.state for m in running.containers} if running else {}
     return report(cluster, paths.state_dir, containers)
+
+
+def _service_row(service: ServiceSpec, pods: list[PublishedPod],
+                 announcers: dict[str, str | None]) -> ServiceRow:
+    """A service with its endpoints; the LoadBalancer fields are null where they do not
+    apply, and `announcedBy` names the node answering ARP for its load-balancer IP
+    (MetalLB's layer 2 owner; null: nobody may)."""
+    ip = service.get("loadBalancerIP")
+    return {"name": service["name"], "namespace": namespace_of(service), "type": service["type"],
+            "clusterIP": service["clusterIP"],
+            "loadBalancerIP": ip, "externalIPs": list(service.get("externalIPs") or []),
+            "healthCheckNodePort": service.get("healthCheckNodePort"),
+            "announcedBy": announcers.get(ip) if ip else None,
+            "ports": [p.copy() for p in service["ports"]],
+            "endpoints": service_endpoints(service, pods),
+            "terminating": terminating_endpoints(service, pods)}
 
 
 def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> PodRow:

@@ -1,199 +1,250 @@
-"""Bringing a lab up: kernel prerequisites, stale leftovers, compose, readiness."""
+"""`kgen up` as a named list of steps (netlab's augment/main.py keeps its own so).
+
+    place    where the lab runs: the running lab's directory, else ./kgen-<name>/;
+             a different lab of the same name, or edited fixed fields, refused
+             unless --force replaces it
+    render   the desired cluster on a free node network, written out
+    image    the node image, built when missing
+    host     the kernel's bridge netfilter, room in the neighbour table
+    stale    leftovers of another run that would clash, and stale agent documents
+    network  the node network (another /24 when one was taken meanwhile)
+    create   every container, created and started a few at a time
+    host-gw  the host's one firewall rule (backend host-gw only)
+    ready    until every node is ready, every pod runs and every proxy has synced
+
+Each step takes the run and leaves what it found in it; `up()` times them,
+and the command line prints the table with `kgen up -v`.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-import docker
-import docker.errors
-
-from generator.cluster.names import network_name, project_name
-from generator.node.contract import (
-    DNS_NAMESPACE,
-    DNS_SERVICE,
-    HEARTBEAT_DIR,
-    Cluster,
-    NodeState,
-    input_digest,
-    live_nodes,
-    read_node_states,
-    serving_pods,
-)
-from generator.node.pod_dns import dns_settings, zone_digest, zone_text
-from generator.runtime.compose import compose
-from generator.runtime.engine import LABEL, lab_containers
-from generator.runtime.errors import RuntimeFailure
+from generator.cluster.names import project_name, rendered_dir
+from generator.runtime.errors import NetworkTaken, Refused
 from generator.runtime.paths import LabPaths
 
-# The wait for a lab to be ready: a base plus what its size needs on a slow machine.
-WAIT_BASE = 60.0
-WAIT_PER_NODE = 2.0
-WAIT_PER_POD = 0.5
+if TYPE_CHECKING:
+    from generator.lab.model import Lab
+    from generator.node.contract import Cluster
+    from generator.runtime.locate import LabRef
+
+NETWORK_ATTEMPTS = 3  # node networks tried when labs come up side by side
 
 
-def default_timeout(cluster: Cluster) -> float:
-    return WAIT_BASE + WAIT_PER_NODE * len(cluster["nodes"]) + WAIT_PER_POD * len(cluster["pods"])
+class Reporter(Protocol):
+    """How a step tells the user what it does and what it waits for."""
+
+    def say(self, message: str) -> None: ...
+
+    def progress(self, title: str, counts: list[tuple[str, int, int]], waiting: str) -> None: ...
+
+    def done(self) -> None: ...
 
 
-def ensure_bridge_netfilter() -> None:
-    """Node sysctls include net.bridge.*, which exists only with br_netfilter loaded."""
-    if Path("/proc/sys/net/bridge").is_dir():
+@dataclass
+class UpRun:
+    ref: LabRef
+    model: Lab
+    report: Reporter
+    force: bool = False
+    timeout: float | None = None
+    client: Any = None
+    paths: LabPaths | None = None
+    cluster: Cluster | None = None
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    milestones: dict[str, float] = field(default_factory=dict)  # seconds after containers started
+    containers_started_at: float = 0.0
+
+    def lab(self) -> tuple[LabPaths, Cluster]:
+        assert self.paths is not None and self.cluster is not None
+        return self.paths, self.cluster
+
+
+def redo_hint(ref: LabRef) -> str:
+    return f"run `kgen down {ref.flag}` then `kgen up {ref.file_flag}`"
+
+
+def place(run: UpRun) -> None:
+    from generator.runtime.apply import describe_changes, fixed_changes
+    from generator.runtime.down import down as lab_down
+    from generator.runtime.networks import desired_cluster
+
+    ref, model = run.ref, run.model
+    here = LabPaths(rendered_dir(model.name))
+    running = ref.running
+    run.paths = here
+    if running is None or not running.containers:
         return
-    if shutil.which("modprobe"):
-        subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
-    if not Path("/proc/sys/net/bridge").is_dir():
-        raise RuntimeFailure("the kernel has no bridge netfilter (/proc/sys/net/bridge); "
-                             "run `modprobe br_netfilter` as root")
-
-
-def remove_stale(client: docker.DockerClient, cluster: Cluster) -> list[str]:
-    """Remove what would make compose fail: same-named leftovers of another lab run."""
-    name = cluster["name"]
-    project = project_name(name)
-    members = {m["container"] for m in cluster["nodes"] + cluster["clients"]}
-    removed = []
-    for container in _candidates(client, name, members):
-        labels = container.labels or {}
-        ours = labels.get("com.docker.compose.project") == project
-        same_lab = labels.get(LABEL) == name
-        if (container.name in members and not ours) or (same_lab and container.name not in members):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-            removed.append(f"container {container.name}")
-    for net in client.networks.list(names=[network_name(name)]):
-        subnets = [c.get("Subnet") for c in (net.attrs.get("IPAM") or {}).get("Config") or []]
-        ours = (net.attrs.get("Labels") or {}).get("com.docker.compose.project") == project
-        if net.name == network_name(name) and (not ours or subnets != [cluster["nodeNetwork"]]):
-            for c in client.containers.list(all=True, filters={"network": net.id}):
-                c.remove(force=True)
-                removed.append(f"container {c.name}")
-            net.remove()
-            removed.append(f"network {net.name}")
-    return removed
-
-
-def _candidates(client: docker.DockerClient, name: str, members: set[str]) -> list[Any]:
-    """Containers of this lab by label, and any container holding a member's name.
-
-    Asked by filter, not by listing the whole engine: other labs' containers come
-    and go meanwhile, and inspecting one that just went fails."""
-    found = {c.id: c for c in client.containers.list(all=True, filters={"label": f"{LABEL}={name}"})}
-    for member in sorted(members):
-        for c in client.containers.list(all=True, filters={"name": f"^{member}$"}):
-            found.setdefault(c.id, c)
-    return list(found.values())
-
-
-def clear_stale_state(client: docker.DockerClient, paths: LabPaths, cluster: Cluster) -> None:
-    """Forget what agents published before their container (re)starts."""
-    running = {c.name for c in lab_containers(client, cluster["name"]) if c.status == "running"}
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
-    keep = {n["name"] for n in cluster["nodes"] if n["container"] in running}
-    for path in paths.state_dir.glob("*.json"):
-        if path.stem not in keep:
-            path.unlink()
-    for path in (paths.state_dir / HEARTBEAT_DIR).glob("*"):
-        if path.name not in keep:
-            path.unlink()
-
-
-def start(paths: LabPaths, cluster: Cluster) -> None:
-    compose(paths.compose_file, project_name(cluster["name"]), "up", "-d", "--remove-orphans")
-
-
-def expected_digest(cluster: Cluster, docs: dict[str, NodeState],
-                    live: set[str]) -> str:
-    return input_digest(cluster["services"], serving_pods(cluster, docs, live))
-
-
-def pending(cluster: Cluster, docs: dict[str, NodeState],
-            live: set[str] | None = None) -> list[str]:
-    """What is not there yet, as short phrases for the progress line. `live`: the
-    nodes heard from within the grace period (all of them when not given)."""
-    live = {n["name"] for n in cluster["nodes"]} if live is None else live
-    missing = []
-    digest = expected_digest(cluster, docs, live)
-    zone_file = zone_text(cluster, serving_pods(cluster, docs, live))
-    zone = zone_digest(zone_file) if zone_file is not None else None
-    for node in cluster["nodes"]:
-        doc = docs.get(node["name"])
-        if (doc is None or node["name"] not in live or not doc.get("ready")
-                or doc.get("generation") != cluster["generation"]):
-            missing.append(f"node {node['name']}")
-            continue
-        proxy = doc.get("proxy")
-        if proxy is None or proxy["digest"] != digest:
-            missing.append(f"proxy on {node['name']}")
-        elif zone is not None and _served_zone(doc) != zone:
-            missing.append(f"DNS zone on {node['name']}")
-    # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
-    running = {p["name"] for p in serving_pods(cluster, docs, live) if p["ip"]
-               and p["state"] in ("Running", "CrashLoopBackOff")}
-    missing += [f"pod {p['name']}" for p in cluster["pods"] if p["name"] not in running]
-    return missing
-
-
-def _served_zone(doc: NodeState) -> str | None:
-    served = doc.get("dns")
-    return served["digest"] if served else None
-
-
-def dns_answers(cluster: Cluster) -> bool:
-    """Does the lab's DNS answer a query for kube-dns itself, sent from the first node
-    to the service's cluster IP through kube-proxy (True when the lab runs no DNS)?"""
-    settings = dns_settings(cluster)
-    if settings is None:
-        return True
-    nameserver, domain = settings
-    argv = ["docker", "exec", cluster["nodes"][0]["container"], "dig", "+short", "+time=1",
-            "+tries=1", f"@{nameserver}", f"{DNS_SERVICE}.{DNS_NAMESPACE}.svc.{domain}"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
-        return False
-    return done.stdout.split() == [nameserver]
-
-
-def failures(cluster: Cluster, docs: dict[str, NodeState]) -> list[str]:
-    found = [f"node {n}: {d['error']}" for n, d in docs.items() if d.get("error")]
-    for node, doc in docs.items():
-        for pod, info in (doc.get("pods") or {}).items():
-            if info.get("state") == "Failed":
-                found.append(f"pod {pod} on {node}: {info.get('error')}")
-    return found
-
-
-def wait_ready(client: docker.DockerClient, paths: LabPaths, cluster: Cluster,
-               progress: Callable[[int, int, str], None], timeout: float | None = None) -> None:
-    """Until every node is live and ready, every pod runs and every proxy has synced
-    what the host computes; `timeout` (seconds) defaults to one that grows with the lab."""
-    timeout = default_timeout(cluster) if timeout is None else timeout
-    total = len(cluster["nodes"]) * 2 + len(cluster["pods"])
-    deadline = time.monotonic() + timeout
-    while True:
-        docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
-        missing = pending(cluster, docs, live_nodes(cluster, paths.state_dir, time.time()))
-        if not missing and not dns_answers(cluster):
-            missing = ["DNS answer"]
-        progress(total - len(missing), total, ", ".join(missing[:4]))
-        if not missing:
+    where = running.file or running.dir
+    if not ref.same_file(running):
+        if not run.force:
+            raise Refused(f"lab {model.name} is already running from {where} (directory "
+                          f"{running.dir}); take it down with `kgen down -l {model.name}`, "
+                          f"or replace it with `kgen up {ref.file_flag} --force`")
+        reason = f"running from {where}"
+    else:
+        before = ref.paths.cluster()
+        desired = desired_cluster(model, ref.paths.root)
+        changed = fixed_changes(desired, before) if before is not None else []
+        if not changed:
+            run.paths = ref.paths
             return
-        broken = failures(cluster, docs)
-        if broken:
-            raise RuntimeFailure("; ".join(broken))
-        dead = [c.name for c in lab_containers(client, cluster["name"]) if c.status != "running"]
-        if dead:
-            raise RuntimeFailure(f"container(s) stopped: {', '.join(dead)} "
-                                 f"(see `docker logs {dead[0]}`)")
-        if time.monotonic() > deadline:
-            shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more"
-                                               if len(missing) > 20 else "")
-            raise RuntimeFailure(f"not ready after {timeout:.0f}s: {shown}; "
-                                 "see `docker logs <container>` (or give `--timeout`)")
-        time.sleep(0.25)
+        assert before is not None
+        what = describe_changes(changed, desired, before)
+        if not run.force:
+            raise Refused(f"{model.source}: {what} changed since lab {model.name} came up, "
+                          f"which `kgen apply` cannot change: {redo_hint(ref)} "
+                          f"(or `kgen up {ref.file_flag} --force`)")
+        reason = f"{what} changed"
+    for what in lab_down(run.client, model.name, ref.paths):
+        run.report.say(f"removed {what}")
+    run.report.say(f"replaced lab {model.name} ({reason})")
+    run.paths = here if not ref.same_file(running) else ref.paths
+
+
+def render_lab(run: UpRun) -> None:
+    from generator.render.files import render
+    from generator.runtime.networks import desired_cluster, refuse_taken_node_network
+
+    assert run.paths is not None
+    run.cluster = render(run.model, desired_cluster(run.model, run.paths.root), run.paths.root)
+    refuse_taken_node_network(run.cluster)
+
+
+def image(run: UpRun) -> None:
+    from generator.runtime.image import ensure_node_image
+
+    ensure_node_image(run.client, run.report.say)
+
+
+def host(run: UpRun) -> None:
+    from generator.runtime.neighbours import make_room
+    from generator.runtime.stale import ensure_bridge_netfilter
+
+    ensure_bridge_netfilter()
+    room = make_room(run.lab()[1])
+    if room:
+        run.report.say(room)
+
+
+def stale(run: UpRun) -> None:
+    from generator.runtime.stale import clear_stale_state, remove_stale
+
+    paths, cluster = run.lab()
+    for what in remove_stale(run.client, cluster):
+        run.report.say(f"removed stale {what}")
+    clear_stale_state(run.client, paths, cluster)
+
+
+def network(run: UpRun) -> None:
+    """Create the node network; one that another network took since it was chosen
+    (labs coming up side by side) is chosen afresh, at most NETWORK_ATTEMPTS times."""
+    from generator.render.files import render
+    from generator.runtime.create import ensure_network, load, network_spec
+    from generator.runtime.networks import desired_cluster
+
+    for attempt in range(1, NETWORK_ATTEMPTS + 1):
+        paths, cluster = run.lab()
+        try:
+            doc = load(paths.compose_file)
+            ensure_network(run.client, network_spec(doc, project_name(cluster["name"])))
+            return
+        except NetworkTaken:
+            if run.model.node_network is not None or attempt == NETWORK_ATTEMPTS:
+                raise
+        run.report.say(f"node network {cluster['nodeNetwork']} was taken meanwhile; "
+                       "choosing another")
+        run.cluster = render(run.model, desired_cluster(run.model, paths.root), paths.root)
+
+
+def create(run: UpRun) -> None:
+    from generator.runtime.create import container_specs, create_all, load
+
+    paths, cluster = run.lab()
+    specs = container_specs(load(paths.compose_file), project_name(cluster["name"]),
+                            paths.compose_file)
+    run.report.say(f"starting lab {cluster['name']} ({len(cluster['nodes'])} nodes, "
+                   f"{len(cluster['pods'])} pods, {len(cluster['services'])} services)")
+    run.containers_started_at = time.monotonic()
+
+    def show(done: int, total: int, name: str) -> None:
+        run.report.progress(f"lab {cluster['name']}", [("containers", done, total)],
+                            f"last: {name}")
+
+    counts = create_all(run.client, specs, show)
+    run.report.done()
+    kept = f", {counts['kept']} already running" if counts["kept"] else ""
+    run.report.say(f"{counts['created'] + counts['started']} containers started{kept}")
+
+
+def host_gw(run: UpRun) -> None:
+    from generator.runtime.hostgw import allow_host_gw
+
+    allow_host_gw(run.client, run.lab()[1])
+
+
+def ready(run: UpRun) -> None:
+    paths, cluster = run.lab()
+    began = time.monotonic()
+    run.milestones = {k: v + began - run.containers_started_at
+                      for k, v in wait_for_lab(run.client, paths, cluster, run.report,
+                                               f"lab {cluster['name']}", run.timeout).items()}
+
+
+def wait_for_lab(client: Any, paths: LabPaths, cluster: Cluster, report: Reporter,
+                 title: str, timeout: float | None = None) -> dict[str, float]:
+    """`ready` for `up` and for `apply`: progress with counts and what it waits for."""
+    from generator.runtime.ready import Readiness, default_timeout, stopped_members, wait_ready
+
+    limit = default_timeout(cluster) if timeout is None else timeout
+
+    def show(found: Readiness, waited: float) -> None:
+        missing = found.missing
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        report.progress(title, found.counts(), f"waiting for {', '.join(missing[:3])}{more} "
+                        f"({waited:.0f} of {limit:.0f} s)" if missing else "")
+
+    try:
+        return wait_ready(stopped_members(client, cluster["name"]), paths.state_dir, cluster,
+                          show, limit)
+    finally:
+        report.done()
+
+
+Step = Callable[[UpRun], None]
+UP_STEPS: list[tuple[str, Step]] = [
+    ("place", place), ("render", render_lab), ("image", image), ("host", host),
+    ("stale", stale), ("network", network), ("create", create), ("host-gw", host_gw),
+    ("ready", ready),
+]
+
+
+def resolve(lab: str | None) -> LabRef:
+    """The lab `up` means: `-l` as every command reads it, except that a running lab
+    whose file now names another lab is looked up by that file."""
+    from generator.runtime.locate import find_lab
+
+    ref = find_lab(lab)
+    if ref.model().name != ref.name and ref.file is not None:
+        ref = find_lab(str(ref.file))
+    return ref
+
+
+def up(ref: LabRef, report: Reporter, force: bool = False,
+       timeout: float | None = None) -> UpRun:
+    """Run UP_STEPS in order; the run records each step's seconds in `phases`."""
+    from generator.runtime.engine import docker_client
+
+    run = UpRun(ref, ref.model(), report, force, timeout)
+    started = time.monotonic()
+    run.client = docker_client()
+    run.phases.append(("engine", time.monotonic() - started))
+    for name, step in UP_STEPS:
+        started = time.monotonic()
+        step(run)
+        run.phases.append((name, time.monotonic() - started))
+    return run

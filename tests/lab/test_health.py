@@ -137,7 +137,7 @@ def every_path_succeeds(lab: RunningLab, status: dict[str, Any], gone: str) -> s
 def proxies_in_sync(lab: RunningLab) -> bool:
     """Every node live, ready, and its proxy synced to what the host computes."""
     from generator.node.contract import live_nodes, read_node_states
-    from generator.runtime.up import pending
+    from generator.runtime.ready import pending
 
     rendered = lab.dir / f"kgen-{lab.name}"
     cluster = json.loads((rendered / "config" / "cluster.json").read_text())
@@ -203,7 +203,7 @@ def test_killed_agent_leaves_every_proxy_within_grace(lab: RunningLab) -> None:
         seen = every_path_succeeds(lab, status, "web-1")
         assert seen <= {"web-0", "web-2"}
     finally:
-        docker("update", "--restart=on-failure", name)
+        docker("update", "--restart=always", name)
         docker("start", name)
     status = wait_for(lab, "node-1 back", lambda s: node_state(s, "node-1") == "Ready"
                       and pod(s, "web-1")["state"] == "Running")

@@ -11,18 +11,27 @@ from pathlib import Path
 from tests.lab.conftest import PREFIX, RunningLab, export_for_ci, kgen, labelled
 
 
+def _keys(row: type) -> set[str]:
+    return set(row.__required_keys__ | row.__optional_keys__)  # type: ignore[attr-defined]
+
+
 def test_status_lists_nodes_pods_services_and_clients(demo: RunningLab) -> None:
+    """Every key the reference promises (docs/reference.md), and the typed rows' keys
+    exactly (the documents' own drift test keeps those and the reference together)."""
+    from generator.node.documents import NodeRow, ServiceRow
+
     status = demo.status()
     assert set(status) == {"name", "nodes", "pods", "services", "clients"}
     assert status["name"] == demo.name
     assert [n["name"] for n in status["nodes"]] == ["node-0", "node-1", "node-2"]
     for node in status["nodes"]:
-        assert set(node) == {"name", "container", "ip", "podCIDR", "state"}
+        assert {"name", "container", "ip", "podCIDR", "zone", "state"} <= set(node) == _keys(NodeRow)
         assert node["container"] == f"kgen-{demo.name}-{node['name']}"
         assert node["state"] == "Ready"
     assert status["clients"][0]["container"] == f"kgen-{demo.name}-client-0"
     for svc in status["services"]:
-        assert set(svc) == {"name", "type", "clusterIP", "ports", "endpoints"}
+        assert {"name", "type", "clusterIP", "loadBalancerIP", "externalIPs", "healthCheckNodePort",
+                "ports", "endpoints", "terminating"} <= set(svc) == _keys(ServiceRow)
         for port in svc["ports"]:
             assert set(port) == {"name", "port", "targetPort", "protocol", "nodePort"}
 

@@ -133,8 +133,9 @@ def _addr_in(ip: str, spec: str) -> bool:
 
 class Tracer:
     """Follows a new connection through the table the way kube-proxy's nftablesTracer
-    does: filter-prerouting-pre-dnat, nat-prerouting (or nat-output for the node's own
-    traffic), then filter-forward/input/output, then nat-postrouting."""
+    does: filter-prerouting-pre-dnat (loadBalancerSourceRanges), nat-prerouting (or the
+    -output chains for the node's own traffic), then filter-forward/input/output, then
+    nat-postrouting."""
 
     def __init__(self, table: FakeTable, node_ips: set[str]) -> None:
         self.t, self.node_ips = table, node_ips
@@ -142,6 +143,10 @@ class Tracer:
     def flow(self, src: str, dst: str, dport: int, proto: str = "tcp") -> set[Outcome]:
         outcomes = set()
         local_src = src in self.node_ips
+        first = dict(src=src, dst=dst, dport=dport, proto=proto, mark=False, dnat=None)
+        pre_dnat = "filter-output-pre-dnat" if local_src else "filter-prerouting-pre-dnat"
+        if any(v in ("drop", "reject") for v, _ in self._chain(pre_dnat, first)):
+            return {Outcome("DROP", False)}
         for verdict, pkt in self._chain("nat-output" if local_src else "nat-prerouting",
                                         dict(src=src, dst=dst, dport=dport, proto=proto,
                                              mark=False, dnat=None)):
@@ -193,7 +198,7 @@ class Tracer:
                     if target[1:].startswith("affinity-"):
                         hit = False  # no affinity state yet: a first connection
                 elif target.startswith("{"):
-                    hit = any(_addr_in(addr, a) for a in target[1:-1].split(","))
+                    hit = any(_addr_in(addr, a.strip()) for a in target[1:-1].split(","))
                 else:
                     hit = _addr_in(addr, target)
                 if hit == bool(m.group(2)):

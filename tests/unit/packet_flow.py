@@ -146,8 +146,10 @@ class Model:
 
     def _filter(self, p: Packet) -> str | None:
         local_dst = p.dnat is None and p.dst in self.node_ips
+        # KUBE-PROXY-FIREWALL drops what a KUBE-FW-* chain let through without DNAT.
         chains = ["KUBE-EXTERNAL-SERVICES"] if local_dst else ["KUBE-SERVICES",
                                                               "KUBE-EXTERNAL-SERVICES"]
+        chains.append("KUBE-PROXY-FIREWALL")
         for chain in chains:
             for verdict, _ in self.run("filter", chain, p):
                 if verdict in ("DROP", "REJECT"):

@@ -1,10 +1,11 @@
 """kube-proxy's TestOverallIPTablesRules services that a kgen lab supports, as cluster state.
 
-svc1 ClusterIP; svc2 NodePort Local whose only endpoint is on another node; svc3 NodePort
-Cluster; svc4 ClusterIP with one local and one remote endpoint; svc5 NodePort Cluster with
-ClientIP affinity; svc6 ClusterIP without endpoints. Node "test-node", cluster CIDR 10.0.0.0/8.
-(The fixture's svc2 and svc5 are LoadBalancers and svc4 has an external IP: kgen has neither,
-so those parts are left out; see KUBE_PROXY_ONLY in test_proxy_rules.py.)
+svc1 ClusterIP; svc2 LoadBalancer Local (load-balancer IP 1.2.3.4, external IP
+192.168.99.22, health check node port 30000) whose only endpoint is on another node; svc3
+NodePort Cluster; svc4 an external IP (192.168.99.33) with one local and one remote endpoint;
+svc5 LoadBalancer Cluster (5.6.7.8, source range 203.0.113.0/25 written with kube-proxy's
+stray space) with ClientIP affinity; svc6 ClusterIP without endpoints. Node "test-node",
+cluster CIDR 10.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -28,12 +29,19 @@ def service(i: int, ip: str, kind: str = "ClusterIP", node_port: int | None = No
                        "nodePort": node_port}]}
 
 
+def load_balancer(svc: dict[str, Any], ip: str, **fields: Any) -> dict[str, Any]:
+    return {**svc, "loadBalancerIP": ip, **fields}
+
+
 SERVICES = [
     service(1, "172.30.0.41"),
-    service(2, "172.30.0.42", "NodePort", 3001, policy="Local"),
+    load_balancer(service(2, "172.30.0.42", "LoadBalancer", 3001, policy="Local"), "1.2.3.4",
+                  externalIPs=["192.168.99.22"], healthCheckNodePort=30000),
     service(3, "172.30.0.43", "NodePort", 3003),
-    service(4, "172.30.0.44"),
-    service(5, "172.30.0.45", "NodePort", 3002, affinity="ClientIP"),
+    {**service(4, "172.30.0.44", "NodePort"), "externalIPs": ["192.168.99.33"]},
+    load_balancer(service(5, "172.30.0.45", "LoadBalancer", 3002, affinity="ClientIP"),
+                  "5.6.7.8", healthCheckNodePort=30000,
+                  loadBalancerSourceRanges=[" 203.0.113.0/25"]),
     service(6, "172.30.0.46"),
 ]
 

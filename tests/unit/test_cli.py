@@ -260,36 +260,42 @@ def test_shell_completion_offers_the_labs_members(tmp_path: Path) -> None:
 
 def test_a_node_network_taken_meanwhile_is_chosen_afresh(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Labs coming up side by side: the /24 chosen for one may be taken before compose
-    creates it; `up` then renders the lab on another free /24 (bounded attempts)."""
-    from generator.cli import lifecycle
+    """Labs coming up side by side: the /24 chosen for one may be taken before its
+    network is created; `up` then renders the lab on another free /24 (bounded attempts)."""
     from generator.lab.model import load_lab
-    from generator.runtime import networks, up
-    from generator.runtime.errors import ComposeError
+    from generator.render.files import render
+    from generator.runtime import create, networks, up
+    from generator.runtime.errors import NetworkTaken
     from generator.runtime.paths import LabPaths
     from tests.unit.conftest import desired
 
     model = load_lab(ROOT / "labs" / "demo.yaml")
     first = desired(model)
-    started: list[str] = []
+    tried: list[str] = []
 
-    def start(paths: LabPaths, cluster: dict) -> None:
-        started.append(cluster["nodeNetwork"])
-        if len(started) == 1:
-            raise ComposeError("docker-compose ... failed: Pool overlaps with other one on this "
-                               "address space")
+    def ensure_network(client: object, spec: create.NetworkSpec) -> bool:
+        tried.append(spec.subnet)
+        if len(tried) == 1:
+            raise NetworkTaken("Pool overlaps with other one on this address space")
+        return True
 
-    monkeypatch.setattr(up, "start", start)
+    class Quiet:
+        def say(self, message: str) -> None:
+            pass
+
+    monkeypatch.setattr(create, "ensure_network", ensure_network)
     monkeypatch.setattr(networks, "desired_cluster",
                         lambda lab, out: {**first, "nodeNetwork": "172.31.9.0/24"})
-    monkeypatch.setattr(lifecycle, "echo", lambda message: None)
-    cluster = lifecycle._start(LabPaths(tmp_path), first, model)
-    assert started == [first["nodeNetwork"], "172.31.9.0/24"]
-    assert cluster["nodeNetwork"] == "172.31.9.0/24"
+    run = up.UpRun(ref=None, model=model, report=Quiet())  # type: ignore[arg-type]
+    run.paths, run.cluster = LabPaths(tmp_path), render(model, first, tmp_path)
+    up.network(run)
+    assert tried == [first["nodeNetwork"], "172.31.9.0/24"]
+    assert run.cluster["nodeNetwork"] == "172.31.9.0/24"
     assert json.loads((tmp_path / "config" / "cluster.json").read_text())["nodeNetwork"] == (
         "172.31.9.0/24")
     # Bounded: after the last attempt the failure is raised.
-    monkeypatch.setattr(up, "start", lambda paths, cluster: (_ for _ in ()).throw(
-        ComposeError("Pool overlaps with other one on this address space")))
-    with pytest.raises(ComposeError):
-        lifecycle._start(LabPaths(tmp_path), first, model, attempts=2)
+    monkeypatch.setattr(create, "ensure_network", lambda client, spec: (_ for _ in ()).throw(
+        NetworkTaken("Pool overlaps with other one on this address space")))
+    monkeypatch.setattr(up, "NETWORK_ATTEMPTS", 2)
+    with pytest.raises(NetworkTaken):
+        up.network(run)

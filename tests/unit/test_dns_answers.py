@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from generator.node.contract import DnsService, DnsZone
 from generator.node.dns.answer import handle
 from generator.node.dns.message import (
     AAAA,
@@ -34,6 +33,7 @@ from generator.node.dns.message import (
     encode,
 )
 from generator.node.dns.records import ClusterZone
+from generator.node.documents import DnsService, DnsZone
 
 SVC = "default.svc.cluster.local"
 

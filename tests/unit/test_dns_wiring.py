@@ -23,7 +23,7 @@ from generator.node.pod_dns import (
     zone_digest,
     zone_text,
 )
-from generator.runtime.up import pending
+from generator.runtime.ready import pending
 from tests.conftest import ROOT
 
 NODE_NETWORK = ipaddress.IPv4Network("172.28.192.0/24")

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from generator.lab.model import load_lab
-from generator.node.contract import Cluster, NodeState, dns_zone, published_pods
+from generator.node.contract import Cluster, NodeState, published_pods
 from generator.node.dns.message import PTR, SRV, A, Srv
 from generator.node.dns.records import ClusterZone
 from generator.node.dns.resolvconf import resolv_conf
 from generator.node.dns.server import RELOAD_EVERY, ZoneFile
+from generator.node.documents import dns_zone
 from tests.conftest import ROOT
 from tests.unit.conftest import desired
 

@@ -310,7 +310,7 @@ def test_batches_are_accepted_by_iproute2(tmp_path: Path) -> None:
 
 
 def test_up_waits_for_live_nodes_and_settled_pods() -> None:
-    from generator.runtime.up import default_timeout, pending
+    from generator.runtime.ready import default_timeout, pending
 
     c = cluster(nodes=2)
     c["services"] = []

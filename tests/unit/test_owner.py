@@ -46,6 +46,18 @@ def as_user(*argv: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, cwd="/")
 
 
+def skip_unless_the_user_runs_kgen() -> None:
+    """The interpreter must be one the unprivileged user may run (pyenv's under /root
+    is not; .ci/run builds .venv with one it can)."""
+    try:
+        probe = as_user(sys.executable, "-c", "import generator.runtime.down")
+    except PermissionError as err:
+        pytest.skip(f"an unprivileged user cannot run {sys.executable}: {err}")
+    if probe.returncode != 0:
+        pytest.skip(f"an unprivileged user cannot run {sys.executable} with kgen "
+                    f"(.ci/run builds .venv with one it can): {probe.stderr.strip()[-200:]}")
+
+
 def agent_writes(state: Path) -> None:
     """What every agent writes: its published document and its heartbeat (created, renewed)."""
     for node in ("node-0", "node-1"):
@@ -67,10 +79,7 @@ def test_node_written_state_belongs_to_the_lab_directory_owner(user_lab: Path) -
 
 def test_down_then_rm_rf_by_the_user_leaves_nothing(user_lab: Path) -> None:
     agent_writes(user_lab / "state")
-    probe = as_user(sys.executable, "-c", "import generator.runtime.down")
-    if probe.returncode != 0:
-        pytest.skip(f"an unprivileged user cannot run {sys.executable} with kgen "
-                    f"(.ci/run builds .venv with one it can): {probe.stderr.strip()[-200:]}")
+    skip_unless_the_user_runs_kgen()
     down = as_user(sys.executable, "-c", "import sys; from pathlib import Path; "
                    "from generator.runtime.down import remove_state; "
                    "remove_state(Path(sys.argv[1]), None)", str(user_lab / "state"))
@@ -97,9 +106,7 @@ def test_down_says_in_one_line_what_it_cannot_remove_without_an_engine(user_lab:
     state = user_lab / "state"
     heartbeat_path(state, "node-0").parent.mkdir()
     heartbeat_path(state, "node-0").touch()  # root's, as an older kgen's node left it
-    probe = as_user(sys.executable, "-c", "import generator.runtime.down")
-    if probe.returncode != 0:
-        pytest.skip(f"an unprivileged user cannot run {sys.executable} with kgen")
+    skip_unless_the_user_runs_kgen()
     down = as_user(sys.executable, "-c", "import sys; from pathlib import Path; "
                    "from generator.runtime.down import remove_state; "
                    "remove_state(Path(sys.argv[1]), None)", str(state))

@@ -18,12 +18,7 @@ from generator.node.proxy.service import port_infos
 from tests.conftest import GOLDEN
 from tests.unit.proxy_fixture import CLUSTER_CIDR, NODE, PODS, SERVICES, pod, service
 
-# What kube-proxy's fixture has and kgen deliberately does not write, with the reason:
-KUBE_PROXY_ONLY = {
-    "LoadBalancer IPs, KUBE-FW-* and KUBE-PROXY-FIREWALL source ranges": "no load balancers",
-    "external IP rules (KUBE-SERVICES, KUBE-EXTERNAL-SERVICES)": "no externalIPs in a lab",
-    "health check node port ACCEPT in filter KUBE-NODEPORTS": "no LB health checks",
-}
+# Everything of kube-proxy's fixture is written, LoadBalancer and externalIP parts included.
 # kube-proxy's fake has its nfacct counters; so does the golden ruleset (nfacct=True).
 # And one the other way: the fixture's fake iptables has no --random-fully, which real
 # kube-proxy adds to MASQUERADE whenever iptables supports it, as here.

@@ -24,8 +24,8 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
-from generator.node.contract import DnsService, DnsZone
 from generator.node.dns.message import NS, PTR, SOA, SRV, TXT, A, RData, Soa, Srv
+from generator.node.documents import DnsService, DnsZone
 
 RECORD_TTL = 5  # CoreDNS kubernetes plugin: defaultTTL
 VERSION_TTL = 28800  # the spec's own example; CoreDNS hard-codes it

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
-from generator.node.contract import DnsZone
 from generator.node.dns.answer import Exchange, handle
 from generator.node.dns.message import RCODE_NAMES, type_name
 from generator.node.dns.records import ClusterZone
+from generator.node.documents import DnsZone
 
 RELOAD_EVERY = 0.25
 RACY = 2.0  # seconds during which a file's mtime may not yet tell a rewrite apart

@@ -281,7 +281,8 @@ class BaseProxier(Generic[P]):
             if info.protocol != "udp":
                 continue
             ips = frozenset(e.ip for e in info.endpoints if e.serving)
-            frontends[(info.cluster_ip, info.port)] = ips
+            for ip in (info.cluster_ip, *info.external_ips, *info.lb_ips):
+                frontends[(ip, info.port)] = ips
             if info.node_port:
                 node_ports[info.node_port] = ips
         gone = {k: frozenset[str]() for k in self.udp if k not in frontends}

@@ -13,6 +13,7 @@ what changed (map elements are diffed, as kube-proxy's nftElementStorage does).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ CLUSTER_IPS_CHECK_CHAIN = "cluster-ips-check"
 SERVICE_CHAIN_PREFIX = "service-"
 LOCAL_CHAIN_PREFIX = "local-"
 EXTERNAL_CHAIN_PREFIX = "external-"
+FIREWALL_CHAIN_PREFIX = "firewall-"
 ENDPOINT_CHAIN_PREFIX = "endpoint-"
 AFFINITY_SET_PREFIX = "affinity-"
 TABLE_LINE = f'add table {TABLE} {{ comment "rules for kube-proxy" ; }}'
@@ -115,22 +117,26 @@ class _Names:
     cluster: str  # service-HASH-... (Cluster policy chain)
     local: str  # local-HASH-... (Local policy chain)
     external: str  # external-HASH-...
+    firewall: str  # firewall-HASH-... (loadBalancerSourceRanges)
     endpoints: dict[str, str]  # endpoint address: HASH-...__ip/port (endpoint chain base)
 
 
-def service_port_rules(info: PortInfo, node: str, cluster_cidr: str, zone: str = "") -> NftPort:
-    """What one service port adds to the table on `node` (in `zone`)."""
+def service_port_rules(info: PortInfo, node: str, cluster_cidr: str, zone: str = "",
+                       node_ip: str = "") -> NftPort:
+    """What one service port adds to the table on `node` (in `zone`, at `node_ip`)."""
     proto = info.protocol
     base = nft_port_base(info.namespace, info.service, proto, info.port_name)
     pol = policy(info, node, zone)
     names = _Names(SERVICE_CHAIN_PREFIX + base, LOCAL_CHAIN_PREFIX + base,
-                   EXTERNAL_CHAIN_PREFIX + base,
+                   EXTERNAL_CHAIN_PREFIX + base, FIREWALL_CHAIN_PREFIX + base,
                    {ep.address: nft_endpoint_base(info.namespace, info.service, proto,
                                                   info.port_name, ep.ip, ep.port)
                     for ep in pol.reachable})
     r = NftPort(info)
     _port_elements(r, info, pol, names)
     _policy_chains(r, info, pol, names, cluster_cidr)
+    if _uses_firewall(info):
+        r.chains[names.firewall] = [_firewall_rule(info, node_ip)]
     for ep in pol.reachable:
         chain = ENDPOINT_CHAIN_PREFIX + names.endpoints[ep.address]
         r.chains[chain].append(f"ip saddr {ep.ip} jump {MARK_MASQ_CHAIN}")
@@ -141,8 +147,24 @@ def service_port_rules(info: PortInfo, node: str, cluster_cidr: str, zone: str =
     return r
 
 
+def _uses_firewall(info: PortInfo) -> bool:
+    """kube-proxy's nftables usesFWChain: load-balancer IPs with source ranges (whether or
+    not there are endpoints, unlike the iptables mode)."""
+    return bool(info.lb_ips) and bool(info.source_ranges)
+
+
+def _firewall_rule(info: PortInfo, node_ip: str) -> str:
+    sources = list(info.source_ranges)
+    if node_ip and any(ipaddress.ip_address(node_ip) in ipaddress.ip_network(c)
+                       for c in info.source_ranges):
+        # A node reaching a VIP it holds itself loops back with the VIP as source.
+        sources += info.lb_ips
+    return f"ip saddr != {{ {' , '.join(sources)} }} drop"
+
+
 def _port_elements(r: NftPort, info: PortInfo, pol: Policy, names: _Names) -> None:
-    """The port's elements of the dispatch and no-endpoint maps."""
+    """The port's elements of the dispatch, firewall and no-endpoint maps, in kube-proxy's
+    order: cluster IP, external IPs, load-balancer IPs, nodePort."""
     proto = info.protocol
     internal = names.local if info.internal_local else names.cluster
     frontend = f"{info.cluster_ip} . {proto} . {info.port}"
@@ -152,6 +174,15 @@ def _port_elements(r: NftPort, info: PortInfo, pol: Policy, names: _Names) -> No
     else:
         verdict = f"goto {REJECT_CHAIN}" if not pol.has_endpoints else "drop"
         r.elements[(NO_ENDPOINT_SERVICES_MAP, frontend)] = (verdict, info.spn)
+    external_verdict = f"goto {REJECT_CHAIN}" if not pol.has_endpoints else "drop"
+    for ip in (*info.external_ips, *info.lb_ips):
+        key = f"{ip} . {proto} . {info.port}"
+        if pol.has_endpoints:
+            r.elements[(SERVICE_IPS_MAP, key)] = (f"goto {names.external}", "")
+        if ip in info.lb_ips and _uses_firewall(info):
+            r.elements[(FIREWALL_IPS_MAP, key)] = (f"goto {names.firewall}", "")
+        if not pol.has_external:
+            r.elements[(NO_ENDPOINT_SERVICES_MAP, key)] = (external_verdict, info.spn)
     if info.node_port is not None:
         node_port = f"{proto} . {info.node_port}"
         if pol.has_endpoints:

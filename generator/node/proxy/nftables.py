@@ -96,7 +96,7 @@ class NFTablesProxier(BaseProxier[NftPort]):
     # ---- one sync: the mode's hooks of the shared skeleton (loop.BaseProxier.sync_once)
 
     def build(self, info: PortInfo) -> NftPort:
-        return service_port_rules(info, self.node, self.cluster_cidr, self.zone)
+        return service_port_rules(info, self.node, self.cluster_cidr, self.zone, self.node_ip)
 
     def before_sync(self, started: float, infos: list[PortInfo]) -> None:
         self.last_sync_at = started

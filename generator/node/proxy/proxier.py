@@ -115,7 +115,7 @@ class Proxier(BaseProxier[PortRules]):
 
     def build(self, info: PortInfo) -> PortRules:
         return service_port_rules(info, self.node, self.cluster_cidr, self.large_next,
-                                  self.zone, self.nfacct)
+                                  self.zone, self.nfacct, self.node_ip)
 
     def reusable(self, cached: PortRules) -> bool:
         # Crossing the large-cluster threshold changes every endpoint rule's comment.

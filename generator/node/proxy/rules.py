@@ -1,7 +1,8 @@
-"""kube-proxy's iptables ruleset (pkg/proxy/iptables) for ClusterIP and NodePort.
+"""kube-proxy's iptables ruleset (pkg/proxy/iptables) for ClusterIP, NodePort, LoadBalancer
+and externalIPs.
 
 `service_port_rules` computes, per service port, the rules it adds to the
-top-level chains and the chains it owns (KUBE-SVC/SVL/EXT/SEP). Payload writers:
+top-level chains and the chains it owns (KUBE-SVC/SVL/EXT/FW/SEP). Payload writers:
 `write_ruleset` (both tables, top-level chains whole, owned chains of the given
 ports) and `write_chains` (only owned chains, for staged full syncs).
 
@@ -14,6 +15,7 @@ writes them in Go map order, which is random: the order carries no meaning.)
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +49,8 @@ class PortRules:
     nat_nodeports: list[str] = field(default_factory=list)
     filter_services: list[str] = field(default_factory=list)
     filter_external: list[str] = field(default_factory=list)
+    filter_nodeports: list[str] = field(default_factory=list)  # health check node port ACCEPT
+    filter_firewall: list[str] = field(default_factory=list)  # KUBE-PROXY-FIREWALL drops
     chains: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -86,9 +90,11 @@ def _sep_rules(spn: str, proto: str, sep: str, ep, affinity: int | None,
 
 
 def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
-                       large: bool = False, zone: str = "", nfacct: bool = False) -> PortRules:
-    """What one service port adds to the ruleset on `node` (in `zone`); `nfacct`: the
-    kernel has nfacct, so localhost NodePorts are counted as kube-proxy counts them."""
+                       large: bool = False, zone: str = "", nfacct: bool = False,
+                       node_ip: str = "") -> PortRules:
+    """What one service port adds to the ruleset on `node` (in `zone`, at `node_ip`);
+    `nfacct`: the kernel has nfacct, so localhost NodePorts are counted as kube-proxy
+    counts them."""
     spn, proto = info.spn, info.protocol
     svc = svc_chain(spn, proto)
     digest = svc[len("KUBE-SVC-"):]  # KUBE-SVC, KUBE-SVL and KUBE-EXT share it
@@ -98,6 +104,8 @@ def service_port_rules(info: PortInfo, node: str, cluster_cidr: str,
     r = PortRules(info, digest)
     _top_level(r, info, pol, digest, nfacct)
     _policy_chains(r, info, pol, digest, cluster_cidr)
+    if _uses_firewall(info, pol):
+        r.chains[f"KUBE-FW-{digest}"] = _firewall_chain(info, digest, node_ip)
     if pol.cluster:
         r.chains.setdefault(svc, []).extend(
             _ladder(svc, spn, seps, pol.cluster, info.affinity, large))
@@ -115,12 +123,30 @@ def _no_endpoints(pol: Policy) -> tuple[str, str]:
             else ("has no local endpoints", "DROP"))
 
 
+def _uses_firewall(info: PortInfo, pol: Policy) -> bool:  # kube-proxy's usesFWChain
+    return pol.has_endpoints and bool(info.lb_ips) and bool(info.source_ranges)
+
+
+def _firewall_chain(info: PortInfo, digest: str, node_ip: str) -> list[str]:
+    """KUBE-FW-*: sources inside loadBalancerSourceRanges go on to KUBE-EXT-*; what falls
+    off the end is not DNATed, and KUBE-PROXY-FIREWALL (filter) drops it."""
+    fw, ext = f"KUBE-FW-{digest}", f"KUBE-EXT-{digest}"
+    head = f"-A {fw} {comment(f'{info.spn} loadbalancer IP')}"
+    rules = [f"{head} -s {cidr} -j {ext}" for cidr in info.source_ranges]
+    if node_ip and any(ipaddress.ip_address(node_ip) in ipaddress.ip_network(c)
+                       for c in info.source_ranges):
+        # A node reaching a VIP it holds itself loops back with the VIP as source.
+        rules += [f"{head} -s {lb} -j {ext}" for lb in info.lb_ips]
+    last = f"other traffic to {info.spn} will be dropped by KUBE-PROXY-FIREWALL"
+    return [*rules, f"-A {fw} {comment(last)}"]
+
+
 def _top_level(r: PortRules, info: PortInfo, pol: Policy, digest: str, nfacct: bool) -> None:
-    """The port's rules in KUBE-SERVICES, KUBE-NODEPORTS and KUBE-EXTERNAL-SERVICES."""
+    """The port's rules in the top-level chains, in kube-proxy's order: cluster IP,
+    external IPs, load-balancer IPs, nodePort, health check node port."""
     spn, proto, ip, port = info.spn, info.protocol, info.cluster_ip, info.port
-    match = f"-m {proto} -p {proto}"
+    match, ext = f"-m {proto} -p {proto}", f"KUBE-EXT-{digest}"
     internal = f"KUBE-SVL-{digest}" if info.internal_local else f"KUBE-SVC-{digest}"
-    ext = f"KUBE-EXT-{digest}"
     if pol.has_internal:
         r.nat_services.append(f"-A KUBE-SERVICES {comment(f'{spn} cluster IP')} {match} -d {ip} "
                               f"--dport {port} -j {internal}")
@@ -128,6 +154,13 @@ def _top_level(r: PortRules, info: PortInfo, pol: Policy, digest: str, nfacct: b
         why, verdict = _no_endpoints(pol)
         r.filter_services.append(f"-A KUBE-SERVICES {comment(f'{spn} {why}')} {match} -d {ip} "
                                  f"--dport {port} -j {verdict}")
+    _external_ips(r, info, pol, ext, match)
+    _load_balancer_ips(r, info, pol, digest, match)
+    if info.health_check_node_port:
+        # Accepted whether or not this node has local endpoints: the answer says so.
+        r.filter_nodeports.append(
+            f"-A KUBE-NODEPORTS {comment(f'{spn} health check node port')} -m tcp -p tcp "
+            f"--dport {info.health_check_node_port} -j ACCEPT")
     if info.node_port is None:
         return
     if pol.has_endpoints:
@@ -142,6 +175,37 @@ def _top_level(r: PortRules, info: PortInfo, pol: Policy, digest: str, nfacct: b
         r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{spn} {why}')} "
                                  f"-m addrtype --dst-type LOCAL {match} --dport {info.node_port} "
                                  f"-j {verdict}")
+
+
+def _external_ips(r: PortRules, info: PortInfo, pol: Policy, ext: str, match: str) -> None:
+    for external_ip in info.external_ips:
+        dst = f"{match} -d {external_ip} --dport {info.port}"
+        if pol.has_endpoints:
+            note = comment(f"{info.spn} external IP")
+            r.nat_services.append(f"-A KUBE-SERVICES {note} {dst} -j {ext}")
+        if not pol.has_external:
+            why, verdict = _no_endpoints(pol)
+            r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{info.spn} {why}')} "
+                                     f"{dst} -j {verdict}")
+
+
+def _load_balancer_ips(r: PortRules, info: PortInfo, pol: Policy, digest: str,
+                       match: str) -> None:
+    fw = _uses_firewall(info, pol)
+    target = f"KUBE-FW-{digest}" if fw else f"KUBE-EXT-{digest}"
+    for lb in info.lb_ips:
+        dst = f"{match} -d {lb} --dport {info.port}"
+        if pol.has_endpoints:
+            r.nat_services.append(f"-A KUBE-SERVICES {comment(f'{info.spn} loadbalancer IP')} "
+                                  f"{dst} -j {target}")
+        if fw:
+            note = comment(f"{info.spn} traffic not accepted by KUBE-FW-{digest}")
+            r.filter_firewall.append(f"-A KUBE-PROXY-FIREWALL {note} {dst} -j DROP")
+    if not pol.has_external:
+        why, verdict = _no_endpoints(pol)
+        for lb in info.lb_ips:
+            r.filter_external.append(f"-A KUBE-EXTERNAL-SERVICES {comment(f'{info.spn} {why}')} "
+                                     f"{match} -d {lb} --dport {info.port} -j {verdict}")
 
 
 def _policy_chains(r: PortRules, info: PortInfo, pol: Policy, digest: str,
@@ -223,6 +287,8 @@ def write_chains(ports: Iterable[PortRules]) -> str:
 # The top-level chains that service ports add rules to, as (table, chain, PortRules field).
 TOP_LEVEL = [("filter", "KUBE-SERVICES", "filter_services"),
              ("filter", "KUBE-EXTERNAL-SERVICES", "filter_external"),
+             ("filter", "KUBE-NODEPORTS", "filter_nodeports"),
+             ("filter", "KUBE-PROXY-FIREWALL", "filter_firewall"),
              ("nat", "KUBE-NODEPORTS", "nat_nodeports"),
              ("nat", "KUBE-SERVICES", "nat_services")]
 
@@ -261,7 +327,7 @@ def write_ruleset(ports: Sequence[PortRules], only: Iterable[PortRules] | None =
     lines = ["*filter"]
     if everything:
         lines += [*(f":{c} - [0:0]" for c in FILTER_CHAINS), *static_filter_rules(nfacct)]
-    for table, chain, attr in TOP_LEVEL[:2]:
+    for table, chain, attr in (t for t in TOP_LEVEL if t[0] == "filter"):
         if everything or (table, chain) in (top or set()):
             if not everything:
                 lines.append(f":{chain} - [0:0]")

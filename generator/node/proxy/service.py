@@ -9,6 +9,7 @@ and nftables proxiers share.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,9 +35,13 @@ class PortInfo:
     port: int
     node_port: int | None  # only for NodePort services
     affinity: int | None  # ClientIP affinity timeout in seconds, else None
-    external_local: bool  # externalTrafficPolicy: Local (NodePort only)
+    external_local: bool  # externalTrafficPolicy: Local (externally accessible services only)
     internal_local: bool  # internalTrafficPolicy: Local
     endpoints: tuple[Endpoint, ...]  # ordered by "ip:port"
+    external_ips: tuple[str, ...] = ()  # spec.externalIPs
+    lb_ips: tuple[str, ...] = ()  # the LoadBalancer's ingress IPs (status.loadBalancer)
+    source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges, normalized CIDRs
+    health_check_node_port: int | None = None  # only with externalTrafficPolicy Local
 
     @cached_property
     def spn(self) -> str:
@@ -49,7 +54,8 @@ class PortInfo:
 
     @property
     def externally_accessible(self) -> bool:
-        return self.node_port is not None
+        """kube-proxy's ExternallyAccessible: a NodePort, a load-balancer IP or an external IP."""
+        return self.node_port is not None or bool(self.lb_ips) or bool(self.external_ips)
 
     def uses_cluster_endpoints(self) -> bool:
         # Even with externalTrafficPolicy Local, the short-circuit of pod and node
@@ -205,7 +211,17 @@ class PortTracker:
 def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo]:
     affinity = s.get("sessionAffinityTimeout", 10800) if s.get("sessionAffinity") == "ClientIP" \
         else None
-    node_port_service = s.get("type") == "NodePort"
+    # A LoadBalancer service is a NodePort service with a load-balancer IP (and, under
+    # Local, a health check node port); externalIPs make any service externally accessible.
+    node_port_service = s.get("type") in ("NodePort", "LoadBalancer")
+    lb_ip = s.get("loadBalancerIP") if s.get("type") == "LoadBalancer" else None
+    lb_ips: tuple[str, ...] = (lb_ip,) if lb_ip else ()
+    external_ips = tuple(s.get("externalIPs") or ())
+    external = node_port_service or bool(external_ips)
+    external_local = external and s.get("externalTrafficPolicy") == "Local"
+    ranges = tuple(str(ipaddress.ip_network(r.strip(), strict=False))
+                   for r in s.get("loadBalancerSourceRanges") or ())
+    health = s.get("healthCheckNodePort") if external_local else None
     for p in s["ports"]:
         endpoints = sorted_endpoints(pods, int(p["targetPort"]), s.get("trafficDistribution"))
         yield PortInfo(
@@ -213,7 +229,7 @@ def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo
             port_name=p.get("name") or "", protocol=p["protocol"].lower(),
             cluster_ip=s["clusterIP"], port=int(p["port"]),
             node_port=p.get("nodePort") if node_port_service else None,
-            affinity=affinity,
-            external_local=node_port_service and s.get("externalTrafficPolicy") == "Local",
+            affinity=affinity, external_local=external_local,
             internal_local=s.get("internalTrafficPolicy") == "Local",
-            endpoints=tuple(endpoints))
+            endpoints=tuple(endpoints), external_ips=external_ips, lb_ips=lb_ips,
+            source_ranges=ranges if lb_ips else (), health_check_node_port=health)

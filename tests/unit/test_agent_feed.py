@@ -1,0 +1,43 @@
+"""How often an agent hands its proxy new input: kube-proxy's BoundedFrequencyRunner
+(burstSyncs 2, then one per minSyncPeriod), the period growing with the lab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from generator.node.feeds import FEED_INTERVAL, FeedLimiter, feed_interval
+
+
+def test_two_feeds_at_once_then_one_per_interval() -> None:
+    limiter = FeedLimiter(interval=1.0, burst=2)
+    start = limiter.stamp
+    assert limiter.take(start) and limiter.take(start + 0.01)
+    assert not limiter.take(start + 0.02)
+    assert abs(limiter.ready_in(start + 0.02) - 0.98) < 0.03
+    assert not limiter.take(start + 0.9)
+    assert limiter.take(start + 1.05)
+    assert not limiter.take(start + 1.1)
+    # A quiet spell fills the bucket again, never past the burst.
+    assert limiter.take(start + 10) and limiter.take(start + 10) and not limiter.take(start + 10)
+
+
+def test_the_interval_grows_with_the_lab() -> None:
+    assert feed_interval(3) == FEED_INTERVAL == 1.0
+    assert feed_interval(25) == 1.0
+    assert feed_interval(100) == 4.0
+    assert feed_interval(250) == 10.0
+
+
+def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path: Path) -> None:
+    from generator.node.agent import FIRST_FEED_HOLD, Agent
+
+    agent = Agent("n0", cluster_file=tmp_path / "cluster.json", state_dir=tmp_path)
+    pending = {"yes": True}
+    agent.pods.busy = lambda: pending["yes"]  # type: ignore[method-assign]
+    start = agent.started
+    assert not agent.may_feed(start + 1.0), "own pods still Pending: hold the first input"
+    assert agent.may_feed(start + FIRST_FEED_HOLD + 0.1), "but not for ever"
+    pending["yes"] = False
+    assert agent.may_feed(start + 1.0), "own pods settled: feed"
+    pending["yes"], agent.fed = True, "digest"
+    assert agent.may_feed(start + 1.0), "after the first input, pods no longer hold it"
