@@ -4,7 +4,7 @@ On a copy of the demo lab (3 nodes), N times each, end to end through the
 command line as a user runs it:
 - `kgen trace pod-0 web` (arm on 3 nodes, one request, disarm, join, print);
 - the same request without tracing, `kgen exec pod-0 -- python3 -m
-  generator.node.probe http 10.96.0.10 80 /hostname`, as the comparison: what
+  generator.node.probe http 10.96.0.11 80 /hostname`, as the comparison: what
   the trace costs on top of asking once through the same CLI and Docker.
 
 The median of each and their ratio are printed from the same run; nothing
@@ -44,7 +44,7 @@ def measure(workdir: Path, lab: Path, runs: int) -> dict[str, list[float]]:
         trace.append(time.monotonic() - started)
         verdicts.append(doc["verdict"])
         plain.append(timed(workdir, "exec", "-l", str(lab), "pod-0", "--", "python3", "-m",
-                           "generator.node.probe", "http", "10.96.0.10", "80", "/hostname"))
+                           "generator.node.probe", "http", "10.96.0.11", "80", "/hostname"))
     return {"trace_s": trace, "plain_s": plain, "verdicts": verdicts}  # type: ignore[dict-item]
 
 

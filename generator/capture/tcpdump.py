@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from generator.cluster.targets import find_pod
 from generator.node.contract import Cluster
 
 DEFAULT_COUNT = 100
@@ -67,12 +68,13 @@ def resolve(cluster: Cluster, target: str, iface: str | None) -> Target:
     for client in cluster["clients"]:
         if client["name"] == target:
             return Target(target, "client", client["container"], None, _plain(iface))
-    for pod in cluster["pods"]:
-        if pod["name"] == target:
-            node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
-            return Target(target, "pod", node["container"], pod["name"], _plain(iface))
+    pod = find_pod(cluster["pods"], target)
+    if pod is not None:
+        node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
+        return Target(pod["name"], "pod", node["container"], pod["name"], _plain(iface))
     names = [m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]]
-    raise CaptureError(f"no node, client or pod named {target!r} (known: {', '.join(names)})")
+    raise CaptureError(f"no node, client or pod named {target!r} (known: {', '.join(names)}; "
+                       "a pod is also NAMESPACE/POD)")
 
 
 def _plain(iface: str | None) -> str:

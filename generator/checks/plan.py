@@ -27,19 +27,20 @@ from generator.checks.kinds import (
     pod_to_pod,
     wire,
 )
-from generator.node.contract import Cluster, ServiceSpec, selects
+from generator.node.contract import Cluster, ServiceSpec, service_selects
 
 
 def plan(cluster: Cluster) -> list[Check]:
     ctx = Planning(cluster)
     checks: list[Check] = [*pod_to_pod.plan(ctx), *wire.plan(ctx), *mtu.plan(ctx)]
     for svc in cluster["services"]:
-        checks += service(ctx, svc)
+        if svc["clusterIP"] != "None":  # headless: nothing of kube-proxy's to check
+            checks += service(ctx, svc)
     return checks
 
 
 def service(ctx: Planning, svc: ServiceSpec) -> list[Check]:
-    backends = [p for p in ctx.servers if selects(svc["selector"], p["labels"])]
+    backends = [p for p in ctx.servers if service_selects(svc, p)]
     if not backends:
         return list(no_endpoints.plan(ctx, svc))
 

@@ -35,15 +35,17 @@ def tables(report: StatusReport) -> list[Table]:
     nodes = Table("node", "container", "node IP", "pod subnet", "state", title="nodes")
     for n in report["nodes"]:
         nodes.add_row(n["name"], n["container"], n["ip"], n["podCIDR"], n["state"])
-    pods = Table("pod", "node", "IP", "state", "restarts", title="pods")
+    # The namespace first, as `kubectl get -A` shows it.
+    pods = Table("namespace", "pod", "node", "IP", "state", "restarts", title="pods")
     for p in report["pods"]:
-        pods.add_row(p["name"], p["node"], p["ip"] or "-", p["state"], str(p["restarts"]))
-    services = Table("service", "type", "cluster IP", "external IPs", "ports", "endpoints",
-                     title="services")
+        pods.add_row(p["namespace"], p["name"], p["node"], p["ip"] or "-", p["state"],
+                     str(p["restarts"]))
+    services = Table("namespace", "service", "type", "cluster IP", "external IPs", "ports",
+                     "endpoints", title="services")
     for s in report["services"]:
         leaving = "".join(f", {e} (terminating)" for e in s.get("terminating") or [])
-        services.add_row(s["name"], s["type"], s["clusterIP"], _outside(s), _ports(s),
-                         (", ".join(s["endpoints"]) + leaving).strip(", ") or "(none)")
+        services.add_row(s["namespace"], s["name"], s["type"], s["clusterIP"], _outside(s),
+                         _ports(s), (", ".join(s["endpoints"]) + leaving).strip(", ") or "(none)")
     clients = Table("client", "container", "IP", title="clients")
     for c in report["clients"]:
         clients.add_row(c["name"], c["container"], c["ip"])

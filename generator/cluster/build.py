@@ -17,19 +17,22 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
+from generator.cluster.dns import dns_spec, with_dns
 from generator.cluster.names import container_name
 from generator.lab.lb_checks import default_pool, host_addresses
-from generator.lab.model import NODE_PORT_RANGE, Lab, Pod, Service
+from generator.lab.model import NODE_PORT_RANGE, Container, Lab, Pod, Service
 from generator.node.contract import (
     DEFAULT_TERMINATION_GRACE,
     ClientSpec,
     Cluster,
+    ContainerSpec,
     NodeSpec,
     PodSpec,
     ServicePortSpec,
     ServiceSpec,
 )
 
+HEADLESS = "None"  # a service's clusterIP when it has none (DNS answers with its endpoints)
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 
@@ -42,6 +45,7 @@ def mac_of(address: ipaddress.IPv4Address) -> str:
 def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
                 previous: Mapping[str, Any] | None = None) -> Cluster:
     """`previous`: the state this one replaces (pods keep their addresses)."""
+    lab = with_dns(lab)  # the DNS pods and kube-dns are pods and a service like the others
     nodes = _nodes(lab, node_network)
     ips = pod_ips(lab, nodes, previous)
     body = {
@@ -55,6 +59,9 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "backend": lab.backend,
         "proxyMode": lab.proxy_mode,
         "nodeGracePeriod": lab.node_grace_period,
+        "clusterDomain": lab.cluster_domain,
+        "dns": dns_spec(lab),
+        "namespaces": [{"name": name, "labels": labels} for name, labels in lab.namespaces.items()],
         "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
         "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
         "nodes": nodes,
@@ -156,13 +163,21 @@ def _first_free(subnet: ipaddress.IPv4Network, cursor: dict[str, int], node: str
 def _pod(pod: Pod, ip: str) -> PodSpec:
     spec: PodSpec = {
         "name": pod.name,
+        "namespace": pod.namespace,
         "node": pod.node,
         "ip": ip,
         "labels": dict(pod.labels),
-        "containers": [{"name": c.name, "command": c.command} for c in pod.containers],
+        "containers": [_container(c) for c in pod.containers],
     }
     if pod.termination_grace != DEFAULT_TERMINATION_GRACE:
         spec["terminationGracePeriodSeconds"] = pod.termination_grace
+    return spec
+
+
+def _container(container: Container) -> ContainerSpec:
+    spec: ContainerSpec = {"name": container.name, "command": container.command}
+    if container.ready_ports:
+        spec["readyPorts"] = [[proto, port] for proto, port in container.ready_ports]
     return spec
 
 
@@ -208,14 +223,14 @@ def _services(lab: Lab, node_network: ipaddress.IPv4Network) -> list[ServiceSpec
     net = lab.service_cidr
     hosts = net.num_addresses - 2
     ip_taken = {int(ipaddress.ip_address(s.cluster_ip)) - int(net.network_address) - 1
-                for s in lab.services if s.cluster_ip}
+                for s in lab.services if s.cluster_ip and s.cluster_ip != HEADLESS}
     low, high = NODE_PORT_RANGE
     port_taken = {p.node_port - low for s in lab.services for p in s.ports if p.node_port}
     out = []
     for svc in lab.services:
         ip = svc.cluster_ip
         if ip is None:
-            offset = _probe(_seed(svc.name), hosts, ip_taken)
+            offset = _probe(_seed(_allocation_name(svc)), hosts, ip_taken)
             ip_taken.add(offset)
             ip = str(net.network_address + 1 + offset)
         out.append(_service(svc, ip, port_taken, high - low + 1))
@@ -223,6 +238,12 @@ def _services(lab: Lab, node_network: ipaddress.IPv4Network) -> list[ServiceSpec
     for svc, spec in zip(lab.services, out, strict=True):
         _external_fields(svc, spec, lb_ips.get(svc.name), port_taken, high - low + 1)
     return out
+
+
+def _allocation_name(svc: Service) -> str:
+    """What seeds a service's allocations: its name in `default` (so that addresses labs
+    had before namespaces stay), `NAMESPACE/NAME` elsewhere."""
+    return svc.name if svc.namespace == "default" else f"{svc.namespace}/{svc.name}"
 
 
 def _external_fields(svc: Service, spec: ServiceSpec, lb_ip: str | None, port_taken: set[int],
@@ -247,13 +268,15 @@ def _service(svc: Service, cluster_ip: str, port_taken: set[int], span: int) -> 
     for p in svc.ports:
         node_port = p.node_port
         if svc.type in ("NodePort", "LoadBalancer") and node_port is None:
-            offset = _probe(_seed(f"{svc.name}/{p.name}/{p.protocol}"), span, port_taken)
+            offset = _probe(_seed(f"{_allocation_name(svc)}/{p.name}/{p.protocol}"), span,
+                            port_taken)
             port_taken.add(offset)
             node_port = NODE_PORT_RANGE[0] + offset
         ports.append({"name": p.name, "port": p.port, "targetPort": p.target_port,
                       "protocol": p.protocol, "nodePort": node_port})
     spec: ServiceSpec = {
         "name": svc.name,
+        "namespace": svc.namespace,
         "type": svc.type,
         "clusterIP": cluster_ip,
         "selector": dict(svc.selector),

@@ -22,6 +22,7 @@ Doc = dict[str, Any]
 _TOP = LAB_SCHEMA["properties"]
 # Service types that get nodePorts (LoadBalancer is a NodePort service with an address more).
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+DNS_OFFSET = 10  # kube-dns's default address: the 10th of serviceCIDR, as kubeadm picks it
 RANGE_KEYS = ("podCIDR", "serviceCIDR", "nodeNetwork")
 # The lab's own address space: RFC 1918 and the shared address space (RFC 6598).
 PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
@@ -165,11 +166,26 @@ def check_names(data: Doc) -> Iterator[Problem]:
         if name in owners:
             yield Problem(path, f"duplicate name {describe(name)} (already used by {owners[name]})")
         owners.setdefault(name, path)
-    yield from unique([s.get("name") for _, s in _dicts(data.get("services"))], "services",
-                      "service name")
+    # Services are unique per namespace: `web` in two namespaces is two services.
+    seen: dict[tuple[str, str], int] = {}
+    for i, svc in _dicts(data.get("services")):
+        key = _namespaced(svc)
+        if key is not None and key in seen:
+            yield Problem(f"services[{i}]", f"duplicate service {describe(key[1])} in namespace "
+                                            f"{describe(key[0])} (also at [{seen[key]}])")
+        elif key is not None:
+            seen[key] = i
+    yield from unique([n.get("name") for _, n in _dicts(data.get("namespaces"))], "namespaces",
+                      "namespace")
     for i, pod in _dicts(data.get("pods")):
         yield from unique([c.get("name") for _, c in _dicts(pod.get("containers"))],
                           f"pods[{i}].containers", "container name")
+
+
+def _namespaced(obj: Doc) -> tuple[str, str] | None:
+    """(namespace, name) of a service, None when the schema refuses either part."""
+    name, namespace = obj.get("name"), obj.get("namespace", "default")
+    return (namespace, name) if isinstance(name, str) and isinstance(namespace, str) else None
 
 
 def unique(names: list[Any], path: str, what: str) -> Iterator[Problem]:
@@ -247,11 +263,20 @@ def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Probl
     if len(services) > net.num_addresses - 2:
         yield Problem("services", f"{len(services)} services do not fit in serviceCIDR {net}")
     used: dict[str, str] = {}
+    dns_ip, problem = _dns_cluster_ip(data, net)
+    if problem is not None:
+        yield problem
+    elif dns_ip is not None:
+        used[dns_ip] = "dns.clusterIP (the kube-dns service)"
     for i, svc in services:
         text = svc.get("clusterIP")
         if not isinstance(text, str):
             continue
         here = f"services[{i}].clusterIP"
+        if text == "None":  # headless: no cluster IP, DNS answers with the endpoints
+            if svc.get("type", "ClusterIP") != "ClusterIP":
+                yield Problem(here, "None (a headless service) is for ClusterIP services only")
+            continue
         try:
             ip = ipaddress.IPv4Address(text)
         except ValueError:
@@ -262,6 +287,53 @@ def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Probl
         elif str(ip) in used:
             yield Problem(here, f"{ip} is already used by {used[str(ip)]}")
         used.setdefault(str(ip), here)
+
+
+def default_dns_ip(net: IPv4Network) -> str:
+    """The 10th address of serviceCIDR, as kubeadm picks it; a range too small for a 10th
+    (a /29) gets its last usable one."""
+    return str(min(net.network_address + DNS_OFFSET, net.broadcast_address - 1))
+
+
+def _dns_section(data: Doc) -> Doc:
+    dns = data.get("dns")
+    return dns if isinstance(dns, dict) else {}
+
+
+def _dns_cluster_ip(data: Doc, net: IPv4Network) -> tuple[str | None, Problem | None]:
+    """kube-dns's address when the lab runs its DNS: dns.clusterIP, else the 10th address
+    of serviceCIDR (kubeadm's choice); a problem when it is not one of serviceCIDR's."""
+    dns = _dns_section(data)
+    if dns.get("enabled", True) is not True:
+        return None, None
+    text = dns.get("clusterIP", default_dns_ip(net))
+    if not isinstance(text, str):
+        return None, None  # the schema said so
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        return None, Problem("dns.clusterIP", f"{describe(text)} is not an IPv4 address")
+    if ip not in net or ip in (net.network_address, net.broadcast_address):
+        return None, Problem("dns.clusterIP", f"{ip} is not a usable address of serviceCIDR {net}")
+    return str(ip), None
+
+
+def check_dns_names(data: Doc) -> Iterator[Problem]:
+    """The DNS pods and service are the lab's too: their names are taken."""
+    dns = _dns_section(data)
+    replicas = dns.get("replicas", 2)
+    if dns.get("enabled", True) is not True or not isinstance(replicas, int):
+        return
+    taken = {f"coredns-{n}" for n in range(replicas)}
+    for i, pod in _dicts(data.get("pods")):
+        if pod.get("name") in taken:
+            yield Problem(f"pods[{i}].name", f"{describe(pod['name'])} is a DNS pod's name "
+                                             "(dns.replicas); rename the pod or set "
+                                             "dns.enabled: false")
+    for i, svc in _dicts(data.get("services")):
+        if (svc.get("namespace"), svc.get("name")) == ("kube-system", "kube-dns"):
+            yield Problem(f"services[{i}]", "kube-system/kube-dns is the lab's DNS service; "
+                                            "rename the service or set dns.enabled: false")
 
 
 # ------------------------------------------------------------------ pods
@@ -308,6 +380,7 @@ def cluster_problems(data: Doc) -> list[Problem]:
                  for p in check_service(s, f"services[{i}]")),
         lambda: check_node_ports(data),
         lambda: check_cluster_ips(data, nets),
+        lambda: check_dns_names(data),
         lambda: _load_balancers(data, nets),
     ]
     for check in checks:

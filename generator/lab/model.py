@@ -30,6 +30,7 @@ Doc = dict[str, Any]
 class Container:
     name: str
     command: list[str] | None = None  # None: the pod test server
+    ready_ports: tuple[tuple[str, int], ...] = ()  # (tcp|udp, port) it must listen on
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Pod:
     labels: dict[str, str] = field(default_factory=dict)
     containers: list[Container] = field(default_factory=list)
     termination_grace: int = 30  # terminationGracePeriodSeconds
+    namespace: str = "default"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,16 @@ class Service:
     load_balancer_ip: str | None = None  # asked for; else allocated from the pool
     load_balancer_source_ranges: tuple[str, ...] = ()
     external_ips: tuple[str, ...] = ()
+    namespace: str = "default"
+
+
+@dataclass(frozen=True)
+class Dns:
+    """The cluster DNS (contract section 8); cluster_ip None: the 10th of serviceCIDR."""
+
+    enabled: bool = True
+    cluster_ip: str | None = None
+    replicas: int = 2
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,9 @@ class Lab:
     proxy_mode: str = "iptables"
     node_grace_period: int = 6
     node_zones: dict[str, str] = field(default_factory=dict)  # node: zone, for nodes with one
+    cluster_domain: str = "cluster.local"
+    dns: Dns = field(default_factory=Dns)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name: labels
     load_balancer_pool: IPv4Network | None = None  # None: the default (lb_checks.default_pool)
 
 
@@ -129,16 +144,36 @@ def _build(doc: Doc, source: str) -> Lab:
         node_grace_period=_get(doc, "nodeGracePeriod"),
         node_zones={n["name"]: n["zone"] for n in doc["nodes"]
                     if isinstance(n, dict) and n.get("zone")},
+        cluster_domain=_get(doc, "clusterDomain"),
+        dns=_dns(doc.get("dns") or {}),
+        namespaces=_namespaces(doc),
         load_balancer_pool=IPv4Network(doc["loadBalancerPool"]) if doc.get("loadBalancerPool")
         else None,
     )
+
+
+def _dns(raw: Doc) -> Dns:
+    return Dns(bool(raw.get("enabled", True)), raw.get("clusterIP"), int(raw.get("replicas", 2)))
+
+
+def _namespaces(doc: Doc) -> dict[str, dict[str, str]]:
+    """Every namespace of the lab with its labels: `default` and `kube-system`, the listed
+    ones, and those a pod or service names; each carries kubernetes.io/metadata.name."""
+    listed = {n["name"]: {k: str(v) for k, v in (n.get("labels") or {}).items()}
+              for n in doc.get("namespaces") or []}
+    named = ["default", "kube-system", *listed,
+             *(o.get("namespace", "default") for key in ("pods", "services")
+               for o in doc.get(key) or [])]
+    return {name: {**listed.get(name, {}), "kubernetes.io/metadata.name": name}
+            for name in dict.fromkeys(named)}
 
 
 def _pod(raw: Doc) -> Pod:
     containers = [Container(c["name"], [str(w) for w in c["command"]] if "command" in c else None)
                   for c in raw.get("containers") or [{"name": raw["name"]}]]
     return Pod(raw["name"], raw["node"], {k: str(v) for k, v in (raw.get("labels") or {}).items()},
-               containers, int(raw.get("terminationGracePeriodSeconds", 30)))
+               containers, int(raw.get("terminationGracePeriodSeconds", 30)),
+               raw.get("namespace", "default"))
 
 
 def _service(raw: Doc) -> Service:
@@ -157,6 +192,7 @@ def _service(raw: Doc) -> Service:
         external_traffic_policy=raw.get("externalTrafficPolicy", "Cluster"),
         internal_traffic_policy=raw.get("internalTrafficPolicy", "Cluster"),
         traffic_distribution=raw.get("trafficDistribution"),
+        namespace=raw.get("namespace", "default"),
         load_balancer_ip=raw.get("loadBalancerIP"),
         load_balancer_source_ranges=tuple(raw.get("loadBalancerSourceRanges") or ()),
         external_ips=tuple(raw.get("externalIPs") or ()),

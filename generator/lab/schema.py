@@ -21,10 +21,12 @@ NODE_NAME_MAX = 20
 HOST_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"  # node, client and lab names: container names
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # pods, services, ports: Kubernetes' DNS-1123 label
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+DOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # clusterDomain
 LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
 PATTERN_WORDS = {
     HOST_NAME: "a lower-case letter, then letters, digits and '-'",
     DNS_LABEL: "lower-case letters, digits and '-', starting and ending alphanumeric",
+    DOMAIN: "a DNS domain: dot-separated labels of lower-case letters, digits and '-'",
     LABEL_KEY: "a label key: [prefix/]name of letters, digits, '-', '_' and '.'",
     LABEL_VALUE: "a label value: letters, digits, '-', '_' and '.', starting and ending "
                  "alphanumeric",
@@ -99,8 +101,12 @@ CONTAINER = _object({
                 "description": "argv; a container without one runs the pod test server."},
 }, ["name"], "One process of the pod, in the pod's network namespace.")
 
+NAMESPACE = {"$ref": "#/definitions/dnsLabel", "default": "default",
+             "description": "The object's namespace (default `default`)."}
+
 POD = _object({
     "name": {"$ref": "#/definitions/dnsLabel"},
+    "namespace": NAMESPACE,
     "node": {"type": "string", "description": "The node the pod runs on."},
     "labels": LABELS,
     "containers": {"type": "array", "minItems": 1, "items": CONTAINER,
@@ -120,12 +126,13 @@ PORT = _object({
 
 SERVICE = _object({
     "name": {"$ref": "#/definitions/dnsLabel"},
+    "namespace": NAMESPACE,
     "type": _enum(["ClusterIP", "NodePort", "LoadBalancer"],
                   "ClusterIP (default), NodePort, or LoadBalancer (a NodePort service with an "
                   "address from loadBalancerPool, announced on the node network)."),
     "selector": LABELS,
-    "clusterIP": {"type": "string", "description": "An address of serviceCIDR; allocated when "
-                                                   "absent."},
+    "clusterIP": {"type": "string", "description": "An address of serviceCIDR, or None (a "
+                                                   "headless service); allocated when absent."},
     "sessionAffinity": _enum(["None", "ClientIP"], "None (default) or ClientIP."),
     "sessionAffinityConfig": _object({"clientIP": _object({
         "timeoutSeconds": _int(1, 86400, "How long a client sticks to its endpoint.", 10800),
@@ -147,6 +154,16 @@ SERVICE = _object({
                                    "on (routed to a node by the client)."},
     "ports": {"type": "array", "minItems": 1, "items": PORT},
 }, ["name", "ports"], "A Service: a cluster IP (and nodePorts) in front of the selected pods.")
+
+NAMESPACE_ITEM = _object({"name": {"$ref": "#/definitions/dnsLabel"}, "labels": LABELS}, ["name"],
+                         "A namespace; it also carries kubernetes.io/metadata.name=<name>.")
+
+DNS = _object({
+    "enabled": {"type": "boolean", "default": True, "description": "Run the cluster DNS."},
+    "clusterIP": {"type": "string", "description": "kube-dns's cluster IP (default: the 10th "
+                                                   "address of serviceCIDR)."},
+    "replicas": _int(1, 16, "DNS pods (coredns-<n> in kube-system), spread over the nodes.", 2),
+}, [], "The cluster DNS (lab contract section 8).")
 
 LAB_SCHEMA: dict[str, Any] = {
     "$schema": DRAFT_07,
@@ -172,6 +189,14 @@ LAB_SCHEMA: dict[str, Any] = {
         "vxlan": _object({"vni": _int(1, 16777215, "VXLAN network identifier.", 1),
                           "port": _int(1, 65535, "VXLAN UDP port.", 4789)},
                          [], "The overlay's VXLAN settings."),
+        "clusterDomain": {"type": "string", "default": "cluster.local", "maxLength": 200,
+                          "pattern": DOMAIN,
+                          "description": "The cluster's DNS domain."},
+        "dns": DNS,
+        "namespaces": {"type": "array", "items": NAMESPACE_ITEM,
+                       "description": "Namespaces with labels; default and kube-system always "
+                                      "exist, and one named by a pod or service need not be "
+                                      "listed."},
         "nodes": {**_member_list("nodes", {"zone": ZONE}), "minItems": 1},
         "pods": {"type": "array", "items": POD, "description": "The lab's pods."},
         "services": {"type": "array", "items": SERVICE, "description": "The lab's services."},

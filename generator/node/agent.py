@@ -46,6 +46,7 @@ from generator.node.contract import (
 )
 from generator.node.feeds import FeedLimiter, feed_interval
 from generator.node.healthcheck import HealthServers
+from generator.node.pod_dns import ZoneWriter, dns_settings
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
 from generator.node.proxy.mode import make_proxier
@@ -70,6 +71,7 @@ class Agent:
         self.applied = ""  # generation whose overlay and pods are in place
         self.error: str | None = None
         self.pods = PodManager(node)
+        self.zone = ZoneWriter()
         self.proxier: BaseProxier | None = None
         self.stop = threading.Event()
         self.last_published: dict[str, Any] | None = None
@@ -189,6 +191,7 @@ class Agent:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
         self.cluster = cluster
+        self.pods.dns = dns_settings(cluster)
         self.feeds.interval = feed_interval(len(cluster["nodes"]))
         log.info("applying generation %s", cluster["generation"])
         # Beating before the overlay and pods are set up: peers see this node live
@@ -345,6 +348,8 @@ class Agent:
         self.sync_load_balancers(pods)  # first: an update may wait for a sync in progress
         self.fed = input_digest(self.cluster["services"], pods)
         self.proxier.update(self.cluster["services"], pods, self.me().get("zone") or "")
+        # The DNS pods here answer from what this proxy serves: the same pods.
+        self.zone.update(self.cluster, pods)
 
     # ---- what this node says
 
@@ -360,6 +365,7 @@ class Agent:
             "proxy": ({k: v for k, v in self.proxier.status().items() if k in ("digest", "error")}
                       if self.proxier else None),
             "error": self.error,
+            "dns": {"digest": self.zone.digest} if self.zone.digest else None,
         }
         if doc != self.last_published:
             write_json_atomic(self.state_dir / f"{self.node}.json", doc)

@@ -36,6 +36,9 @@ RENDERED_CLUSTER_FILE = f"{RENDERED_CONFIG}/cluster.json"
 class ContainerSpec(TypedDict):
     name: str
     command: list[str] | None  # None: the pod test server
+    # Ports the container must be listening on before its pod is ready (a readiness
+    # check): the DNS pods' 53/UDP and 53/TCP. The test server's are always checked.
+    readyPorts: NotRequired[list[list[Any]]]  # [[protocol (tcp|udp), port], ...]
 
 
 class PodSpec(TypedDict):
@@ -45,6 +48,7 @@ class PodSpec(TypedDict):
     labels: dict[str, str]
     containers: list[ContainerSpec]
     terminationGracePeriodSeconds: NotRequired[int]  # default 30 (DEFAULT_TERMINATION_GRACE)
+    namespace: NotRequired[str]  # absent: default
 
 
 class ServicePortSpec(TypedDict):
@@ -65,7 +69,7 @@ class ServiceSpec(TypedDict):
     externalTrafficPolicy: str  # Cluster | Local
     internalTrafficPolicy: str  # Cluster | Local
     ports: list[ServicePortSpec]
-    namespace: NotRequired[str]  # kgen labs have one (default); kube-proxy's fixtures more
+    namespace: NotRequired[str]  # absent: default
     trafficDistribution: NotRequired[str | None]  # PreferClose | PreferSameZone | PreferSameNode
     # LoadBalancer and externalIPs (contract §7): the IP MetalLB's layer 2 mode would
     # assign, the allowed client ranges, kube-proxy's health check port (Local only).
@@ -99,6 +103,17 @@ class VxlanSpec(TypedDict):
     device: str
 
 
+class DnsSpec(TypedDict):
+    enabled: bool
+    clusterIP: str  # the kube-dns service's
+    replicas: int
+
+
+class NamespaceSpec(TypedDict):
+    name: str
+    labels: dict[str, str]  # with kubernetes.io/metadata.name
+
+
 class Cluster(TypedDict):
     name: str
     generation: str  # hash of everything else: agents apply each generation once
@@ -110,6 +125,9 @@ class Cluster(TypedDict):
     backend: str  # vxlan | host-gw
     proxyMode: str  # iptables | nftables
     nodeGracePeriod: int
+    clusterDomain: NotRequired[str]  # absent: cluster.local
+    dns: NotRequired[DnsSpec]  # absent: no cluster DNS
+    namespaces: NotRequired[list[NamespaceSpec]]
     vxlan: VxlanSpec
     mtu: int
     nodes: list[NodeSpec]
@@ -128,8 +146,10 @@ class PodState(TypedDict, total=False):
     restarts: int  # container restarts, summed over the pod's containers
     error: str
     # Only while Terminating (its spec is gone from cluster.json by then): the labels
-    # it was selected by, and whether its containers still run (EndpointSlice `serving`).
+    # it was selected by, its namespace, and whether its containers still run
+    # (EndpointSlice `serving`).
     labels: dict[str, str]
+    namespace: str
     serving: bool
 
 
@@ -147,6 +167,11 @@ class NodeState(TypedDict):
     pods: dict[str, PodState]
     proxy: ProxyStatus | None
     error: str | None
+    dns: NotRequired[DnsStatus | None]  # the zone its DNS pods serve; None: no DNS
+
+
+class DnsStatus(TypedDict):
+    digest: str  # of the zone file's text (generator.node.pod_dns.zone_digest)
 
 
 class PublishedPod(TypedDict):
@@ -160,6 +185,7 @@ class PublishedPod(TypedDict):
     labels: dict[str, str]
     zone: NotRequired[str]  # its node's zone, when the node has one
     serving: NotRequired[bool]  # a Terminating pod whose containers still run
+    namespace: NotRequired[str]  # absent: default
 
 
 DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by default
@@ -237,15 +263,15 @@ def published_pods(cluster: Cluster, docs: dict[str, NodeState]) -> list[Publish
         for name, pod in (doc.get("pods") or {}).items():
             spec = wanted.get(name)
             state = pod.get("state", "Pending")
-            if state == "Terminating":
-                labels = pod.get("labels") or {}
+            if state == "Terminating":  # gone from the spec: the node says what it was
+                labels, namespace = pod.get("labels") or {}, namespace_of(pod)
             elif spec is None or spec["node"] != node:
                 continue
             else:
-                labels = spec["labels"]
+                labels, namespace = spec["labels"], namespace_of(spec)
             seen: PublishedPod = {"name": name, "node": node, "ip": pod.get("ip"),
                                   "state": state, "restarts": int(pod.get("restarts", 0)),
-                                  "labels": labels}
+                                  "labels": labels, "namespace": namespace}
             if zones.get(node):
                 seen["zone"] = zones[node]
             if state == "Terminating":
@@ -276,12 +302,30 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+DEFAULT_NAMESPACE = "default"
+DNS_NAMESPACE = "kube-system"
+DNS_SERVICE = "kube-dns"
+# Node-local (not shared between nodes): each agent writes the zone its DNS pods serve.
+DNS_ZONE_FILE = Path("/run/kgen/dns/zone.json")
+
+
+def namespace_of(obj: Mapping[str, Any] | None) -> str:
+    """A pod's or service's namespace; one without is in `default`."""
+    return str((obj or {}).get("namespace") or DEFAULT_NAMESPACE)
+
+
+def service_selects(service: Mapping[str, Any], pod: Mapping[str, Any]) -> bool:
+    """A service selects pods of its own namespace only, as in Kubernetes."""
+    return namespace_of(service) == namespace_of(pod) \
+        and selects(service.get("selector") or {}, pod.get("labels") or {})
+
+
 def input_digest(services: list[ServiceSpec], pods: list[PublishedPod]) -> str:
     """Same services and same endpoint pods (ready, or serving while terminating, with
     their zones): same digest, on every node and on the host."""
     def row(p: PublishedPod, terminating: bool) -> list[Any]:
         return [p["name"], p["node"], p["ip"], sorted((p.get("labels") or {}).items()),
-                p.get("zone", ""), terminating]
+                p.get("zone", ""), terminating, namespace_of(p)]
 
     rows = sorted([row(p, False) for p in ready_pods(pods)]
                   + [row(p, True) for p in serving_terminating_pods(pods)])
@@ -374,7 +418,7 @@ def lb_announcers(cluster: Cluster, pods: list[PublishedPod], live: set[str]
         ip = svc.get("loadBalancerIP")
         if svc.get("type") != "LoadBalancer" or not ip:
             continue
-        nodes = {p["node"] for p in ready if selects(svc["selector"], p.get("labels") or {})}
+        nodes = {p["node"] for p in ready if service_selects(svc, p)}
         if svc.get("externalTrafficPolicy") == "Local":
             out[ip] = lb_announcer(ip, nodes & live)
         else:
@@ -386,4 +430,4 @@ def local_ready_endpoints(svc: ServiceSpec, pods: list[PublishedPod], node: str)
     """kube-proxy's LocalReadyEndpoints: the node's ready endpoints of a service, counted
     by IP (one pod serving two ports is one endpoint). What its health check reports."""
     return len({p["ip"] for p in ready_pods(pods)
-                if p["node"] == node and selects(svc["selector"], p.get("labels") or {})})
+                if p["node"] == node and service_selects(svc, p)})

@@ -168,6 +168,7 @@ class NodeRow(TypedDict):
 
 class PodRow(TypedDict):
     name: str
+    namespace: str
     node: str
     ip: str | None
     state: str
@@ -176,6 +177,7 @@ class PodRow(TypedDict):
 
 class ServiceRow(TypedDict):
     name: str
+    namespace: str
     type: str
     clusterIP: str
     loadBalancerIP: str | None  # LoadBalancer services only

@@ -36,6 +36,7 @@ from generator.node import proc
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
 from generator.node.contract import DEFAULT_TERMINATION_GRACE, ContainerSpec, PodSpec
+from generator.node.pod_dns import NETNS_ETC, remove_pod_files, write_pod_files
 
 log = logging.getLogger("kgen.pods")
 
@@ -106,6 +107,7 @@ class Pod:
         if self.state == "Terminating":
             # Its spec is gone from cluster.json: the proxies select it by these.
             doc["labels"] = dict(self.spec.get("labels") or {})
+            doc["namespace"] = str(self.spec.get("namespace") or "default")
             doc["serving"] = self.serving()
         return doc
 
@@ -120,6 +122,8 @@ def reset_leftovers() -> None:
         path.unlink(missing_ok=True)
     for path in cni.RESULTS_DIR.glob("*"):
         path.unlink(missing_ok=True)
+    for path in NETNS_ETC.glob("*"):
+        remove_pod_files(path.name)
 
 
 def _command(pod: str, container: ContainerSpec) -> list[str]:
@@ -176,6 +180,7 @@ class PodManager:
     def __init__(self, node: str) -> None:
         self.node = node
         self.pods: dict[str, Pod] = {}
+        self.dns: tuple[str, str] | None = None  # (nameserver, domain) for resolv.conf
 
     # ---- lifecycle
 
@@ -207,6 +212,7 @@ class PodManager:
             result = cni.add(CONFLIST, pod.name, str(NETNS_DIR / pod.name), "eth0", CNI_BIN,
                              args)
             pod.ip = result["ips"][0]["address"].split("/")[0]
+            write_pod_files(spec, pod.ip, self.dns)  # before any process resolves a name
             for container in spec["containers"]:
                 pod.containers[container["name"]] = Container(container)
                 self._start(pod, pod.containers[container["name"]])
@@ -237,6 +243,7 @@ class PodManager:
         except CNIError as err:
             log.error("pod %s: CNI DEL: %s", name, err)
         proc.run(["ip", "netns", "delete", name])
+        remove_pod_files(name)
         log.info("pod %s removed", name)
 
     def terminate(self, name: str, now: float | None = None) -> None:
@@ -336,9 +343,9 @@ class PodManager:
             process = container.proc
             if process is None or process.poll() is not None or container.restart_at is not None:
                 return False
-            test_server = not container.spec.get("command")
-            if check_ports and test_server and not all(
-                    _listening(process.pid, p, n) for p, n in TEST_SERVER_PORTS.items()):
+            ports = list(TEST_SERVER_PORTS.items()) if not container.spec.get("command") \
+                else [(str(p), int(n)) for p, n in container.spec.get("readyPorts") or []]
+            if check_ports and not all(_listening(process.pid, p, n) for p, n in ports):
                 return False
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from generator.cluster.targets import find_pod
 from generator.runtime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see runtime/paths.py)
@@ -35,14 +36,15 @@ def exec_argv(cluster: Cluster, target: str, command: list[str],
         if member["name"] == target:
             return ["docker", "exec", *flags, member["container"],
                     *(command or shell(target, interactive))]
-    for pod in cluster["pods"]:
-        if pod["name"] == target:
-            node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
-            return ["docker", "exec", *flags, node["container"],
-                    "ip", "netns", "exec", pod["name"],
-                    *(command or shell(f"{pod['name']}@{node['name']}", interactive))]
+    pod = find_pod(cluster["pods"], target)
+    if pod is not None:
+        node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
+        return ["docker", "exec", *flags, node["container"],
+                "ip", "netns", "exec", pod["name"],
+                *(command or shell(f"{pod['name']}@{node['name']}", interactive))]
     names = [m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]]
-    raise LookupError(f"no node, client or pod named {target!r} (known: {', '.join(names)})")
+    raise LookupError(f"no node, client or pod named {target!r} (known: {', '.join(names)}; "
+                      "a pod is also NAMESPACE/POD)")
 
 
 def exec_command(lab: str | None, target: str, command: list[str], interactive: bool) -> list[str]:

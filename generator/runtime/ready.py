@@ -8,6 +8,7 @@ lab's containers now and then tells a container that stopped.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from generator.node.contract import (
+    DNS_NAMESPACE,
+    DNS_SERVICE,
     Cluster,
     NodeState,
     input_digest,
@@ -22,6 +25,7 @@ from generator.node.contract import (
     read_json,
     serving_pods,
 )
+from generator.node.pod_dns import dns_settings, zone_digest, zone_text
 from generator.runtime.errors import RuntimeFailure
 
 # The wait for a lab to be ready: a base plus what its size needs on a slow machine.
@@ -59,6 +63,8 @@ def readiness(cluster: Cluster, docs: dict[str, NodeState], live: set[str] | Non
     found = Readiness(nodes=len(cluster["nodes"]), pods=len(cluster["pods"]))
     serving = serving_pods(cluster, docs, live)
     digest = input_digest(cluster["services"], serving)
+    zone_file = zone_text(cluster, serving)
+    zone = zone_digest(zone_file) if zone_file is not None else None
     for node in cluster["nodes"]:
         doc = docs.get(node["name"])
         if (doc is None or node["name"] not in live or not doc.get("ready")
@@ -71,12 +77,35 @@ def readiness(cluster: Cluster, docs: dict[str, NodeState], live: set[str] | Non
             found.missing.append(f"proxy on {node['name']}")
         else:
             found.proxies_synced += 1
+            if zone is not None and _served_zone(doc) != zone:
+                found.missing.append(f"DNS zone on {node['name']}")
     # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
     running = {p["name"] for p in serving if p["ip"]
                and p["state"] in ("Running", "CrashLoopBackOff")}
     found.pods_running = sum(1 for p in cluster["pods"] if p["name"] in running)
     found.missing += [f"pod {p['name']}" for p in cluster["pods"] if p["name"] not in running]
     return found
+
+
+def _served_zone(doc: NodeState) -> str | None:
+    served = doc.get("dns")
+    return served["digest"] if served else None
+
+
+def dns_answers(cluster: Cluster) -> bool:
+    """Does the lab's DNS answer a query for kube-dns itself, sent from the first node
+    to the service's cluster IP through kube-proxy (True when the lab runs no DNS)?"""
+    settings = dns_settings(cluster)
+    if settings is None:
+        return True
+    nameserver, domain = settings
+    argv = ["docker", "exec", cluster["nodes"][0]["container"], "dig", "+short", "+time=1",
+            "+tries=1", f"@{nameserver}", f"{DNS_SERVICE}.{DNS_NAMESPACE}.svc.{domain}"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.stdout.split() == [nameserver]
 
 
 def pending(cluster: Cluster, docs: dict[str, NodeState],
@@ -142,6 +171,8 @@ def wait_ready(stopped: Callable[[], list[str]], state_dir: Path, cluster: Clust
         now = time.monotonic()
         found = readiness(cluster, docs, live_nodes(cluster, state_dir, time.time()))
         _milestones(found, now - started, milestones)
+        if not found.missing and not dns_answers(cluster):
+            found.missing.append("DNS answer")
         progress(found, now - started)
         if not found.missing:
             return milestones

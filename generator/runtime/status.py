@@ -20,9 +20,10 @@ from generator.node.contract import (
     ServiceSpec,
     lb_announcers,
     live_nodes,
+    namespace_of,
     read_node_states,
     ready_pods,
-    selects,
+    service_selects,
     serving_pods,
     serving_terminating_pods,
 )
@@ -48,7 +49,7 @@ def _node_state(container: str | None, doc: NodeState | None, generation: str, l
 
 
 def service_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
-    """`ip:targetPort` of every Running pod matching the selector, for every port
+    """`ip:targetPort` of every Running pod the service selects (in its namespace), for every port
     (the EndpointSlice's ready endpoints)."""
     return _addresses(service, ready_pods(pods))
 
@@ -61,7 +62,7 @@ def terminating_endpoints(service: ServiceSpec, pods: list[PublishedPod]) -> lis
 def _addresses(service: ServiceSpec, pods: list[PublishedPod]) -> list[str]:
     out: set[str] = set()
     for pod in pods:
-        if selects(service["selector"], pod["labels"]):
+        if service_selects(service, pod):
             out.update(f"{pod['ip']}:{p['targetPort']}" for p in service["ports"])
     return sorted(out, key=lambda e: (tuple(int(x) for x in e.split(":")[0].split(".")), e))
 
@@ -99,7 +100,8 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
                                         cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
         "pods": [_pod_row(p, by_name.get(p["name"])) for p in cluster["pods"]]
-        + [_pod_row({"name": p["name"], "node": p["node"]}, p) for p in leaving],
+        + [_pod_row({"name": p["name"], "node": p["node"], "namespace": namespace_of(p)}, p)
+           for p in leaving],
         "services": [_service_row(s, pods, announcers) for s in cluster["services"]],
         "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
                     for c in cluster["clients"]],
@@ -132,7 +134,8 @@ def _service_row(service: ServiceSpec, pods: list[PublishedPod],
     apply, and `announcedBy` names the node answering ARP for its load-balancer IP
     (MetalLB's layer 2 owner; null: nobody may)."""
     ip = service.get("loadBalancerIP")
-    return {"name": service["name"], "type": service["type"], "clusterIP": service["clusterIP"],
+    return {"name": service["name"], "namespace": namespace_of(service), "type": service["type"],
+            "clusterIP": service["clusterIP"],
             "loadBalancerIP": ip, "externalIPs": list(service.get("externalIPs") or []),
             "healthCheckNodePort": service.get("healthCheckNodePort"),
             "announcedBy": announcers.get(ip) if ip else None,
@@ -142,6 +145,7 @@ def _service_row(service: ServiceSpec, pods: list[PublishedPod],
 
 
 def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> PodRow:
-    return {"name": spec["name"], "node": spec["node"], "ip": seen["ip"] if seen else None,
+    return {"name": spec["name"], "namespace": namespace_of(spec), "node": spec["node"],
+            "ip": seen["ip"] if seen else None,
             "state": seen["state"] if seen else "Unknown",
             "restarts": seen.get("restarts", 0) if seen else 0}

@@ -18,7 +18,16 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from generator.node.contract import Cluster, PublishedPod, ServicePortSpec, ServiceSpec, ready_pods, selects
+from generator.cluster.targets import find_pod, find_service, qualified
+from generator.node.contract import (
+    Cluster,
+    PublishedPod,
+    ServicePortSpec,
+    ServiceSpec,
+    namespace_of,
+    ready_pods,
+    service_selects,
+)
 from generator.node.documents import TraceMatch, TracePlan, TraceProbe
 
 SPORT_RANGE = (20000, 29999)  # below ip_local_port_range and the NodePort range
@@ -45,6 +54,7 @@ class Member:
     kind: str  # pod | node | client | service | ip
     ip: str
     node: str | None = None  # the node a pod runs on; a node's own name
+    namespace: str = "default"  # a pod's; what a short service name is resolved in
 
 
 @dataclass
@@ -58,7 +68,7 @@ class Plan:
     mode: str  # iptables | nftables
     backend: str
     endpoints: list[Endpoint] = field(default_factory=list)
-    service: str | None = None  # "default/web:http" style, when DST is a service
+    service: str | None = None  # "<namespace>/web:http" style, when DST is a service
     service_port: int | None = None
     entry_node: str | None = None  # where the translation happens
     snat_addrs: list[str] = field(default_factory=list)
@@ -85,7 +95,8 @@ def names(cluster: Cluster, pod_ips: dict[str, str]) -> dict[str, str]:
     for c in cluster["clients"]:
         out[c["ip"]] = c["name"]
     for s in cluster["services"]:
-        out[s["clusterIP"]] = f"service {s['name']}"
+        if s["clusterIP"] != "None":
+            out[s["clusterIP"]] = f"service {s['name']}"
     for pod, ip in pod_ips.items():
         out[ip] = pod
     return out
@@ -98,12 +109,12 @@ def _member(cluster: Cluster, pod_ips: dict[str, str], name: str) -> Member | No
     for c in cluster["clients"]:
         if c["name"] == name:
             return Member(name, "client", c["ip"])
-    for p in cluster["pods"]:
-        if p["name"] == name:
-            ip = pod_ips.get(name)
-            if not ip:
-                raise TraceUsageError(f"pod {name} has no IP (is the lab up and the pod running?)")
-            return Member(name, "pod", ip, p["node"])
+    p = find_pod(cluster["pods"], name)
+    if p is not None:
+        ip = pod_ips.get(p["name"])
+        if not ip:
+            raise TraceUsageError(f"pod {p['name']} has no IP (is the lab up and the pod running?)")
+        return Member(p["name"], "pod", ip, p["node"], namespace_of(p))
     return None
 
 
@@ -133,7 +144,7 @@ def _endpoints(service: ServiceSpec, sp: ServicePortSpec, pods: list[PublishedPo
                ) -> list[Endpoint]:
     out = []
     for pod in ready_pods(pods):
-        if selects(service["selector"], pod["labels"]) and pod["ip"]:
+        if service_selects(service, pod) and pod["ip"]:
             out.append(Endpoint(pod["name"], pod["ip"], int(sp["targetPort"])))
     return sorted(out, key=lambda e: ipaddress.IPv4Address(e.ip))
 
@@ -155,8 +166,10 @@ def make_plan(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
                 sport=sport or SPORT_RANGE[0] + secrets.randbelow(SPORT_RANGE[1] - SPORT_RANGE[0]),
                 mode=mode or cluster.get("proxyMode") or "iptables", backend=cluster["backend"],
                 deadline=int(time.time()) + DEADLINE, names=names(cluster, pod_ips))
-    service = next((s for s in cluster["services"] if s["name"] == dst), None)
     target = _member(cluster, pod_ips, dst)
+    service = None if target is not None else find_service(
+        cluster["services"], dst, cluster.get("clusterDomain", "cluster.local"),
+        source.namespace)
     if service is not None:
         _to_service(plan, service, pods, port, protocol)
     elif target is not None:
@@ -181,8 +194,8 @@ def make_plan(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
 
 
 def _service_name(service: ServiceSpec, sp: ServicePortSpec) -> str:
-    """kube-proxy's name of a service port: `default/web:http`, `default/web` unnamed."""
-    return f"default/{service['name']}" + (f":{sp['name']}" if sp.get("name") else "")
+    """kube-proxy's name of a service port: `default/web:http`, `shop/web` unnamed."""
+    return qualified(service) + (f":{sp['name']}" if sp.get("name") else "")
 
 
 def _to_service(plan: Plan, service: ServiceSpec, pods: list[PublishedPod], port: int | None,

@@ -51,7 +51,7 @@ LAB = {
          "containers": [{"name": "main", "command": ["sh", "-c", "echo crashing; exit 3"]}]},
     ],
     "services": [
-        {"name": "web", "clusterIP": "10.96.0.10", "selector": {"app": "web"},
+        {"name": "web", "clusterIP": "10.96.0.11", "selector": {"app": "web"},
          "ports": [{"port": 80, "targetPort": 8080}]},
         {"name": "web-np", "type": "NodePort", "clusterIP": "10.96.0.20",
          "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080,
@@ -124,7 +124,7 @@ def every_path_succeeds(lab: RunningLab, status: dict[str, Any], gone: str) -> s
     """Requests to the web services from the nodes and pods that stay, and from the
     client through node-0's NodePort: every one answered, never by the gone pod."""
     seen: set[str] = set()
-    paths = [("node-0", "http://10.96.0.10"), ("web-2", "http://10.96.0.10"),
+    paths = [("node-0", "http://10.96.0.11"), ("web-2", "http://10.96.0.11"),
              ("client-0", f"http://{node_ip(status, 'node-0')}:30080")]
     for source, url in paths:
         got = answers(lab, source, url)
@@ -252,7 +252,7 @@ def test_node_comes_back_by_itself(lab: RunningLab, how: str) -> None:
             "the restart policy, not the test, brought it back"
     assert {p["name"]: p["ip"] for p in status["pods"]} == \
            {p["name"]: p["ip"] for p in before["pods"]}
-    got = answers(lab, "node-1", "http://10.96.0.10")
+    got = answers(lab, "node-1", "http://10.96.0.11")
     # All three answer: P(a given backend unseen in 40) = (2/3)^40 < 1e-6.
     assert set(got) == {"web-0", "web-1", "web-2"}
 

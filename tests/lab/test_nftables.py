@@ -31,7 +31,7 @@ def test_nodes_have_kube_proxys_table_and_no_iptables_service_rules(nft_lab: Run
         assert "KUBE-SVC" not in saved and "KUBE-SEP" not in saved, node
         table = nft_lab.exec(node, "nft", "list", "table", "ip", "kube-proxy").stdout
         assert "map service-ips" in table and "chain service-" in table, node
-        assert "10.97.0.10 . tcp . 80 : goto service-" in table, node
+        assert "10.97.0.11 . tcp . 80 : goto service-" in table, node
     status = nft_lab.status()
     web = next(s for s in status["services"] if s["name"] == "web")
     assert len(web["endpoints"]) == 4  # two ports x two pods

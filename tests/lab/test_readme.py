@@ -60,7 +60,7 @@ BACKEND_DRAW = [
 
 # Random draws the README text explains: command substring -> [(pattern, stand-in)].
 DRAWS = {
-    "curl -s 10.96.0.10/hostname": [(r"^pod-[23]$", "a web backend")],
+    "curl -s 10.96.0.11/hostname": [(r"^pod-[23]$", "a web backend")],
     "conntrack -L": [(r"src=10\.244\.[12]\.2 dst=10\.244\.0\.2", "src=BACKEND dst=10.244.0.2")],
     # node-1 SNATs to its bridge address for its own backend, to its VTEP for node-2's.
     "172.31.0.3:30080/clientip": [(r"^10\.244\.1\.[01]:", "node-1:")],
@@ -69,7 +69,8 @@ DRAWS = {
 }
 
 # Listings in the kernel's hash order, which differs between runs: compared as sets of lines.
-ORDERLESS = ("bridge fdb show", "ip neigh show")
+# `ip netns list` too: pods are set up in parallel, so /run/netns lists them in no set order.
+ORDERLESS = ("bridge fdb show", "ip neigh show", "ip netns list")
 
 
 def walkthrough_steps() -> list[tuple[str, str]]:

@@ -122,14 +122,14 @@ def test_pod_to_clusterip_tcp(tlab: RunningLab) -> None:
     doc = trace(tlab, "pod-0", "web")
     assert doc["verdict"] == "answered" and doc["answeredBy"] in {"pod-2", "pod-3"}
     assert doc["src"] == {"name": "pod-0", "ip": pod_ips(tlab)["pod-0"]}
-    assert doc["dst"] == {"name": "web", "ip": "10.96.0.10", "port": 80, "protocol": "tcp"}
+    assert doc["dst"] == {"name": "web", "ip": "10.96.0.11", "port": 80, "protocol": "tcp"}
     assert_clusterip_chains(tlab, doc, 8080)
     backend_node = tlab.node_of(doc["answeredBy"])
     assert_vxlan(tlab, doc, "node-0", backend_node)
     assert hops(doc)[-1]["step"] == "deliver" and doc["answeredBy"] in hops(doc)[-1]["detail"]
     reply = hops(doc, "reply")
     ct = next(h for h in reply if h["step"] == "conntrack")
-    assert ct["node"] == "node-0" and ct["packet"]["src"] == "10.96.0.10:80"
+    assert ct["node"] == "node-0" and ct["packet"]["src"] == "10.96.0.11:80"
     assert reply[-1]["step"] == "deliver" and "pod-0" in reply[-1]["detail"]
 
 

@@ -46,8 +46,12 @@ SERVICES = [
 ]
 
 
-def pod(name: str, ip: str, svc: str, node: str = "other-node") -> dict[str, Any]:
-    return {"name": name, "node": node, "ip": ip, "state": "Running", "labels": {"svc": svc}}
+def pod(name: str, ip: str, svc: str, node: str = "other-node",
+        namespace: str | None = None) -> dict[str, Any]:
+    """A Running pod labelled for `svc<i>`, in that service's namespace `ns<i>` (a service
+    selects pods of its own namespace only) unless `namespace` says otherwise."""
+    return {"name": name, "node": node, "ip": ip, "state": "Running", "labels": {"svc": svc},
+            "namespace": namespace or f"ns{svc.removeprefix('svc')}"}
 
 
 PODS = [

@@ -251,7 +251,8 @@ def test_shell_completion_offers_the_labs_members(tmp_path: Path) -> None:
                                 timeout=60)
         return result.stdout.split()
 
-    assert complete("kgen exec -l lab.yaml ") == ["n0", "n1", "p0", "c0"]
+    # The DNS pods are pods of the lab too (kube-system), exec targets like the rest.
+    assert complete("kgen exec -l lab.yaml ") == ["n0", "n1", "p0", "coredns-0", "coredns-1", "c0"]
     assert complete("kgen exec -l lab.yaml p") == ["p0"]
     assert "lab.yaml" in complete("kgen status -l ")
     assert "demo" in complete("kgen status -l d")

@@ -45,22 +45,25 @@ def test_the_zone_document_of_the_demo_lab() -> None:
         "cluster.local", ["default", "kube-system"], "10.96.0.10")
     assert zone["reverseCIDRs"] == ["10.96.0.0/16", "10.244.0.0/16"]
     web = next(s for s in zone["services"] if s["name"] == "web")
-    assert web == {"name": "web", "namespace": "default", "clusterIP": "10.96.0.10",
+    assert web == {"name": "web", "namespace": "default", "clusterIP": "10.96.0.11",
                    "ports": [{"name": "http", "protocol": "TCP", "port": 80},
                              {"name": "udp", "protocol": "UDP", "port": 8081}],
                    "endpoints": [{"ip": "10.244.1.2", "pod": "pod-2"}]}  # pod-3 is not ready
     assert next(s for s in zone["services"] if s["name"] == "no-backends")["endpoints"] == []
-    assert sorted(p["name"] for p in zone["pods"]) == ["pod-0", "pod-1", "pod-2"]  # pods with an IP
+    # Pods with an IP, the DNS pods of kube-system among them.
+    assert sorted(p["name"] for p in zone["pods"]) == ["coredns-0", "coredns-1", "pod-0", "pod-1",
+                                                       "pod-2"]
 
 
 def test_the_demo_lab_answers_by_the_spec() -> None:
     cluster = demo_cluster()
     zone = ClusterZone(dns_zone(cluster, published_pods(cluster, states(cluster, pending=set()))))
-    assert zone.lookup(f"web.{SVC}") == {A: ["10.96.0.10"]}
+    assert zone.lookup(f"web.{SVC}") == {A: ["10.96.0.11"]}
     assert zone.lookup(f"_http._tcp.web.{SVC}") == {SRV: [Srv(0, 100, 80, f"web.{SVC}")]}
     assert zone.lookup(f"_udp._udp.web.{SVC}") == {SRV: [Srv(0, 100, 8081, f"web.{SVC}")]}
     assert zone.lookup(f"_http._tcp.web-nodeport.{SVC}") is None  # its port has no name
-    assert zone.lookup("10.0.96.10.in-addr.arpa") == {PTR: [f"web.{SVC}"]}
+    assert zone.lookup("11.0.96.10.in-addr.arpa") == {PTR: [f"web.{SVC}"]}
+    assert zone.lookup("10.0.96.10.in-addr.arpa") == {PTR: ["kube-dns.kube-system.svc.cluster.local"]}
     # pod-2 backs four services: one endpoint name, and PTR, in each (CoreDNS answers them all)
     assert sorted(zone.lookup("2.1.244.10.in-addr.arpa")[PTR]) == sorted(  # type: ignore[index]
         f"10-244-1-2.{s}.{SVC}" for s in ("web", "web-nodeport", "web-local", "web-sticky"))

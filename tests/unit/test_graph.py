@@ -38,10 +38,12 @@ runner = CliRunner()
 
 # The demo as kgen up brings it up on a machine with no other lab (README walkthrough).
 DEMO_NODES = {"node-0": "172.31.0.2", "node-1": "172.31.0.3", "node-2": "172.31.0.4"}
+# The cluster DNS's pods and service come after the lab's own (their addresses unmoved).
 DEMO_PODS = {"pod-0": "10.244.0.2", "pod-1": "10.244.0.3", "pod-2": "10.244.1.2",
-             "pod-3": "10.244.2.2"}
-DEMO_SERVICES = {"web": "10.96.0.10", "web-nodeport": "10.96.0.20", "web-local": "10.96.0.30",
-                 "web-sticky": "10.96.0.40", "no-backends": "10.96.0.50"}
+             "pod-3": "10.244.2.2", "coredns-0": "10.244.0.4", "coredns-1": "10.244.1.3"}
+DEMO_SERVICES = {"web": "10.96.0.11", "web-nodeport": "10.96.0.20", "web-local": "10.96.0.30",
+                 "web-sticky": "10.96.0.40", "no-backends": "10.96.0.50",
+                 "kube-dns": "10.96.0.10"}
 
 
 def need_dot() -> None:

@@ -22,8 +22,10 @@ ALLOWED = {
                "generator.node"},
     # Pure like render: the CLI hands it a cluster, a status report, a trace result.
     "graph": {"generator.graph", "generator.node.contract", "generator.node.documents"},
+    # generator.cluster.targets: what a pod or service name means (imports nothing),
+    # shared with exec and capture.
     "trace": {"generator.trace", "generator.node.contract", "generator.node.documents",
-              "generator.node.conntrack"},
+              "generator.node.conntrack", "generator.cluster.targets"},
 }
 
 

@@ -16,7 +16,9 @@ NET = "172.28.180.0/24"
 
 
 def lab(services: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    # The lab's own services only: no cluster DNS (its kube-dns is a ClusterIP service).
     return {"name": "lbtest", "nodeNetwork": NET, "nodes": ["n0", "n1"], "clients": ["c0"],
+            "dns": {"enabled": False},
             "pods": [{"name": "p0", "node": "n0", "labels": {"app": "web"}}],
             "services": services, **top}
 

@@ -92,7 +92,7 @@ def test_chain_names_are_kube_proxys() -> None:
 
 def test_endpoints_are_ordered_by_their_ip_port_string() -> None:
     svc = {**SERVICES[0], "selector": {"app": "x"}}
-    pods = [pod(f"p{i}", f"10.180.0.{i}", "x") for i in (9, 10, 2)]
+    pods = [pod(f"p{i}", f"10.180.0.{i}", "x", namespace="ns1") for i in (9, 10, 2)]
     for p in pods:
         p["labels"] = {"app": "x"}
     found = endpoints_for(svc, svc["ports"][0], pods)
@@ -102,7 +102,7 @@ def test_endpoints_are_ordered_by_their_ip_port_string() -> None:
 def test_random_ladder_probabilities() -> None:
     svc = {**SERVICES[0], "selector": {"app": "x"}}
     pods = [{"name": f"p{i}", "node": "n", "ip": f"10.180.1.{i}", "state": "Running",
-             "labels": {"app": "x"}} for i in range(1, 5)]
+             "labels": {"app": "x"}, "namespace": "ns1"} for i in range(1, 5)]
     rules = ports_for([svc], pods)[0]
     ladder = [r for r in rules.chains[svc_chain("ns1/svc1:p80", "tcp")] if "->" in r]
     probabilities = [re.search(r"--probability (\S+)", r) for r in ladder]

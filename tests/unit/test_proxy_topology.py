@@ -49,6 +49,7 @@ def endpoint_pod(ip: str, condition: str, node: str = NODE, zone: str = "") -> d
     ready, serving-terminating (ready=false serving=true terminating=true) or
     terminating (ready=false serving=false terminating=true)."""
     doc: dict[str, Any] = {"name": f"ep-{ip}", "node": node, "ip": ip, "labels": {"svc": "svc1"},
+                           "namespace": "ns1",  # svc1's: a service selects its namespace's pods
                            "state": "Running" if condition == "ready" else "Terminating"}
     if condition != "ready":
         doc["serving"] = condition == "serving-terminating"

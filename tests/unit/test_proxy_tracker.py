@@ -26,7 +26,10 @@ def test_tracker_matches_a_fresh_computation_through_many_changes() -> None:
             pods[k] = {**pods[k], "state": rng.choice(["Running", "Pending"])}
         elif action == 3 and pods:
             k = rng.randrange(len(pods))
-            pods[k] = {**pods[k], "labels": {"svc": f"svc{rng.randrange(1, 8)}"}}
+            # A new label, or a move to another namespace with the same labels.
+            moved = {"namespace": f"ns{rng.randrange(1, 8)}"} if rng.random() < 0.5 \
+                else {"labels": {"svc": f"svc{rng.randrange(1, 8)}"}}
+            pods[k] = {**pods[k], **moved}
         elif action == 4:
             k = rng.randrange(len(services))
             services[k] = {**services[k], "selector": {"svc": f"svc{rng.randrange(1, 8)}"}}

@@ -11,7 +11,8 @@ NET = ipaddress.ip_network("172.31.7.0/24")
 
 
 def lab(**extra: object) -> dict:
-    doc = {"name": "t", "nodes": ["n0", "n1"], "clients": ["c0"]}
+    """Allocation of the lab's own objects, without the DNS's (test_dns_wiring has those)."""
+    doc = {"name": "t", "nodes": ["n0", "n1"], "clients": ["c0"], "dns": {"enabled": False}}
     doc.update(extra)
     return doc
 

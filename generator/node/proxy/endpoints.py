@@ -17,7 +17,7 @@ from generator.node.contract import (
     ServicePortSpec,
     ServiceSpec,
     ready_pods,
-    selects,
+    service_selects,
     serving_terminating_pods,
 )
 
@@ -73,14 +73,16 @@ class PodIndex:
             for item in (pod.get("labels") or {}).items():
                 self.by_label.setdefault(item, []).append(pod)
 
-    def select(self, selector: dict[str, str]) -> list[PublishedPod]:
+    def select(self, service: ServiceSpec) -> list[PublishedPod]:
+        """The ready pods the service selects (of its own namespace only)."""
+        selector = service.get("selector") or {}
         if not selector:
             return []
         candidates = min((self.by_label.get(item, []) for item in selector.items()), key=len)
-        return [p for p in candidates if selects(selector, p.get("labels") or {})]
+        return [p for p in candidates if service_selects(service, p)]
 
     def endpoints(self, service: ServiceSpec, port: ServicePortSpec) -> list[Endpoint]:
-        return sorted_endpoints(self.select(service["selector"]), int(port["targetPort"]),
+        return sorted_endpoints(self.select(service), int(port["targetPort"]),
                                 service.get("trafficDistribution"))
 
 

@@ -9,10 +9,8 @@ NAMESPACE = "default"
 
 
 def service_port_name(service: str, port_name: str, namespace: str = NAMESPACE) -> str:
-    """`default/<service>` or `default/<service>:<port name>` (kube-proxy's ServicePortName).
-
-    kgen labs have one namespace; another is accepted for kube-proxy's own test fixtures.
-    """
+    """`<namespace>/<service>` or `<namespace>/<service>:<port name>` (kube-proxy's
+    ServicePortName)."""
     base = f"{namespace}/{service}"
     return f"{base}:{port_name}" if port_name else base
 

@@ -14,9 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from generator.node.contract import PublishedPod, ServiceSpec, pod_key, selects
+from generator.node.contract import (
+    PublishedPod,
+    ServiceSpec,
+    namespace_of,
+    pod_key,
+    service_selects,
+)
 from generator.node.proxy.endpoints import Endpoint, PodIndex, endpoint_pods, sorted_endpoints
-from generator.node.proxy.naming import NAMESPACE, service_port_name
+from generator.node.proxy.naming import service_port_name
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,14 @@ def policy(info: PortInfo, node: str, zone: str = "") -> Policy:
 def port_infos(services: list[ServiceSpec], pods: list[PublishedPod]) -> Iterator[PortInfo]:
     """Every service port from scratch (the proxiers keep a PortTracker instead)."""
     index = PodIndex(pods)
-    for s in services:
-        yield from port_infos_of(s, index.select(s.get("selector") or {}))
+    for s in proxied(services):
+        yield from port_infos_of(s, index.select(s))
+
+
+def proxied(services: list[ServiceSpec]) -> list[ServiceSpec]:
+    """The services kube-proxy programs: not headless ones (clusterIP None), which
+    have no address to translate; DNS answers for them with their endpoints."""
+    return [s for s in services if s["clusterIP"] != "None"]
 
 
 class PortTracker:
@@ -154,7 +166,7 @@ class PortTracker:
         self.ports: dict[str, list[PortInfo]] = {}
 
     def update(self, services: list[ServiceSpec], pods: list[PublishedPod]) -> list[PortInfo]:
-        new_services = {s["name"]: s for s in services}
+        new_services = {f"{namespace_of(s)}/{s['name']}": s for s in proxied(services)}
         affected = {n for n, s in new_services.items() if self.services.get(n) != s}
         affected |= self.services.keys() - new_services.keys()
         for name in affected:
@@ -184,14 +196,16 @@ class PortTracker:
             if s is None:
                 self.ports.pop(name, None)
             else:
-                self.ports[name] = list(port_infos_of(s, self.select(s.get("selector") or {})))
+                self.ports[name] = list(port_infos_of(s, self.select(s)))
         return [info for name in new_services for info in self.ports[name]]
 
-    def select(self, selector: dict[str, str]) -> list[PublishedPod]:
+    def select(self, service: ServiceSpec) -> list[PublishedPod]:
+        """The ready pods the service selects (of its own namespace only)."""
+        selector = service.get("selector") or {}
         if not selector:
             return []
         candidates = min((self.by_label.get(item, {}) for item in selector.items()), key=len)
-        return [p for p in candidates.values() if selects(selector, p.get("labels") or {})]
+        return [p for p in candidates.values() if service_selects(service, p)]
 
 
 def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo]:
@@ -211,7 +225,7 @@ def port_infos_of(s: ServiceSpec, pods: list[PublishedPod]) -> Iterator[PortInfo
     for p in s["ports"]:
         endpoints = sorted_endpoints(pods, int(p["targetPort"]), s.get("trafficDistribution"))
         yield PortInfo(
-            namespace=s.get("namespace", NAMESPACE), service=s["name"],
+            namespace=namespace_of(s), service=s["name"],
             port_name=p.get("name") or "", protocol=p["protocol"].lower(),
             cluster_ip=s["clusterIP"], port=int(p["port"]),
             node_port=p.get("nodePort") if node_port_service else None,
