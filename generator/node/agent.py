@@ -37,8 +37,6 @@ from generator.node.contract import (
     heartbeat_period,
     input_digest,
     is_live,
-    lb_announcers,
-    local_ready_endpoints,
     read_json,
     renew_heartbeat,
     serving_pods,
@@ -46,6 +44,7 @@ from generator.node.contract import (
 )
 from generator.node.feeds import FeedLimiter, feed_interval
 from generator.node.healthcheck import HealthServers
+from generator.node.lb_election import lb_announcers, local_ready_endpoints
 from generator.node.pod_dns import ZoneWriter, dns_settings
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from generator.node.contract import DNS_ZONE_FILE, Cluster, PodSpec, PublishedPod, namespace_of
 from generator.node.dns.resolvconf import resolv_conf
-from generator.node.documents import CLUSTER_DOMAIN, dns_zone
+from generator.node.dns.zone import CLUSTER_DOMAIN, dns_zone
 
 NETNS_ETC = Path("/etc/netns")
 

@@ -1,6 +1,6 @@
 """MetalLB's layer 2 speaker: this node answers ARP for the LoadBalancer IPs it owns.
 
-Which node owns an IP is `contract.lb_announcers` (the same rule on every node and
+Which node owns an IP is `lb_election.lb_announcers` (the same rule on every node and
 on the host). The speaker holds an AF_PACKET socket on the node's underlay
 interface: an ARP request for an owned IP gets a reply with the interface's MAC;
 an IP newly owned is announced at once with a gratuitous ARP (a request and a

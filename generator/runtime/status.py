@@ -18,7 +18,6 @@ from generator.node.contract import (
     PodSpec,
     PublishedPod,
     ServiceSpec,
-    lb_announcers,
     live_nodes,
     namespace_of,
     read_node_states,
@@ -28,6 +27,7 @@ from generator.node.contract import (
     serving_terminating_pods,
 )
 from generator.node.documents import PodRow, ServiceRow, StatusReport
+from generator.node.lb_election import lb_announcers
 from generator.runtime.paths import LabPaths
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from generator.node.contract import lb_announcer, lb_announcers, local_ready_endpoints
 from generator.node.healthcheck import HealthServers, body
+from generator.node.lb_election import lb_announcer, lb_announcers, local_ready_endpoints
 from generator.node.speaker import BROADCAST, answer, arp_frame, gratuitous
 
 MAC = bytes.fromhex("0242ac1cb403")
