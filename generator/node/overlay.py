@@ -20,7 +20,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from generator.node import proc
 from generator.node.contract import Cluster
@@ -31,13 +31,121 @@ BRIDGE = "cbr0"
 VXLAN_OVERHEAD = 50
 
 
+# The desired state `plan` returns.
+class BridgePart(TypedDict):
+    name: str
+    address: str  # gateway/prefix
+    mtu: int
+    mac: str
+
+
+class VxlanPart(TypedDict):
+    name: str
+    vni: int
+    port: int
+    local: str  # this node's IP
+    dev: str  # the underlay
+    mtu: int
+    address: str  # VTEP/32
+    mac: str
+
+
+class PeerRoute(TypedDict):
+    dst: str  # the peer's pod subnet
+    via: str  # its VTEP (vxlan) or node IP (host-gw)
+    dev: str
+    onlink: bool
+
+
+class Neighbour(TypedDict):
+    ip: str  # a peer's VTEP
+    mac: str
+
+
+class FdbEntry(TypedDict):
+    mac: str  # a peer's VTEP MAC
+    dst: str  # its node IP
+
+
+class OverlayPlan(TypedDict):
+    bridge: BridgePart
+    unreachable: list[str]
+    service_route: str
+    vxlan: VxlanPart | None
+    routes: list[PeerRoute]
+    neighbours: list[Neighbour]
+    fdb: list[FdbEntry]
+
+
+# The rows of `ip -j` / `bridge -j` that are read (only the keys used; iproute2
+# leaves a key out rather than writing null, hence total=False).
+class IpAddrInfo(TypedDict, total=False):
+    family: str
+    local: str
+    prefixlen: int
+
+
+class VxlanInfoData(TypedDict, total=False):
+    id: int
+    port: int
+    local: str
+
+
+class IpLinkInfo(TypedDict, total=False):
+    info_kind: str
+    info_data: VxlanInfoData
+
+
+class IpLink(TypedDict, total=False):
+    """A row of `ip -j link show` or `ip -j addr show` (the latter adds addr_info)."""
+
+    ifname: str
+    mtu: int
+    address: str
+    linkinfo: IpLinkInfo
+    addr_info: list[IpAddrInfo]
+
+
+class IpRoute(TypedDict, total=False):
+    dst: str
+    dev: str
+    gateway: str
+
+
+class IpNeighbour(TypedDict, total=False):
+    dst: str
+    lladdr: str
+
+
+class FdbRow(TypedDict, total=False):
+    mac: str
+    dst: str
+
+
 def ip(*args: str, check: bool = True) -> str:
     return proc.check(["ip", *args]) if check else proc.run(["ip", *args]).stdout
 
 
-def ip_json(*args: str) -> list[dict[str, Any]]:
-    out = ip("-j", *args, check=False)
+def _rows(cmd: list[str]) -> list[Any]:
+    out = proc.run(cmd).stdout
     return list(json.loads(out)) if out.strip() else []
+
+
+def ip_links(*args: str) -> list[IpLink]:
+    """`ip -j link|addr show ...` rows ([] when the device does not exist)."""
+    return cast(list[IpLink], _rows(["ip", "-j", *args]))
+
+
+def ip_routes() -> list[IpRoute]:
+    return cast(list[IpRoute], _rows(["ip", "-j", "route", "show"]))
+
+
+def ip_neighbours(device: str) -> list[IpNeighbour]:
+    return cast(list[IpNeighbour], _rows(["ip", "-j", "neigh", "show", "dev", device]))
+
+
+def fdb_rows(device: str) -> list[FdbRow]:
+    return cast(list[FdbRow], _rows(["bridge", "-j", "fdb", "show", "dev", device]))
 
 
 @dataclass(frozen=True)
@@ -48,19 +156,19 @@ class Underlay:
 
 def underlay_for(node_ip: str) -> Underlay:
     """The interface that carries the node IP (Docker's eth0)."""
-    for link in ip_json("addr", "show"):
+    for link in ip_links("addr", "show"):
         if any(a.get("local") == node_ip for a in link.get("addr_info", [])):
             return Underlay(link["ifname"], int(link["mtu"]))
     raise RuntimeError(f"no interface holds the node IP {node_ip}")
 
 
-def plan(cluster: Cluster, node_name: str, underlay: Underlay) -> dict[str, Any]:
+def plan(cluster: Cluster, node_name: str, underlay: Underlay) -> OverlayPlan:
     """What this node's network must look like (pure: no system calls)."""
     me = next(n for n in cluster["nodes"] if n["name"] == node_name)
     others = [n for n in cluster["nodes"] if n["name"] != node_name]
     prefix = me["podCIDR"].split("/")[1]
     vx = cluster["vxlan"]
-    desired: dict[str, Any] = {
+    desired: OverlayPlan = {
         "bridge": {"name": BRIDGE, "address": f"{me['gateway']}/{prefix}", "mtu": cluster["mtu"],
                    "mac": me["gatewayMAC"]},
         "unreachable": [cluster["podCIDR"]],
@@ -97,19 +205,19 @@ def _sysctl(path: str, value: str) -> None:
         log.warning("cannot set %s=%s (%s); set it through the compose file", path, value, err)
 
 
-def _ensure_bridge(b: dict[str, Any]) -> None:
-    if not ip_json("link", "show", "dev", b["name"]):
+def _ensure_bridge(b: BridgePart) -> None:
+    if not ip_links("link", "show", "dev", b["name"]):
         ip("link", "add", "name", b["name"], "mtu", str(b["mtu"]), "type", "bridge")
     ip("link", "set", b["name"], "address", b["mac"], "mtu", str(b["mtu"]), "up")
-    addrs = ip_json("addr", "show", "dev", b["name"])
+    addrs = ip_links("addr", "show", "dev", b["name"])
     have = {f"{a['local']}/{a['prefixlen']}" for link in addrs for a in link.get("addr_info", [])
             if a.get("family") == "inet"}
     if b["address"] not in have:
         ip("addr", "add", b["address"], "dev", b["name"])
 
 
-def _ensure_vxlan(v: dict[str, Any] | None, device: str) -> None:
-    current = ip_json("-d", "link", "show", "dev", device)
+def _ensure_vxlan(v: VxlanPart | None, device: str) -> None:
+    current = ip_links("-d", "link", "show", "dev", device)
     if v is None:
         if current:
             ip("link", "del", device)
@@ -137,7 +245,7 @@ def ip_batch(lines: list[str], tool: str = "ip") -> None:
     proc.check([tool, "-batch", "-"], input="\n".join(lines) + "\n")
 
 
-def route_commands(desired: dict[str, Any], current: list[dict[str, Any]],
+def route_commands(desired: OverlayPlan, current: list[IpRoute],
                    managed_devs: set[str]) -> list[str]:
     """`ip -batch` lines that make the routes what `desired` says (pure).
 
@@ -159,8 +267,8 @@ def route_commands(desired: dict[str, Any], current: list[dict[str, Any]],
     return lines
 
 
-def neighbour_commands(desired: dict[str, Any], device: str, neighbours: list[dict[str, Any]],
-                       fdb: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+def neighbour_commands(desired: OverlayPlan, device: str, neighbours: list[IpNeighbour],
+                       fdb: list[FdbRow]) -> tuple[list[str], list[str]]:
     """(`ip -batch` lines, `bridge -batch` lines) for the VTEP neighbours and FDB (pure)."""
     ip_lines, bridge_lines = [], []
     wanted_neigh = {n["ip"]: n["mac"] for n in desired["neighbours"]}
@@ -172,22 +280,20 @@ def neighbour_commands(desired: dict[str, Any], device: str, neighbours: list[di
     wanted_fdb = {f["mac"]: f["dst"] for f in desired["fdb"]}
     for entry in fdb:
         mac, dst = entry.get("mac"), entry.get("dst")
-        if dst and wanted_fdb.get(mac) != dst:
+        if dst and wanted_fdb.get(mac or "") != dst:
             bridge_lines.append(f"fdb del {mac} dev {device} dst {dst}")
     bridge_lines += [f"fdb replace {mac} dev {device} dst {dst} self permanent"
                      for mac, dst in wanted_fdb.items()]
     return ip_lines, bridge_lines
 
 
-def _sync_routes(desired: dict[str, Any], managed_devs: set[str]) -> None:
-    ip_batch(route_commands(desired, ip_json("route", "show"), managed_devs))
+def _sync_routes(desired: OverlayPlan, managed_devs: set[str]) -> None:
+    ip_batch(route_commands(desired, ip_routes(), managed_devs))
 
 
-def _sync_neighbours(desired: dict[str, Any], device: str) -> None:
-    out = proc.run(["bridge", "-j", "fdb", "show", "dev", device]).stdout
-    fdb = json.loads(out) if out.strip() else []
-    ip_lines, bridge_lines = neighbour_commands(desired, device,
-                                                ip_json("neigh", "show", "dev", device), fdb)
+def _sync_neighbours(desired: OverlayPlan, device: str) -> None:
+    ip_lines, bridge_lines = neighbour_commands(desired, device, ip_neighbours(device),
+                                                fdb_rows(device))
     ip_batch(ip_lines)
     ip_batch(bridge_lines, tool="bridge")
 

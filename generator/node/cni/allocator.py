@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 from generator.node.cni import spec
 from generator.node.cni.spec import CNIError
+from generator.node.cni.types import IpamConf, IpamRange
 
 IPv4Address = ipaddress.IPv4Address
 
 
 class Range:
-    def __init__(self, raw: dict[str, Any]) -> None:
+    def __init__(self, raw: IpamRange | IpamConf) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(raw["subnet"], strict=False)
             hosts = self.subnet.network_address + 1, self.subnet.broadcast_address - 1
@@ -50,7 +51,7 @@ class Range:
         return f"{self.start}-{self.end}"
 
 
-def ranges(ipam: dict[str, Any]) -> list[Range]:
+def ranges(ipam: IpamConf) -> list[Range]:
     """The first range set (kgen is IPv4 only; one set is what it renders)."""
     if ipam.get("ranges"):
         return [Range(r) for r in ipam["ranges"][0]]

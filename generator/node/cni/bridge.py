@@ -10,23 +10,38 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from generator.node import proc
 from generator.node.cni import spec
 from generator.node.cni.spec import CNIError, in_ns, run
+from generator.node.cni.types import CniResult, NetConf, Route
+
+if TYPE_CHECKING:  # only the row type: the plugin runs per ADD, keep its imports few
+    from generator.node.overlay import IpLink
 
 
-def _link(name: str, netns: str | None = None) -> dict[str, Any] | None:
+class Settings(TypedDict):
+    """The configuration after checking, in the terms the plugin acts on."""
+
+    bridge: str
+    gateway: bool  # the bridge holds the pod subnet's gateway address
+    default_route: bool
+    hairpin: bool
+    promisc: bool
+    mtu: int
+
+
+def _link(name: str, netns: str | None = None) -> IpLink | None:
     cmd = ["ip", "-j", "link", "show", "dev", name]
     result = proc.run(in_ns(netns, *cmd) if netns else cmd)
     if result.returncode != 0:
         return None
-    links = json.loads(result.stdout or "[]")
+    links = cast("list[IpLink]", json.loads(result.stdout or "[]"))
     return links[0] if links else None
 
 
-def _config(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+def _config(conf: NetConf, env: dict[str, str]) -> Settings:
     spec.load_args(env, {})  # the reference bridge knows no CNI_ARGS key of its own
     if conf.get("ipMasq"):
         raise CNIError(spec.UNSUPPORTED_FIELD, "ipMasq is not supported by kgen's bridge plugin")
@@ -42,7 +57,7 @@ def _config(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
             "promisc": bool(conf.get("promiscMode")), "mtu": mtu}
 
 
-def ensure_bridge(name: str, mtu: int, promisc: bool) -> dict[str, Any]:
+def ensure_bridge(name: str, mtu: int, promisc: bool) -> IpLink:
     if _link(name) is None:
         # Another ADD may create it at the same moment: a lost race is fine.
         proc.run(["ip", "link", "add", "name", name, "mtu", str(mtu), "type", "bridge"])
@@ -62,7 +77,7 @@ def ensure_gateway(bridge: str, gateway: str, prefix: int) -> None:
         proc.run(["ip", "addr", "add", f"{gateway}/{prefix}", "dev", bridge])
 
 
-def make_veth(env: dict[str, str], cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def make_veth(env: dict[str, str], cfg: Settings) -> tuple[str, IpLink]:
     netns, ifname = env["CNI_NETNS"], env["CNI_IFNAME"]
     if _link(ifname, netns) is not None:
         raise CNIError(spec.INTERNAL, f"container veth name provided ({ifname}) already exists")
@@ -77,12 +92,12 @@ def make_veth(env: dict[str, str], cfg: dict[str, Any]) -> tuple[str, dict[str, 
     return host, link
 
 
-def configure_pod(env: dict[str, str], ipam: dict[str, Any], cfg: dict[str, Any]) -> list[dict]:
+def configure_pod(env: dict[str, str], ipam: CniResult, cfg: Settings) -> list[Route]:
     netns, ifname = env["CNI_NETNS"], env["CNI_IFNAME"]
     for ip in ipam["ips"]:
         run(in_ns(netns, "ip", "addr", "add", ip["address"], "dev", ifname), "set pod address")
     run(in_ns(netns, "ip", "link", "set", ifname, "up"), "bring up pod interface")
-    routes = [dict(r) for r in ipam.get("routes", [])]
+    routes = [Route(**r) for r in ipam.get("routes", [])]
     if cfg["default_route"] and not any(r["dst"] == "0.0.0.0/0" for r in routes):
         routes.append({"dst": "0.0.0.0/0", "gw": ipam["ips"][0]["gateway"]})
     for route in routes:
@@ -92,7 +107,7 @@ def configure_pod(env: dict[str, str], ipam: dict[str, Any], cfg: dict[str, Any]
     return routes
 
 
-def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
+def add(env: dict[str, str], conf: NetConf) -> CniResult:
     cfg = _config(conf, env)
     netns = env["CNI_NETNS"]
     if not os.path.exists(netns):
@@ -101,7 +116,9 @@ def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
     host, host_link = make_veth(env, cfg)
     ipam_type = conf["ipam"]["type"]
     try:
-        ipam = spec.exec_plugin(spec.find_plugin(ipam_type, env["CNI_PATH"]), env, conf) or {}
+        ipam = spec.exec_plugin(spec.find_plugin(ipam_type, env["CNI_PATH"]), env, conf)
+        if ipam is None:
+            raise CNIError(spec.INTERNAL, "IPAM plugin returned missing IP config")
         if not ipam.get("ips"):
             raise CNIError(spec.INTERNAL, "IPAM plugin returned missing IP config")
         if cfg["gateway"]:
@@ -125,7 +142,7 @@ def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
+def delete(env: dict[str, str], conf: NetConf) -> None:
     spec.load_args(env, {})
     # IPAM first: an address must be released even when the netns is gone.
     ipam_type = (conf.get("ipam") or {}).get("type")
@@ -137,7 +154,7 @@ def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
         proc.run(in_ns(netns, "ip", "link", "del", env["CNI_IFNAME"]))
 
 
-def check(env: dict[str, str], conf: dict[str, Any]) -> None:
+def check(env: dict[str, str], conf: NetConf) -> None:
     prev = conf.get("prevResult")
     if not prev:
         raise CNIError(spec.INVALID_CONFIG, "required prevResult missing")

@@ -19,11 +19,11 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from generator.node.cni import spec
 from generator.node.cni.allocator import allocate, ranges
 from generator.node.cni.spec import CNIError
+from generator.node.cni.types import CniResult, IpamConf, NetConf, Route
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 LINE_BREAK = "\r\n"
@@ -86,7 +86,7 @@ def _ip(text: str) -> ipaddress.IPv4Address:
         raise ValueError(f"invalid IP address {text}") from None
 
 
-def requested_ips(env: dict[str, str], conf: dict[str, Any]) -> list[ipaddress.IPv4Address]:
+def requested_ips(env: dict[str, str], conf: NetConf) -> list[ipaddress.IPv4Address]:
     """Addresses the runtime asks for, in the reference's order: CNI_ARGS, args, runtimeConfig."""
     wanted = []
     args = spec.load_args(env, {"IP": _ip})
@@ -102,7 +102,7 @@ def requested_ips(env: dict[str, str], conf: dict[str, Any]) -> list[ipaddress.I
     return list(dict.fromkeys(wanted))
 
 
-def _store(env: dict[str, str], conf: dict[str, Any]) -> tuple[DiskStore, dict[str, Any]]:
+def _store(env: dict[str, str], conf: NetConf) -> tuple[DiskStore, IpamConf]:
     spec.load_args(env, {"IP": _ip})
     ipam = conf.get("ipam") or {}
     if not conf.get("name"):
@@ -110,31 +110,31 @@ def _store(env: dict[str, str], conf: dict[str, Any]) -> tuple[DiskStore, dict[s
     return DiskStore(ipam.get("dataDir") or DEFAULT_DATA_DIR, conf["name"]), ipam
 
 
-def add(env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
+def add(env: dict[str, str], conf: NetConf) -> CniResult:
     store, ipam = _store(env, conf)
     container, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
     rng = ranges(ipam)[0]
     wanted = requested_ips(env, conf)
     with store.locked():
         ip = allocate(store, rng, container, ifname, wanted)
-    result: dict[str, Any] = {
+    result: CniResult = {
         "cniVersion": conf["cniVersion"],
         "ips": [{"address": f"{ip}/{rng.subnet.prefixlen}", "gateway": str(rng.gateway)}],
         "dns": {},
     }
     if ipam.get("routes"):  # omitted when empty, as the reference's result is
-        result["routes"] = [dict(r) for r in ipam["routes"]]
+        result["routes"] = [Route(**r) for r in ipam["routes"]]
     return result
 
 
-def delete(env: dict[str, str], conf: dict[str, Any]) -> None:
+def delete(env: dict[str, str], conf: NetConf) -> None:
     store, _ = _store(env, conf)
     with store.locked():
         for path in store.held_by(env["CNI_CONTAINERID"], env["CNI_IFNAME"]):
             path.unlink(missing_ok=True)
 
 
-def check(env: dict[str, str], conf: dict[str, Any]) -> None:
+def check(env: dict[str, str], conf: NetConf) -> None:
     store, _ = _store(env, conf)
     if not store.held_by(env["CNI_CONTAINERID"], env["CNI_IFNAME"]):
         raise CNIError(spec.INTERNAL, "host-local: Failed to find address added by container "

@@ -11,9 +11,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from generator.node.cni.spec import CNIError, exec_plugin, find_plugin
+from generator.node.cni.types import CniResult, NetConf, NetConfList
 
 __all__ = ["CNIError", "add", "cni_args", "delete", "write_wrappers"]
 
@@ -21,15 +22,15 @@ RESULTS_DIR = Path("/var/lib/cni/results")
 PLUGINS = {"bridge": "bridge", "host-local": "host_local", "loopback": "loopback"}
 
 
-def _load(conflist: Path) -> dict[str, Any]:
-    doc = json.loads(conflist.read_text())
+def _load(conflist: Path) -> NetConfList:
+    doc = cast(NetConfList, json.loads(conflist.read_text()))
     if not doc.get("plugins"):
         raise CNIError(7, f"{conflist}: no plugins in the network configuration list")
     return doc
 
 
-def _net_conf(doc: dict[str, Any], plugin: dict[str, Any], prev: Any) -> dict[str, Any]:
-    conf = {**plugin, "name": doc["name"], "cniVersion": doc["cniVersion"]}
+def _net_conf(doc: NetConfList, plugin: NetConf, prev: CniResult | None) -> NetConf:
+    conf: NetConf = {**plugin, "name": doc["name"], "cniVersion": doc["cniVersion"]}
     if prev is not None:
         conf["prevResult"] = prev
     return conf
@@ -50,21 +51,21 @@ def cni_args(**pairs: str) -> str:
     return ";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in pairs.items() if v)])
 
 
-def _cache(doc: dict[str, Any], container_id: str, ifname: str) -> Path:
+def _cache(doc: NetConfList, container_id: str, ifname: str) -> Path:
     return RESULTS_DIR / f"{doc['name']}-{container_id}-{ifname}"
 
 
 def add(conflist: Path, container_id: str, netns: str, ifname: str,
-        cni_path: str, args: str = "") -> dict[str, Any]:
+        cni_path: str, args: str = "") -> CniResult:
     doc = _load(conflist)
     env = _env("ADD", container_id, netns, ifname, cni_path, args)
-    result: Any = None
+    result: CniResult | None = None
     for plugin in doc["plugins"]:
         result = exec_plugin(find_plugin(plugin["type"], cni_path), env,
                              _net_conf(doc, plugin, result))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     _cache(doc, container_id, ifname).write_text(json.dumps(result))
-    return dict(result or {})
+    return CniResult(**result) if result else CniResult(cniVersion=doc["cniVersion"])
 
 
 def delete(conflist: Path, container_id: str, netns: str, ifname: str, cni_path: str,
@@ -72,7 +73,7 @@ def delete(conflist: Path, container_id: str, netns: str, ifname: str, cni_path:
     doc = _load(conflist)
     env = _env("DEL", container_id, netns, ifname, cni_path, args)
     cache = _cache(doc, container_id, ifname)
-    prev = json.loads(cache.read_text()) if cache.exists() else None
+    prev = cast(CniResult, json.loads(cache.read_text())) if cache.exists() else None
     for plugin in reversed(doc["plugins"]):
         exec_plugin(find_plugin(plugin["type"], cni_path), env, _net_conf(doc, plugin, prev))
     cache.unlink(missing_ok=True)

@@ -11,9 +11,10 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from generator.node import proc
+from generator.node.cni.types import CniResult, ErrorDoc, NetConf
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
 
@@ -34,8 +35,8 @@ class CNIError(Exception):
         super().__init__(msg)
         self.code, self.msg, self.details = code, msg, details
 
-    def to_json(self, version: str = "1.0.0") -> dict[str, Any]:
-        doc: dict[str, Any] = {"cniVersion": version, "code": self.code, "msg": self.msg}
+    def to_json(self, version: str = "1.0.0") -> ErrorDoc:
+        doc: ErrorDoc = {"cniVersion": version, "code": self.code, "msg": self.msg}
         if self.details:
             doc["details"] = self.details
         return doc
@@ -64,7 +65,7 @@ def read_env(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith("CNI_")}
 
 
-def read_config(raw: bytes) -> dict[str, Any]:
+def read_config(raw: bytes) -> NetConf:
     try:
         conf = json.loads(raw or b"{}")
     except ValueError as err:
@@ -76,10 +77,10 @@ def read_config(raw: bytes) -> dict[str, Any]:
     if version not in SUPPORTED_VERSIONS:
         raise CNIError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
                        f"config is {version!r}, plugin supports {SUPPORTED_VERSIONS}")
-    return conf
+    return cast(NetConf, conf)
 
 
-Handler = Callable[[dict[str, str], dict[str, Any]], dict[str, Any] | None]
+Handler = Callable[[dict[str, str], NetConf], CniResult | None]
 
 
 def plugin_main(add: Handler, delete: Handler, check: Handler) -> None:
@@ -157,7 +158,7 @@ def find_plugin(name: str, cni_path: str) -> str:
     raise CNIError(INTERNAL, f'failed to find plugin "{name}" in path [{cni_path}]')
 
 
-def exec_plugin(path: str, env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any] | None:
+def exec_plugin(path: str, env: dict[str, str], conf: NetConf) -> CniResult | None:
     """Run a plugin as a runtime (or a delegating plugin) does."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     full_env.update(env)
@@ -171,7 +172,7 @@ def exec_plugin(path: str, env: dict[str, str], conf: dict[str, Any]) -> dict[st
         except ValueError:
             raise CNIError(INTERNAL, f"plugin {path} failed",
                            (out + result.stderr).strip()[:500]) from None
-    return json.loads(out) if out else None
+    return cast(CniResult, json.loads(out)) if out else None
 
 
 def in_ns(netns: str, *cmd: str) -> list[str]:
