@@ -9,7 +9,10 @@ then service by service. What each service gets:
   node must be dropped), and one conntrack check per lab;
 - one UDP check per UDP port; affinity for ClientIP services, else a hairpin
   check (with affinity a pod may be pinned to another backend);
-- a NodePort check through every node; a service without backends: refused.
+- a NodePort check through every node (LoadBalancer services too); a service
+  without backends: refused;
+- LoadBalancer: its IP from every client, and its health check on every node;
+  externalIPs: each routed by the client via a node.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from generator.checks.kinds import (
     clusterip,
     clusterip_udp,
     conntrack,
+    external_ip,
     hairpin,
+    lb_health,
+    loadbalancer,
     mtu,
     no_endpoints,
     nodeport,
@@ -69,8 +75,10 @@ def service(ctx: Planning, svc: ServiceSpec) -> list[Check]:
         checks.append(affinity.plan(ctx, svc, tcp, served[0], reached(served[0])))
     elif tcp:
         checks.append(hairpin.plan(ctx, svc, tcp, reached(backends[0])))
-    if svc["type"] == "NodePort":
+    if svc["type"] in ("NodePort", "LoadBalancer"):
         checks += nodeport.plan(ctx, svc, backends)
+    checks += [*loadbalancer.plan(ctx, svc, backends), *lb_health.plan(ctx, svc),
+               *external_ip.plan(ctx, svc, backends)]
     return checks
 
 

@@ -69,3 +69,18 @@ def no_endpoints(check: Check, kgen_checks: CheckRun) -> None:
 def nodeport(check: Check, kgen_checks: CheckRun) -> None:
     """A NodePort through every node, per traffic policy (kinds/nodeport.py)."""
     verify(check, kgen_checks)
+
+
+def loadbalancer(check: Check, kgen_checks: CheckRun) -> None:
+    """A LoadBalancer IP from every client, via its announcer (kinds/loadbalancer.py)."""
+    verify(check, kgen_checks)
+
+
+def lb_health(check: Check, kgen_checks: CheckRun) -> None:
+    """A Local LoadBalancer's health check node port on every node (kinds/lb_health.py)."""
+    verify(check, kgen_checks)
+
+
+def external_ip(check: Check, kgen_checks: CheckRun) -> None:
+    """An external IP routed by the client to a node (kinds/external_ip.py)."""
+    verify(check, kgen_checks)

@@ -40,7 +40,10 @@ def test_every_kind_has_its_test_function_and_plans_its_own_class(demo: tuple[di
         assert callable(getattr(test_datapath, kind.test_name())), kind.kind
         assert issubclass(kind, ProbeCheck) != issubclass(kind, CommandCheck), kind.kind
     by_kind = {k.kind: k for k in KINDS}
-    checks = plan(demo[0])
+    # The demo has no LoadBalancer or externalIP: labs/loadbalancer.yaml plans those kinds.
+    lb = build_state(load_lab(ROOT / "labs" / "loadbalancer.yaml"),
+                     ipaddress.ip_network("172.31.200.0/24"))
+    checks = plan(demo[0]) + plan(lb)
     assert {c.kind for c in checks} == set(by_kind)
     assert all(type(c) is by_kind[c.kind] for c in checks)
     assert "clusterip[web:80 from pod-0]" in {c.id for c in checks}
