@@ -15,7 +15,8 @@ from generator.checks.base import CommandCheck, LabView, Outcome, Planning
 from generator.checks.batch import TIMEOUT
 from generator.checks.kinds.loadbalancer import published
 from generator.node import healthcheck
-from generator.node.contract import NodeSpec, ServiceSpec, local_ready_endpoints
+from generator.node.contract import NodeSpec, ServiceSpec
+from generator.node.lb_election import local_ready_endpoints
 
 # One GET that reports the status and the body, whatever the status (the probe calls any
 # status but 200 an error and drops the body).

@@ -23,7 +23,8 @@ from typing import Any
 from generator.checks.base import Planning, Pod, names, shown
 from generator.checks.kinds.nodeport import SNAT_DRAWS, NodePort, _depends
 from generator.checks.stats import miss_probability, spread_requests
-from generator.node.contract import ClientSpec, PublishedPod, ServiceSpec, lb_announcers
+from generator.node.contract import ClientSpec, PublishedPod, ServiceSpec
+from generator.node.lb_election import lb_announcers
 
 
 class LoadBalancer(NodePort):
