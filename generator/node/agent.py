@@ -1,15 +1,14 @@
 """The node agent: the main process of every node container.
 
-It plays kubelet and the network daemons of a node: reads the cluster state
-mounted at /etc/kgen, builds the overlay, runs this node's pods, feeds the
-kube-proxy clone with the pods of every live node, renews this node's
-heartbeat, and publishes what it has done in the shared state directory.
+It plays kubelet and the network daemons of a node: reads the cluster state mounted at
+/etc/kgen, builds the overlay, runs this node's pods (and serves the DNS zone to its DNS
+pods), feeds the kube-proxy clone with the pods of every live node, announces its
+LoadBalancer IPs, renews its heartbeat, and publishes what it has done in the state directory.
 
-Idle, it costs next to nothing: it looks at the modification times of the
-cluster file and of the state directory (one stat each) and at the peers'
-heartbeats once a second, re-reads only the state files that changed, and
-hands the proxy new input only when something did. While something is on its
-way (pods starting, a proxy catching up) it looks five times as often.
+Idle, it costs next to nothing: it looks at the modification times of the cluster file and
+of the state directory (one stat each) and at the peers' heartbeats once a second, re-reads
+only the state files that changed, and hands the proxy new input only when something did.
+While something is on its way (pods starting, a proxy catching up) it looks five times as often.
 """
 
 from __future__ import annotations
