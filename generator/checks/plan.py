@@ -14,6 +14,7 @@ then service by service. What each service gets:
 
 from __future__ import annotations
 
+from generator.checks.answerers import Answerers, terminating_pods
 from generator.checks.base import Check, Planning, Pod
 from generator.checks.kinds import (
     affinity,
@@ -21,33 +22,36 @@ from generator.checks.kinds import (
     clusterip_udp,
     conntrack,
     hairpin,
+    localhost_nodeport,
     mtu,
     no_endpoints,
     nodeport,
     pod_to_pod,
     wire,
 )
-from generator.node.contract import Cluster, ServiceSpec, selects
+from generator.node.contract import Cluster, ServiceSpec
+from generator.node.documents import StatusReport
 
 
-def plan(cluster: Cluster) -> list[Check]:
+def plan(cluster: Cluster, status: StatusReport | None = None) -> list[Check]:
+    """The lab's checks; `status` (as `kgen status --json`) adds its Terminating pods."""
     ctx = Planning(cluster)
     checks: list[Check] = [*pod_to_pod.plan(ctx), *wire.plan(ctx), *mtu.plan(ctx)]
+    terminating = terminating_pods(status)
     for svc in cluster["services"]:
-        checks += service(ctx, svc)
+        checks += service(ctx, svc, terminating.get(svc["name"], []))
     return checks
 
 
-def service(ctx: Planning, svc: ServiceSpec) -> list[Check]:
-    backends = [p for p in ctx.servers if selects(svc["selector"], p["labels"])]
-    if not backends:
+def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = None) -> list[Check]:
+    answerers = Answerers(ctx, svc, svc["ports"][0], terminating or [])
+    if not answerers.any:
         return list(no_endpoints.plan(ctx, svc))
+    backends = list(answerers.pods.values())
 
     def reached(source: Pod) -> list[Pod]:
-        """internalTrafficPolicy Local: a pod reaches only its own node's endpoints."""
-        if svc.get("internalTrafficPolicy") != "Local":
-            return backends
-        return [b for b in backends if b["node"] == source["node"]]
+        """Who answers a pod on the source's node: its proxy's CategorizeEndpoints."""
+        return answerers.internal(source["node"])
 
     checks: list[Check] = []
     tcp = next((p for p in svc["ports"] if p["protocol"] == "TCP"), None)
@@ -66,10 +70,13 @@ def service(ctx: Planning, svc: ServiceSpec) -> list[Check]:
         checks.append(clusterip_udp.plan(ctx, svc, udp, served[0], reached(served[0])))
     if tcp and served and svc["sessionAffinity"] == "ClientIP":
         checks.append(affinity.plan(ctx, svc, tcp, served[0], reached(served[0])))
-    elif tcp:
+    elif tcp and backends[0] in ctx.servers:  # a terminating pod sends nothing new
         checks.append(hairpin.plan(ctx, svc, tcp, reached(backends[0])))
     if svc["type"] == "NodePort":
-        checks += nodeport.plan(ctx, svc, backends)
+        checks += nodeport.plan(ctx, svc, backends, answerers.external)
+        for node in ctx.cluster["nodes"]:  # the node's own traffic: Cluster endpoints
+            checks += localhost_nodeport.plan(svc, node, ctx.cluster["proxyMode"],
+                                              answerers.cluster(node["name"]))
     return checks
 
 
@@ -79,5 +86,5 @@ def _sources(ctx: Planning, backends: list[Pod]) -> list[Pod]:
     names = {b["name"] for b in backends}
     away = [p for p in ctx.servers if p["node"] not in backend_nodes]
     near = [p for p in ctx.servers if p["node"] in backend_nodes and p["name"] not in names]
-    near = near or [b for b in backends if len(backends) > 1]
+    near = near or [b for b in backends if len(backends) > 1 and b in ctx.servers]
     return [group[0] for group in (away, near) if group]

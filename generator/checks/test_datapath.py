@@ -69,3 +69,8 @@ def no_endpoints(check: Check, kgen_checks: CheckRun) -> None:
 def nodeport(check: Check, kgen_checks: CheckRun) -> None:
     """A NodePort through every node, per traffic policy (kinds/nodeport.py)."""
     verify(check, kgen_checks)
+
+
+def localhost(check: Check, kgen_checks: CheckRun) -> None:
+    """A NodePort answers on a node's 127.0.0.1, iptables mode (kinds/localhost_nodeport.py)."""
+    verify(check, kgen_checks)

@@ -24,7 +24,7 @@ def demo_plan():
 def test_demo_plan_covers_every_path_of_the_story() -> None:
     kinds = {c.kind for c in demo_plan().values()}
     assert kinds == {"pod-to-pod", "wire", "mtu", "clusterip", "conntrack", "clusterip-udp",
-                     "affinity", "hairpin", "no-endpoints", "nodeport"}
+                     "affinity", "hairpin", "no-endpoints", "nodeport", "localhost"}
 
 
 def test_clusterip_is_checked_from_nodes_with_and_without_backends() -> None:

@@ -9,6 +9,7 @@ from generator.checks.kinds.clusterip import ClusterIP
 from generator.checks.kinds.clusterip_udp import ClusterIPUDP
 from generator.checks.kinds.conntrack import Conntrack
 from generator.checks.kinds.hairpin import Hairpin
+from generator.checks.kinds.localhost_nodeport import LocalhostNodePort
 from generator.checks.kinds.mtu import Mtu
 from generator.checks.kinds.no_endpoints import NoEndpoints
 from generator.checks.kinds.nodeport import NodePort
@@ -17,4 +18,4 @@ from generator.checks.kinds.wire import Wire
 
 # Every kind; each has a test function of its test_name() in generator/checks/test_datapath.py.
 KINDS: list[type[Check]] = [PodToPod, Wire, Mtu, ClusterIP, Conntrack, ClusterIPUDP, Affinity,
-                            Hairpin, NoEndpoints, NodePort]
+                            Hairpin, NoEndpoints, NodePort, LocalhostNodePort]
