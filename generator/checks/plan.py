@@ -9,7 +9,12 @@ then service by service. What each service gets:
   node must be dropped), and one conntrack check per lab;
 - one UDP check per UDP port; affinity for ClientIP services, else a hairpin
   check (with affinity a pod may be pinned to another backend);
-- a NodePort check through every node; a service without backends: refused.
+- a NodePort check through every node, and (iptables mode) one of every node's
+  127.0.0.1:<nodePort>; a service without backends: refused.
+
+Who may answer, from each node, is what that node's proxy decides (answerers.py:
+CategorizeEndpoints with topology): ready endpoints, else serving terminating
+ones (from `status`), filtered to the zone or node by trafficDistribution.
 """
 
 from __future__ import annotations

@@ -249,6 +249,8 @@ def test_only_terminating_endpoints_are_the_fallback() -> None:
     checks = by_id(cluster, status)
     assert not any(c.kind == "no-endpoints" for c in checks.values())
     assert checks["clusterip[web:80 from c3]"].params["backends"] == ["w0", "w1", "w2"]
+    assert "terminating: the fallback" in checks["clusterip[web:80 from c3]"].expected
+    assert "terminating" not in by_id(zoned_lab(None))["clusterip[web:80 from c3]"].expected
     assert checks["localhost[web:30090 on n1]"].params["backends"] == ["w0", "w1", "w2"]
     # a terminating pod starts nothing: no hairpin from it, and no source among them
     assert {c.source for c in checks.values() if c.kind == "clusterip"} <= {"c0", "c3"}
