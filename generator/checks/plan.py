@@ -9,14 +9,19 @@ then service by service. What each service gets:
   node must be dropped), and one conntrack check per lab;
 - one UDP check per UDP port; affinity for ClientIP services, else a hairpin
   check (with affinity a pod may be pinned to another backend);
-- a NodePort check through every node (LoadBalancer services too); a service
-  without backends: refused;
+- a NodePort check through every node (LoadBalancer services too), and (iptables
+  mode) one of every node's 127.0.0.1:<nodePort>; a service without backends: refused;
 - LoadBalancer: its IP from every client, and its health check on every node;
   externalIPs: each routed by the client via a node.
+
+Who may answer, from each node, is what that node's proxy decides (answerers.py:
+CategorizeEndpoints with topology): ready endpoints, else serving terminating
+ones (from `status`), filtered to the zone or node by trafficDistribution.
 """
 
 from __future__ import annotations
 
+from generator.checks.answerers import Answerers, terminating_pods
 from generator.checks.base import Check, Planning, Pod
 from generator.checks.kinds import (
     affinity,
@@ -27,34 +32,37 @@ from generator.checks.kinds import (
     hairpin,
     lb_health,
     loadbalancer,
+    localhost_nodeport,
     mtu,
     no_endpoints,
     nodeport,
     pod_to_pod,
     wire,
 )
-from generator.node.contract import Cluster, ServiceSpec, service_selects
+from generator.node.contract import Cluster, ServiceSpec
+from generator.node.documents import StatusReport
 
 
-def plan(cluster: Cluster) -> list[Check]:
+def plan(cluster: Cluster, status: StatusReport | None = None) -> list[Check]:
+    """The lab's checks; `status` (as `kgen status --json`) adds its Terminating pods."""
     ctx = Planning(cluster)
     checks: list[Check] = [*pod_to_pod.plan(ctx), *wire.plan(ctx), *mtu.plan(ctx)]
+    terminating = terminating_pods(status)
     for svc in cluster["services"]:
         if svc["clusterIP"] != "None":  # headless: nothing of kube-proxy's to check
-            checks += service(ctx, svc)
+            checks += service(ctx, svc, terminating.get(svc["name"], []))
     return checks
 
 
-def service(ctx: Planning, svc: ServiceSpec) -> list[Check]:
-    backends = [p for p in ctx.servers if service_selects(svc, p)]
-    if not backends:
+def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = None) -> list[Check]:
+    answerers = Answerers(ctx, svc, svc["ports"][0], terminating or [])
+    if not answerers.any:
         return list(no_endpoints.plan(ctx, svc))
+    backends = list(answerers.pods.values())
 
     def reached(source: Pod) -> list[Pod]:
-        """internalTrafficPolicy Local: a pod reaches only its own node's endpoints."""
-        if svc.get("internalTrafficPolicy") != "Local":
-            return backends
-        return [b for b in backends if b["node"] == source["node"]]
+        """Who answers a pod on the source's node: its proxy's CategorizeEndpoints."""
+        return answerers.internal(source["node"])
 
     checks: list[Check] = []
     tcp = next((p for p in svc["ports"] if p["protocol"] == "TCP"), None)
@@ -73,10 +81,13 @@ def service(ctx: Planning, svc: ServiceSpec) -> list[Check]:
         checks.append(clusterip_udp.plan(ctx, svc, udp, served[0], reached(served[0])))
     if tcp and served and svc["sessionAffinity"] == "ClientIP":
         checks.append(affinity.plan(ctx, svc, tcp, served[0], reached(served[0])))
-    elif tcp:
+    elif tcp and backends[0] in ctx.servers:  # a terminating pod sends nothing new
         checks.append(hairpin.plan(ctx, svc, tcp, reached(backends[0])))
     if svc["type"] in ("NodePort", "LoadBalancer"):
-        checks += nodeport.plan(ctx, svc, backends)
+        checks += nodeport.plan(ctx, svc, backends, answerers.external)
+        for node in ctx.cluster["nodes"]:  # the node's own traffic: Cluster endpoints
+            checks += localhost_nodeport.plan(svc, node, ctx.cluster["proxyMode"],
+                                              answerers.cluster(node["name"]))
     checks += [*loadbalancer.plan(ctx, svc, backends), *lb_health.plan(ctx, svc),
                *external_ip.plan(ctx, svc, backends)]
     return checks
@@ -88,5 +99,5 @@ def _sources(ctx: Planning, backends: list[Pod]) -> list[Pod]:
     names = {b["name"] for b in backends}
     away = [p for p in ctx.servers if p["node"] not in backend_nodes]
     near = [p for p in ctx.servers if p["node"] in backend_nodes and p["name"] not in names]
-    near = near or [b for b in backends if len(backends) > 1]
+    near = near or [b for b in backends if len(backends) > 1 and b in ctx.servers]
     return [group[0] for group in (away, near) if group]

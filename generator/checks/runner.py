@@ -209,7 +209,7 @@ def execute(cluster: Cluster, status: StatusReport, checks: list[Check] | None =
             junitxml: Path | None = None, lab: KgenLab | None = None) -> list[dict[str, Any]]:
     """Run checks (default: the lab's plan; `keyword` selects as pytest -k does);
     one result row per check run, in plan order."""
-    checks = plan(cluster) if checks is None else checks
+    checks = plan(cluster, status) if checks is None else checks
     lab = lab or KgenLab(cluster, lambda: status)
     plugin = ChecksPlugin(checks, lab, status, parallel, timeout, progress)
     report = io.StringIO()

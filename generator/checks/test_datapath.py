@@ -84,3 +84,8 @@ def lb_health(check: Check, kgen_checks: CheckRun) -> None:
 def external_ip(check: Check, kgen_checks: CheckRun) -> None:
     """An external IP routed by the client to a node (kinds/external_ip.py)."""
     verify(check, kgen_checks)
+
+
+def localhost(check: Check, kgen_checks: CheckRun) -> None:
+    """A NodePort answers on a node's 127.0.0.1, iptables mode (kinds/localhost_nodeport.py)."""
+    verify(check, kgen_checks)

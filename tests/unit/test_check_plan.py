@@ -24,7 +24,7 @@ def demo_plan():
 def test_demo_plan_covers_every_path_of_the_story() -> None:
     kinds = {c.kind for c in demo_plan().values()}
     assert kinds == {"pod-to-pod", "wire", "mtu", "clusterip", "conntrack", "clusterip-udp",
-                     "affinity", "hairpin", "no-endpoints", "nodeport"}
+                     "affinity", "hairpin", "no-endpoints", "nodeport", "localhost"}
 
 
 def test_clusterip_is_checked_from_nodes_with_and_without_backends() -> None:
@@ -170,3 +170,108 @@ def test_a_large_lab_gets_a_plan_that_grows_with_node_pairs() -> None:
     web = next(c for c in checks if c.id.startswith("clusterip[web:80 from "))
     assert len(web.params["backends"]) == 50 and web.params["requests"] == spread_requests(50)
     assert len([c for c in checks if c.kind == "nodeport"]) == 50
+
+
+# ---- issue 21: CategorizeEndpoints, topology and localhost NodePorts in the plan
+
+
+def zoned_lab(distribution: str | None, proxy_mode: str = "iptables") -> dict:
+    """Zone a: n0, n1; zone b: n2, n3. Backends w0 (n0), w1 (n1), w2 (n2); the ClusterIP
+    sources c0 (n0: a node with a backend) and c3 (n3: without); one client."""
+    svc = {"name": "web", "selector": {"app": "web"}, "type": "NodePort",
+           "ports": [{"port": 80, "nodePort": 30090}]}
+    if distribution:
+        svc["trafficDistribution"] = distribution
+    doc = {"name": "t", "proxyMode": proxy_mode, "clients": ["cl"],
+           "nodes": [{"name": "n0", "zone": "a"}, {"name": "n1", "zone": "a"},
+                     {"name": "n2", "zone": "b"}, {"name": "n3", "zone": "b"}],
+           "pods": [{"name": "w0", "node": "n0", "labels": {"app": "web"}},
+                    {"name": "w1", "node": "n1", "labels": {"app": "web"}},
+                    {"name": "w2", "node": "n2", "labels": {"app": "web"}},
+                    {"name": "c0", "node": "n0"}, {"name": "c3", "node": "n3"}],
+           "services": [svc]}
+    return build_state(parse_lab(doc), NET)
+
+
+def by_id(cluster: dict, status: dict | None = None) -> dict:
+    return {c.id: c for c in plan(cluster, status)}
+
+
+def test_prefer_close_keeps_requests_in_the_source_zone_and_sizes_the_draws_to_it() -> None:
+    checks = by_id(zoned_lab("PreferClose"))
+    zone_a = checks["clusterip[web:80 from c0]"]
+    assert zone_a.params["backends"] == ["w0", "w1"]
+    assert zone_a.params["requests"] == spread_requests(2)
+    assert checks["clusterip[web:80 from c3]"].params["backends"] == ["w2"]
+    assert checks["clusterip[web:80 from c3]"].params["requests"] == 1
+    plain = by_id(zoned_lab(None))["clusterip[web:80 from c0]"]
+    assert plain.params["backends"] == ["w0", "w1", "w2"]
+    assert plain.params["requests"] == spread_requests(3) > zone_a.params["requests"]
+    assert checks["nodeport[web:30090 via n3]"].params["backends"] == ["w2"]
+    assert checks["nodeport[web:30090 via n1]"].params["backends"] == ["w0", "w1"]
+
+
+def test_prefer_same_node_sends_to_the_node_own_endpoint_else_to_the_zone() -> None:
+    checks = by_id(zoned_lab("PreferSameNode"))
+    assert checks["clusterip[web:80 from c0]"].params["backends"] == ["w0"]
+    assert checks["nodeport[web:30090 via n1]"].params["backends"] == ["w1"]
+    assert checks["clusterip[web:80 from c3]"].params["backends"] == ["w2"]
+
+
+def test_a_zone_without_a_ready_endpoint_uses_them_all() -> None:
+    cluster = zoned_lab("PreferClose")
+    cluster["pods"] = [p for p in cluster["pods"] if p["name"] != "w2"]
+    checks = by_id(cluster)
+    assert checks["clusterip[web:80 from c3]"].params["backends"] == ["w0", "w1"]
+
+
+def terminating_status(cluster: dict, names: list[str]) -> dict:
+    """`kgen status --json` with `names` Terminating and removed from the cluster, as
+    `kgen apply` leaves them."""
+    gone = [p for p in cluster["pods"] if p["name"] in names]
+    cluster["pods"] = [p for p in cluster["pods"] if p["name"] not in names]
+    return {"pods": [{"name": p["name"], "node": p["node"], "ip": p["ip"],
+                      "state": "Terminating"} for p in gone],
+            "services": [{"name": "web", "terminating": [f"{p['ip']}:80" for p in gone]}]}
+
+
+def test_a_terminating_endpoint_is_expected_only_when_none_is_ready() -> None:
+    cluster = zoned_lab(None)
+    status = terminating_status(cluster, ["w2"])
+    checks = by_id(cluster, status)
+    assert checks["clusterip[web:80 from c3]"].params["backends"] == ["w0", "w1"]
+    assert checks["nodeport[web:30090 via n2]"].params["backends"] == ["w0", "w1"]
+
+
+def test_only_terminating_endpoints_are_the_fallback() -> None:
+    cluster = zoned_lab(None)
+    status = terminating_status(cluster, ["w0", "w1", "w2"])
+    checks = by_id(cluster, status)
+    assert not any(c.kind == "no-endpoints" for c in checks.values())
+    assert checks["clusterip[web:80 from c3]"].params["backends"] == ["w0", "w1", "w2"]
+    assert "terminating: the fallback" in checks["clusterip[web:80 from c3]"].expected
+    assert "terminating" not in by_id(zoned_lab(None))["clusterip[web:80 from c3]"].expected
+    assert checks["localhost[web:30090 on n1]"].params["backends"] == ["w0", "w1", "w2"]
+    # a terminating pod starts nothing: no hairpin from it, and no source among them
+    assert {c.source for c in checks.values() if c.kind == "clusterip"} <= {"c0", "c3"}
+    assert not any(c.kind == "hairpin" for c in checks.values())
+
+
+def test_local_policy_falls_back_to_the_node_own_terminating_endpoint() -> None:
+    cluster = zoned_lab(None)
+    cluster["services"][0]["externalTrafficPolicy"] = "Local"
+    status = terminating_status(cluster, ["w2"])
+    checks = by_id(cluster, status)
+    assert checks["nodeport[web:30090 via n2]"].params["backends"] == ["w2"]
+    assert checks["nodeport[web:30090 via n2]"].params["drop"] is False
+    assert checks["nodeport[web:30090 via n3]"].params["drop"] is True
+    # the node's own traffic to its localhost NodePort goes to the Cluster endpoints
+    assert checks["localhost[web:30090 on n2]"].params["backends"] == ["w0", "w1"]
+
+
+def test_localhost_nodeports_are_checked_in_iptables_mode_only() -> None:
+    iptables = by_id(zoned_lab(None))
+    assert [i for i in iptables if i.startswith("localhost[")] == [
+        f"localhost[web:30090 on n{i}]" for i in range(4)]
+    assert iptables["localhost[web:30090 on n0]"].target == "127.0.0.1:30090"
+    assert not any(i.startswith("localhost[") for i in by_id(zoned_lab(None, "nftables")))

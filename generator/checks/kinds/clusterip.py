@@ -80,6 +80,8 @@ def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec, source: Pod,
     spread = f"spreads over {shown(names(backends))} (≤ {requests} requests)"
     if sticky:
         spread = "answered by one of " + shown(names(backends))
+    if not any(b in ctx.servers for b in backends):  # kube-proxy's CategorizeEndpoints
+        spread += " (terminating: the fallback, no endpoint is ready)"
     return ClusterIP(label(svc, port, source),
                      f"ClusterIP {svc['name']} from a node {where} a backend", source["name"],
                      target(svc, port), f"{spread}; backend sees the pod's own IP",

@@ -9,6 +9,7 @@ SNAT_DRAWS /clientip requests show the source the backend saw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, shown
@@ -56,18 +57,24 @@ class NodePort(ProbeCheck):
         return Outcome(ok, text)
 
 
-def plan(ctx: Planning, svc: ServiceSpec, backends: list[Pod]) -> list[NodePort]:
+def plan(ctx: Planning, svc: ServiceSpec, backends: list[Pod],
+         serving_at: Callable[[str], list[Pod]] | None = None) -> list[NodePort]:
+    """`serving_at(node)`: who answers external traffic arriving at a node (default: the
+    backends, or under Local the node's own)."""
     clients = ctx.cluster["clients"]
     if not clients:
         return []
-    return [_via(ctx, svc, backends, node, clients[0]["name"], clients[0]["ip"])
+    return [_via(ctx, svc, backends, node, clients[0]["name"], clients[0]["ip"], serving_at)
             for node in ctx.cluster["nodes"]]
 
 
 def _via(ctx: Planning, svc: ServiceSpec, backends: list[Pod], node: NodeSpec,
-         client: str, client_ip: str) -> NodePort:
+         client: str, client_ip: str,
+         serving_at: Callable[[str], list[Pod]] | None) -> NodePort:
     port = next(p for p in svc["ports"] if p["nodePort"])
     local = svc["externalTrafficPolicy"] == "Local"
+    if serving_at is not None:
+        backends = serving_at(node["name"])
     has_local = node["name"] in {b["node"] for b in backends}
     if local:
         serving = [b for b in backends if b["node"] == node["name"]]

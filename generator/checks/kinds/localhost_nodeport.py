@@ -1,0 +1,46 @@
+"""Localhost NodePort: `curl 127.0.0.1:<nodePort>` on a node answers (iptables mode).
+
+kube-proxy's iptables mode accepts NodePorts on the node's 127.0.0.0/8 (its
+default localhost NodePorts) and sets net.ipv4.conf.all.route_localnet=1 so
+that the DNATed packet may leave loopback. The traffic is the node's own
+(src-type LOCAL), so KUBE-EXT sends it to the Cluster endpoints even under
+externalTrafficPolicy Local: the answer must come from one of those. The
+nftables mode does not do this (kube-proxy does not support it there): no check.
+"""
+
+from __future__ import annotations
+
+from generator.checks.base import CommandCheck, LabView, Outcome, Pod, names, shown
+from generator.node.contract import NodeSpec, ServiceSpec
+
+CURL = "curl -s -m 3 http://127.0.0.1:%s/hostname"
+
+
+class LocalhostNodePort(CommandCheck):
+    kind = "localhost"
+
+    def run(self, lab: LabView) -> Outcome:
+        result = lab.host(self.source).run(CURL, str(self.params["nodePort"]))
+        answer = result.stdout.strip()
+        if result.rc != 0:
+            return Outcome(False, f"curl failed (exit {result.rc})")
+        ok = answer in self.params["backends"]
+        return Outcome(ok, f"answered by {answer or 'nothing'}")
+
+
+def plan(svc: ServiceSpec, node: NodeSpec, proxy_mode: str,
+         answerers: list[Pod]) -> list[LocalhostNodePort]:
+    """The check on `node`, whose Cluster endpoints for the service are `answerers`."""
+    port = next((p for p in svc["ports"] if p["nodePort"] and p["protocol"] == "TCP"), None)
+    if proxy_mode != "iptables" or port is None or not answerers:
+        return []
+    parts = {f"nat:{node['name']}"} | {f"veth:{b['name']}" for b in answerers}
+    parts |= {f"bridge:{b['node']}" for b in answerers}
+    parts |= {f"overlay:{n}" for n in {b["node"] for b in answerers} - {node["name"]}}
+    if any(b["node"] != node["name"] for b in answerers):
+        parts.add(f"overlay:{node['name']}")
+    return [LocalhostNodePort(
+        f"{svc['name']}:{port['nodePort']} on {node['name']}",
+        f"NodePort {svc['name']} on {node['name']}'s 127.0.0.1", node["name"],
+        f"127.0.0.1:{port['nodePort']}", f"answered by one of {shown(names(answerers))}",
+        frozenset(parts), {"nodePort": port["nodePort"], "backends": names(answerers)})]
