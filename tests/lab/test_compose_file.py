@@ -55,8 +55,8 @@ def test_compose_by_hand_takes_down_and_brings_up_what_kgen_made(tmp_path: Path)
                 break
             time.sleep(1.0)
         assert [n["state"] for n in status["nodes"]] == ["Ready", "Ready"], status
-        assert {p["name"]: p["state"] for p in status["pods"]} == {"p0": "Running",
-                                                                   "p1": "Running"}
+        assert {p["name"]: p["state"] for p in status["pods"]} == {
+            "p0": "Running", "p1": "Running", "coredns-0": "Running", "coredns-1": "Running"}
         # And kgen takes over a lab compose started: `up` is idempotent on it.
         kgen("up", cwd=tmp_path)
     finally:
