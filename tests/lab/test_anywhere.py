@@ -202,7 +202,7 @@ def test_force_replaces_a_lab_running_from_another_directory(tmp_path: Path) -> 
         listed = {lab["name"]: lab for lab in json.loads(kgen("ls", "--json", cwd=tmp_path).stdout)}
         assert listed[name]["file"] == str(second.resolve())
         assert listed[name]["dir"] == str((second.parent / f"kgen-{name}").resolve())
-        assert listed[name]["pods"] == 1 and listed[name]["state"] == "Ready"
+        assert listed[name]["pods"] == 3 and listed[name]["state"] == "Ready"  # 1 + the DNS's 2
         assert not (first.parent / f"kgen-{name}" / "state").exists()
     finally:
         kgen("down", name, cwd=tmp_path, check=False)
