@@ -176,7 +176,7 @@ def test_a_real_trace_drawn_on_the_live_graph(demo: RunningLab) -> None:
     root = ET.parse(out).getroot()
     text = "\n".join(t.text or "" for t in root.iter(f"{SVG}text"))
     assert trace["verdict"] == "answered"
-    assert re.search(r"\d+: DNAT 10\.96\.0\.10:80 → 10\.244\.\d+\.2:8080", text), text
+    assert re.search(r"\d+: DNAT 10\.96\.0\.11:80 → 10\.244\.\d+\.2:8080", text), text
     ids = {g.get("id") or "" for g in root.iter(f"{SVG}g")}
     assert any(i.startswith("trace-request-") for i in ids)
     assert any(i.startswith("trace-reply-") for i in ids)
