@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from generator.node.contract import Cluster
+from generator.node.contract import Cluster, selects
 from generator.node.documents import StatusReport
 
 # Element ids: one namespace shared by every renderer and the trace overlay. Names are DNS
@@ -163,10 +163,6 @@ class Picture:
         return None
 
 
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
 def expected_pod_ips(cluster: Cluster) -> dict[str, str]:
     """The IPs host-local IPAM gives a fresh node's pods: lab order, from .2 of the subnet."""
     ips: dict[str, str] = {}
@@ -242,7 +238,7 @@ def _services(cluster: Cluster, report: StatusReport | None, pods: list[PodBox],
         elif report is not None:
             endpoints, endpoint_pods = [], []
         else:
-            chosen = [p for p in pods if _selects(s.get("selector") or {}, p.labels) and p.ip]
+            chosen = [p for p in pods if selects(s.get("selector") or {}, p.labels) and p.ip]
             endpoint_pods = [p.name for p in chosen]
             endpoints = sorted({f"{p.ip}:{port.target_port}" for p in chosen for port in ports},
                                key=_endpoint_key)

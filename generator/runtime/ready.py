@@ -20,6 +20,7 @@ from generator.node.contract import (
     DNS_SERVICE,
     Cluster,
     NodeState,
+    file_stamp,
     input_digest,
     live_nodes,
     read_json,
@@ -136,11 +137,7 @@ class StateReader:
     def read(self) -> dict[str, NodeState]:
         for node in self.nodes:
             path = self.state_dir / f"{node}.json"
-            try:
-                st = path.stat()
-                stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-            except OSError:
-                stamp = None
+            stamp = file_stamp(path)
             if stamp == self.stamps.get(node, ()):
                 continue
             self.stamps[node] = stamp
