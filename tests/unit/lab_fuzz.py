@@ -36,6 +36,8 @@ HANG_SECONDS = 20
 NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,6}[a-z0-9]", fullmatch=True)
 PRIVATE_CIDRS = st.sampled_from(["10.244.0.0/16", "10.96.0.0/16", "10.0.0.0/8", "172.28.0.0/24",
                                  "192.168.0.0/24", "100.64.0.0/10", "10.1.0.0/30", "172.16.0.0/12"])
+NAMESPACES = st.sampled_from(["default", "kube-system", "shop", "other"])
+LABEL_MAPS = st.dictionaries(st.sampled_from(["team", "env"]), NAMES, max_size=2)
 WEIRD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 WRONG_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2 ** 70), 2 ** 70), st.floats(allow_nan=True),
@@ -53,14 +55,22 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
     maybe = st.booleans()
     nodes = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))
     doc: dict[str, Any] = {"name": draw(NAMES),
-                           "nodes": [draw(st.sampled_from([n, {"name": n}])) for n in nodes]}
+                           "nodes": [draw(st.sampled_from([n, {"name": n}, {"name": n, "zone": "a"}]))
+                                     for n in nodes]}
     for key, values in (("podCIDR", PRIVATE_CIDRS), ("serviceCIDR", PRIVATE_CIDRS),
                         ("nodeNetwork", PRIVATE_CIDRS), ("nodeCIDRMaskSize", st.integers(1, 30)),
                         ("backend", st.sampled_from(["vxlan", "host-gw"])),
                         ("proxyMode", st.sampled_from(["iptables", "nftables"])),
                         ("nodeGracePeriod", st.integers(1, 3600)),
                         ("vxlan", st.fixed_dictionaries({"vni": st.integers(1, 16777215),
-                                                         "port": st.integers(1, 65535)}))):
+                                                         "port": st.integers(1, 65535)})),
+                        ("loadBalancerPool", PRIVATE_CIDRS),
+                        ("clusterDomain", st.sampled_from(["cluster.local", "lab.example", "x"])),
+                        ("dns", st.fixed_dictionaries({}, optional={
+                            "enabled": st.booleans(), "replicas": st.integers(0, 5),
+                            "clusterIP": st.sampled_from(["10.96.0.10", "10.96.0.53"])})),
+                        ("namespaces", st.lists(st.fixed_dictionaries(
+                            {"name": NAMES}, optional={"labels": LABEL_MAPS}), max_size=2))):
         if draw(maybe):
             doc[key] = draw(values)
     labels = st.dictionaries(st.sampled_from(["app", "tier", "k8s.io/x"]),
@@ -68,6 +78,9 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
     pod_names = draw(st.lists(NAMES.map(lambda n: f"p-{n}"), max_size=5, unique=True))
     doc["pods"] = [{"name": n, "node": draw(st.sampled_from(nodes)), "labels": draw(labels),
                     **({"containers": [{"name": "c", "command": ["sleep", 1]}]}
+                       if draw(maybe) else {}),
+                    **({"namespace": draw(NAMESPACES)} if draw(maybe) else {}),
+                    **({"terminationGracePeriodSeconds": draw(st.integers(0, 600))}
                        if draw(maybe) else {})} for n in pod_names]
     doc["services"] = [draw(_services(labels, i)) for i in range(draw(st.integers(0, 3)))]
     if draw(maybe):
@@ -77,18 +90,28 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def _services(draw: st.DrawFn, labels: st.SearchStrategy[dict[str, Any]], i: int) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["ClusterIP", "NodePort"]))
+    kind = draw(st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer"]))
     ports = [{"name": f"p{j}", "port": draw(st.integers(1, 65535)),
               "protocol": draw(st.sampled_from(["TCP", "UDP"])),
               **({"nodePort": draw(st.integers(30000, 32767))}
-                 if kind == "NodePort" and draw(st.booleans()) else {})}
+                 if kind != "ClusterIP" and draw(st.booleans()) else {})}
              for j in range(draw(st.integers(1, 2)))]
     svc: dict[str, Any] = {"name": f"s{i}", "type": kind, "selector": draw(labels), "ports": ports}
     if draw(st.booleans()):
         svc["sessionAffinity"] = "ClientIP"
         svc["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": draw(st.integers(1, 86400))}}
-    if kind == "NodePort" and draw(st.booleans()):
+    if kind != "ClusterIP" and draw(st.booleans()):
         svc["externalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
+    optional = {"namespace": NAMESPACES, "clusterIP": st.sampled_from(["None", "10.96.0.77"]),
+                "trafficDistribution": st.sampled_from(["PreferClose", "PreferSameZone",
+                                                        "PreferSameNode"]),
+                "externalIPs": st.lists(st.sampled_from(["172.28.0.220", "10.0.0.9"]), max_size=1)}
+    if kind == "LoadBalancer":
+        optional |= {"loadBalancerIP": st.sampled_from(["172.28.0.230", "192.168.0.230"]),
+                     "loadBalancerSourceRanges": st.lists(PRIVATE_CIDRS, max_size=2)}
+    for key, values in optional.items():
+        if draw(st.booleans()):
+            svc[key] = draw(values)
     return svc
 
 
