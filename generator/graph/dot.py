@@ -1,8 +1,12 @@
 """The picture as Graphviz DOT, and its renderings (svg, png) by Graphviz's `dot`.
 
 Layout is Graphviz's: each node is a cluster holding its eth0, overlay device,
-cbr0 and pods; the underlay is one bar that node eth0s and clients hang from;
-services sit below the nodes with dashed lines up to their endpoint pods.
+cbr0 and pods, the pods grouped in one cluster per namespace; the underlay is
+one bar that node eth0s and clients hang from, and the LoadBalancer pool hangs
+from it too, holding each LoadBalancer IP with a line to the node that answers
+ARP for it (externalIPs beside it); services sit below the nodes, grouped by
+namespace, with dashed lines up to their endpoint pods. The cluster DNS's pods
+and kube-dns are drawn in a colour of their own.
 Same picture in, same DOT out (insertion order only, no hashes or dates), so
 the SVG is byte-identical for the same Graphviz and fonts.
 """
@@ -10,21 +14,25 @@ the SVG is byte-identical for the same Graphviz and fonts.
 from __future__ import annotations
 
 import html
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from generator.graph.overlay import Overlay
 from generator.graph.picture import (
+    POOL_ID,
     UNDERLAY_ID,
     NodeBox,
     Picture,
+    PodBox,
     ServiceBox,
+    address_id,
     client_id,
     dev_id,
     pod_id,
-    service_id,
 )
 
 FONT = "DejaVu Sans"
+T = TypeVar("T")
 
 # Colours: one per kind of thing, readable on white and in print.
 NODE_FILL, NODE_LINE = "#f2f5fa", "#4a6fa5"
@@ -34,6 +42,9 @@ ETH_FILL = "#e6e6e6"
 OVERLAY_FILL, OVERLAY_LINE = "#dcecfb", "#2d6db5"
 SERVICE_FILL, SERVICE_LINE = "#eee5fa", "#7247b0"
 CLIENT_FILL, CLIENT_LINE = "#fde6d4", "#b5652d"
+DNS_FILL, DNS_LINE = "#d5f0ee", "#1f7a72"
+POOL_FILL, POOL_LINE = "#fbf3c8", "#9a7d0a"
+NAMESPACE_LINE = "#8c8c8c"
 REQUEST, REPLY, NAT, DROP = "#1f5fd1", "#d9730d", "#c0392b", "#b00020"
 
 
@@ -62,18 +73,23 @@ def _numbers(hops: list[int]) -> str:
     return ", ".join(parts)
 
 
-def service_label(s: ServiceBox) -> str:
-    lines = [s.name, f"{s.type} {s.cluster_ip}"]
+def service_lines(s: ServiceBox) -> list[str]:
+    """A service's label, line by line: name, type and cluster IP, ports, what sets it apart."""
+    lines = [s.name, *(["the cluster DNS"] if s.dns else []), f"{s.type} {s.cluster_ip}"]
     lines += [p.text() for p in s.ports]
-    if s.type == "NodePort":
-        lines.append(f"externalTrafficPolicy {s.external_traffic_policy}")
-    if s.internal_traffic_policy != "Cluster":
-        lines.append(f"internalTrafficPolicy {s.internal_traffic_policy}")
-    if s.session_affinity != "None":
-        lines.append(f"sessionAffinity {s.session_affinity}")
+    lines += s.policy_lines()
     if not s.endpoints:
         lines.append("no endpoints")
-    return _lines(*lines)
+    return lines
+
+
+def service_label(s: ServiceBox) -> str:
+    return _lines(*service_lines(s))
+
+
+def pod_lines(p: PodBox) -> list[str]:
+    extra = [] if p.state in ("Running", "Desired") else [p.state]
+    return [p.name, p.ip or "no IP", *(["DNS :53 UDP+TCP"] if p.dns else []), *extra]
 
 
 def _trace_marks(overlay: Overlay | None) -> dict[str, list[str]]:
@@ -151,13 +167,28 @@ class _Drawing:
                       fillcolor=BRIDGE_FILL)
             box.edge(dev_id(n.name, "eth0"), dev_id(n.name, "overlay"), dir="none", color="#888888")
             box.edge(dev_id(n.name, "overlay"), dev_id(n.name, "cbr0"), dir="none", color="#888888")
+            for namespace, pods in self.by_namespace(n.pods, lambda p: p.namespace):
+                with box.subgraph(name=f"cluster_node_{n.name}_ns_{namespace}") as group:
+                    self.namespace_frame(group, namespace, f"node_{n.name}_ns_{namespace}")
+                    for p in pods:
+                        fill, line = (DNS_FILL, DNS_LINE) if p.dns else (POD_FILL, POD_LINE)
+                        self.node(group, pod_id(p.name), _lines(*pod_lines(p)), fillcolor=fill,
+                                  color=line)
             for p in n.pods:
-                extra = [] if p.state in ("Running", "Desired") else [p.state]
-                self.node(box, pod_id(p.name), _lines(p.name, p.ip or "no IP", *extra),
-                          fillcolor=POD_FILL, color=POD_LINE)
                 box.edge(dev_id(n.name, "cbr0"), pod_id(p.name), dir="none", color=POD_LINE,
                          label="veth")
         self.g.edge(UNDERLAY_ID, dev_id(n.name, "eth0"), dir="none", color="#707070")
+
+    def by_namespace(self, items: list[T], namespace_of: Callable[[T], str]) -> list[tuple[str, list[T]]]:
+        """Items grouped by namespace, in the order of the lab's namespaces."""
+        groups = [(ns.name, [i for i in items if namespace_of(i) == ns.name])
+                  for ns in self.picture.namespaces]
+        return [(name, found) for name, found in groups if found]
+
+    def namespace_frame(self, group: Any, namespace: str, element: str) -> None:
+        box = next(ns for ns in self.picture.namespaces if ns.name == namespace)
+        group.attr(label=box.title(), style="dashed,rounded", color=NAMESPACE_LINE,
+                   fontcolor="#555555", fontsize="9", labeljust="l", id=element)
 
     def mesh(self) -> None:
         """The overlay between every two nodes."""
@@ -177,14 +208,46 @@ class _Drawing:
             services.attr(label=f"services (kube-proxy {picture.proxy_mode} rules on every node)",
                           style="rounded,dashed", labelloc="b", color=SERVICE_LINE,
                           fontcolor=SERVICE_LINE, fontsize="10", rank="same")
-            for s in picture.services:
-                self.node(services, service_id(s.name), service_label(s), fillcolor=SERVICE_FILL,
-                          color=SERVICE_LINE)
+            for namespace, found in self.by_namespace(picture.services, lambda s: s.namespace):
+                with services.subgraph(name=f"cluster_services_ns_{namespace}") as group:
+                    self.namespace_frame(group, namespace, f"services_ns_{namespace}")
+                    for s in found:
+                        fill, line = (DNS_FILL, DNS_LINE) if s.dns else (SERVICE_FILL, SERVICE_LINE)
+                        self.node(group, s.id, service_label(s), fillcolor=fill, color=line)
         for s in picture.services:
             for name in s.endpoint_pods:
                 # Drawn pod -> service (arrow reversed) so that services rank below the pods.
-                self.g.edge(pod_id(name), service_id(s.name), dir="back", style="dashed",
-                            color=SERVICE_LINE, arrowsize="0.5", penwidth="0.8")
+                self.g.edge(pod_id(name), s.id, dir="back", style="dashed",
+                            color=DNS_LINE if s.dns else SERVICE_LINE, arrowsize="0.5",
+                            penwidth="0.8")
+
+    def addresses(self) -> None:
+        """The LoadBalancer pool on the node network with its IPs, each linked to the node that
+        answers ARP for it and naming its service; externalIPs beside it. (No line to the
+        service: it would cross every node; the box names it.)"""
+        picture = self.picture
+        lb = [a for a in picture.addresses if a.kind == "loadBalancerIP"]
+        if lb and picture.load_balancer_pool:
+            with self.g.subgraph(name="cluster_lbpool") as pool:
+                pool.attr(label="LoadBalancer IPs (MetalLB layer 2: one node answers ARP for each)",
+                          style="rounded,dashed", color=POOL_LINE, fontcolor=POOL_LINE,
+                          fontsize="10", id="lbpool_box")
+                self.node(pool, POOL_ID, _lines(f"loadBalancerPool {picture.pool_range()}"),
+                          fillcolor=POOL_FILL, color=POOL_LINE, shape="box", style="filled")
+                for a in lb:
+                    self.node(pool, address_id(a.ip), _lines(*a.text()), fillcolor=POOL_FILL,
+                              color=POOL_LINE)
+                    pool.edge(POOL_ID, address_id(a.ip), dir="none", color=POOL_LINE,
+                              penwidth="0.6")
+            self.g.edge(UNDERLAY_ID, POOL_ID, dir="none", color="#707070")
+        for a in (a for a in picture.addresses if a.kind == "externalIP"):
+            self.node(self.g, address_id(a.ip), _lines(*a.text()), fillcolor=POOL_FILL,
+                      color=POOL_LINE, style="rounded,filled,dashed")
+            self.g.edge(UNDERLAY_ID, address_id(a.ip), dir="none", color="#707070", style="dotted")
+        for a in picture.addresses:
+            if a.announced_by is not None:
+                self.g.edge(address_id(a.ip), dev_id(a.announced_by, "eth0"), color=POOL_LINE,
+                            fontcolor=POOL_LINE, penwidth="1.6", label="ARP", constraint="false")
 
 
 def build(picture: Picture, overlay: Overlay | None = None) -> Any:
@@ -195,6 +258,7 @@ def build(picture: Picture, overlay: Overlay | None = None) -> Any:
         drawing.machine(n)
     drawing.mesh()
     drawing.services()
+    drawing.addresses()
     if overlay is not None:
         _draw_trace(drawing.g, picture, overlay)
     return drawing.g
@@ -246,9 +310,13 @@ def _node_of(element: str) -> str:
 
 def _legend(overlay: Overlay) -> str:
     rows = [f'<tr><td colspan="3" align="left"><b>{html.escape(overlay.title())}</b></td></tr>']
+    if overlay.dns is not None:
+        rows.append(f'<tr><td colspan="3" align="left">first: {html.escape(overlay.dns)}</td></tr>')
     for hop in overlay.hops:
         colour = REQUEST if hop.direction == "request" else REPLY
         detail = hop.detail.removeprefix(f"{hop.node}: ")   # the node has its own column
+        if hop.policy and hop.policy not in detail:
+            detail += f" (policy {hop.policy})"
         detail = detail if len(detail) <= 110 else detail[:107] + "..."
         rows.append(f'<tr><td align="right"><font color="{colour}"><b>{hop.number}</b></font></td>'
                     f'<td align="left">{html.escape(hop.node)}</td>'

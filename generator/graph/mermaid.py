@@ -2,20 +2,25 @@
 
 Mermaid ids are short and plain (n1, n2, ... in picture order) so no lab name
 can clash with Mermaid's syntax; labels are quoted with `"` escaped as an
-entity. A trace adds its path as numbered links, request and reply coloured.
+entity. The same picture as dot.py's: pods and services in one subgraph per
+namespace, the LoadBalancer pool with its IPs linked to the nodes announcing
+them, externalIPs, the cluster DNS in a class of its own. A trace adds its
+path as numbered links, request and reply coloured.
 """
 
 from __future__ import annotations
 
+from generator.graph.dot import pod_lines, service_lines
 from generator.graph.overlay import Overlay
 from generator.graph.picture import (
+    POOL_ID,
     UNDERLAY_ID,
     NodeBox,
     Picture,
+    address_id,
     client_id,
     dev_id,
     pod_id,
-    service_id,
 )
 
 
@@ -31,7 +36,9 @@ CLASSES = ["  classDef client fill:#fde6d4,stroke:#b5652d",
            "  classDef overlay fill:#dcecfb,stroke:#2d6db5",
            "  classDef bridge fill:#fff4d1,stroke:#555",
            "  classDef pod fill:#e2f3df,stroke:#3b8a3e",
-           "  classDef service fill:#eee5fa,stroke:#7247b0"]
+           "  classDef service fill:#eee5fa,stroke:#7247b0",
+           "  classDef dns fill:#d5f0ee,stroke:#1f7a72",
+           "  classDef lb fill:#fbf3c8,stroke:#9a7d0a"]
 
 
 class _Chart:
@@ -77,8 +84,13 @@ class _Chart:
         out.append(f"    {ref(dev_id(n.name, 'overlay'))}[{overlay_label}]:::overlay")
         prefix = n.pod_cidr.split("/")[1]
         out.append(f"    {ref(dev_id(n.name, 'cbr0'))}[{_text(f'cbr0 {n.gateway}/{prefix}')}]:::bridge")
-        for p in n.pods:
-            out.append(f"    {ref(pod_id(p.name))}([{_text(p.name, p.ip or 'no IP')}]):::pod")
+        for j, ns in enumerate(self.picture.namespaces):
+            pods = [p for p in n.pods if p.namespace == ns.name]
+            if pods:
+                out.append(f"    subgraph node{i}ns{j}[{_text(ns.title())}]")
+                out += [f"      {ref(pod_id(p.name))}([{_text(*pod_lines(p))}])"
+                        f":::{'dns' if p.dns else 'pod'}" for p in pods]
+                out.append("    end")
         out.append("  end")
         self.link(f"{ref(UNDERLAY_ID)} --- {ref(dev_id(n.name, 'eth0'))}")
         self.link(f"{ref(dev_id(n.name, 'eth0'))} --- {ref(dev_id(n.name, 'overlay'))}")
@@ -97,17 +109,43 @@ class _Chart:
         ref, picture = self.ref, self.picture
         title = f"services (kube-proxy {picture.proxy_mode} rules on every node)"
         self.out.append(f'  subgraph services["{title}"]')
-        for s in picture.services:
-            lines = [s.name, f"{s.type} {s.cluster_ip}", *(p.text() for p in s.ports)]
-            if s.type == "NodePort":
-                lines.append(f"externalTrafficPolicy {s.external_traffic_policy}")
-            self.out.append(f"    {ref(service_id(s.name))}[{_text(*lines)}]:::service")
+        for j, ns in enumerate(picture.namespaces):
+            found = [s for s in picture.services if s.namespace == ns.name]
+            if found:
+                self.out.append(f"    subgraph servicesns{j}[{_text(ns.title())}]")
+                self.out += [f"      {ref(s.id)}[{_text(*service_lines(s))}]"
+                             f":::{'dns' if s.dns else 'service'}" for s in found]
+                self.out.append("    end")
         self.out.append("  end")
         for s in picture.services:
             for name in s.endpoint_pods:
-                self.link(f"{ref(service_id(s.name))} -.-> {ref(pod_id(name))}")
+                self.link(f"{ref(s.id)} -.-> {ref(pod_id(name))}")
+
+    def addresses(self) -> None:
+        """The pool and its LoadBalancer IPs (ARP links to their nodes), the externalIPs."""
+        ref, picture = self.ref, self.picture
+        lb = [a for a in picture.addresses if a.kind == "loadBalancerIP"]
+        if lb and picture.load_balancer_pool:
+            self.out.append('  subgraph lbpool_box["LoadBalancer IPs (MetalLB layer 2: one node '
+                            'answers ARP for each)"]')
+            self.out.append(f"    {ref(POOL_ID)}[{_text(f'loadBalancerPool {picture.pool_range()}')}]"
+                            ":::lb")
+            self.out += [f"    {ref(address_id(a.ip))}[{_text(*a.text())}]:::lb" for a in lb]
+            self.out.append("  end")
+            self.link(f"{ref(UNDERLAY_ID)} --- {ref(POOL_ID)}")
+            for a in lb:
+                self.link(f"{ref(POOL_ID)} --- {ref(address_id(a.ip))}")
+        for a in (a for a in picture.addresses if a.kind == "externalIP"):
+            self.out.append(f"  {ref(address_id(a.ip))}[{_text(*a.text())}]:::lb")
+            self.link(f"{ref(UNDERLAY_ID)} -.- {ref(address_id(a.ip))}")
+        for a in picture.addresses:
+            if a.announced_by is not None:
+                self.link(f"{ref(address_id(a.ip))} -->|ARP| {ref(dev_id(a.announced_by, 'eth0'))}",
+                          "stroke:#9a7d0a,stroke-width:2px")
 
     def trace(self, overlay: Overlay) -> None:
+        if overlay.dns is not None:   # the lookup before the request, told beside the picture
+            self.out.append(f"  {self.ref('trace-dns')}[{_text('first: ' + overlay.dns)}]")
         for move in overlay.moves:
             colour = "#1f5fd1" if move.direction == "request" else "#d9730d"
             label = ", ".join(str(h) for h in move.hops) or move.direction
@@ -124,6 +162,7 @@ def mermaid(picture: Picture, overlay: Overlay | None = None) -> str:
         chart.machine(i, n)
     chart.mesh()
     chart.services()
+    chart.addresses()
     if overlay is not None:
         chart.trace(overlay)
     return "\n".join(chart.out + chart.links + chart.styles + CLASSES) + "\n"

@@ -14,6 +14,11 @@ conntrack all act on the packet in place). The overlay then lists:
   translation of the reply), found from the rule and from the packet's
   addresses changing between hops;
 - the end: a drop or refusal where it happened.
+
+Keys the picture does not draw are accepted and left alone, so a trace from a
+newer `kgen trace` still draws; two are told in words: the DNS lookup that
+came first (`dns`: the name, the server, the answers) and a hop's
+NetworkPolicy (`policy`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Hop:
     src: str
     dst: str
     encap: TraceEncap | None
+    policy: str | None = None        # the NetworkPolicy that decided this hop
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class Overlay:
     marks: list[Mark] = field(default_factory=list)
     end: tuple[str, int] | None = None   # (element, hop) of a drop or refusal
     places: dict[int, str] = field(default_factory=dict)
+    dns: str | None = None               # the lookup that came first, in words
 
     def title(self) -> str:
         dst = self.dst
@@ -148,8 +155,31 @@ def _ip(address: str) -> str:
 def _hops(doc: TraceResult) -> list[Hop]:
     return [Hop(i + 1, h["direction"], h["node"], h["step"], h.get("detail") or h["step"],
                 h.get("table"), h.get("chain"), h.get("rule"), h["packet"]["src"],
-                h["packet"]["dst"], h.get("encap"))
+                h["packet"]["dst"], h.get("encap"), _text_or_none(dict(h).get("policy")))
             for i, h in enumerate(doc["hops"])]
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def dns_lookup(doc: Any) -> str | None:
+    """The trace's DNS lookup in words (`dns` of `kgen trace --json`), None without one;
+    whatever of it is missing or not as documented is left out, never an error."""
+    lookup = doc.get("dns") if isinstance(doc, dict) else None
+    if not isinstance(lookup, dict) or not isinstance(lookup.get("name"), str):
+        return None
+    answers = lookup.get("answers")
+    shown = ", ".join(a for a in answers if isinstance(a, str)) if isinstance(answers, list) else ""
+    words = f"DNS {lookup['name']} → {shown or 'no address'}"
+    if isinstance(lookup.get("server"), str):
+        words += f" from {lookup['server']}"
+    if isinstance(lookup.get("rcode"), str):
+        words += f" ({lookup['rcode']})"
+    hops = lookup.get("hops")
+    if isinstance(hops, list) and hops:
+        words += f", {len(hops)} hops"
+    return words
 
 
 def endpoint_element(picture: Picture, name: str | None, ip: str | None) -> str | None:
@@ -161,10 +191,9 @@ def endpoint_element(picture: Picture, name: str | None, ip: str | None) -> str 
             return client_id(name)
         if picture.node(name):
             return dev_id(name, "eth0")
-        if any(s.name == name for s in picture.services):
-            from generator.graph.picture import service_id
-
-            return service_id(name)
+        service = picture.service(name)
+        if service is not None:
+            return service.id
     return picture.owner_of_ip(ip) if ip else None
 
 
@@ -254,7 +283,8 @@ def build(picture: Picture, doc: TraceResult) -> Overlay:
     check(doc)
     hops = _hops(doc)
     src, dst = doc["src"], doc["dst"]
-    overlay = Overlay(src, dst, doc["verdict"], doc.get("answeredBy"), hops)
+    overlay = Overlay(src, dst, doc["verdict"], doc.get("answeredBy"), hops,
+                      dns=dns_lookup(doc))
     start = endpoint_element(picture, src.get("name"), src.get("ip"))
     answered = endpoint_element(picture, doc.get("answeredBy"), None)
     for direction in DIRECTIONS:
@@ -304,6 +334,8 @@ def mismatches(picture: Picture, doc: TraceResult) -> list[str]:
     for key, end in ends:
         name, ip = end.get("name"), end.get("ip")
         element = endpoint_element(picture, name, None)
+        if element is None and key == "dst" and ip and picture.owner_of_ip(ip):
+            continue   # a name the trace resolved (DNS, a pod's FQDN): its address is ours
         if element is None:
             found.append(f"{key} {name!r} is not in lab {picture.name}")
             continue

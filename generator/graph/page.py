@@ -12,8 +12,9 @@ import html
 import json
 import re
 
+from generator.graph.details import details
 from generator.graph.overlay import Overlay
-from generator.graph.picture import Picture, details
+from generator.graph.picture import Picture
 
 STYLE = """
 body { font-family: "DejaVu Sans", Verdana, sans-serif; margin: 0; background: #fff; color: #222; }
@@ -86,6 +87,8 @@ def page(picture: Picture, svg: bytes, overlay: Overlay | None = None) -> str:
     subtitle = f"drawn from the {picture.source}"
     if overlay is not None:
         subtitle += f" · {overlay.title()}"
+        if overlay.dns is not None:
+            subtitle += f" · first: {overlay.dns}"
     # JSON inside <script>: '</' must not appear literally.
     data = json.dumps(info, indent=1).replace("</", "<\\/")
     return (

@@ -7,8 +7,14 @@ html, mermaid) draws this one model, so they show the same lab.
 
 From the lab file alone, pod IPs are the ones host-local IPAM hands out on a
 fresh node: the pods of each node in lab-file order, from the second address
-of the node's pod subnet (the first is cbr0's). The picture says which source
-it was drawn from.
+of the node's pod subnet (the first is cbr0's), and each LoadBalancer IP's
+announcer is the one the node agents' election (node/lb_election.py) picks
+once every node and pod is Ready. The picture says which source it was drawn
+from.
+
+Pods and services carry their namespace; the cluster DNS's pods (coredns-<n>)
+and its service (kube-dns, both in kube-system) are pods and a service like
+the others, flagged `dns` so that renderers can make them recognisable.
 """
 
 from __future__ import annotations
@@ -16,89 +22,40 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from generator.node.contract import Cluster, selects
-from generator.node.documents import StatusReport
+from generator.graph.boxes import (
+    METADATA_NAME,
+    POOL_ID,
+    UNDERLAY_ID,
+    AddressBox,
+    ClientBox,
+    NamespaceBox,
+    NodeBox,
+    PodBox,
+    PortLine,
+    ServiceBox,
+    address_id,
+    client_id,
+    dev_id,
+    pod_id,
+    service_id,
+    service_ref,
+)
+from generator.node.contract import (
+    DEFAULT_NAMESPACE,
+    DNS_NAMESPACE,
+    DNS_SERVICE,
+    Cluster,
+    PublishedPod,
+    namespace_of,
+    service_selects,
+)
+from generator.node.documents import ServiceRow, StatusReport
+from generator.node.lb_election import lb_announcers
 
-# Element ids: one namespace shared by every renderer and the trace overlay. Names are DNS
-# labels ([a-z0-9-]), so '_' separates unambiguously and the ids are valid XML names.
-
-
-def pod_id(name: str) -> str:
-    return f"pod_{name}"
-
-
-def client_id(name: str) -> str:
-    return f"client_{name}"
-
-
-def service_id(name: str) -> str:
-    return f"service_{name}"
-
-
-def dev_id(node: str, device: str) -> str:
-    """A device of a node: eth0, cbr0, or the overlay ('overlay': VXLAN device or host-gw routes)."""
-    return f"node_{node}_{device}"
-
-
-UNDERLAY_ID = "underlay"
-
-
-@dataclass(frozen=True)
-class PodBox:
-    name: str
-    node: str
-    ip: str | None
-    state: str
-    labels: dict[str, str]
-    containers: list[str]
-
-
-@dataclass(frozen=True)
-class NodeBox:
-    name: str
-    container: str
-    ip: str
-    pod_cidr: str
-    gateway: str
-    vtep: str
-    state: str
-    pods: list[PodBox]
-
-
-@dataclass(frozen=True)
-class ClientBox:
-    name: str
-    container: str
-    ip: str
-
-
-@dataclass(frozen=True)
-class PortLine:
-    name: str
-    port: int
-    target_port: int
-    protocol: str
-    node_port: int | None
-
-    def text(self) -> str:
-        words = f"{self.port}/{self.protocol} → {self.target_port}"
-        if self.node_port is not None:
-            words += f", nodePort {self.node_port}"
-        return f"{self.name}: {words}" if self.name else words
-
-
-@dataclass(frozen=True)
-class ServiceBox:
-    name: str
-    type: str
-    cluster_ip: str
-    ports: list[PortLine]
-    selector: dict[str, str]
-    external_traffic_policy: str
-    internal_traffic_policy: str
-    session_affinity: str
-    endpoints: list[str]          # "ip:port" as `kgen status` lists them
-    endpoint_pods: list[str]      # the pods behind them, by name, in lab order
+# The elements are boxes.py's; they are named from here too, as before it existed.
+__all__ = ["POOL_ID", "UNDERLAY_ID", "AddressBox", "ClientBox", "NamespaceBox", "NodeBox",
+           "Picture", "PodBox", "PortLine", "ServiceBox", "address_id", "client_id", "dev_id",
+           "expected_pod_ips", "from_cluster", "pod_id", "service_id", "service_ref"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +74,30 @@ class Picture:
     clients: list[ClientBox]
     services: list[ServiceBox]
     pods_by_ip: dict[str, str] = field(default_factory=dict)
+    namespaces: list[NamespaceBox] = field(default_factory=list)
+    load_balancer_pool: str | None = None
+    addresses: list[AddressBox] = field(default_factory=list)
+
+    def pods(self) -> list[PodBox]:
+        return [p for n in self.nodes for p in n.pods]
+
+    def service(self, name: str) -> ServiceBox | None:
+        """A service by `NAME` (default namespace), `NAME.NAMESPACE`, `NAMESPACE/NAME` or its
+        name in the cluster domain (`NAME.NAMESPACE.svc.<domain>`)."""
+        if "/" in name:
+            namespace, _, name = name.partition("/")
+        else:
+            name, _, rest = name.partition(".")
+            namespace = rest.split(".")[0] or DEFAULT_NAMESPACE
+        return next((s for s in self.services if (s.name, s.namespace) == (name, namespace)), None)
+
+    def pool_range(self) -> str | None:
+        """The pool as the addresses it holds: `172.31.0.224/28 (.224–.239)`."""
+        if self.load_balancer_pool is None:
+            return None
+        pool = ipaddress.ip_network(self.load_balancer_pool, strict=False)
+        first, last = pool[0], pool[-1]
+        return f"{self.load_balancer_pool} (.{str(first).rsplit('.', 1)[1]}–.{str(last).rsplit('.', 1)[1]})"
 
     def pod(self, name: str) -> PodBox | None:
         return next((p for n in self.nodes for p in n.pods if p.name == name), None)
@@ -148,7 +129,10 @@ class Picture:
                 return client_id(c.name)
         for s in self.services:
             if ip == s.cluster_ip:
-                return service_id(s.name)
+                return s.id
+        for a in self.addresses:
+            if ip == a.ip:
+                return address_id(ip)
         return None
 
     def node_of_ip(self, ip: str) -> str | None:
@@ -181,6 +165,7 @@ def from_cluster(cluster: Cluster, report: StatusReport | None = None) -> Pictur
     by_ip = {p.ip: p.name for p in pods if p.ip}
     clients = [ClientBox(c["name"], c["container"], c["ip"]) for c in cluster["clients"]]
     vxlan = cluster.get("vxlan") or {"vni": 1, "port": 4789, "device": "kgen.1"}
+    services = _services(cluster, report, pods, by_ip)
     return Picture(
         name=cluster["name"], source="running lab" if report is not None else "lab file",
         proxy_mode=cluster.get("proxyMode", "iptables"),
@@ -189,13 +174,26 @@ def from_cluster(cluster: Cluster, report: StatusReport | None = None) -> Pictur
         vxlan_device=str(vxlan.get("device", f"kgen.{vxlan.get('vni', 1)}")),
         node_network=cluster["nodeNetwork"], pod_cidr=cluster["podCIDR"],
         service_cidr=cluster["serviceCIDR"], nodes=_nodes(cluster, report, pods), clients=clients,
-        services=_services(cluster, report, pods, by_ip), pods_by_ip=by_ip)
+        services=services, pods_by_ip=by_ip, namespaces=_namespaces(cluster, pods, services),
+        load_balancer_pool=cluster.get("loadBalancerPool"),
+        addresses=_addresses(cluster, report, pods, services))
+
+
+def _dns_on(cluster: Cluster) -> bool:
+    dns = cluster.get("dns")
+    return bool(dns and dns.get("enabled"))
+
+
+def _is_dns_service(cluster: Cluster, spec: dict[str, object]) -> bool:
+    return _dns_on(cluster) and spec["name"] == DNS_SERVICE and namespace_of(spec) == DNS_NAMESPACE
 
 
 def _pods(cluster: Cluster, report: StatusReport | None) -> list[PodBox]:
     """Live: the report's IPs and states; from the lab file: IPAM's IPs, state Desired."""
     seen_pods = {p["name"]: p for p in report["pods"]} if report else {}
     expected = expected_pod_ips(cluster)
+    dns = next((s for s in cluster["services"]
+                if _is_dns_service(cluster, dict(s))), None)
     pods: list[PodBox] = []
     for spec in cluster["pods"]:
         seen = seen_pods.get(spec["name"])
@@ -205,7 +203,8 @@ def _pods(cluster: Cluster, report: StatusReport | None) -> list[PodBox]:
             ip = None if report else expected.get(spec["name"])
             state = "Unknown" if report else "Desired"
         pods.append(PodBox(spec["name"], spec["node"], ip, state, dict(spec.get("labels") or {}),
-                           [c["name"] for c in spec.get("containers") or []]))
+                           [c["name"] for c in spec.get("containers") or []],
+                           namespace_of(spec), dns is not None and service_selects(dns, spec)))
     return pods
 
 
@@ -222,13 +221,24 @@ def _nodes(cluster: Cluster, report: StatusReport | None, pods: list[PodBox]) ->
     return nodes
 
 
+def _namespaces(cluster: Cluster, pods: list[PodBox],
+                services: list[ServiceBox]) -> list[NamespaceBox]:
+    """The lab's namespaces in its order, and any a pod or service names (default, too)."""
+    found = {ns["name"]: {k: v for k, v in (ns.get("labels") or {}).items() if k != METADATA_NAME}
+             for ns in cluster.get("namespaces") or []}
+    for name in [DEFAULT_NAMESPACE, *(p.namespace for p in pods), *(s.namespace for s in services)]:
+        found.setdefault(name, {})
+    return [NamespaceBox(name, labels) for name, labels in found.items()]
+
+
 def _services(cluster: Cluster, report: StatusReport | None, pods: list[PodBox],
               by_ip: dict[str, str]) -> list[ServiceBox]:
     """Live: the report's endpoints; from the lab file: the pods the selector picks."""
-    seen_services = {s["name"]: s for s in report["services"]} if report else {}
+    seen_services = {(s["name"], s.get("namespace") or DEFAULT_NAMESPACE): s
+                     for s in report["services"]} if report else {}
     services = []
     for s in cluster["services"]:
-        seen = seen_services.get(s["name"])
+        seen = seen_services.get((s["name"], namespace_of(s)))
         ports = [PortLine(p.get("name") or "", p["port"], p["targetPort"], p["protocol"],
                           p.get("nodePort")) for p in (seen["ports"] if seen else s["ports"])]
         if seen is not None:
@@ -238,7 +248,8 @@ def _services(cluster: Cluster, report: StatusReport | None, pods: list[PodBox],
         elif report is not None:
             endpoints, endpoint_pods = [], []
         else:
-            chosen = [p for p in pods if selects(s.get("selector") or {}, p.labels) and p.ip]
+            chosen = [p for p in pods if p.ip and service_selects(
+                s, {"labels": p.labels, "namespace": p.namespace})]
             endpoint_pods = [p.name for p in chosen]
             endpoints = sorted({f"{p.ip}:{port.target_port}" for p in chosen for port in ports},
                                key=_endpoint_key)
@@ -246,55 +257,48 @@ def _services(cluster: Cluster, report: StatusReport | None, pods: list[PodBox],
             s["name"], s["type"], seen["clusterIP"] if seen else s["clusterIP"], ports,
             dict(s.get("selector") or {}), s.get("externalTrafficPolicy", "Cluster"),
             s.get("internalTrafficPolicy", "Cluster"), s.get("sessionAffinity", "None"),
-            endpoints, endpoint_pods))
+            endpoints, endpoint_pods, namespace_of(s), s.get("loadBalancerIP"),
+            list(s.get("externalIPs") or []), list(s.get("loadBalancerSourceRanges") or []),
+            s.get("healthCheckNodePort"), _is_dns_service(cluster, dict(s))))
     return services
+
+
+def _addresses(cluster: Cluster, report: StatusReport | None, pods: list[PodBox],
+               services: list[ServiceBox]) -> list[AddressBox]:
+    """Each LoadBalancer IP with the node that announces it, and each externalIP.
+
+    Live: `announcedBy` from the status report. From the lab file: the node agents'
+    own election over every node, with every pod Ready, which is who announces once
+    the lab is up and nothing has failed."""
+    if report is not None:
+        rows: dict[tuple[str, str], ServiceRow] = {
+            (r["name"], r.get("namespace") or DEFAULT_NAMESPACE): r for r in report["services"]}
+        announcers = {s.load_balancer_ip: rows[(s.name, s.namespace)].get("announcedBy")
+                      for s in services if s.load_balancer_ip and (s.name, s.namespace) in rows}
+    else:
+        ready: list[PublishedPod] = [
+            {"name": p.name, "node": p.node, "ip": p.ip, "state": "Running", "labels": p.labels,
+             "namespace": p.namespace} for p in pods]
+        announcers = lb_announcers(cluster, ready, {n["name"] for n in cluster["nodes"]})
+    out: list[AddressBox] = []
+    for s in services:
+        if s.load_balancer_ip:
+            node = announcers.get(s.load_balancer_ip)
+            out.append(AddressBox(s.load_balancer_ip, "loadBalancerIP", s.id, s.ref, node,
+                                  _announce_note(node, s, report is not None)))
+        out += [AddressBox(ip, "externalIP", s.id, s.ref, None,
+                           "not announced: clients route it to a node") for ip in s.external_ips]
+    return out
+
+
+def _announce_note(node: str | None, s: ServiceBox, live: bool) -> str:
+    if node is not None:
+        return f"ARP: {node}" + ("" if live else " (once every node is Ready)")
+    if s.external_traffic_policy == "Local":
+        return "not announced: no node with a ready local endpoint"
+    return "not announced: no ready endpoint or Ready node"
 
 
 def _endpoint_key(endpoint: str) -> tuple[int, int]:
     ip, _, port = endpoint.rpartition(":")
     return int(ipaddress.ip_address(ip)), int(port)
-
-
-def details(picture: Picture) -> dict[str, dict[str, str]]:
-    """What hovering an element shows (html), keyed by element id; ordered, plain strings."""
-    out: dict[str, dict[str, str]] = {}
-    for n in picture.nodes:
-        out[dev_id(n.name, "eth0")] = {
-            "node": n.name, "container": n.container, "node IP": n.ip, "state": n.state,
-            "pod subnet": n.pod_cidr}
-        out[dev_id(n.name, "cbr0")] = {
-            "bridge": "cbr0", "node": n.name, "address": f"{n.gateway}/{n.pod_cidr.split('/')[1]}",
-            "pods": ", ".join(p.name for p in n.pods) or "none"}
-        if picture.backend == "vxlan":
-            out[dev_id(n.name, "overlay")] = {
-                "VXLAN device": picture.vxlan_device, "node": n.name, "VNI": str(picture.vni),
-                "UDP port": str(picture.vxlan_port), "VTEP address": n.vtep,
-                "underlay": n.ip}
-        else:
-            out[dev_id(n.name, "overlay")] = {
-                "host-gw routes": n.name,
-                **{o.pod_cidr: f"via {o.ip}" for o in picture.nodes if o.name != n.name}}
-        for p in n.pods:
-            served = [s.name for s in picture.services if p.name in s.endpoint_pods]
-            out[pod_id(p.name)] = {
-                "pod": p.name, "node": p.node,
-                "IP": (p.ip or "(none yet)") + (" (as IPAM hands it out)" if p.state == "Desired" else ""),
-                "state": "not running (drawn from the lab file)" if p.state == "Desired" else p.state,
-                "labels": ", ".join(f"{k}={v}" for k, v in p.labels.items()) or "none",
-                "containers": ", ".join(p.containers), "endpoint of": ", ".join(served) or "none"}
-    for c in picture.clients:
-        out[client_id(c.name)] = {"client": c.name, "container": c.container, "IP": c.ip,
-                                  "network": picture.node_network}
-    for s in picture.services:
-        info = {"service": s.name, "type": s.type, "cluster IP": s.cluster_ip,
-                "ports": "; ".join(p.text() for p in s.ports),
-                "selector": ", ".join(f"{k}={v}" for k, v in s.selector.items()) or "none",
-                "endpoints": ", ".join(s.endpoints) or "none"}
-        if s.type == "NodePort":
-            info["externalTrafficPolicy"] = s.external_traffic_policy
-        if s.internal_traffic_policy != "Cluster":
-            info["internalTrafficPolicy"] = s.internal_traffic_policy
-        if s.session_affinity != "None":
-            info["sessionAffinity"] = s.session_affinity
-        out[service_id(s.name)] = info
-    return out

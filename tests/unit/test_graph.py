@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from generator.cli import app
 from generator.cli.graph import desired_cluster
 from generator.graph import dot, overlay, picture
+from generator.graph.details import details
 from generator.graph.mermaid import mermaid
 from generator.graph.page import page
 from generator.lab.model import load_lab
@@ -155,7 +156,7 @@ def test_expected_pod_ips_follow_lab_order_per_node() -> None:
 
 
 def test_details_cover_every_hoverable_element(demo: picture.Picture) -> None:
-    info = picture.details(demo)
+    info = details(demo)
     for name, ip in DEMO_PODS.items():
         assert info[picture.pod_id(name)]["IP"].startswith(ip)
     web = info[picture.service_id("web-nodeport")]
@@ -181,7 +182,8 @@ def test_svg_of_the_demo_parses_and_shows_every_node_pod_client_and_service(
     for name, ip in DEMO_PODS.items():
         assert picture.pod_id(name) in ids
         group = next(g for g in root.iter(f"{SVG}g") if g.get("id") == picture.pod_id(name))
-        assert [t.text for t in group.iter(f"{SVG}text")] == [name, ip]
+        dns = ["DNS :53 UDP+TCP"] if name.startswith("coredns-") else []
+        assert [t.text for t in group.iter(f"{SVG}text")] == [name, ip, *dns]
     assert "client-0" in text and "172.31.0.254" in text
     for name, ip in DEMO_SERVICES.items():
         assert name in text and any(ip in t for t in svg_texts(svg))
@@ -216,7 +218,7 @@ def test_host_gw_lab_draws_routes_instead_of_a_tunnel(tmp_path: Path) -> None:
         for other in pic.nodes:
             if other is not n:
                 assert f"{other.pod_cidr} via {other.ip}" in text
-    info = picture.details(pic)[picture.dev_id(pic.nodes[0].name, "overlay")]
+    info = details(pic)[picture.dev_id(pic.nodes[0].name, "overlay")]
     assert info[pic.nodes[1].pod_cidr] == f"via {pic.nodes[1].ip}"
 
 
@@ -234,7 +236,8 @@ def test_mermaid_is_one_flowchart_with_every_element(demo: picture.Picture) -> N
         assert f'"{name}<br/>' in text and ip in text
     # Every subgraph is closed, ids are plain, labels are quoted.
     lines = text.splitlines()
-    assert sum(line.lstrip().startswith("subgraph ") for line in lines) == lines.count("  end")
+    assert sum(line.lstrip().startswith("subgraph ") for line in lines) == \
+        sum(line.strip() == "end" for line in lines)
     defined = re.findall(r"^\s+(n\d+)[\[(]", text, re.M)
     used = set(re.findall(r"\b(n\d+)\b", text))
     assert used == set(defined) and len(defined) == len(set(defined))
@@ -291,7 +294,7 @@ def test_html_is_one_self_contained_page(demo: picture.Picture) -> None:
     data = re.search(r'<script type="application/json" id="kgen-details">(.*?)</script>', html, re.S)
     assert data is not None
     info = json.loads(data.group(1))
-    assert info == picture.details(demo)
+    assert info == details(demo)
     for element in info:   # every hoverable id is in the SVG (Graphviz writes '-' as &#45;)
         assert f'id="{element.replace("-", "&#45;")}"' in html
 

@@ -21,7 +21,8 @@ ALLOWED = {
     "render": {"generator.lab", "generator.cluster", "generator.render", "generator.resources",
                "generator.node"},
     # Pure like render: the CLI hands it a cluster, a status report, a trace result.
-    "graph": {"generator.graph", "generator.node.contract", "generator.node.documents"},
+    "graph": {"generator.graph", "generator.node.contract", "generator.node.documents",
+              "generator.node.lb_election"},
     # generator.cluster.targets: what a pod or service name means (imports nothing),
     # shared with exec and capture.
     "trace": {"generator.trace", "generator.node.contract", "generator.node.documents",
