@@ -75,7 +75,8 @@ def _numbers(hops: list[int]) -> str:
 
 def service_lines(s: ServiceBox) -> list[str]:
     """A service's label, line by line: name, type and cluster IP, ports, what sets it apart."""
-    lines = [s.name, *(["the cluster DNS"] if s.dns else []), f"{s.type} {s.cluster_ip}"]
+    address = "None (headless)" if s.cluster_ip == "None" else s.cluster_ip
+    lines = [s.name, *(["the cluster DNS"] if s.dns else []), f"{s.type} {address}"]
     lines += [p.text() for p in s.ports]
     lines += s.policy_lines()
     if not s.endpoints:
