@@ -113,7 +113,8 @@ def graph(lab: LabOption = None,
           from_file: Annotated[bool, typer.Option(
               "--from-file", help="Draw the lab file's desired cluster even when the lab runs.")] = False,
           ) -> None:
-    """Draw the lab: nodes, pods, cbr0, the overlay, clients, services and their endpoints."""
+    """Draw the lab: nodes, pods, cbr0, the overlay, clients, services and their endpoints by
+    namespace, the cluster DNS, LoadBalancer IPs and the nodes announcing them."""
     with failures():
         if fmt not in FORMATS:
             raise Exit(2, f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
