@@ -87,6 +87,7 @@ class Overlay:
     end: tuple[str, int] | None = None   # (element, hop) of a drop or refusal
     places: dict[int, str] = field(default_factory=dict)
     dns: str | None = None               # the lookup that came first, in words
+    dst_is: str | None = None            # what the destination address is, when not a pod or service
 
     def title(self) -> str:
         dst = self.dst
@@ -95,6 +96,8 @@ class Overlay:
             where += f":{dst['port']}"
         proto = str(dst.get("protocol") or "").upper()
         head = f"trace {self.src.get('name')} → {dst.get('name')} ({where} {proto})".replace(" )", ")")
+        if self.dst_is:
+            head += f", {self.dst_is}"
         tail = f"answered by {self.answered_by}" if self.answered_by else self.verdict
         if self.verdict != "answered":
             tail = self.verdict
@@ -284,7 +287,7 @@ def build(picture: Picture, doc: TraceResult) -> Overlay:
     hops = _hops(doc)
     src, dst = doc["src"], doc["dst"]
     overlay = Overlay(src, dst, doc["verdict"], doc.get("answeredBy"), hops,
-                      dns=dns_lookup(doc))
+                      dns=dns_lookup(doc), dst_is=_address_words(picture, dst.get("ip")))
     start = endpoint_element(picture, src.get("name"), src.get("ip"))
     answered = endpoint_element(picture, doc.get("answeredBy"), None)
     for direction in DIRECTIONS:
@@ -325,6 +328,15 @@ def build(picture: Picture, doc: TraceResult) -> Overlay:
         if direction == "request" and doc["verdict"] != "answered" and here is not None:
             overlay.end = (here, reached)
     return overlay
+
+
+def _address_words(picture: Picture, ip: str | None) -> str | None:
+    """`loadBalancerIP of web-lb, announced by node-1`: a LoadBalancer IP or externalIP."""
+    address = next((a for a in picture.addresses if a.ip == ip), None)
+    if address is None:
+        return None
+    words = f"{address.kind} of {address.service_name}"
+    return words + (f", announced by {address.announced_by}" if address.announced_by else "")
 
 
 def mismatches(picture: Picture, doc: TraceResult) -> list[str]:

@@ -273,3 +273,27 @@ def test_graph_command_draws_a_newer_trace(tmp_path: Path, monkeypatch: pytest.M
                                      "--trace", str(saved), "-o", str(tmp_path / f"g.{fmt}")])
         assert result.exit_code == 0, result.output
         assert "first: DNS web.default.svc.cluster.local" in (tmp_path / f"g.{fmt}").read_text()
+
+
+def test_a_trace_to_a_loadbalancer_ip_is_titled_with_its_service_and_announcer(
+        lb: picture.Picture) -> None:
+    """A client's request to a LoadBalancer IP, as `kgen trace client-0 IP --port 80` gives
+    it: it goes over the node network to the announcing node, and the title says so."""
+    [address] = [a for a in lb.addresses if a.service_name == "web-lb-local"]
+    node = lb.node(address.announced_by or "")
+    assert node is not None
+    hop = {"table": None, "chain": None, "rule": None, "encap": None}
+    doc = {"src": {"name": "client-0", "ip": "172.31.200.254"},
+           "dst": {"name": address.ip, "ip": address.ip, "port": 80, "protocol": "tcp"},
+           "verdict": "timeout", "answeredBy": None,
+           "hops": [{**hop, "direction": "request", "node": "client-0", "step": "send",
+                     "detail": "client-0 sends TCP SYN",
+                     "packet": {"src": "172.31.200.254:40000", "dst": f"{address.ip}:80"}},
+                    {**hop, "direction": "request", "node": node.name, "step": "arrive",
+                     "detail": f"{node.name}: arrives on eth0",
+                     "packet": {"src": "172.31.200.254:40000", "dst": f"{address.ip}:80"}}]}
+    laid = overlay.build(lb, doc)  # type: ignore[arg-type]
+    assert laid.title() == (f"trace client-0 → {address.ip} ({address.ip}:80 TCP), loadBalancerIP "
+                            f"of web-lb-local, announced by {node.name}: timeout")
+    assert laid.places[2] == picture.dev_id(node.name, "eth0")
+    assert overlay.mismatches(lb, doc) == []  # type: ignore[arg-type]
