@@ -27,7 +27,6 @@ def _remove(container: Any) -> None:
 
 
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
-    remove_host_gw(name)
     containers = lab_containers(client, name)
     # A few at a time: one by one, a 250-node lab takes minutes to go.
     with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
@@ -45,6 +44,8 @@ def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list
     if paths is not None and paths.state_dir.exists():
         remove_state(paths.state_dir, client)
         removed.append(f"state {paths.state_dir}")
+    # Last: a host firewall that does not answer must not keep the lab's containers.
+    remove_host_gw(name)
     return removed
 
 

@@ -31,6 +31,11 @@ def host_gw_rule(bridge: str, name: str) -> list[str]:
             f"kgen {name}: host-gw pod traffic stays on the lab bridge", "-j", "ACCEPT"]
 
 
+# `iptables -w` waits for the xtables lock as long as another writer holds it, and
+# sudo may prompt: bound both so `up` and `down` end with a message, never hang.
+IPTABLES_TIMEOUT = 30
+
+
 def host_iptables() -> list[str]:
     """The host's iptables; through passwordless sudo when not root (a GitHub runner)."""
     if os.geteuid() != 0 and shutil.which("sudo"):
@@ -44,12 +49,16 @@ def allow_host_gw(client: docker.DockerClient, cluster: Cluster) -> None:
         return
     rule = host_gw_rule(bridge, cluster["name"])
     try:
-        if subprocess.run([*host_iptables(), "-C", *rule], capture_output=True).returncode == 0:
+        if subprocess.run([*host_iptables(), "-C", *rule], capture_output=True,
+                          timeout=IPTABLES_TIMEOUT).returncode == 0:
             return
-        added = subprocess.run([*host_iptables(), "-I", *rule], capture_output=True, text=True)
+        added = subprocess.run([*host_iptables(), "-I", *rule], capture_output=True, text=True,
+                               timeout=IPTABLES_TIMEOUT)
         problem = added.stderr.strip() if added.returncode else ""
     except FileNotFoundError as err:
         problem = str(err)
+    except subprocess.TimeoutExpired:
+        problem = f"iptables gave no answer within {IPTABLES_TIMEOUT} s"
     if problem:
         raise RuntimeFailure("backend host-gw needs a host iptables rule that lets pod IPs cross "
                              f"the lab bridge; adding it failed ({problem}): run kgen as root "
@@ -60,10 +69,15 @@ def remove_host_gw(name: str) -> None:
     """Delete the lab's DOCKER-USER rules by their comment (the network may be gone)."""
     try:
         listed = subprocess.run([*host_iptables(), "-S", "DOCKER-USER"], capture_output=True,
-                                text=True).stdout
+                                text=True, timeout=IPTABLES_TIMEOUT).stdout
+        for line in listed.splitlines():
+            if line.startswith("-A DOCKER-USER") and f'"kgen {name}: ' in line:
+                args = shlex.split(line)[2:]
+                subprocess.run([*host_iptables(), "-D", "DOCKER-USER", *args],
+                               capture_output=True, timeout=IPTABLES_TIMEOUT)
     except FileNotFoundError:  # no iptables on this host: no rule of ours either
         return
-    for line in listed.splitlines():
-        if line.startswith("-A DOCKER-USER") and f'"kgen {name}: ' in line:
-            args = shlex.split(line)[2:]
-            subprocess.run([*host_iptables(), "-D", "DOCKER-USER", *args], capture_output=True)
+    except subprocess.TimeoutExpired as err:
+        raise RuntimeFailure(f"the host's iptables gave no answer within {IPTABLES_TIMEOUT} s "
+                             "while removing the lab's host-gw rule; is another program "
+                             "holding the xtables lock?") from err
