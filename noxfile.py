@@ -79,8 +79,9 @@ def bench(session: nox.Session) -> None:
 
     `nox -s bench -- NAME` runs one of them: proxy, lab, exec, trace, badinput, scale, dns,
     netpol (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
-    dns and netpol need root for their throw-away network namespaces). `-- failover`
-    (LoadBalancer IP failover, not run by default) needs a free node network.
+    netpol needs root for its throw-away network namespaces; dns brings up a two-node lab per
+    proxy mode and measures from a pod). `-- failover` (LoadBalancer IP failover, not run by
+    default) needs a free node network.
     """
     session.install("-e", ".[dev]")
     wanted = session.posargs or ["proxy", "lab", "exec", "trace", "badinput", "scale", "dns", "netpol"]

@@ -1,21 +1,28 @@
-"""The cluster DNS server: queries per second and lookup latency (`nox -s bench -- dns`).
+"""The cluster DNS from a pod of a running lab: queries per second and lookup latency
+(`nox -s bench -- dns`).
 
-Throw-away network namespaces on this machine (root): the server
-(`python3 -m generator.node.dns`, logging every query to a file as in a lab)
-in one, a client joined to it by a veth pair, with a pod's resolv.conf
-(`nameserver`, the search path, `ndots:5`), and a third whose /etc/hosts holds
-the same names. `ip netns exec` binds /etc/netns/<ns>/{resolv.conf,hosts}
-over /etc, as kgen's pods get theirs.
+For each proxy mode it brings up a small lab of its own (two nodes, `dns.replicas: 1`,
+so one DNS pod, `coredns-0` on node-0; the querying pod `client` on node-1; `web` and
+twenty more services in the zone), measures, and takes the lab down:
 
-- Throughput: one client process keeps WINDOW UDP queries in flight for
-  SECONDS and counts the replies; the server's own CPU time (from /proc) gives
-  queries per CPU-second too, which a busy 2-core machine disturbs less.
-- Latency: glibc's getaddrinfo (AF_INET) in a process inside the namespace,
-  for a short name, a `svc.ns` name and a full name (ndots:5 sends that one
-  through the whole search list first: 4 queries), against the same names
-  answered from /etc/hosts, alternating in rounds; median and p99. Then the
-  same lookups as `getent ahostsv4` processes (what a shell user times).
-Nothing here asserts a number.
+- Throughput: from `client`'s network namespace, CLIENTS processes keep WINDOW UDP
+  queries in flight for SECONDS each and count the replies; once to the kube-dns
+  cluster IP (every query DNAT'ed by kube-proxy on node-1 to coredns-0 across the
+  overlay, as a pod's lookups go) and once to coredns-0's pod IP (no DNAT), side by
+  side, RUNS runs each, alternating, after a warm-up; the median run is shown (the
+  first packets after `kgen up` wait for neighbour entries). The DNS pod's own CPU
+  time (its /proc stat on node-0) gives replies per server CPU-second, which a busy
+  machine disturbs less.
+- Latency: glibc's getaddrinfo (AF_INET) in a process in `client`'s netns, through
+  the pod's own resolv.conf (ndots:5, the search path: the full name walks the whole
+  search list first), against the same names answered from /etc/hosts in the same
+  netns (a private mount namespace binds a hosts file holding them over /etc/hosts),
+  alternating in ROUNDS; median and p99, and the ratio.
+
+Bounded: SECONDS per load run (RUNS per target), ROUNDS × PER_ROUND lookups per name and way, every
+`docker exec` with a timeout. Lab traffic only: queries go to the lab's addresses.
+Nothing here asserts a number. Lab names start with KGEN_TEST_LAB_PREFIX (default
+`bench`); `--node-network` picks the node network (default: a free /24).
 """
 
 from __future__ import annotations
@@ -23,26 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from generator.node.dns.resolvconf import resolv_conf
+import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-SERVER, CLIENT, HOSTS_NS = "10.250.153.1", "10.250.153.2", "10.250.153.3"  # private, in the namespaces only
-NAMES = ["web", "web.default", "web.default.svc.cluster.local"]
+DNS_IP = "10.96.0.10"
 WEB_IP = "10.96.0.20"
-ROUNDS, PER_ROUND, GETENT_RUNS = 5, 100, 20
-SECONDS, WINDOW, CLIENTS = 3.0, 32, 2
+NAMES = ["web", "web.default", "web.default.svc.cluster.local"]
+ROUNDS, PER_ROUND = 5, 100
+SECONDS, WINDOW, CLIENTS, RUNS = 3.0, 32, 2, 3
+EXEC_TIMEOUT = 120
 
 LOOKUPS = """
 import json, socket, sys, time
@@ -56,18 +58,24 @@ assert addr == sys.argv[3], addr
 print(json.dumps(times))
 """
 
+# CLIENTS processes (one Python client cannot keep the server busy), each WINDOW in flight.
 LOAD = """
-import json, select, socket, sys, time
-from generator.node.dns.message import Message, Question, encode, A, SRV, PTR
-kinds = {"A": [("web.default.svc.cluster.local", A)],
-         "mix": [("web.default.svc.cluster.local", A), ("_http._tcp.web.default.svc.cluster.local", SRV),
-                 ("20.0.96.10.in-addr.arpa", PTR), ("nope.default.svc.cluster.local", A),
-                 ("example.com", A)]}[sys.argv[2]]
-queries = [encode(Message(id=i, rd=True, questions=[Question(*kinds[i % len(kinds)])])) for i in range(65536)]
+import json, select, socket, subprocess, sys, time
+server, seconds, window, clients = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+if clients > 1:
+    procs = [subprocess.Popen([sys.executable, "-c", sys.argv[5], server, sys.argv[2], sys.argv[3], "1"],
+                              stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+    results = [json.loads(p.communicate(timeout=seconds + 30)[0]) for p in procs]
+    print(json.dumps({"replies": sum(r["replies"] for r in results), "lost": sum(r["lost"] for r in results),
+                      "seconds": max(r["seconds"] for r in results)}))
+    sys.exit(0)
+from generator.node.dns.message import Message, Question, encode, A
+queries = [encode(Message(id=i, rd=True, questions=[Question("web.default.svc.cluster.local", A)]))
+           for i in range(65536)]
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.connect((sys.argv[1], 53))
+sock.connect((server, 53))
 sock.setblocking(False)
-seconds, window, sent, got, lost = float(sys.argv[3]), int(sys.argv[4]), 0, 0, 0
+sent = got = lost = 0
 start = time.perf_counter()
 for _ in range(window):
     sock.send(queries[sent % 65536]); sent += 1
@@ -88,69 +96,75 @@ print(json.dumps({"replies": got, "seconds": time.perf_counter() - start, "lost"
 """
 
 
-def run(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), check=True, capture_output=True, text=True, env=ENV, **kw)
+def lab_doc(name: str, mode: str, network: str | None) -> dict[str, Any]:
+    http = [{"name": "http", "port": 80, "targetPort": 8080}]
+    services = [{"name": "web", "clusterIP": WEB_IP, "selector": {"app": "web"}, "ports": http}]
+    services += [{"name": f"svc-{i}", "selector": {"app": "web"}, "ports": http} for i in range(1, 21)]
+    doc: dict[str, Any] = {
+        "name": name, "proxyMode": mode, "nodes": ["node-0", "node-1"],
+        "dns": {"replicas": 1},
+        "pods": [{"name": "web-0", "node": "node-0", "labels": {"app": "web"}},
+                 {"name": "client", "node": "node-1", "labels": {"app": "client"}}],
+        "services": services}
+    if network:
+        doc["nodeNetwork"] = network
+    return doc
 
 
-def zone_doc() -> dict[str, Any]:
-    """The demo's web service with 50 more beside it, so lookups are not in a toy zone."""
-    http = [{"name": "http", "protocol": "TCP", "port": 80}]
-    services = [{"name": "web", "namespace": "default", "clusterIP": WEB_IP, "ports": http,
-                 "endpoints": [{"ip": "10.244.1.2", "pod": "pod-2"}, {"ip": "10.244.2.2", "pod": "pod-3"}]}]
-    services += [{"name": f"svc-{i}", "namespace": "default", "clusterIP": f"10.96.1.{i}", "ports": http,
-                  "endpoints": [{"ip": f"10.244.3.{i}", "pod": f"p-{i}"}]} for i in range(1, 51)]
-    return {"domain": "cluster.local", "namespaces": ["default", "kube-system"], "services": services,
-            "pods": [], "reverseCIDRs": ["10.96.0.0/16", "10.244.0.0/16"], "nameserver": "10.96.0.10"}
+def kgen(workdir: Path, *args: str) -> str:
+    done = subprocess.run(["kgen", *args], cwd=workdir, capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"kgen {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
 
 
-@contextmanager
-def namespaces(tag: str) -> Iterator[tuple[str, str, str]]:
-    server, client, hosts = f"{tag}s", f"{tag}c", f"{tag}h"
-    steps = [["ip", "netns", "add", ns] for ns in (server, client, hosts)]
-    steps += [["ip", "link", "add", f"{tag}x", "type", "veth", "peer", "name", f"{tag}y"],
-              ["ip", "link", "set", f"{tag}x", "netns", server],
-              ["ip", "link", "set", f"{tag}y", "netns", client],
-              ["ip", "-n", server, "addr", "add", f"{SERVER}/24", "dev", f"{tag}x"],
-              ["ip", "-n", client, "addr", "add", f"{CLIENT}/24", "dev", f"{tag}y"],
-              ["ip", "-n", server, "link", "set", f"{tag}x", "up"],
-              ["ip", "-n", client, "link", "set", f"{tag}y", "up"],
-              # getent ahosts asks with AI_ADDRCONFIG: no IPv4 address but loopback, no IPv4 answers
-              ["ip", "-n", hosts, "link", "add", "h0", "type", "veth", "peer", "name", "h1"],
-              ["ip", "-n", hosts, "addr", "add", f"{HOSTS_NS}/32", "dev", "h0"],
-              ["ip", "-n", hosts, "link", "set", "h0", "up"]]
-    etc = {ns: Path("/etc/netns") / ns for ns in (client, hosts)}
-    try:
-        for step in steps:
-            run(*step)
-        for ns, path in etc.items():
-            path.mkdir(parents=True)
-            (path / "resolv.conf").write_text(resolv_conf(SERVER, "default", "cluster.local"))
-            entries = f"{WEB_IP}\t{' '.join(NAMES)}\n" if ns == hosts else ""
-            (path / "hosts").write_text(f"127.0.0.1\tlocalhost\n{entries}")
-        yield server, client, hosts
-    finally:
-        for ns in (server, client, hosts):
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-        for path in etc.values():
-            shutil.rmtree(path, ignore_errors=True)
+def docker_exec(container: str, *argv: str) -> str:
+    done = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True,
+                          timeout=EXEC_TIMEOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{container}: {' '.join(argv[:4])}…: {done.stderr.strip()}")
+    return done.stdout
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def in_pod(node: str, pod: str, *argv: str, hosts: bool = False) -> str:
+    """argv in the pod's netns (`ip netns exec` binds its resolv.conf and hosts); with
+    `hosts`, in a private mount namespace whose /etc/hosts holds the benchmark's names."""
+    if not hosts:
+        return docker_exec(node, "ip", "netns", "exec", pod, *argv)
+    script = 'mount --bind /tmp/kgen-bench-hosts /etc/hosts && exec "$@"'
+    return docker_exec(node, "ip", "netns", "exec", pod, "unshare", "-m", "sh", "-c", script,
+                       "sh", *argv)
 
 
-def throughput(client: str, server_pid: int, kind: str) -> dict[str, float]:
-    """CLIENTS load processes at once (one Python client cannot keep the server busy)."""
-    argv = ["ip", "netns", "exec", client, sys.executable, "-c", LOAD, SERVER, kind, str(SECONDS),
-            str(WINDOW)]
-    before = cpu_seconds(server_pid)
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=ENV) for _ in range(CLIENTS)]
-    results = [json.loads(p.communicate(timeout=SECONDS + 30)[0]) for p in procs]
-    used = cpu_seconds(server_pid) - before
-    replies, seconds = sum(r["replies"] for r in results), max(r["seconds"] for r in results)
-    return {"qps": replies / seconds, "per_cpu_s": replies / max(used, 1e-9), "server_cpu": used / seconds,
-            "lost": sum(r["lost"] for r in results)}
+def cpu_seconds(node: str, pid: str) -> float:
+    stat = docker_exec(node, "cat", f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+    ticks = int(docker_exec(node, "getconf", "CLK_TCK").strip())
+    return (int(stat[11]) + int(stat[12])) / ticks
+
+
+def throughput(lab: dict[str, Any], target: str) -> dict[str, float]:
+    before = cpu_seconds(lab["dns_node"], lab["dns_pid"])
+    out = in_pod(lab["client_node"], "client", "python3", "-c", LOAD, target, str(SECONDS),
+                 str(WINDOW), str(CLIENTS), LOAD)
+    used = cpu_seconds(lab["dns_node"], lab["dns_pid"]) - before
+    r = json.loads(out)
+    return {"qps": r["replies"] / r["seconds"], "per_cpu_s": r["replies"] / max(used, 1e-9),
+            "server_cpu": used / r["seconds"], "lost": r["lost"]}
+
+
+def loads(lab: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """RUNS runs per target, alternating, after a short warm-up of each (neighbour entries,
+    the first conntrack entry): the median run of each target by replies/s."""
+    targets = {"kube-dns cluster IP (DNAT)": DNS_IP, "coredns-0 pod IP (direct)": lab["dns_pod_ip"]}
+    for target in targets.values():
+        in_pod(lab["client_node"], "client", "python3", "-c", LOAD, target, "0.5", "4", "1", LOAD)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for _ in range(RUNS):
+        for name, target in targets.items():
+            runs[name].append(throughput(lab, target))
+    return {name: sorted(found, key=lambda r: r["qps"])[len(found) // 2]
+            for name, found in runs.items()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -158,17 +172,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latencies(client: str, hosts: str) -> list[dict[str, Any]]:
-    samples: dict[tuple[str, str], list[float]] = {(n, w): [] for n in NAMES for w in ("dns", "hosts")}
+def latencies(lab: dict[str, Any]) -> list[dict[str, Any]]:
+    node = lab["client_node"]
+    docker_exec(node, "sh", "-c", "printf '127.0.0.1\\tlocalhost\\n%s\\t%s\\n' "
+                f"{WEB_IP} '{' '.join(NAMES)}' > /tmp/kgen-bench-hosts")
+    samples: dict[tuple[str, bool], list[float]] = {(n, h): [] for n in NAMES for h in (False, True)}
     for _ in range(ROUNDS):
         for name in NAMES:
-            for way, ns in (("dns", client), ("hosts", hosts)):
-                out = run("ip", "netns", "exec", ns, sys.executable, "-c", LOOKUPS, name, str(PER_ROUND),
-                          WEB_IP)
-                samples[(name, way)] += json.loads(out.stdout)
+            for hosts in (False, True):
+                out = in_pod(node, "client", "python3", "-c", LOOKUPS, name, str(PER_ROUND), WEB_IP,
+                             hosts=hosts)
+                samples[(name, hosts)] += json.loads(out)
     rows = []
     for name in NAMES:
-        dns, files = samples[(name, "dns")], samples[(name, "hosts")]
+        dns, files = samples[(name, False)], samples[(name, True)]
         rows.append({"name": name, "dns_median_us": statistics.median(dns) * 1e6,
                      "dns_p99_us": percentile(dns, 0.99) * 1e6,
                      "hosts_median_us": statistics.median(files) * 1e6,
@@ -177,80 +194,73 @@ def latencies(client: str, hosts: str) -> list[dict[str, Any]]:
     return rows
 
 
-def getent_times(client: str, hosts: str) -> list[dict[str, Any]]:
-    rows = []
-    for name in NAMES:
-        walls: dict[str, list[float]] = {"dns": [], "hosts": []}
-        for _ in range(GETENT_RUNS):
-            for way, ns in (("dns", client), ("hosts", hosts)):
-                started = time.perf_counter()
-                out = run("ip", "netns", "exec", ns, "getent", "ahostsv4", name)
-                walls[way].append(time.perf_counter() - started)
-                assert out.stdout.startswith(WEB_IP), out.stdout
-        dns, files = statistics.median(walls["dns"]), statistics.median(walls["hosts"])
-        rows.append({"name": name, "dns_ms": dns * 1e3, "hosts_ms": files * 1e3, "ratio": dns / files})
-    return rows
+def running(workdir: Path, lab_file: Path) -> dict[str, Any]:
+    status = json.loads(kgen(workdir, "status", "-l", str(lab_file), "--json"))
+    container = {n["name"]: n["container"] for n in status["nodes"]}
+    pods = {p["name"]: p for p in status["pods"]}
+    dns_node = container[pods["coredns-0"]["node"]]
+    pid = docker_exec(dns_node, "pgrep", "-f", "pods/coredns-0/queries.log").split()[0]
+    return {"client_node": container[pods["client"]["node"]], "dns_node": dns_node,
+            "dns_pid": pid, "dns_pod_ip": pods["coredns-0"]["ip"]}
 
 
-def measure(tmp: Path) -> dict[str, Any]:
-    zone, log = tmp / "zone.json", tmp / "queries.log"
-    zone.write_text(json.dumps(zone_doc()))
-    tag = f"{os.environ.get('KGEN_TEST_LAB_PREFIX', 'dn')}-b{os.getpid() % 10000}"
-    with namespaces(tag) as (server_ns, client, hosts):
-        argv = ["ip", "netns", "exec", server_ns, sys.executable, "-m", "generator.node.dns",
-                "--zone", str(zone), "--listen", SERVER, "--log", str(log)]
-        server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=ENV)
-        try:
-            assert server.stdout is not None and "listening" in server.stdout.readline()
-            load = {kind: throughput(client, server.pid, kind) for kind in ("A", "mix")}
-            lookups, getent = latencies(client, hosts), getent_times(client, hosts)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-        logged = sum(1 for _ in log.open())
-    return {"load": load, "lookups": lookups, "getent": getent, "log_lines": logged,
-            "settings": {"seconds": SECONDS, "window": WINDOW, "clients": CLIENTS, "rounds": ROUNDS,
-                         "per_round": PER_ROUND, "getent_runs": GETENT_RUNS, "cpus": os.cpu_count(),
-                         "loadavg": os.getloadavg()[0]}}
+def measure(mode: str, network: str | None, workdir: Path) -> dict[str, Any]:
+    prefix = os.environ.get("KGEN_TEST_LAB_PREFIX", "bench")
+    name = f"{prefix}-bdns-{mode[:3]}"
+    lab_file = workdir / f"{name}.yaml"
+    lab_file.write_text(yaml.safe_dump(lab_doc(name, mode, network), sort_keys=False))
+    started = time.monotonic()
+    kgen(workdir, "up", "-l", str(lab_file))
+    up_s = time.monotonic() - started
+    try:
+        lab = running(workdir, lab_file)
+        load = loads(lab)
+        lookups = latencies(lab)
+    finally:
+        kgen(workdir, "down", "-l", str(lab_file))
+    return {"mode": mode, "lab": name, "up_s": up_s, "load": load, "lookups": lookups,
+            "loadavg": os.getloadavg()[0]}
 
 
-def report(result: dict[str, Any]) -> None:
-    s = result["settings"]
-    print(f"DNS server throughput: UDP, {s['clients']} client processes with {s['window']} queries in flight "
-          f"each for {s['seconds']:.0f} s, from a client netns; every query logged")
-    print(f"({s['cpus']} CPUs shared by clients, server and the rest of the machine: load average "
-          f"{s['loadavg']:.1f}; the CPU-second column is what the server itself spends)")
-    print(f"{'queries':<8} {'replies/s':>10} {'per server CPU-s':>17} {'server CPU':>11} {'lost':>5}")
-    for kind, r in result["load"].items():
-        print(f"{kind:<8} {r['qps']:>10.0f} {r['per_cpu_s']:>17.0f} {r['server_cpu'] * 100:>10.0f}% "
-              f"{r['lost']:>5}")
-    print("\n(mix: A, SRV, PTR, NXDOMAIN and REFUSED in turn)\n")
-    print(f"getaddrinfo(AF_INET) in a process in the netns, {s['rounds']} rounds x {s['per_round']} lookups, "
-          "alternating: cluster DNS (resolv.conf as a pod's) vs /etc/hosts")
-    print(f"{'name':<31} {'DNS median us':>14} {'DNS p99 us':>11} {'hosts median us':>16} "
-          f"{'hosts p99 us':>13} {'ratio':>6}")
-    for r in result["lookups"]:
-        print(f"{r['name']:<31} {r['dns_median_us']:>14.0f} {r['dns_p99_us']:>11.0f} "
-              f"{r['hosts_median_us']:>16.1f} {r['hosts_p99_us']:>13.1f} {r['ratio']:>6.1f}")
-    print(f"\n`ip netns exec NS getent ahostsv4 NAME`, median wall of {s['getent_runs']} runs each, "
-          "alternating")
-    print(f"{'name':<31} {'DNS ms':>8} {'hosts ms':>9} {'ratio':>6}")
-    for r in result["getent"]:
-        print(f"{r['name']:<31} {r['dns_ms']:>8.2f} {r['hosts_ms']:>9.2f} {r['ratio']:>6.2f}")
+def report(results: list[dict[str, Any]]) -> None:
+    print(f"DNS from a pod: `client` (node-1) to the lab's one DNS pod `coredns-0` (node-0); "
+          f"UDP load: {CLIENTS} processes × {WINDOW} queries in flight for {SECONDS:.0f} s, "
+          f"the median of {RUNS} runs per target, alternating; "
+          f"{os.cpu_count()} CPUs shared with the rest of the machine")
+    print(f"{'mode':<9} {'target':<28} {'replies/s':>10} {'per server CPU-s':>17} "
+          f"{'server CPU':>11} {'lost':>5}")
+    for r in results:
+        for target, t in r["load"].items():
+            print(f"{r['mode']:<9} {target:<28} {t['qps']:>10.0f} {t['per_cpu_s']:>17.0f} "
+                  f"{t['server_cpu'] * 100:>10.0f}% {t['lost']:>5}")
+    print(f"\ngetaddrinfo(AF_INET) in `client`'s netns, {ROUNDS} rounds × {PER_ROUND} lookups per "
+          "name and way, alternating: cluster DNS (the pod's resolv.conf) vs /etc/hosts")
+    print(f"{'mode':<9} {'name':<31} {'DNS median us':>14} {'DNS p99 us':>11} "
+          f"{'hosts median us':>16} {'hosts p99 us':>13} {'ratio':>6}")
+    for r in results:
+        for row in r["lookups"]:
+            print(f"{r['mode']:<9} {row['name']:<31} {row['dns_median_us']:>14.0f} "
+                  f"{row['dns_p99_us']:>11.0f} {row['hosts_median_us']:>16.1f} "
+                  f"{row['hosts_p99_us']:>13.1f} {row['ratio']:>6.1f}")
+    print("\n" + ", ".join(f"{r['mode']}: lab up in {r['up_s']:.0f} s, load average "
+                           f"{r['loadavg']:.1f}" for r in results))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default="iptables,nftables")
+    parser.add_argument("--node-network", action="append", default=[],
+                        help="a node network per mode, in order (default: a free /24)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("getent") is None:
-        sys.exit("bench_dns: needs root, iproute2 and getent (throw-away network namespaces)")
+    modes = args.modes.split(",")
+    networks = args.node_network + [None] * len(modes)
     with tempfile.TemporaryDirectory(prefix="kgen-bench-dns-") as tmp:
-        result = measure(Path(tmp))
+        results = [measure(mode, networks[i], Path(tmp)) for i, mode in enumerate(modes)]
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(results, indent=2))
     else:
-        report(result)
+        report(results)
 
 
 if __name__ == "__main__":

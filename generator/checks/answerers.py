@@ -16,24 +16,32 @@ from __future__ import annotations
 from typing import cast
 
 from generator.checks.base import Planning, Pod
-from generator.node.contract import PublishedPod, ServicePortSpec, ServiceSpec, selects
+from generator.node.contract import (
+    PublishedPod,
+    ServicePortSpec,
+    ServiceSpec,
+    namespace_of,
+    service_selects,
+)
 from generator.node.documents import StatusReport
 from generator.node.proxy.endpoints import Endpoint
 from generator.node.proxy.service import Policy, categorize, port_infos_of
 
 
-def terminating_pods(status: StatusReport | None) -> dict[str, list[Pod]]:
-    """Per service name, the Terminating pods that still serve it (status `terminating`)."""
+def terminating_pods(status: StatusReport | None) -> dict[tuple[str, str], list[Pod]]:
+    """Per service (namespace, name), the Terminating pods that still serve it (status
+    `terminating`): `web` in two namespaces is two services."""
     if status is None:
         return {}
     by_ip = {p["ip"]: p for p in status.get("pods", [])
              if p.get("state") == "Terminating" and p.get("ip")}
-    found: dict[str, list[Pod]] = {}
+    found: dict[tuple[str, str], list[Pod]] = {}
     for svc in status.get("services", []):
         ips = {address.rsplit(":", 1)[0] for address in svc.get("terminating") or []}
         pods = [by_ip[ip] for ip in sorted(ips) if ip in by_ip]
-        found[svc["name"]] = [cast(Pod, {"name": p["name"], "node": p["node"], "ip": p["ip"],
-                                         "labels": {}, "containers": []}) for p in pods]
+        found[(namespace_of(svc), svc["name"])] = [
+            cast(Pod, {"name": p["name"], "node": p["node"], "ip": p["ip"], "labels": {},
+                       "containers": [], "namespace": namespace_of(p)}) for p in pods]
     return found
 
 
@@ -42,7 +50,7 @@ class Answerers:
 
     def __init__(self, ctx: Planning, svc: ServiceSpec, port: ServicePortSpec,
                  terminating: list[Pod]) -> None:
-        ready = [p for p in ctx.servers if selects(svc["selector"], p["labels"])]
+        ready = [p for p in ctx.servers if service_selects(svc, p)]  # its own namespace only
         self.pods = {p["ip"]: p for p in [*ready, *terminating] if p.get("ip")}
         published = [self._published(ctx, p, "Running") for p in ready if p.get("ip")]
         published += [self._published(ctx, p, "Terminating") for p in terminating]

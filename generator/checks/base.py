@@ -17,13 +17,14 @@ Two ways to be judged:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from testinfra.host import Host
 
 from generator.node.contract import Cluster, PodSpec
-from generator.node.documents import ProbeJob, ProbeSummary, StatusReport
+from generator.node.documents import ProbeJob, ProbeSummary, ServiceRow, StatusReport
 
 Pod = PodSpec  # a pod as the checks name it
 
@@ -102,11 +103,20 @@ class LabView:
 class Planning:
     """The cluster a plan is made for, and what its kinds look up in it."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, status: StatusReport | None = None) -> None:
         self.cluster = cluster
+        self.status = status  # the running lab's `kgen status --json`, when there is one
         self.servers = [p for p in cluster["pods"] if serves(p)]
         self.node = {n["name"]: n for n in cluster["nodes"]}
         self.conntrack_planned = False  # one conntrack check per lab
+
+    def listed(self, svc: Mapping[str, Any]) -> ServiceRow | None:
+        """The service as the running lab's status lists it (None: no status, or not there)."""
+        if self.status is None:
+            return None
+        key = (svc.get("namespace") or "default", svc["name"])
+        return next((s for s in self.status.get("services", [])
+                     if (s.get("namespace") or "default", s["name"]) == key), None)
 
     def path(self, *pods: Pod) -> set[str]:
         """Datapath parts a packet between these pods crosses."""
@@ -127,6 +137,13 @@ class Planning:
 def serves(pod: Pod) -> bool:
     """Pods with a test-server container answer /hostname and /clientip."""
     return any(not c.get("command") for c in pod["containers"])
+
+
+def svc_name(svc: Mapping[str, Any]) -> str:
+    """A service as checks name it: `web` in `default`, else `web.shop` (SERVICE.NAMESPACE),
+    so that `web` in two namespaces gives two checks, not one id twice."""
+    namespace = svc.get("namespace") or "default"
+    return svc["name"] if namespace == "default" else f"{svc['name']}.{namespace}"
 
 
 def names(pods: list[Pod]) -> list[str]:

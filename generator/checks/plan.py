@@ -14,6 +14,9 @@ then service by service. What each service gets:
 - LoadBalancer: its IP from every client, and its health check on every node;
   externalIPs: each routed by the client via a node.
 
+Last, with the lab's DNS: every service's names from one pod per namespace and node,
+an outside name refused, one SRV record (kinds/dns.py).
+
 Who may answer, from each node, is what that node's proxy decides (answerers.py:
 CategorizeEndpoints with topology): ready endpoints, else serving terminating
 ones (from `status`), filtered to the zone or node by trafficDistribution.
@@ -28,6 +31,7 @@ from generator.checks.kinds import (
     clusterip,
     clusterip_udp,
     conntrack,
+    dns,
     external_ip,
     hairpin,
     lb_health,
@@ -39,19 +43,19 @@ from generator.checks.kinds import (
     pod_to_pod,
     wire,
 )
-from generator.node.contract import Cluster, ServiceSpec
+from generator.node.contract import Cluster, ServiceSpec, namespace_of
 from generator.node.documents import StatusReport
 
 
 def plan(cluster: Cluster, status: StatusReport | None = None) -> list[Check]:
     """The lab's checks; `status` (as `kgen status --json`) adds its Terminating pods."""
-    ctx = Planning(cluster)
+    ctx = Planning(cluster, status)
     checks: list[Check] = [*pod_to_pod.plan(ctx), *wire.plan(ctx), *mtu.plan(ctx)]
     terminating = terminating_pods(status)
     for svc in cluster["services"]:
         if svc["clusterIP"] != "None":  # headless: nothing of kube-proxy's to check
-            checks += service(ctx, svc, terminating.get(svc["name"], []))
-    return checks
+            checks += service(ctx, svc, terminating.get((namespace_of(svc), svc["name"]), []))
+    return checks + dns.plan(ctx)
 
 
 def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = None) -> list[Check]:

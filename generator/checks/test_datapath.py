@@ -89,3 +89,8 @@ def external_ip(check: Check, kgen_checks: CheckRun) -> None:
 def localhost(check: Check, kgen_checks: CheckRun) -> None:
     """A NodePort answers on a node's 127.0.0.1, iptables mode (kinds/localhost_nodeport.py)."""
     verify(check, kgen_checks)
+
+
+def dns(check: Check, kgen_checks: CheckRun) -> None:
+    """Services resolve from every namespace; outside names are refused (kinds/dns.py)."""
+    verify(check, kgen_checks)

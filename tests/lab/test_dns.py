@@ -3,16 +3,19 @@
 `web` lives in `default` and in `shop`: a pod's search path decides which one
 `getent hosts web` finds. Every lookup goes to kube-dns's cluster IP and crosses
 kube-proxy's DNAT to a coredns pod, which conntrack on the querying pod's node
-shows; `kgen apply` adds a service that then resolves within 2 s.
+shows; `kgen apply` adds a service that then resolves within 2 s. `kgen check`'s
+DNS checks pass, and fail naming a DNS pod whose server was frozen.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -93,6 +96,46 @@ def test_the_query_is_dnated_to_a_dns_pod(lab: RunningLab) -> None:
                       r"dport=53 src=(\S+) ", entries)
     assert found is not None, entries
     assert found.group(1) in dns_pods
+
+
+def check_report(lab: RunningLab) -> dict[str, Any]:
+    result = lab.kgen("check", "--json", check=False)
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert result.returncode == (0 if report["failed"] == 0 else 1), result.stderr
+    return report
+
+
+def test_kgen_check_resolves_every_service_from_every_namespace(lab: RunningLab) -> None:
+    report = check_report(lab)
+    failed = [(c["id"], c["seen"]) for c in report["checks"] if not c["passed"]]
+    assert failed == []
+    dns = {c["id"] for c in report["checks"] if c["kind"] == "dns"}
+    assert {"dns[web.default from client]", "dns[web.shop from client]",
+            "dns[web.shop from client-shop]", "dns[web-headless.default from client-shop]",
+            "dns[example.org. from client]", "dns[example.org. from client-shop]",
+            "dns[SRV _http._tcp.web.default.svc.cluster.local. from client]"} <= dns
+    print(f"kgen check: {report['passed']} passed ({len(dns)} DNS) in {report['seconds']} s")
+
+
+def test_kgen_check_names_a_dns_pod_that_stopped_answering(lab: RunningLab) -> None:
+    """A frozen DNS server (SIGSTOP: its process and socket stay, nothing answers): every
+    DNS check fails naming it; the checks that need no DNS still pass."""
+    server = "pods/coredns-0/queries.log"  # only coredns-0's server has this in its command
+    node = lab.node_of("coredns-0")
+    lab.exec(node, "pkill", "-STOP", "-f", server)
+    try:
+        report = check_report(lab)
+    finally:
+        lab.exec(node, "pkill", "-CONT", "-f", server)
+    dns = [c for c in report["checks"] if c["kind"] == "dns"]
+    assert dns and not any(c["passed"] for c in dns)
+    coredns_0 = pod_ip(lab, "coredns-0")
+    for c in dns:
+        assert f"coredns-0 ({coredns_0}) asked directly: timed out" in c["seen"], c
+    assert all(c["passed"] for c in report["checks"] if c["kind"] != "dns")
+    # Lookups through kube-dns that kube-proxy sent to coredns-0 name what they asked.
+    assert any("→ Temporary failure in name resolution, expected" in c["seen"] for c in dns)
+    print(f"kgen check with coredns-0 frozen: {report['failed']} failed in {report['seconds']} s")
 
 
 def test_a_service_added_with_apply_resolves_within_2_s(lab: RunningLab) -> None:

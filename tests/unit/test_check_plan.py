@@ -24,7 +24,7 @@ def demo_plan():
 def test_demo_plan_covers_every_path_of_the_story() -> None:
     kinds = {c.kind for c in demo_plan().values()}
     assert kinds == {"pod-to-pod", "wire", "mtu", "clusterip", "conntrack", "clusterip-udp",
-                     "affinity", "hairpin", "no-endpoints", "nodeport", "localhost"}
+                     "affinity", "hairpin", "no-endpoints", "nodeport", "localhost", "dns"}
 
 
 def test_clusterip_is_checked_from_nodes_with_and_without_backends() -> None:
@@ -55,7 +55,7 @@ def test_dependencies_name_the_parts_a_packet_crosses() -> None:
 
 
 def test_a_small_lab_gets_only_the_checks_it_can_run() -> None:
-    lab = parse_lab({"name": "t", "nodes": ["n0"], "backend": "host-gw",
+    lab = parse_lab({"name": "t", "nodes": ["n0"], "backend": "host-gw", "dns": {"enabled": False},
                      "pods": [{"name": "a", "node": "n0"}, {"name": "b", "node": "n0"}]})
     checks = plan(build_state(lab, NET))
     assert [c.id for c in checks] == ["pod_to_pod[a to b]", "pod_to_pod[b to a]"]

@@ -183,3 +183,30 @@ def test_glibc_resolves_through_the_search_path_and_back(lab: Lab) -> None:
     # `web` was tried as web.default.svc.cluster.local first: AAAA (NODATA), then A
     asked = [line.split('"')[1].split()[:3] for line in lab.log.read_text().splitlines() if '"' in line]
     assert ["AAAA", "IN", f"web.{SVC}."] in asked and ["A", "IN", f"web.{SVC}."] in asked
+
+
+def test_the_checks_lookup_module_reads_the_namespaces_resolv_conf(lab: Lab) -> None:
+    """`kgen check`'s DNS lookups (node/dns/lookup.py) as a check runs them in a pod:
+    getaddrinfo through the bound resolv.conf (search path), raw queries for rcodes and SRV,
+    and a server that does not answer reported as a timeout, not a hang."""
+    job = {"names": ["web", "web.default", f"web.{SVC}", "many", f"nope.{SVC}"],
+           "queries": [{"server": None, "name": "example.org.", "type": "A"},
+                       {"server": None, "name": f"_http._tcp.web.{SVC}.", "type": "SRV"},
+                       {"server": SERVER, "name": f"web.{SVC}.", "type": "A"},
+                       {"server": "10.250.53.9", "name": f"web.{SVC}.", "type": "A"}],
+           "timeout": 2.0}
+    out = subprocess.run(["ip", "netns", "exec", lab.client, sys.executable, "-m",
+                          "generator.node.dns.lookup", json.dumps(job)],
+                         capture_output=True, text=True, timeout=60, env=ENV)
+    result = json.loads(out.stdout)
+    names = result["names"]
+    assert names["web"] == names["web.default"] == names[f"web.{SVC}"] == {
+        "ips": ["10.96.0.20"], "error": None}
+    assert len(names["many"]["ips"]) == 120  # a headless service: every endpoint's address
+    assert names[f"nope.{SVC}"]["ips"] == [] and names[f"nope.{SVC}"]["error"]
+    refused, srv, direct, nobody = result["queries"]
+    assert refused == {"rcode": "REFUSED", "answers": [], "error": None}
+    assert srv == {"rcode": "NOERROR", "answers": [f"0 100 80 web.{SVC}."], "error": None}
+    assert direct["answers"] == ["10.96.0.20"]
+    # Nobody at that address: no reply (the neighbour lookup may fail first: no route).
+    assert nobody["rcode"] is None and nobody["error"] in ("timed out", "no route to host")

@@ -8,6 +8,7 @@ from generator.checks.kinds.affinity import Affinity
 from generator.checks.kinds.clusterip import ClusterIP
 from generator.checks.kinds.clusterip_udp import ClusterIPUDP
 from generator.checks.kinds.conntrack import Conntrack
+from generator.checks.kinds.dns import Dns
 from generator.checks.kinds.external_ip import ExternalIP
 from generator.checks.kinds.hairpin import Hairpin
 from generator.checks.kinds.lb_health import LbHealth
@@ -22,4 +23,4 @@ from generator.checks.kinds.wire import Wire
 # Every kind; each has a test function of its test_name() in generator/checks/test_datapath.py.
 KINDS: list[type[Check]] = [PodToPod, Wire, Mtu, ClusterIP, Conntrack, ClusterIPUDP, Affinity,
                             Hairpin, NoEndpoints, NodePort, LocalhostNodePort, LoadBalancer,
-                            LbHealth, ExternalIP]
+                            LbHealth, ExternalIP, Dns]

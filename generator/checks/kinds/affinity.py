@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names
+from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, svc_name
 from generator.checks.batch import all_ok, answers, describe, job
 from generator.node.contract import ServicePortSpec, ServiceSpec
 from generator.node.documents import ProbeJob, ProbeSummary
@@ -27,8 +27,8 @@ class Affinity(ProbeCheck):
 
 def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec, source: Pod,
          backends: list[Pod]) -> Affinity:
-    return Affinity(f"{svc['name']}:{port['port']} from {source['name']}",
-                    f"ClientIP affinity of {svc['name']}", source["name"],
+    return Affinity(f"{svc_name(svc)}:{port['port']} from {source['name']}",
+                    f"ClientIP affinity of {svc_name(svc)}", source["name"],
                     f"{svc['clusterIP']}:{port['port']}",
                     f"{AFFINITY_REQUESTS} requests, one backend",
                     ctx.service_path(source, backends),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, shown
+from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, shown, svc_name
 from generator.checks.batch import (
     all_ok,
     answers,
@@ -59,7 +59,7 @@ def target(svc: ServiceSpec, port: ServicePortSpec) -> str:
 
 
 def label(svc: ServiceSpec, port: ServicePortSpec, source: Pod) -> str:
-    return f"{svc['name']}:{port['port']} from {source['name']}"
+    return f"{svc_name(svc)}:{port['port']} from {source['name']}"
 
 
 def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec, source: Pod,
@@ -83,7 +83,7 @@ def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec, source: Pod,
     if not any(b in ctx.servers for b in backends):  # kube-proxy's CategorizeEndpoints
         spread += " (terminating: the fallback, no endpoint is ready)"
     return ClusterIP(label(svc, port, source),
-                     f"ClusterIP {svc['name']} from a node {where} a backend", source["name"],
+                     f"ClusterIP {svc_name(svc)} from a node {where} a backend", source["name"],
                      target(svc, port), f"{spread}; backend sees the pod's own IP",
                      ctx.service_path(source, backends), params)
 
@@ -91,6 +91,6 @@ def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec, source: Pod,
 def _no_local_endpoint(svc: ServiceSpec, port: ServicePortSpec, source: Pod) -> ClusterIP:
     # kube-proxy's KUBE-SVL chain (nftables: the service chain) drops it: "has no local endpoints".
     return ClusterIP(label(svc, port, source),
-                     f"ClusterIP {svc['name']} (internalTrafficPolicy Local) from a node without "
+                     f"ClusterIP {svc_name(svc)} (internalTrafficPolicy Local) from a node without "
                      "a backend", source["name"], target(svc, port), "dropped (no local endpoint)",
                      frozenset(), {"drop": True})

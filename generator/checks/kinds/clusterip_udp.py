@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names
+from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, svc_name
 from generator.checks.batch import all_ok, answers, describe, job
 from generator.node.contract import ServicePortSpec, ServiceSpec
 from generator.node.documents import ProbeJob, ProbeSummary
@@ -23,8 +23,8 @@ class ClusterIPUDP(ProbeCheck):
 
 def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec, source: Pod,
          backends: list[Pod]) -> ClusterIPUDP:
-    return ClusterIPUDP(f"{svc['name']}:{port['port']} from {source['name']}",
-                        f"ClusterIP {svc['name']} over UDP", source["name"],
+    return ClusterIPUDP(f"{svc_name(svc)}:{port['port']} from {source['name']}",
+                        f"ClusterIP {svc_name(svc)} over UDP", source["name"],
                         f"{svc['clusterIP']}:{port['port']}",
                         f"{UDP_DRAWS} datagrams, each answered by a backend",
                         ctx.service_path(source, backends),

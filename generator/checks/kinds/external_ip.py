@@ -15,7 +15,7 @@ import shlex
 from collections import Counter
 from typing import Any
 
-from generator.checks.base import CommandCheck, LabView, Outcome, Planning, Pod, names, shown
+from generator.checks.base import CommandCheck, LabView, Outcome, Planning, Pod, names, shown, svc_name
 from generator.checks.batch import PROBE, TIMEOUT
 from generator.checks.kinds.nodeport import SNAT_DRAWS, NodePort, _depends
 from generator.checks.stats import miss_probability, spread_requests
@@ -78,8 +78,8 @@ def plan(ctx: Planning, svc: ServiceSpec, backends: list[Pod]) -> list[ExternalI
         "policy": svc["externalTrafficPolicy"], "node": node, "drop": False,
         "client_ip": client["ip"], "requests": requests, "draws": SNAT_DRAWS,
         "backends": names(serving), "false_failure": miss_probability(len(serving), requests)}
-    return [ExternalIP(f"{svc['name']} {ip}:{port['port']} via {node['name']}",
-                       f"externalIP {ip} of {svc['name']} routed via {node['name']}",
+    return [ExternalIP(f"{svc_name(svc)} {ip}:{port['port']} via {node['name']}",
+                       f"externalIP {ip} of {svc_name(svc)} routed via {node['name']}",
                        client["name"], f"{ip}:{port['port']}", expected,
                        _depends(node["name"], serving, dropped=False), params)
             for ip in svc.get("externalIPs") or []]

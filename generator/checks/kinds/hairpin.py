@@ -6,7 +6,7 @@ must answer itself within `hit_requests(n)` requests (stats.py).
 
 from __future__ import annotations
 
-from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names
+from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, svc_name
 from generator.checks.batch import all_ok, answers, describe, job
 from generator.checks.stats import hit_miss_probability, hit_requests
 from generator.node.contract import ServicePortSpec, ServiceSpec
@@ -32,8 +32,8 @@ def plan(ctx: Planning, svc: ServiceSpec, port: ServicePortSpec,
          backends: list[Pod]) -> Hairpin:
     pod = backends[0]
     requests = hit_requests(len(backends))
-    return Hairpin(f"{svc['name']}:{port['port']} from {pod['name']}",
-                   f"a backend reaches itself through {svc['name']}", pod["name"],
+    return Hairpin(f"{svc_name(svc)}:{port['port']} from {pod['name']}",
+                   f"a backend reaches itself through {svc_name(svc)}", pod["name"],
                    f"{svc['clusterIP']}:{port['port']}",
                    f"{pod['name']} answers itself (≤ {requests} requests)",
                    ctx.service_path(pod, backends),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from generator.checks.base import CommandCheck, LabView, Outcome, Planning
+from generator.checks.base import CommandCheck, LabView, Outcome, Planning, svc_name
 from generator.checks.batch import TIMEOUT
 from generator.checks.kinds.loadbalancer import published
 from generator.node import healthcheck
@@ -57,16 +57,24 @@ def plan(ctx: Planning, svc: ServiceSpec) -> list[LbHealth]:
     clients = ctx.cluster["clients"]
     if svc["type"] != "LoadBalancer" or not port or not clients:
         return []
-    pods = published(ctx)
-    return [_on(svc, node, port, clients[0]["name"], local_ready_endpoints(svc, pods, node["name"]))
+    return [_on(svc, node, port, clients[0]["name"], local_count(ctx, svc, node["name"]))
             for node in ctx.cluster["nodes"]]
+
+
+def local_count(ctx: Planning, svc: ServiceSpec, node: str) -> int:
+    """kube-proxy's LocalReadyEndpoints on `node` (ready endpoints counted by IP)."""
+    listed = ctx.listed(svc)
+    if listed is None or ctx.status is None:
+        return local_ready_endpoints(svc, published(ctx), node)
+    on_node = {p["ip"] for p in ctx.status.get("pods", []) if p["node"] == node and p["ip"]}
+    return len({e.rsplit(":", 1)[0] for e in listed["endpoints"]} & on_node)
 
 
 def _on(svc: ServiceSpec, node: NodeSpec, port: int, client: str, count: int) -> LbHealth:
     status = 200 if count > 0 else 503
     body = healthcheck.body(svc.get("namespace", "default"), svc["name"], count)
-    return LbHealth(f"{svc['name']} on {node['name']}",
-                    f"health check of {svc['name']} on {node['name']}", client,
+    return LbHealth(f"{svc_name(svc)} on {node['name']}",
+                    f"health check of {svc_name(svc)} on {node['name']}", client,
                     f"{node['ip']}:{port}", f"{status}, localEndpoints {count}",
                     frozenset(),  # the node agent's server, none of the datapath parts
                     {"status": status, "body": body, "false_failure": 0.0})

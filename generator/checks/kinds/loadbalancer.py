@@ -1,8 +1,9 @@
 """LoadBalancer: every client reaches a service's loadBalancerIP through the node announcing it.
 
-The announcer is the node `contract.lb_announcers` picks (MetalLB's layer 2 rule: one
-node answers ARP for the IP), reckoned from the plan's cluster with every node live and
-every pod Running, as the rest of the plan assumes. Judged as a NodePort through that
+The announcer is the one the running lab's status names (`announcedBy`: the node that
+answers ARP for the IP, MetalLB's layer 2 rule, as the agents elected it): one source of
+truth. Only without a status (a plan made from the cluster alone) is it reckoned here,
+with `contract.lb_announcers` over every node live and every pod Running. Judged as a NodePort through that
 node: externalTrafficPolicy Cluster spreads over every ready endpoint and the backend
 sees an address of the announcer (SNAT); Local spreads over the announcer's own
 endpoints and the backend sees the client's IP.
@@ -20,10 +21,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from generator.checks.base import Planning, Pod, names, shown
+from generator.checks.base import Planning, Pod, names, shown, svc_name
 from generator.checks.kinds.nodeport import SNAT_DRAWS, NodePort, _depends
 from generator.checks.stats import miss_probability, spread_requests
-from generator.node.contract import ClientSpec, PublishedPod, ServiceSpec
+from generator.node.contract import ClientSpec, PublishedPod, ServiceSpec, namespace_of
 from generator.node.lb_election import lb_announcers
 
 
@@ -34,11 +35,16 @@ class LoadBalancer(NodePort):
 def published(ctx: Planning) -> list[PublishedPod]:
     """The plan's pods as the proxies would see them, all Running (IPs stand in: one each)."""
     return [{"name": p["name"], "node": p["node"], "ip": f"planned:{p['name']}",
-             "state": "Running", "labels": dict(p["labels"])} for p in ctx.cluster["pods"]]
+             "state": "Running", "labels": dict(p["labels"]), "namespace": namespace_of(p)}
+            for p in ctx.cluster["pods"]]
 
 
 def announcer(ctx: Planning, svc: ServiceSpec) -> str | None:
-    """The node announcing the service's loadBalancerIP with every node live."""
+    """The node announcing the service's loadBalancerIP: the running lab's `announcedBy`;
+    without a status, the election's pick with every node live."""
+    listed = ctx.listed(svc)
+    if listed is not None and listed.get("announcedBy"):
+        return listed["announcedBy"]
     live = {n["name"] for n in ctx.cluster["nodes"]}
     owners = lb_announcers(ctx.cluster, published(ctx), live)
     return owners.get(svc.get("loadBalancerIP") or "")
@@ -69,8 +75,8 @@ def plan(ctx: Planning, svc: ServiceSpec, backends: list[Pod]) -> list[LoadBalan
 def _from(svc: ServiceSpec, target: str, node: Any, serving: list[Pod],
           client: ClientSpec) -> LoadBalancer:
     policy = svc["externalTrafficPolicy"]
-    label = f"{svc['name']} {target} from {client['name']}"
-    what = f"LoadBalancer {svc['name']} ({policy}) from {client['name']}, announced by {node['name']}"
+    label = f"{svc_name(svc)} {target} from {client['name']}"
+    what = f"LoadBalancer {svc_name(svc)} ({policy}) from {client['name']}, announced by {node['name']}"
     if not admitted(svc, client["ip"]):
         return LoadBalancer(label, what, client["name"], target,
                             f"dropped ({client['ip']} is outside loadBalancerSourceRanges)",

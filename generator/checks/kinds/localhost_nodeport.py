@@ -10,7 +10,7 @@ nftables mode does not do this (kube-proxy does not support it there): no check.
 
 from __future__ import annotations
 
-from generator.checks.base import CommandCheck, LabView, Outcome, Pod, names, shown
+from generator.checks.base import CommandCheck, LabView, Outcome, Pod, names, shown, svc_name
 from generator.node.contract import NodeSpec, ServiceSpec
 
 CURL = "curl -s -m 3 http://127.0.0.1:%s/hostname"
@@ -40,7 +40,7 @@ def plan(svc: ServiceSpec, node: NodeSpec, proxy_mode: str,
     if any(b["node"] != node["name"] for b in answerers):
         parts.add(f"overlay:{node['name']}")
     return [LocalhostNodePort(
-        f"{svc['name']}:{port['nodePort']} on {node['name']}",
-        f"NodePort {svc['name']} on {node['name']}'s 127.0.0.1", node["name"],
+        f"{svc_name(svc)}:{port['nodePort']} on {node['name']}",
+        f"NodePort {svc_name(svc)} on {node['name']}'s 127.0.0.1", node["name"],
         f"127.0.0.1:{port['nodePort']}", f"answered by one of {shown(names(answerers))}",
         frozenset(parts), {"nodePort": port["nodePort"], "backends": names(answerers)})]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generator.checks.base import LabView, Outcome, Planning, ProbeCheck
+from generator.checks.base import LabView, Outcome, Planning, ProbeCheck, svc_name
 from generator.checks.batch import describe, job
 from generator.node.contract import ServiceSpec
 from generator.node.documents import ProbeJob, ProbeSummary
@@ -27,8 +27,8 @@ def plan(ctx: Planning, svc: ServiceSpec) -> list[NoEndpoints]:
     if not ctx.servers or port["protocol"] != "TCP":
         return []
     source = ctx.servers[0]
-    return [NoEndpoints(f"{svc['name']}:{port['port']} from {source['name']}",
-                        f"{svc['name']} has no endpoints", source["name"],
+    return [NoEndpoints(f"{svc_name(svc)}:{port['port']} from {source['name']}",
+                        f"{svc_name(svc)} has no endpoints", source["name"],
                         f"{svc['clusterIP']}:{port['port']}", "refused at once (REJECT)",
                         frozenset({f"veth:{source['name']}", f"bridge:{source['node']}"}),
                         {"protocol": port["protocol"]})]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, shown
+from generator.checks.base import LabView, Outcome, Planning, Pod, ProbeCheck, names, shown, svc_name
 from generator.checks.batch import (
     all_ok,
     answers,
@@ -94,8 +94,8 @@ def _via(ctx: Planning, svc: ServiceSpec, backends: list[Pod], node: NodeSpec,
         "policy": svc["externalTrafficPolicy"], "node": node, "drop": local and not has_local,
         "client_ip": client_ip, "requests": requests, "draws": SNAT_DRAWS,
         "false_failure": miss_probability(len(serving), requests), "backends": names(serving)}
-    return NodePort(f"{svc['name']}:{port['nodePort']} via {node['name']}",
-                    f"NodePort {svc['name']} ({svc['externalTrafficPolicy']}) via {node['name']}",
+    return NodePort(f"{svc_name(svc)}:{port['nodePort']} via {node['name']}",
+                    f"NodePort {svc_name(svc)} ({svc['externalTrafficPolicy']}) via {node['name']}",
                     client, f"{node['ip']}:{port['nodePort']}", expected,
                     _depends(node["name"], serving, dropped=local and not has_local), params)
 
