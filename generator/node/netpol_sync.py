@@ -50,8 +50,9 @@ class NetpolSync:
         self.kernel_lock = kernel_lock
         self.run_cmd = runner
         self.wake = threading.Event()
-        self.input: dict[str, Any] | None = None  # netpol_input of the cluster last handed in
-        self.wanted = ""  # its digest
+        # (digest, netpol_input) of the cluster last handed in: one attribute, so the loop
+        # never reads one cluster's digest with another's input
+        self.wanted: tuple[str, dict[str, Any] | None] = ("", None)
         self.digest = ""  # the digest of what the kernel holds
         self.error: str | None = None
         self.jumps_due = True  # FORWARD's jump to be checked (after a kube-proxy sync)
@@ -64,8 +65,8 @@ class NetpolSync:
 
     def update(self, cluster: Mapping[str, Any]) -> None:
         digest = netpol_digest(cluster)
-        if digest != self.wanted:
-            self.input, self.wanted = netpol_input(cluster), digest
+        if digest != self.wanted[0]:
+            self.wanted = (digest, netpol_input(cluster))
             self.wake.set()
 
     def proxy_synced(self, full: bool) -> None:
@@ -91,7 +92,7 @@ class NetpolSync:
                 self.sync_once()
 
     def sync_once(self) -> bool:
-        wanted, doc = self.wanted, self.input
+        wanted, doc = self.wanted
         if doc is None or (wanted == self.digest and not self.jumps_due and self.error is None):
             return True
         started = time.monotonic()
