@@ -26,6 +26,7 @@ from generator.node.contract import (
     read_json,
     serving_pods,
 )
+from generator.node.netpol.spec import netpol_digest
 from generator.node.pod_dns import dns_settings, zone_digest, zone_text
 from generator.runtime.errors import RuntimeFailure
 
@@ -66,6 +67,7 @@ def readiness(cluster: Cluster, docs: dict[str, NodeState], live: set[str] | Non
     digest = input_digest(cluster["services"], serving)
     zone_file = zone_text(cluster, serving)
     zone = zone_digest(zone_file) if zone_file is not None else None
+    policies = netpol_digest(cluster)
     for node in cluster["nodes"]:
         doc = docs.get(node["name"])
         if (doc is None or node["name"] not in live or not doc.get("ready")
@@ -80,12 +82,24 @@ def readiness(cluster: Cluster, docs: dict[str, NodeState], live: set[str] | Non
             found.proxies_synced += 1
             if zone is not None and _served_zone(doc) != zone:
                 found.missing.append(f"DNS zone on {node['name']}")
+        if not _enforces(doc, policies, bool(cluster.get("networkPolicies"))):
+            found.missing.append(f"network policies on {node['name']}")
     # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
     running = {p["name"] for p in serving if p["ip"]
                and p["state"] in ("Running", "CrashLoopBackOff")}
     found.pods_running = sum(1 for p in cluster["pods"] if p["name"] in running)
     found.missing += [f"pod {p['name']}" for p in cluster["pods"] if p["name"] not in running]
     return found
+
+
+def _enforces(doc: NodeState, digest: str, any_policy: bool) -> bool:
+    """Whether the node enforces the current policies. An agent that publishes no `netpol`
+    at all predates NetworkPolicy (a lab brought up by an older kgen, which `apply` does
+    not restart): with no policy to enforce it is not waited for."""
+    enforced = doc.get("netpol")
+    if enforced is None:
+        return "netpol" not in doc and not any_policy
+    return enforced["digest"] == digest
 
 
 def _served_zone(doc: NodeState) -> str | None:
