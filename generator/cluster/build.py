@@ -212,23 +212,46 @@ def load_balancer_pool(lab: Lab, node_network: ipaddress.IPv4Network,
     return lab.load_balancer_pool or default_pool(node_network)
 
 
+class _FreeAddresses:
+    """The pool's addresses that are not off limits, by index, without listing them:
+    a pool may be as large as its node network (a /8)."""
+
+    def __init__(self, pool: ipaddress.IPv4Network, off_limits: set[ipaddress.IPv4Address]):
+        self.base = int(pool.network_address)
+        self.holes = sorted(int(a) - self.base for a in off_limits if a in pool)
+        self.size = pool.num_addresses - len(self.holes)
+
+    def at(self, index: int) -> ipaddress.IPv4Address:
+        offset = index
+        for hole in self.holes:  # sorted: each hole at or before the offset shifts it on
+            if hole <= offset:
+                offset += 1
+        return ipaddress.IPv4Address(self.base + offset)
+
+    def index(self, address: ipaddress.IPv4Address) -> int | None:
+        offset = int(address) - self.base
+        if not 0 <= offset < self.size + len(self.holes) or offset in self.holes:
+            return None
+        return offset - sum(hole < offset for hole in self.holes)
+
+
 def _load_balancer_ips(lab: Lab, node_network: ipaddress.IPv4Network) -> dict[str, str]:
-    """Each LoadBalancer service's IP: the one it asks for, else one of the pool's free
-    addresses (hash-seeded, so adding a service moves no other), as MetalLB assigns."""
+    """Each LoadBalancer service's IP (by `_allocation_name`): the one it asks for, else
+    one of the pool's free addresses (hash-seeded, so adding a service moves no other),
+    as MetalLB assigns."""
     pool = load_balancer_pool(lab, node_network)
     wanted = [s for s in lab.services if s.type == "LoadBalancer"]
     if pool is None or not wanted:
         return {}
-    off_limits = host_addresses(node_network, len(lab.nodes), len(lab.clients))
-    usable = [a for a in pool if a not in off_limits]
-    ips = {s.name: s.load_balancer_ip for s in wanted if s.load_balancer_ip}
-    taken = {usable.index(ipaddress.IPv4Address(ip)) for ip in ips.values()
-             if ipaddress.IPv4Address(ip) in usable}
+    free = _FreeAddresses(pool, host_addresses(node_network, len(lab.nodes), len(lab.clients)))
+    ips = {_allocation_name(s): s.load_balancer_ip for s in wanted if s.load_balancer_ip}
+    taken = {i for ip in ips.values()
+             if (i := free.index(ipaddress.IPv4Address(ip))) is not None}
     for svc in wanted:
-        if svc.name not in ips:
-            index = _probe(_seed(svc.name), len(usable), taken)
+        if _allocation_name(svc) not in ips:
+            index = _probe(_seed(_allocation_name(svc)), free.size, taken)
             taken.add(index)
-            ips[svc.name] = str(usable[index])
+            ips[_allocation_name(svc)] = str(free.at(index))
     return ips
 
 
@@ -249,7 +272,7 @@ def _services(lab: Lab, node_network: ipaddress.IPv4Network) -> list[ServiceSpec
         out.append(_service(svc, ip, port_taken, high - low + 1))
     lb_ips = _load_balancer_ips(lab, node_network)
     for svc, spec in zip(lab.services, out, strict=True):
-        _external_fields(svc, spec, lb_ips.get(svc.name), port_taken, high - low + 1)
+        _external_fields(svc, spec, lb_ips.get(_allocation_name(svc)), port_taken, high - low + 1)
     return out
 
 

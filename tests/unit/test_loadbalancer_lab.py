@@ -116,3 +116,31 @@ def test_a_lab_without_load_balancers_keeps_its_cluster_json() -> None:
     got = services_of(lab([{"name": "plain", "selector": {"app": "web"},
                             "ports": [{"port": 80}]}]))
     assert not {"loadBalancerIP", "externalIPs", "healthCheckNodePort"} & got["plain"].keys()
+
+
+def test_same_name_in_two_namespaces_is_two_load_balancers() -> None:
+    doc = lab([lb("web"), {**lb("web"), "namespace": "shop"}], namespaces=[{"name": "shop"}])
+    doc["pods"].append({"name": "p1", "node": "n1", "namespace": "shop",
+                        "labels": {"app": "web"}})
+    state = build_state(parse_lab(doc), ipaddress.IPv4Network(NET))
+    ips = [s["loadBalancerIP"] for s in state["services"] if s.get("type") == "LoadBalancer"]
+    assert len(ips) == 2 and len(set(ips)) == 2
+
+
+def test_free_pool_addresses_are_indexed_without_listing_the_pool() -> None:
+    from generator.cluster.build import _FreeAddresses
+    from generator.lab.lb_checks import host_addresses
+
+    net = ipaddress.IPv4Network("10.0.0.0/24")
+    off = host_addresses(net, 3, 2)
+    free = _FreeAddresses(net, off)
+    listed = [a for a in net if a not in off]
+    assert free.size == len(listed)
+    assert [free.at(i) for i in range(free.size)] == listed
+    assert [free.index(a) for a in listed] == list(range(len(listed)))
+    assert all(free.index(a) is None for a in off)
+    # A /8 node network and pool: a 16M-address pool is indexed, never listed.
+    big = ipaddress.IPv4Network("10.0.0.0/8")
+    wide = _FreeAddresses(big, host_addresses(big, 3, 2))
+    assert wide.at(0) == ipaddress.IPv4Address("10.0.0.5")
+    assert wide.index(ipaddress.IPv4Address("10.255.255.252")) == wide.size - 1
