@@ -50,9 +50,10 @@ def _ask(sock: socket.socket, name: str, deadline: float) -> Message:
             return reply
 
 
-def lookup(resolv_conf: str, name: str, sport: int, timeout: float) -> dict[str, object]:
-    """Resolve `name` as the pod's resolver would; the answer as `TraceLookup` (without
-    hops), or raises OSError (timed out, refused by ICMP)."""
+def lookup(resolv_conf: str, name: str, sport: int, timeout: float,
+           port: int = DNS_PORT) -> dict[str, object]:
+    """Resolve `name` as the pod's resolver would (from source port `sport`; 0: any);
+    the answer as a TraceLookupAnswer, or raises OSError (timed out, refused by ICMP)."""
     resolver = parse_resolv_conf(resolv_conf)
     if not resolver.nameservers:
         raise OSError(0, "no nameserver in the pod's resolv.conf")
@@ -62,7 +63,7 @@ def lookup(resolv_conf: str, name: str, sport: int, timeout: float) -> dict[str,
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("", sport))
-        sock.connect((server, DNS_PORT))  # connected: an ICMP error shows as ECONNREFUSED
+        sock.connect((server, port))  # connected: an ICMP error shows as ECONNREFUSED
         for asked in search_names(name, resolver.search, resolver.ndots):
             reply = _ask(sock, asked, deadline)
             rcode = reply.rcode
@@ -71,5 +72,5 @@ def lookup(resolv_conf: str, name: str, sport: int, timeout: float) -> dict[str,
                           "answers": answers})
             if answers or rcode not in (NOERROR, NXDOMAIN):
                 break
-    return {"name": asked, "server": f"{server}:{DNS_PORT}", "answers": answers,
+    return {"name": asked, "server": f"{server}:{port}", "answers": answers,
             "rcode": RCODE_NAMES.get(rcode, str(rcode)), "tried": tried}

@@ -47,9 +47,10 @@ def wants_lookup(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str)
     return find_service(cluster["services"], dst, _domain(cluster), source.namespace) is not None
 
 
-def query_plan(cluster: Cluster, pods: list[PublishedPod], src: str, name: str) -> Plan:
+def query_plan(cluster: Cluster, pods: list[PublishedPod], src: str, name: str,
+               sport: int | None = None) -> Plan:
     """The trace of SRC's lookup: UDP to the kube-dns service, the probe its resolver."""
-    plan = make_plan(cluster, pods, src, DNS_SERVICE, 53, "udp")
+    plan = make_plan(cluster, pods, src, DNS_SERVICE, 53, "udp", sport=sport)
     plan.probe_mode, plan.probe_arg = "dns", name
     plan.what = f"a DNS query (A {name}, as its resolv.conf's search list and ndots say)"
     return plan
