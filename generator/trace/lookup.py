@@ -62,9 +62,10 @@ def outcome(query: Result) -> Lookup:
     delivered = next((h for h in query.hops if h.direction == "request"
                       and h.step == "deliver"), None)
     where = delivered.packet["dst"] if delivered else ""
-    query.answered_by = query.plan.names.get(where.split(":")[0]) if where else None
-    if not found:
+    if not found:  # no DNS answer came back: nobody answered, whatever the probe said
+        query.answered_by = None
         return Lookup(query, query.plan.probe_arg, f"{query.plan.dst.ip}:53", [], None, [])
+    query.answered_by = query.plan.names.get(where.split(":")[0]) if where else None
     who = f"{query.answered_by} ({where})" if query.answered_by else found["server"]
     answers = ", ".join(found["answers"]) or "no address"
     query.summary = f"answered by {who}: {found['name']} {found['rcode']}, {answers}"

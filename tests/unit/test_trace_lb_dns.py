@@ -289,3 +289,13 @@ def test_the_terminal_shows_the_lookup_before_the_request() -> None:
     text = shown.getvalue()
     assert text.index("DNS lookup: client") < text.index("query") < text.index("answer: answered by")
     assert "asked web.shop.svc.cluster.local: NOERROR 10.96.42.111" in text
+
+
+def test_a_query_without_an_answer_has_no_rcode_and_nobody_answering() -> None:
+    d = load("nft-dns-lookup")
+    a = d["args"]
+    plan = lookup.query_plan(d["cluster"], d["pods"], a["src"], a["name"], sport=a["sport"])
+    silent = {"ok": False, "answer": None, "error": "timed out", "ms": 2000, "backlogDrops": 0}
+    found = lookup.outcome(join(plan, d["cluster"], d["reports"], silent))
+    assert found.rcode is None and found.answers == [] and found.query.answered_by is None
+    assert found.server == "10.96.0.10:53" and found.name == a["name"]
