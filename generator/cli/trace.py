@@ -23,8 +23,10 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
               lab: LabOption = None) -> None:
     """Send one real request and show its path, hop by hop, from the kernel's own trace."""
     import sys
+    import time
 
-    from generator.node.contract import published_pods, read_node_states
+    from generator.node.contract import live_nodes, published_pods, read_node_states
+    from generator.node.lb_election import lb_announcers
     from generator.trace import TraceFailure, TraceUsageError, trace
     from generator.trace.render import as_json as to_json
     from generator.trace.render import as_text, print_rich
@@ -41,8 +43,10 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
             raise Exit(1, f"lab {ref.name} has no cluster state in {paths.root}; run `kgen up`")
         docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
         pods = published_pods(cluster, docs)
+        # Which node answers ARP for each LoadBalancer IP: where a client's request enters.
+        announcers = lb_announcers(cluster, pods, live_nodes(cluster, paths.state_dir, time.time()))
         try:
-            result = trace(cluster, pods, src, dst, port, protocol)
+            result = trace(cluster, pods, src, dst, port, protocol, announcers)
         except TraceUsageError as e:
             raise Exit(2, str(e)) from None
         except TraceFailure as e:

@@ -75,12 +75,29 @@ class TracePlan(TypedDict):
     linger: NotRequired[float]  # seconds to wait for the last events after "stop"
 
 
+class TraceTried(TypedDict):
+    name: str  # one name of the search walk, as asked
+    rcode: str  # NOERROR | NXDOMAIN | REFUSED | ...
+    answers: list[str]
+
+
+class TraceLookupAnswer(TypedDict):
+    """A DNS probe's outcome (generator.node.trace_dns): the walk of the search list."""
+
+    name: str  # the last name asked: the one whose answer counts
+    server: str  # ip:port, from the pod's resolv.conf
+    answers: list[str]  # its A records
+    rcode: str
+    tried: list[TraceTried]  # every name asked, in order
+
+
 class TraceProbeResult(TypedDict):
     ok: bool
     answer: str | None
     error: str | None
     ms: float
     backlogDrops: int  # packets the kernel's input backlogs dropped meanwhile
+    lookup: NotRequired[TraceLookupAnswer]  # the probe was a DNS lookup (mode "dns")
 
 
 class FrameEncap(TypedDict):
@@ -235,6 +252,19 @@ class TraceTarget(TypedDict):
     protocol: str
 
 
+class TraceDns(TypedDict):
+    """The DNS lookup a trace to a name made first (lab contract section 5)."""
+
+    name: str
+    server: str
+    answers: list[str]
+    rcode: str | None  # None: no answer came back
+    tried: list[TraceTried]
+    verdict: str  # the query's own: answered | refused | dropped | timeout
+    answeredBy: str | None  # the DNS pod
+    hops: list[TraceHop]
+
+
 class TraceResult(TypedDict):
     """`kgen trace --json`, which `kgen graph --trace` reads back."""
 
@@ -243,6 +273,9 @@ class TraceResult(TypedDict):
     verdict: str  # answered | refused | dropped | timeout
     answeredBy: str | None
     hops: list[TraceHop]
+    # DST was a DNS name: SRC's lookup, traced first. kgen trace always writes it (null
+    # when there was no lookup); kgen graph --trace also reads results from before it.
+    dns: NotRequired[TraceDns | None]
 
 
 # ---------------------------------------------------------------- probe jobs and summaries

@@ -28,9 +28,10 @@ import sys
 import time
 from typing import cast
 
-from generator.node import netns, trace_facts
+from generator.node import netns, trace_dns, trace_facts
 from generator.node.documents import (
     Frame,
+    TraceLookupAnswer,
     TracePlan,
     TraceProbe,
     TraceProbeResult,
@@ -57,17 +58,38 @@ def run_probe(probe: TraceProbe) -> TraceProbeResult:
 
     before = trace_facts.backlog_drops()
     try:
-        out = netns.run_in(probe["netns"], lambda: prober.attempt(
-            probe["mode"], probe["host"], int(probe["port"]), probe["arg"],
-            float(probe["timeout"]), int(probe["sport"])))
-        result: TraceProbeResult = {"ok": bool(out["ok"]), "answer": out.get("answer"),
-                                    "error": out.get("error"), "ms": float(out.get("ms") or 0),
-                                    "backlogDrops": 0}
+        if probe["mode"] == "dns":
+            result = run_lookup(probe)
+        else:
+            out = netns.run_in(probe["netns"], lambda: prober.attempt(
+                probe["mode"], probe["host"], int(probe["port"]), probe["arg"],
+                float(probe["timeout"]), int(probe["sport"])))
+            result = {"ok": bool(out["ok"]), "answer": out.get("answer"),
+                      "error": out.get("error"), "ms": float(out.get("ms") or 0),
+                      "backlogDrops": 0}
     except Exception as err:
         result = {"ok": False, "answer": None, "error": f"{type(err).__name__}: {err}"[:300],
                   "ms": 0, "backlogDrops": 0}
     result["backlogDrops"] = trace_facts.backlog_drops() - before
     return result
+
+
+def run_lookup(probe: TraceProbe) -> TraceProbeResult:
+    """The source pod's DNS lookup of `arg`, from its own resolv.conf (trace_dns)."""
+    from generator.node import probe as prober
+
+    pod = probe["netns"] or ""
+    conf = trace_dns.pod_resolver_file(pod).read_text() if pod else ""
+    started = time.monotonic()
+    try:
+        found = netns.run_in(pod or None, lambda: trace_dns.lookup(
+            conf, probe["arg"], int(probe["sport"]), float(probe["timeout"])))
+    except OSError as err:
+        return {"ok": False, "answer": None, "error": prober._error(err),
+                "ms": round((time.monotonic() - started) * 1000, 2), "backlogDrops": 0}
+    return {"ok": True, "answer": ",".join(cast(list[str], found["answers"])), "error": None,
+            "ms": round((time.monotonic() - started) * 1000, 2), "backlogDrops": 0,
+            "lookup": cast(TraceLookupAnswer, found)}
 
 
 def emit(doc: object) -> None:

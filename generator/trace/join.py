@@ -208,7 +208,7 @@ class Joiner:
             via = f"no route: {route.get('error', '').replace('RTNETLINK answers: ', '')}"
         sport = p.sport if p.proto != "icmp" else None
         flow = f"{ap(self.result.src_ip, sport)} → {ap(p.dst.ip, p.port)}"
-        what = _WHAT.get(p.proto, f"ICMP echo request (id {p.sport})")
+        what = p.what or _WHAT.get(p.proto, f"ICMP echo request (id {p.sport})")
         if p.src.kind == "pod":
             veth = self.say.pod_port(node, p.src.name)
             bridge = view.bridge.get("cbr0") if view and view.bridge else None

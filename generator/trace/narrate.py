@@ -66,11 +66,12 @@ def nft_endpoint_step(rule: str, target: str) -> str:
     return f"picks {which} (numgen random mod {total}: each 1/{total})"
 
 
-def reason_for_mark(ev_rule: str, chain: str) -> str:
-    """Why kube-proxy marked the packet for masquerade, from the marking rule."""
+def reason_for_mark(ev_rule: str, chain: str, entry: str = "NodePort") -> str:
+    """Why kube-proxy marked the packet for masquerade, from the marking rule; `entry`:
+    how the request came in from outside (NodePort, LoadBalancer IP, externalIP)."""
     if "masquerade traffic for" in ev_rule or (chain.startswith("external-")
                                                 and "local" not in ev_rule):
-        return "NodePort with externalTrafficPolicy Cluster: the reply must come back through this node"
+        return f"{entry} with externalTrafficPolicy Cluster: the reply must come back through this node"
     if "masquerade LOCAL traffic" in ev_rule or "masquerade local traffic" in ev_rule:
         return "traffic from the node itself"
     if (chain.startswith("KUBE-SEP-") and " -s " in ev_rule) or (
@@ -98,6 +99,13 @@ class Narrator:
 
     def name_of(self, ip: str) -> str | None:
         return self.names.get(ip)
+
+    def outside_entry(self) -> str:
+        """How the traced request entered the cluster: NodePort, LoadBalancer IP, externalIP."""
+        for what in ("LoadBalancer IP", "externalIP"):
+            if f"({what})" in self.names.get(self.plan.dst.ip, ""):
+                return what
+        return "NodePort"
 
     def label(self, ip: str, port: int | None = None) -> str:
         who = self.name_of(ip)
@@ -189,7 +197,7 @@ class Narrator:
         """A jump or goto: to the masquerade mark, an endpoint, or a chain."""
         rule, target, comment = ev.rule or "", ev.target or "", ev.comment
         if target in ("KUBE-MARK-MASQ", "mark-for-masquerade"):
-            reason = reason_for_mark(rule, ev.chain)
+            reason = reason_for_mark(rule, ev.chain, self.outside_entry())
             marked.append(reason)
             return f"{where}: marks the packet for masquerade ({reason}) → {target}"
         if target.startswith("endpoint-") and "numgen" in rule:

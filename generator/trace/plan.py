@@ -73,6 +73,12 @@ class Plan:
     entry_node: str | None = None  # where the translation happens
     snat_addrs: list[str] = field(default_factory=list)
     deadline: int = 0
+    # The node a client's request to a LoadBalancer IP or an externalIP enters by: the one
+    # answering ARP for it (generator.node.lb_election); every node when nobody knows.
+    entry_candidates: list[str] = field(default_factory=list)
+    probe_mode: str | None = None  # "dns": the source's own lookup of probe_arg
+    probe_arg: str = ""
+    what: str | None = None  # the request in words, for the first hop
     # address -> what it is: "pod-3", "node-1", "node-1 cbr0", "node-1 VTEP", "client-0"
     names: dict[str, str] = field(default_factory=dict)
 
@@ -97,6 +103,10 @@ def names(cluster: Cluster, pod_ips: dict[str, str]) -> dict[str, str]:
     for s in cluster["services"]:
         if s["clusterIP"] != "None":
             out[s["clusterIP"]] = f"service {s['name']}"
+        if s.get("loadBalancerIP"):
+            out[str(s["loadBalancerIP"])] = f"service {s['name']} (LoadBalancer IP)"
+        for ip in s.get("externalIPs") or []:
+            out[ip] = f"service {s['name']} (externalIP)"
     for pod, ip in pod_ips.items():
         out[ip] = pod
     return out
@@ -116,6 +126,11 @@ def _member(cluster: Cluster, pod_ips: dict[str, str], name: str) -> Member | No
             raise TraceUsageError(f"pod {p['name']} has no IP (is the lab up and the pod running?)")
         return Member(p["name"], "pod", ip, p["node"], namespace_of(p))
     return None
+
+
+def member(cluster: Cluster, pods: list[PublishedPod], name: str) -> Member | None:
+    """The node, client or pod `name` names (None: none does)."""
+    return _member(cluster, {p["name"]: ip for p in pods if (ip := p.get("ip"))}, name)
 
 
 def _known(cluster: Cluster) -> str:
@@ -151,8 +166,10 @@ def _endpoints(service: ServiceSpec, sp: ServicePortSpec, pods: list[PublishedPo
 
 def make_plan(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
               port: int | None, protocol: str | None, mode: str | None = None,
-              sport: int | None = None) -> Plan:
-    """`pods`: as the proxies see them (contract.published_pods)."""
+              sport: int | None = None, announcers: dict[str, str | None] | None = None
+              ) -> Plan:
+    """`pods`: as the proxies see them (contract.published_pods); `announcers`: each
+    LoadBalancer IP and the node answering ARP for it (`kgen status`'s announcedBy)."""
     if protocol is not None and protocol not in PROTOCOLS:
         raise TraceUsageError(f"--protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if port is not None and not 0 < port < 65536:
@@ -189,7 +206,7 @@ def make_plan(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
     if source.kind == "pod" and plan.dst.kind == "pod" and plan.proto == "icmp" and \
             source.ip == plan.dst.ip:
         raise TraceUsageError("SRC and DST are the same pod: nothing crosses the network")
-    _entry(cluster, plan)
+    _entry(cluster, plan, announcers or {})
     return plan
 
 
@@ -202,6 +219,11 @@ def _to_service(plan: Plan, service: ServiceSpec, pods: list[PublishedPod], port
                 protocol: str | None) -> None:
     sp = _service_port(service, port, protocol)
     plan.dst = Member(service["name"], "service", service["clusterIP"])
+    if plan.src.kind == "client" and service.get("type") == "LoadBalancer" and \
+            service.get("loadBalancerIP"):
+        # A client is outside the cluster: it reaches the service where outside traffic
+        # does, on its LoadBalancer IP (a pod or node keeps the cluster IP, as kube-proxy).
+        plan.dst.ip = str(service["loadBalancerIP"])
     plan.port, plan.service_port = int(sp["port"]), int(sp["port"])
     plan.proto = protocol or sp["protocol"].lower()
     plan.service = _service_name(service, sp)
@@ -229,7 +251,8 @@ def _to_address(plan: Plan, cluster: Cluster, pods: list[PublishedPod], dst: str
         plan.dst = Member(by_ip["name"], "node", dst, by_ip["name"])
     elif named and any(p["name"] == named and p.get("ip") for p in pods):
         plan.dst = Member(named, "pod", dst, next(p["node"] for p in pods if p["name"] == named))
-    svc = next((s for s in cluster["services"] if s["clusterIP"] == dst), None)
+    svc = next((s for s in cluster["services"] if dst in (s["clusterIP"], s.get("loadBalancerIP"))
+                or dst in (s.get("externalIPs") or [])), None)
     if svc is not None and plan.proto != "icmp":
         sp = _service_port(svc, port, plan.proto)
         plan.service = _service_name(svc, sp)
@@ -244,9 +267,25 @@ def _to_node_port(plan: Plan, cluster: Cluster, pods: list[PublishedPod]) -> Non
                 plan.endpoints = _endpoints(svc, sp, pods)
 
 
-def _entry(cluster: Cluster, plan: Plan) -> None:
+def _outside_entry(cluster: Cluster, plan: Plan, announcers: dict[str, str | None]) -> None:
+    """A client's request to a LoadBalancer IP or an externalIP: it enters by the node
+    announcing the IP (an externalIP, or an IP nobody is known to announce: any node),
+    which may masquerade it to any of its addresses."""
+    entry = announcers.get(plan.dst.ip)
+    nodes = [n for n in cluster["nodes"] if entry in (None, n["name"])]
+    plan.entry_candidates = [n["name"] for n in nodes]
+    plan.entry_node = entry
+    plan.snat_addrs = [a for n in nodes for a in (n["ip"], n["gateway"], n["vtep"])]
+
+
+def _entry(cluster: Cluster, plan: Plan, announcers: dict[str, str | None]) -> None:
     """Where a source NAT can happen, and the addresses it can give the packet."""
     if not plan.endpoints or plan.proto == "icmp":
+        return
+    outside = {a for s in cluster["services"]
+               for a in [s.get("loadBalancerIP"), *(s.get("externalIPs") or [])] if a}
+    if plan.src.kind == "client" and plan.dst.ip in outside:
+        _outside_entry(cluster, plan, announcers)
         return
     if plan.dst.kind == "node":
         entry = plan.dst.node
@@ -282,8 +321,8 @@ def matches(plan: Plan) -> list[TraceMatch]:
 
 
 def probe_spec(plan: Plan) -> TraceProbe:
-    mode = {"tcp": "http", "udp": "udp", "icmp": "icmp"}[plan.proto]
-    arg = {"tcp": "/hostname", "udp": "hostname", "icmp": ""}[plan.proto]
+    mode = plan.probe_mode or {"tcp": "http", "udp": "udp", "icmp": "icmp"}[plan.proto]
+    arg = plan.probe_arg or {"tcp": "/hostname", "udp": "hostname", "icmp": ""}[plan.proto]
     return {"mode": mode, "host": plan.dst.ip, "port": plan.port or 0, "arg": arg,
             "timeout": PROBE_TIMEOUT, "sport": plan.sport,
             "netns": plan.src.name if plan.src.kind == "pod" else None}

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from generator.node.contract import Cluster
-from generator.node.documents import TraceProbeResult, TraceResult
+from generator.node.documents import TraceDns, TraceProbeResult, TraceResult, TraceTried
 from generator.trace.narrate import Hop
 from generator.trace.plan import Plan
 
@@ -21,6 +21,7 @@ class Result:
     answered_by: str | None = None
     summary: str = ""
     src_ip: str = ""
+    dns: Lookup | None = None  # DST was a name: the source's lookup, traced first
 
     def as_json(self) -> TraceResult:
         p = self.plan
@@ -28,7 +29,27 @@ class Result:
                 "dst": {"name": p.dst.name, "ip": p.dst.ip, "port": p.port,
                         "protocol": p.proto},
                 "verdict": self.verdict, "answeredBy": self.answered_by,
-                "hops": [h.as_json() for h in self.hops]}
+                "hops": [h.as_json() for h in self.hops],
+                "dns": self.dns.as_json() if self.dns else None}
+
+
+@dataclass
+class Lookup:
+    """The source's DNS lookup of a name: its own trace (query and answer) and what the
+    resolver got (generator.node.trace_dns)."""
+
+    query: Result
+    name: str
+    server: str
+    answers: list[str]
+    rcode: str | None  # None: no answer came back
+    tried: list[TraceTried]
+
+    def as_json(self) -> TraceDns:
+        return {"name": self.name, "server": self.server, "answers": self.answers,
+                "rcode": self.rcode, "tried": self.tried, "verdict": self.query.verdict,
+                "answeredBy": self.query.answered_by,
+                "hops": [h.as_json() for h in self.query.hops]}
 
 
 def decide(r: Result, cluster: Cluster, names: dict[str, str], seen: bool, drop: Hop | None,

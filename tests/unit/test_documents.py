@@ -158,13 +158,14 @@ def test_the_reference_documents_every_command_and_every_json_key() -> None:
     from typer.main import get_command
 
     from generator.cli import app
-    from generator.node.documents import NodeRow, PodRow, ServiceRow, TraceHop
+    from generator.node.documents import NodeRow, PodRow, ServiceRow, TraceDns, TraceHop, TraceTried
 
     text = (ROOT / "docs" / "reference.md").read_text()
     headings = re.findall(r"^### `kgen ([a-z]+)", text, re.M)
     headings += re.findall(r"^### .*`kgen ([a-z]+)[^`]*`$", text, re.M)  # "`kgen image build`, `kgen schema`"
     commands = set(get_command(app).commands)
     assert commands - set(headings) == set(), "commands docs/reference.md does not describe"
-    for tp in (StatusReport, NodeRow, PodRow, ServiceRow, TraceResult, TraceHop):
+    for tp in (StatusReport, NodeRow, PodRow, ServiceRow, TraceResult, TraceHop, TraceDns,
+               TraceTried):
         missing = {k for k in keys_of(tp) if f'"{k}"' not in text}
         assert missing == set(), f"{tp.__name__} keys docs/reference.md does not show"

@@ -225,7 +225,8 @@ def test_no_endpoints_is_refused_by_the_reject_rule() -> None:
 def test_json_is_the_contract_shape(name: str) -> None:
     result, _ = replay(name)
     doc = json.loads(json.dumps(result.as_json()))
-    assert set(doc) == {"src", "dst", "verdict", "answeredBy", "hops"}
+    assert set(doc) == {"src", "dst", "verdict", "answeredBy", "hops", "dns"}
+    assert doc["dns"] is None  # a request traced on its own: no lookup came first
     assert set(doc["src"]) == {"name", "ip"} and set(doc["dst"]) == {"name", "ip", "port", "protocol"}
     assert doc["verdict"] in {"answered", "refused", "dropped", "timeout"}
     assert doc["hops"]
