@@ -89,12 +89,21 @@ class NodeSpec(TypedDict):
     vtep: str
     vtepMAC: str
     zone: NotRequired[str]  # topology.kubernetes.io/zone; "" or absent: none
+    host: NotRequired[str]  # the Docker engine (HostSpec name) it runs on; absent: the local one
 
 
 class ClientSpec(TypedDict):
     name: str
     container: str
     ip: str
+    host: NotRequired[str]
+
+
+class HostSpec(TypedDict):
+    """A Docker engine of a lab that spans a swarm (lab contract section 11)."""
+
+    name: str
+    docker: str  # a DOCKER_HOST value or a docker context name
 
 
 class VxlanSpec(TypedDict):
@@ -130,6 +139,7 @@ class Cluster(TypedDict):
     namespaces: NotRequired[list[NamespaceSpec]]
     vxlan: VxlanSpec
     mtu: int
+    hosts: NotRequired[list[HostSpec]]  # absent: the local engine alone
     nodes: list[NodeSpec]
     pods: list[PodSpec]
     services: list[ServiceSpec]

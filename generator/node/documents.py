@@ -163,6 +163,7 @@ class NodeRow(TypedDict):
     ip: str
     podCIDR: str
     zone: str | None  # topology.kubernetes.io/zone
+    host: str | None  # the lab's host (lab contract section 11); null on one engine
     state: str  # Ready | NotReady | Absent | a stopped container's state
 
 

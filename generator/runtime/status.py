@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.node.contract import (
+    ClientSpec,
     Cluster,
     NodeState,
     PodSpec,
@@ -96,6 +97,7 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
                    "podCIDR": n["podCIDR"], "zone": n.get("zone") or None,
+                   "host": n.get("host"),
                    "state": _node_state(containers.get(n["container"]), docs.get(n["name"]),
                                         cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
@@ -103,8 +105,7 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
         + [_pod_row({"name": p["name"], "node": p["node"], "namespace": namespace_of(p)}, p)
            for p in leaving],
         "services": [_service_row(s, pods, announcers) for s in cluster["services"]],
-        "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
-                    for c in cluster["clients"]],
+        "clients": [_client_row(c) for c in cluster["clients"]],
     }
 
 
@@ -142,6 +143,14 @@ def _service_row(service: ServiceSpec, pods: list[PublishedPod],
             "ports": [p.copy() for p in service["ports"]],
             "endpoints": service_endpoints(service, pods),
             "terminating": terminating_endpoints(service, pods)}
+
+
+def _client_row(client: ClientSpec) -> ClientSpec:
+    row: ClientSpec = {"name": client["name"], "container": client["container"],
+                       "ip": client["ip"]}
+    if "host" in client:
+        row["host"] = client["host"]
+    return row
 
 
 def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> PodRow:
