@@ -89,7 +89,7 @@ class NodeSpec(TypedDict):
     vtep: str
     vtepMAC: str
     zone: NotRequired[str]  # topology.kubernetes.io/zone; "" or absent: none
-    host: NotRequired[str]  # the Docker engine (HostSpec name) it runs on; absent: the local one
+    host: NotRequired[str]  # the HostSpec it runs on; absent: the local engine
 
 
 class ClientSpec(TypedDict):
@@ -99,9 +99,7 @@ class ClientSpec(TypedDict):
     host: NotRequired[str]
 
 
-class HostSpec(TypedDict):
-    """A Docker engine of a lab that spans a swarm (lab contract section 11)."""
-
+class HostSpec(TypedDict):  # a Docker engine of a lab that spans a swarm (contract §11)
     name: str
     docker: str  # a DOCKER_HOST value or a docker context name
 
@@ -205,7 +203,6 @@ DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by defau
 # Their documents (trace plan, match and report across `docker exec`; the status report
 # and the trace result on the host) are typed in generator.node.documents, beside this
 # file, so that each stays a size one reads whole.
-
 
 
 def adopt(path: Path) -> None:

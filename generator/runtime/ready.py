@@ -161,7 +161,7 @@ def wait_ready(stopped: Callable[[], list[str]], state_dir: Path, cluster: Clust
     """Until every node is live and ready, every pod runs and every proxy has synced
     what the host computes. `stopped()` names the lab's containers that do not run.
     Returns when (seconds into the wait) all nodes, all pods and all proxies were done."""
-    from generator.runtime.remote import refresh_state
+    from generator.runtime.hoststate import refresh_state
 
     timeout = default_timeout(cluster) if timeout is None else timeout
     reader = StateReader(state_dir, [n["name"] for n in cluster["nodes"]])

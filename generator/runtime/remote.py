@@ -6,37 +6,25 @@ copied into each container through the engine (`put_archive`, before it starts;
 `kgen apply` copies cluster.json again and renames it in place), and the state
 directory is a volume of each engine, shared by that host's nodes, which the
 nodes' state relay (generator/node/statesync.py) keeps in step across hosts.
-The documents come back the same way: `refresh_state` asks one node per host
-for its host's own nodes' documents and heartbeat ages (`docker exec`) and
-writes them into the rendered state directory, which every reader on this
-machine (`up`, `status`, `ls`, `check`) reads as on one engine.
+The documents come back through the engines too (runtime/hoststate.py).
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
 import subprocess
 import tarfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
 
 from generator.node import contract
-from generator.node.contract import Cluster, heartbeat_path, read_json, write_json_atomic
+from generator.node.contract import Cluster
 from generator.runtime.create import ContainerSpec
 from generator.runtime.errors import RuntimeFailure
 from generator.runtime.swarm import member_cli
-
-REFRESH_PERIOD = 1.0  # seconds between reads of the hosts' state (one docker exec per host)
-_last_refresh: dict[Path, float] = {}
-_lock = threading.Lock()
 
 
 def state_volume(lab: str) -> str:
@@ -119,50 +107,31 @@ def push_cluster_file(cluster: Cluster, cluster_file: Path) -> None:
         raise RuntimeFailure(f"copying cluster.json into {failed[0]}")
 
 
-def _dump(cluster: Cluster, host: str) -> dict[str, Any]:
-    """One host's own nodes' documents and heartbeat ages, read inside a node there."""
-    for node in cluster["nodes"]:
-        if node.get("host") != host:
-            continue
+def down_hosts(name: str, cluster: Cluster | None) -> list[str]:
+    """Remove the lab's containers, volumes and networks from every engine it may be on:
+    its hosts, and every engine `kgen up` recorded (a lab whose files are gone)."""
+    from generator.runtime.hostcli import forget_engine, recorded_engines
+    from generator.runtime.swarm import engine_client, lab_objects
+
+    values = [h["docker"] for h in (cluster.get("hosts", []) if cluster else [])]
+    removed: list[str] = []
+    for value in dict.fromkeys([*values, *recorded_engines()]):
         try:
-            done = subprocess.run([*member_cli(cluster, node["container"]), "exec",
-                                   node["container"], "python3", "-m",
-                                   "generator.node.statesync", "--dump"],
-                                  capture_output=True, text=True, timeout=20)
-        except subprocess.TimeoutExpired:
+            client = engine_client({"name": value, "docker": value}, timeout=60)
+        except Exception:  # an engine that is away: say so, remove the rest
+            removed.append(f"nothing on {value} (engine not reachable)")
             continue
-        if done.returncode == 0:
-            try:
-                found = json.loads(done.stdout)
-            except ValueError:
-                continue
-            mine = {n["name"] for n in cluster["nodes"] if n.get("host") == host}
-            return {k: v for k, v in found.items() if k in mine}
-    return {}
-
-
-def refresh_state(cluster: Cluster | None, state_dir: Path, force: bool = False) -> None:
-    """Bring the hosts' state documents into `state_dir` (at most once a REFRESH_PERIOD
-    unless forced); a lab on one engine has them there already."""
-    if cluster is None or "hosts" not in cluster:
-        return
-    with _lock:
-        now = time.monotonic()
-        if not force and now - _last_refresh.get(state_dir, -1e9) < REFRESH_PERIOD:
-            return
-        _last_refresh[state_dir] = now
-    with ThreadPoolExecutor(max_workers=len(cluster["hosts"])) as pool:
-        dumps = list(pool.map(lambda h: _dump(cluster, h["name"]), cluster["hosts"]))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    wall = time.time()
-    for found in dumps:
-        for name, entry in found.items():
-            doc, age = entry.get("doc"), entry.get("heartbeatAge")
-            path = state_dir / f"{name}.json"
-            if isinstance(doc, dict) and read_json(path) != doc:
-                write_json_atomic(path, doc)
-            if isinstance(age, (int, float)):
-                beat = heartbeat_path(state_dir, name)
-                beat.parent.mkdir(parents=True, exist_ok=True)
-                beat.touch()
-                os.utime(beat, (wall - age, wall - age))
+        found = lab_objects(client, name)
+        for container in found["containers"]:
+            container.remove(force=True)
+            removed.append(f"container {container.name} on {value}")
+        for kind in ("networks", "volumes"):
+            for obj in lab_objects(client, name)[kind]:
+                try:
+                    obj.remove()
+                    removed.append(f"{kind[:-1]} {obj.name} on {value}")
+                except docker.errors.APIError:
+                    pass  # gone meanwhile, or a swarm network a manager removes
+        if not client.containers.list(all=True, filters={"label": "kgen.lab"}):
+            forget_engine(value)
+    return removed

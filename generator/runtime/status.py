@@ -116,7 +116,16 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> St
     cluster = paths.cluster()
     if cluster is None:
         return empty(name)
-    containers = {c.name: c.status for c in lab_containers(client, name)} if client else {}
+    from generator.runtime.hoststate import refresh_state
+
+    if "hosts" in cluster:  # its members are on the hosts' engines: the registry asks each
+        from generator.runtime.registry import find_running
+
+        running = find_running(name)
+        containers = {m.name: m.state for m in running.containers} if running else {}
+    else:
+        containers = {c.name: c.status for c in lab_containers(client, name)} if client else {}
+    refresh_state(cluster, paths.state_dir, force=True)
     return report(cluster, paths.state_dir, containers)
 
 
@@ -125,7 +134,10 @@ def from_registry(paths: LabPaths, name: str, running: RunningLab | None) -> Sta
     cluster = paths.cluster()
     if cluster is None:
         return empty(name)
+    from generator.runtime.hoststate import refresh_state
+
     containers = {m.name: m.state for m in running.containers} if running else {}
+    refresh_state(cluster, paths.state_dir, force=True)
     return report(cluster, paths.state_dir, containers)
 
 

@@ -25,31 +25,15 @@ from generator.cluster.names import network_name
 from generator.node.contract import Cluster, HostSpec
 from generator.runtime.engine import ENGINE_TIMEOUT, LABEL
 from generator.runtime.errors import EngineUnreachable, RuntimeFailure
+from generator.runtime.hostcli import cli, member_cli
+
+__all__ = ["cli", "member_cli", "check_swarm", "ensure_overlay", "engines", "load_image"]
 
 DYNAMIC_PREFIX = 28  # the swarm's own addresses: one per engine, 14 engines at most
 
 
 def is_url(docker_value: str) -> bool:
     return "://" in docker_value
-
-
-def cli(docker_value: str | None) -> list[str]:
-    """The docker CLI reaching this engine (None: the local one, as `docker` finds it)."""
-    if not docker_value:
-        return ["docker"]
-    return ["docker", "-H", docker_value] if is_url(docker_value) else \
-        ["docker", "--context", docker_value]
-
-
-def member_cli(cluster: Cluster | None, container: str) -> list[str]:
-    """The docker CLI reaching the engine a node or client runs on."""
-    if cluster is None or "hosts" not in cluster:
-        return ["docker"]
-    engines = {h["name"]: h["docker"] for h in cluster["hosts"]}
-    for member in [*cluster["nodes"], *cluster["clients"]]:
-        if member["container"] == container and member.get("host") in engines:
-            return cli(engines[member["host"]])  # type: ignore[index]
-    return ["docker"]
 
 
 def engine_url(docker_value: str) -> str:

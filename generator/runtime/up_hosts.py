@@ -33,11 +33,13 @@ def _hosts(run: UpRun) -> dict[str, Any]:
 
 
 def engines(run: UpRun) -> None:
+    from generator.runtime.hostcli import record_engines
     from generator.runtime.swarm import check_swarm
     from generator.runtime.swarm import engines as connect
 
     cluster = run.lab()[1]
     run.engines = connect(cluster)  # type: ignore[attr-defined]
+    record_engines([h["docker"] for h in cluster["hosts"]])  # where `kgen ls` and the rest look
     run.manager = check_swarm(cluster, _hosts(run))  # type: ignore[attr-defined]
 
 

@@ -13,7 +13,7 @@ render  -> plain text, a rich table, or `kgen trace --json`
 from __future__ import annotations
 
 from generator.node.contract import Cluster, PublishedPod
-from generator.node.documents import TraceProbeResult, TraceReport
+from generator.node.documents import TraceProbeResult, TraceReport, docker_cli
 from generator.trace.join import Result, join
 from generator.trace.plan import Plan, TraceUsageError, make_plan, member_plans
 from generator.trace.run import TraceFailure, execute
@@ -33,7 +33,8 @@ def collect(cluster: Cluster, pods: list[PublishedPod], src: str, dst: str,
             ) -> tuple[Plan, TraceProbeResult, dict[str, TraceReport]]:
     """Plan and run one trace: (plan, the probe's result, every member's report)."""
     plan = make_plan(cluster, pods, src, dst, port, protocol)
-    probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan))
+    probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan),
+                             lambda container: docker_cli(cluster, container))
     broken = [f"{m}: {r['error']}" for m, r in reports.items() if r.get("error")]
     if broken:
         raise TraceFailure("; ".join(broken))
