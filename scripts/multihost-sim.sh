@@ -54,6 +54,12 @@ up() {
     if [ "$($B info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
         $B swarm join --token "$($A swarm join-token -q worker)" "$NET.11:2377" >/dev/null
     fi
+    # a worker the manager does not see Ready yet gets no network attachment (the
+    # engine's "attaching to network failed ... context deadline exceeded")
+    for _ in $(seq 60); do
+        [ "$($A node ls --format '{{.Status}}' | grep -c Ready)" = 2 ] && break
+        sleep 1
+    done
     echo "engines: unix://$(sock a) (manager) unix://$(sock b) (worker)"
 }
 

@@ -34,7 +34,7 @@ def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list
     if spans:  # a lab spanning hosts: its members are on their engines
         from generator.runtime.remote import down_hosts
 
-        removed_remote = [w for w in down_hosts(name, cluster) if not w.startswith("nothing")]
+        removed_remote = down_hosts(name, cluster)
     else:
         removed_remote = []
     remove_host_gw(name)

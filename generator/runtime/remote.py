@@ -11,6 +11,7 @@ The documents come back through the engines too (runtime/hoststate.py).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import tarfile
@@ -108,30 +109,35 @@ def push_cluster_file(cluster: Cluster, cluster_file: Path) -> None:
 
 
 def down_hosts(name: str, cluster: Cluster | None) -> list[str]:
-    """Remove the lab's containers, volumes and networks from every engine it may be on:
-    its hosts, and every engine `kgen up` recorded (a lab whose files are gone)."""
+    """Remove the lab's containers, then its volumes and networks, from every engine it
+    may be on: its hosts, and every engine `kgen up` recorded (a lab whose files are
+    gone). Containers go first everywhere: the overlay network goes only once no
+    engine has a member attached to it."""
     from generator.runtime.hostcli import forget_engine, recorded_engines
     from generator.runtime.swarm import engine_client, lab_objects
 
     values = [h["docker"] for h in (cluster.get("hosts", []) if cluster else [])]
-    removed: list[str] = []
+    clients = {}
     for value in dict.fromkeys([*values, *recorded_engines()]):
         try:
-            client = engine_client({"name": value, "docker": value}, timeout=60)
-        except Exception:  # an engine that is away: say so, remove the rest
-            removed.append(f"nothing on {value} (engine not reachable)")
+            clients[value] = engine_client({"name": value, "docker": value}, timeout=60)
+        except Exception:  # an engine that is away: the rest is still removed
             continue
-        found = lab_objects(client, name)
-        for container in found["containers"]:
-            container.remove(force=True)
+    removed: list[str] = []
+    for value, client in clients.items():
+        for container in lab_objects(client, name)["containers"]:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
             removed.append(f"container {container.name} on {value}")
+    for value, client in clients.items():
+        found = lab_objects(client, name)
         for kind in ("networks", "volumes"):
-            for obj in lab_objects(client, name)[kind]:
+            for obj in found[kind]:
                 try:
                     obj.remove()
                     removed.append(f"{kind[:-1]} {obj.name} on {value}")
                 except docker.errors.APIError:
-                    pass  # gone meanwhile, or a swarm network a manager removes
+                    pass  # gone meanwhile
         if not client.containers.list(all=True, filters={"label": "kgen.lab"}):
             forget_engine(value)
     return removed
