@@ -78,8 +78,9 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
     `nox -s bench -- NAME` runs one of them: proxy, lab, exec, trace, badinput, scale, dns,
-    netpol (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
-    dns and netpol need root for their throw-away network namespaces). `-- failover`
+    netpol, multihost (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
+    dns and netpol need root for their throw-away network namespaces; `-- multihost` builds two
+    engines in one swarm on this machine, root). `-- failover`
     (LoadBalancer IP failover, not run by default) needs a free node network.
     """
     session.install("-e", ".[dev]")
