@@ -152,3 +152,22 @@ def lab_objects(client: docker.DockerClient, name: str) -> dict[str, list[Any]]:
     return {"containers": client.containers.list(all=True, filters=selector),
             "networks": [n for n in client.networks.list(filters=selector)],
             "volumes": client.volumes.list(filters=selector)}
+
+
+def swarm_addresses(cluster: Cluster) -> tuple[dict[str, str], int | None]:
+    """Each host's swarm address, and the VNI of the lab's overlay network (from a manager):
+    what `kgen trace` names for the swarm's own encapsulation."""
+    addresses: dict[str, str] = {}
+    vni = None
+    for host, client in engines(cluster).items():
+        swarm = client.info().get("Swarm") or {}
+        addresses[host] = str(swarm.get("NodeAddr") or "?")
+        if swarm.get("ControlAvailable") and vni is None:
+            try:
+                net = client.networks.get(network_name(cluster["name"]))
+            except docker.errors.NotFound:
+                continue
+            options = net.attrs.get("Options") or {}
+            first = str(options.get("com.docker.network.driver.overlay.vxlanid_list", ""))
+            vni = int(first.split(",")[0]) if first.split(",")[0].isdigit() else None
+    return addresses, vni

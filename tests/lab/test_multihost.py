@@ -86,6 +86,9 @@ def test_a_lab_across_two_hosts(swarm: dict[str, str], tmp_path: Path,
         trace = json.loads(kgen("trace", "-l", str(path), "pod-a", "web", "--json",
                                 **env_kgen).stdout)
         assert trace["verdict"] == "answered" and trace["answeredBy"] == "pod-b"
+        swarm = [h["encap"] for h in trace["hops"] if h["step"] == "swarm-overlay"]
+        assert {(e["src"], e["dst"]) for e in swarm} == {("192.168.250.11", "192.168.250.12"),
+                                                         ("192.168.250.12", "192.168.250.11")}
         nodes = [h["node"] for h in trace["hops"] if h["direction"] == "request"]
         assert "node-0" in nodes and "node-1" in nodes  # host a, then host b
         if backend == "vxlan":
@@ -97,6 +100,15 @@ def test_a_lab_across_two_hosts(swarm: dict[str, str], tmp_path: Path,
              str(pcap), **env_kgen, check=False)
         data = pcap.read_bytes()
         assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4"), "not a pcap"
+
+        doc = yaml.safe_load(path.read_text())  # apply: cluster.json reaches every host
+        doc["pods"].append({"name": "pod-d", "node": "node-2", "labels": {"app": "web"}})
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        kgen("apply", "-l", str(path), **env_kgen)
+        status = json.loads(kgen("status", "--json", "-l", str(path), **env_kgen).stdout)
+        web = next(s for s in status["services"] if s["name"] == "web")
+        ips = {p["name"]: p["ip"] for p in status["pods"]}
+        assert web["endpoints"] == sorted([f"{ips['pod-b']}:8080", f"{ips['pod-d']}:8080"])
     finally:
         kgen("down", "-l", str(path), **env_kgen, check=False)
     assert on_engines(name) == []
