@@ -345,6 +345,10 @@ def lab_state(lab: RunningLab, cluster: Cluster | None) -> str:
         return "Running"
     from generator.node.contract import read_node_states
 
+    if "hosts" in cluster:  # a lab spanning hosts: its documents come through the engines
+        from generator.runtime.hoststate import refresh_state
+
+        refresh_state(cluster, lab.dir / "state", force=True)
     names = [n["name"] for n in cluster["nodes"]]
     docs = read_node_states(lab.dir / "state", names)
     ready = all(n in docs and docs[n].get("ready") and docs[n].get("generation") == cluster.get("generation")
