@@ -49,8 +49,11 @@ SENDER = (f"import socket,sys,time;c=socket.create_connection((sys.argv[1],{PORT
 
 
 def kgen(*args: str, cwd: Path) -> str:
-    return subprocess.run([KGEN, *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    done = subprocess.run([KGEN, *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench_multihost: kgen {' '.join(args)} exited {done.returncode}: "
+                 f"{done.stderr.strip()[-500:]}")
+    return done.stdout
 
 
 def lab_doc(name: str) -> dict[str, object]:
