@@ -89,7 +89,7 @@ class NodeSpec(TypedDict):
     vtep: str
     vtepMAC: str
     zone: NotRequired[str]  # topology.kubernetes.io/zone; "" or absent: none
-    host: NotRequired[str]  # the HostSpec it runs on; absent: the local engine
+    host: NotRequired[str]  # the Cluster host it runs on; absent: the local engine
 
 
 class ClientSpec(TypedDict):
@@ -97,11 +97,6 @@ class ClientSpec(TypedDict):
     container: str
     ip: str
     host: NotRequired[str]
-
-
-class HostSpec(TypedDict):  # a Docker engine of a lab that spans a swarm (contract §11)
-    name: str
-    docker: str  # a DOCKER_HOST value or a docker context name
 
 
 class VxlanSpec(TypedDict):
@@ -137,7 +132,8 @@ class Cluster(TypedDict):
     namespaces: NotRequired[list[NamespaceSpec]]
     vxlan: VxlanSpec
     mtu: int
-    hosts: NotRequired[list[HostSpec]]  # absent: the local engine alone
+    # The engines of a lab spanning a swarm (contract §11): [{"name", "docker"}], where
+    hosts: NotRequired[list[dict[str, str]]]  # docker is a DOCKER_HOST or context; absent: local
     nodes: list[NodeSpec]
     pods: list[PodSpec]
     services: list[ServiceSpec]

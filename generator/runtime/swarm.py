@@ -22,7 +22,7 @@ import docker.errors
 import docker.types
 
 from generator.cluster.names import network_name
-from generator.node.contract import Cluster, HostSpec
+from generator.node.contract import Cluster
 from generator.runtime.engine import ENGINE_TIMEOUT, LABEL
 from generator.runtime.errors import EngineUnreachable, RuntimeFailure
 from generator.runtime.hostcli import cli, member_cli
@@ -48,7 +48,7 @@ def engine_url(docker_value: str) -> str:
     return result.stdout.strip()
 
 
-def engine_client(host: HostSpec, timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
+def engine_client(host: dict[str, str], timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
     url = engine_url(host["docker"])
     try:
         client = docker.DockerClient(base_url=url, timeout=timeout,
