@@ -78,9 +78,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, reported as tables (never timed assertions).
 
     `nox -s bench -- NAME` runs one of them: proxy, lab, exec, trace, badinput, scale, dns,
-    netpol (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a 2-core machine;
-    netpol needs root for its throw-away network namespaces; dns brings up a two-node lab per
-    proxy mode and measures from a pod). `-- failover` (LoadBalancer IP failover, not run by
+    netpol, multihost (scale brings up labs of 3, 20 and 50 nodes: minutes, and most of a
+    2-core machine; netpol needs root for its throw-away network namespaces; dns brings up a
+    two-node lab per proxy mode and measures from a pod; `-- multihost` builds two engines in
+    one swarm on this machine, root). `-- failover` (LoadBalancer IP failover, not run by
     default) needs a free node network.
     """
     session.install("-e", ".[dev]")

@@ -21,6 +21,7 @@ from typing import IO
 
 from generator.cluster.targets import find_pod
 from generator.node.contract import Cluster
+from generator.node.documents import docker_cli
 
 DEFAULT_COUNT = 100
 DEFAULT_DURATION = 10.0
@@ -41,9 +42,10 @@ class Target:
     container: str            # where tcpdump runs
     netns: str | None         # a pod's namespace on that container
     iface: str
+    docker: tuple[str, ...] = ("docker",)  # the CLI reaching its engine (a lab across hosts)
 
     def prefix(self) -> list[str]:
-        argv = ["docker", "exec", "-i", self.container]
+        argv = [*self.docker, "exec", "-i", self.container]
         if self.netns:
             argv += ["ip", "netns", "exec", self.netns]
         return argv
@@ -64,14 +66,17 @@ def resolve(cluster: Cluster, target: str, iface: str | None) -> Target:
                     raise CaptureError(f"-i vxlan: lab {cluster['name']} uses backend "
                                        f"{cluster.get('backend')}, which has no VXLAN device")
                 device = cluster["vxlan"]["device"]
-            return Target(target, "node", node["container"], None, device)
+            return Target(target, "node", node["container"], None, device,
+                          tuple(docker_cli(cluster, node["container"])))
     for client in cluster["clients"]:
         if client["name"] == target:
-            return Target(target, "client", client["container"], None, _plain(iface))
+            return Target(target, "client", client["container"], None, _plain(iface),
+                          tuple(docker_cli(cluster, client["container"])))
     pod = find_pod(cluster["pods"], target)
     if pod is not None:
         node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
-        return Target(pod["name"], "pod", node["container"], pod["name"], _plain(iface))
+        return Target(pod["name"], "pod", node["container"], pod["name"], _plain(iface),
+                      tuple(docker_cli(cluster, node["container"])))
     names = [m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]]
     raise CaptureError(f"no node, client or pod named {target!r} (known: {', '.join(names)}; "
                        "a pod is also NAMESPACE/POD)")

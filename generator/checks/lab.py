@@ -10,6 +10,7 @@ them in its network namespace, `ip netns exec POD` inside its node's container
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,32 @@ if TYPE_CHECKING:
     from generator.runtime.locate import LabRef
 
 
-class PodBackend(DockerBackend):  # type: ignore[misc]  # testinfra ships no types
-    """testinfra's Docker backend, every command run inside one pod's network namespace."""
+class MemberBackend(DockerBackend):  # type: ignore[misc]  # testinfra ships no types
+    """testinfra's Docker backend through the docker CLI that reaches the member's engine
+    (a lab spanning hosts, lab contract section 11)."""
+
+    NAME = "kgen-member"
+
+    def __init__(self, container: str, docker: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(container, **kwargs)
+        self.docker = docker or ["docker"]
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> Any:
+        cmd = self.get_command(command, *args)
+        prefix = " ".join(shlex.quote(word) for word in self.docker)
+        out = self.run_local(f"{prefix} exec %s /bin/sh -c %s", self.name, cmd)
+        out.command = self.encode(cmd)
+        return out
+
+
+class PodBackend(MemberBackend):
+    """The same, every command run inside one pod's network namespace."""
 
     NAME = "kgen-pod"
 
-    def __init__(self, container: str, netns: str, **kwargs: Any) -> None:
-        super().__init__(container, **kwargs)
+    def __init__(self, container: str, netns: str, docker: list[str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(container, docker, **kwargs)
         self.netns = netns
 
     def get_command(self, command: str, *args: str) -> str:
@@ -103,9 +123,13 @@ class KgenLab:
             return self._hosts[name]
 
     def _new_host(self, name: str) -> Host:
+        from generator.node.documents import docker_cli
+
         if name in self._containers:
-            return _host(DockerBackend(self._containers[name]))
+            container = self._containers[name]
+            return _host(MemberBackend(container, docker_cli(self.cluster, container)))
         if name in self._pods:
-            return _host(PodBackend(self._pods[name], name))
+            container = self._pods[name]
+            return _host(PodBackend(container, name, docker_cli(self.cluster, container)))
         raise LookupError(f"lab {self.name} has no node, client or pod named {name!r} "
                           f"(known: {', '.join(self.members)})")

@@ -41,6 +41,10 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
         cluster = paths.cluster()
         if cluster is None:
             raise Exit(1, f"lab {ref.name} has no cluster state in {paths.root}; run `kgen up`")
+        if "hosts" in cluster:  # its nodes' documents come through the engines
+            from generator.runtime.hoststate import refresh_state
+
+            refresh_state(cluster, paths.state_dir, force=True)
         docs = read_node_states(paths.state_dir, [n["name"] for n in cluster["nodes"]])
         pods = published_pods(cluster, docs)
         # Which node answers ARP for each LoadBalancer IP: where a client's request enters.
@@ -53,6 +57,11 @@ def trace_cmd(src: Annotated[str, typer.Argument(help="A pod, node or client.")]
             raise Exit(1, f"could not trace: {e}") from None
         except KeyboardInterrupt:
             raise Exit(1, "trace interrupted; every node removed its trace rules") from None
+        if "hosts" in cluster:  # the swarm overlay's encapsulation between hosts
+            from generator.runtime.swarm import swarm_addresses
+            from generator.trace.hosts import with_swarm_hops
+
+            result.hops = with_swarm_hops(cluster, result.hops, *swarm_addresses(cluster))
     if as_json:
         print(to_json(result))
     elif sys.stdout.isatty():

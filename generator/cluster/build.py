@@ -37,6 +37,14 @@ from generator.node.contract import (
 HEADLESS = "None"  # a service's clusterIP when it has none (DNS answers with its endpoints)
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+# A swarm's overlay network is VXLAN itself: its containers' eth0 is 1500 - 50.
+OVERLAY_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
+
+
+def pod_mtu(lab: Lab) -> int:
+    """The underlay's MTU (a bridge's, or a swarm overlay's) less the lab's own VXLAN."""
+    underlay = OVERLAY_MTU if lab.hosts else UNDERLAY_MTU
+    return underlay - VXLAN_OVERHEAD if lab.backend == "vxlan" else underlay
 
 
 def mac_of(address: ipaddress.IPv4Address) -> str:
@@ -65,7 +73,9 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "dns": dns_spec(lab),
         "namespaces": [{"name": name, "labels": labels} for name, labels in lab.namespaces.items()],
         "vxlan": {"vni": lab.vxlan_vni, "port": lab.vxlan_port, "device": f"kgen.{lab.vxlan_vni}"},
-        "mtu": UNDERLAY_MTU - VXLAN_OVERHEAD if lab.backend == "vxlan" else UNDERLAY_MTU,
+        "mtu": pod_mtu(lab),
+        **({"hosts": [{"name": h.name, "docker": h.docker} for h in lab.hosts]} if lab.hosts
+           else {}),
         "nodes": nodes,
         "pods": [_pod(p, ips[p.name]) for p in lab.pods],
         "services": _services(lab, node_network),
@@ -100,14 +110,21 @@ def _nodes(lab: Lab, node_network: ipaddress.IPv4Network) -> list[NodeSpec]:
         })
         if lab.node_zones.get(name):
             nodes[-1]["zone"] = lab.node_zones[name]
+        if name in lab.placement:
+            nodes[-1]["host"] = lab.placement[name]
     return nodes
 
 
 def _clients(lab: Lab, node_network: ipaddress.IPv4Network) -> list[ClientSpec]:
     # Clients count down from the top so that adding a node never moves them.
     top = node_network.broadcast_address - 1
-    return [{"name": name, "container": container_name(lab.name, name), "ip": str(top - i)}
-            for i, name in enumerate(lab.clients)]
+    clients: list[ClientSpec] = []
+    for i, name in enumerate(lab.clients):
+        clients.append({"name": name, "container": container_name(lab.name, name),
+                        "ip": str(top - i)})
+        if name in lab.placement:
+            clients[-1]["host"] = lab.placement[name]
+    return clients
 
 
 def pod_ips(lab: Lab, nodes: list[NodeSpec],

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from generator.lab.errors import Problem, describe, distinct
+from generator.lab.hosts import check_hosts
 from generator.lab.lb_checks import check_load_balancers, host_addresses, needs_health_check
 from generator.lab.schema import LAB_SCHEMA, NODE_PORT_RANGE
 
@@ -376,6 +377,7 @@ def cluster_problems(data: Doc) -> list[Problem]:
         lambda: check_ranges(data, nets),
         lambda: check_names(data),
         lambda: check_placement(data),
+        lambda: check_hosts(data),
         lambda: (p for i, s in _dicts(data.get("services"))
                  for p in check_service(s, f"services[{i}]")),
         lambda: check_node_ports(data),

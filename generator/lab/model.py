@@ -15,6 +15,7 @@ from typing import Any
 
 from generator.lab.checks import cluster_problems, default, member_names
 from generator.lab.errors import LabError, distinct
+from generator.lab.hosts import members_with_hosts, placement
 from generator.lab.load import load_data
 from generator.lab.schema import NODE_PORT_RANGE
 from generator.lab.validate import schema_problems
@@ -88,6 +89,14 @@ class Dns:
 
 
 @dataclass(frozen=True)
+class Host:
+    """A Docker engine the lab spans (contract section 11)."""
+
+    name: str
+    docker: str  # a DOCKER_HOST value or a docker context name
+
+
+@dataclass(frozen=True)
 class Lab:
     name: str
     pod_cidr: IPv4Network
@@ -111,6 +120,8 @@ class Lab:
     load_balancer_pool: IPv4Network | None = None  # None: the default (lb_checks.default_pool)
     # NetworkPolicy objects as the lab file gives them (validated; defaults not applied)
     network_policies: list[dict[str, Any]] = field(default_factory=list)
+    hosts: tuple[Host, ...] = ()  # empty: the local engine alone
+    placement: dict[str, str] = field(default_factory=dict)  # node or client: host name
 
 
 def load_lab(path: Path) -> Lab:
@@ -160,7 +171,17 @@ def _build(doc: Doc, source: str) -> Lab:
         load_balancer_pool=IPv4Network(doc["loadBalancerPool"]) if doc.get("loadBalancerPool")
         else None,
         network_policies=list(doc.get("networkPolicies") or []),
+        **_hosts(doc),
     )
+
+
+def _hosts(doc: Doc) -> dict[str, Any]:
+    """hosts and placement: nodes and clients each spread over the hosts in order."""
+    hosts = tuple(Host(h["name"], h["docker"]) for h in doc.get("hosts") or [])
+    names = [h.name for h in hosts]
+    return {"hosts": hosts,
+            "placement": {**placement(names, members_with_hosts(doc, "nodes")),
+                          **placement(names, members_with_hosts(doc, "clients"))}}
 
 
 def _dns(raw: Doc) -> Dns:

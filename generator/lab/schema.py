@@ -84,6 +84,16 @@ def _member_list(what: str, extra: dict[str, Any] | None = None) -> dict[str, An
 ZONE = {"type": "string", "pattern": LABEL_VALUE, "minLength": 1, "maxLength": 63,
         "description": "The node's topology.kubernetes.io/zone label (trafficDistribution)."}
 
+# Lab contract section 11: the Docker engines a lab spans, and where each member runs.
+HOST = _object({
+    "name": _name(HOST_NAME, NODE_NAME_MAX, "The host's name in the lab (kgen-<lab> names "
+                                            "its compose file's directory)."),
+    "docker": {"type": "string", "minLength": 1, "maxLength": 500,
+               "description": "The engine: a DOCKER_HOST value (unix://, tcp://, ssh://) or "
+                              "a docker context name."},
+}, ["name", "docker"], "A Docker engine, a member of the swarm the lab's node network spans.")
+PLACED = {"type": "string", "description": "The host (of `hosts`) this member runs on; "
+                                           "default: members spread over the hosts in order."}
 
 LABELS = {"type": "object", "description": "Labels (key: value), as on a Kubernetes object.",
           "propertyNames": {"type": "string", "pattern": LABEL_KEY, "maxLength": 253},
@@ -213,12 +223,16 @@ LAB_SCHEMA: dict[str, Any] = {
                        "description": "Namespaces with labels; default and kube-system always "
                                       "exist, and one named by a pod or service need not be "
                                       "listed."},
-        "nodes": {**_member_list("nodes", {"zone": ZONE}), "minItems": 1},
+        "hosts": {"type": "array", "items": HOST, "minItems": 1,
+                  "description": "Docker engines joined in one swarm that the lab spans "
+                                 "(default: the local engine alone)."},
+        "nodes": {**_member_list("nodes", {"zone": ZONE, "host": PLACED}), "minItems": 1},
         "pods": {"type": "array", "items": POD, "description": "The lab's pods."},
         "services": {"type": "array", "items": SERVICE, "description": "The lab's services."},
         "networkPolicies": {"type": "array", "items": NETWORK_POLICY,
                             "description": "NetworkPolicy objects, enforced on every node."},
-        "clients": _member_list("clients (hosts outside the cluster, on the node network)"),
+        "clients": _member_list("clients (hosts outside the cluster, on the node network)",
+                                {"host": PLACED}),
     }, ["name", "nodes"], "A Kubernetes networking lab: nodes, pods, services and clients "
                           "in Docker (see kgen's docs/reference.md, \"The lab file\")."),
 }

@@ -94,12 +94,14 @@ class NodeSpec(TypedDict):
     vtep: str
     vtepMAC: str
     zone: NotRequired[str]  # topology.kubernetes.io/zone; "" or absent: none
+    host: NotRequired[str]  # the Cluster host it runs on; absent: the local engine
 
 
 class ClientSpec(TypedDict):
     name: str
     container: str
     ip: str
+    host: NotRequired[str]
 
 
 class VxlanSpec(TypedDict):
@@ -135,6 +137,7 @@ class Cluster(TypedDict):
     namespaces: NotRequired[list[NamespaceSpec]]
     vxlan: VxlanSpec
     mtu: int
+    hosts: NotRequired[list[dict[str, str]]]  # swarm engines (§11): name, docker; absent: local
     nodes: list[NodeSpec]
     pods: list[PodSpec]
     services: list[ServiceSpec]
@@ -203,13 +206,10 @@ DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by defau
 
 def adopt(path: Path) -> None:
     """Give what an agent (root in its container) creates in the state directory to
-    the owner of the directory it is in: the host user who ran `kgen up` (who made the
-    rendered directory), so that `kgen down` and `rm -rf` work without root.
-
-    Only root can give a file away, and only a node runs as root here; a host
-    process (`kgen` itself) owns what it writes already. A failed chown (an engine
-    that maps root to a user) leaves the file as it was: `kgen down` still removes it.
-    """
+    the owner of its directory, the host user who ran `kgen up`, so that `kgen down` and
+    `rm -rf` work without root. Only root can give a file away (a host process owns what
+    it writes already); a failed chown (an engine that maps root to a user) leaves the
+    file as it was: `kgen down` still removes it."""
     if os.geteuid() != 0:
         return
     try:

@@ -20,6 +20,7 @@ from typing import NotRequired, TypedDict, cast
 
 from generator.node.contract import (
     ClientSpec,
+    Cluster,
     ServicePortSpec,
 )
 
@@ -180,6 +181,7 @@ class NodeRow(TypedDict):
     ip: str
     podCIDR: str
     zone: str | None  # topology.kubernetes.io/zone
+    host: str | None  # the lab's host (lab contract section 11); null on one engine
     state: str  # Ready | NotReady | Absent | a stopped container's state
 
 
@@ -342,3 +344,16 @@ def decode_probe_jobs(text: str) -> list[ProbeJob]:
     if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
         raise ValueError("not a list of jobs")
     return cast(list[ProbeJob], jobs)
+
+
+def docker_cli(cluster: Cluster, container: str) -> list[str]:
+    """The docker CLI reaching the engine a node or client of the lab runs on: the local
+    `docker`, or a host's engine for a lab that spans hosts (lab contract section 11).
+    (runtime/hostcli.py keeps the same rule without `typing`, for `kgen exec`.)"""
+    engines = {h["name"]: h["docker"] for h in cluster.get("hosts", [])}
+    for member in [*cluster["nodes"], *cluster["clients"]]:
+        host = member.get("host")
+        if member["container"] == container and host in engines:
+            value = engines[str(host)]
+            return ["docker", "-H", value] if "://" in value else ["docker", "--context", value]
+    return ["docker"]

@@ -16,7 +16,7 @@ import jinja2
 from generator.cluster.names import network_name, project_name
 from generator.lab.model import Lab
 from generator.node.contract import RENDERED_CLUSTER_FILE, RENDERED_CONFIG, RENDERED_STATE, Cluster
-from generator.render.members import members
+from generator.render.members import host_members, members
 from generator.render.node_image import node_tag
 from generator.resources import templates_dir
 
@@ -46,18 +46,27 @@ def render_files(lab: Lab, state: Cluster, out_dir: Path) -> dict[str, str]:
     (`generator.runtime.registry`); the output depends on nothing else.
     """
     env = template_environment()
-    files = {
-        "docker-compose.yml": env.get_template("docker-compose.yml.j2").render(
-            state=state, members=members(state), image=node_tag(),
-            project=project_name(lab.name), network=network_name(lab.name),
-            source=Path(lab.source).name or "a lab file", **where_labels(lab, out_dir)),
-        RENDERED_CLUSTER_FILE: json.dumps(state, indent=2, sort_keys=True) + "\n",
-    }
+    compose = env.get_template("docker-compose.yml.j2")
+    common = {"state": state, "image": node_tag(), "project": project_name(lab.name),
+              "network": network_name(lab.name), "source": Path(lab.source).name or "a lab file",
+              **where_labels(lab, out_dir)}
+    files = {RENDERED_CLUSTER_FILE: json.dumps(state, indent=2, sort_keys=True) + "\n"}
+    if "hosts" in state:  # one compose file per host, the swarm's overlay network external
+        for host in state["hosts"]:
+            files[host_compose_file(host["name"])] = compose.render(
+                **common, members=host_members(state, host["name"]), host=host)
+    else:
+        files["docker-compose.yml"] = compose.render(**common, members=members(state), host=None)
     conflist = env.get_template("10-kgen.conflist.j2")
     for node in state["nodes"]:
         files[f"{RENDERED_CONFIG}/nodes/{node['name']}/10-kgen.conflist"] = conflist.render(
             state=state, node=node)
     return files
+
+
+def host_compose_file(host: str) -> str:
+    """Where a host's share of a lab spanning hosts is, relative to the rendered directory."""
+    return f"hosts/{host}/docker-compose.yml"
 
 
 def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:

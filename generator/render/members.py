@@ -59,6 +59,7 @@ class Member:
     kind: Kind
     binds: list[str]
     env: list[tuple[str, str]]
+    host: str | None = None  # the lab's host it runs on (lab contract section 11)
 
     @property
     def role(self) -> str:
@@ -70,12 +71,33 @@ def node_member(node: NodeSpec) -> Member:
              f"./{contract.RENDERED_CONFIG}/nodes/{node['name']}:{contract.CNI_CONF_MOUNT}:ro",
              f"./{contract.RENDERED_STATE}:{contract.STATE_MOUNT}"]
     return Member(node["name"], node["container"], node["ip"], KINDS["node"], binds,
-                  [("KGEN_NODE", node["name"])])
+                  [("KGEN_NODE", node["name"])], node.get("host"))
 
 
 def client_member(client: ClientSpec) -> Member:
     return Member(client["name"], client["container"], client["ip"], KINDS["client"],
-                  [CONFIG_BIND], [])
+                  [CONFIG_BIND], [], client.get("host"))
+
+
+# A node of a lab spanning hosts also runs the state relay (generator/node/statesync.py):
+# the hosts share no state directory, so each node's document and heartbeat travel
+# between hosts over the node network.
+MULTIHOST_NODE_COMMAND = ("python3", "-m", "generator.node.statesync")
+
+
+def host_members(state: Cluster, host: str) -> list[Member]:
+    """The members placed on `host`, their binds relative to hosts/<host>/ (the compose
+    file there), nodes running the state relay."""
+    placed = []
+    for member in members(state):
+        if member.host != host:
+            continue
+        binds = [f"../../{b.removeprefix('./')}" for b in member.binds]
+        kind = member.kind if member.role != "node" else \
+            Kind(member.kind.role, member.kind.caps, member.kind.sysctls, MULTIHOST_NODE_COMMAND)
+        placed.append(Member(member.name, member.container, member.ip, kind, binds, member.env,
+                             member.host))
+    return placed
 
 
 def members(state: Cluster) -> list[Member]:

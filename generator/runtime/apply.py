@@ -61,4 +61,8 @@ def check_appliable(lab: Lab, running: Cluster, out_dir: Path,
         raise RuntimeFailure(f"{lab.source}: {describe_changes(changed, state, running)} changed; "
                              f"apply handles pods and services only: {redo}")
     write_files(out_dir, render_files(lab, state, out_dir))
+    if "hosts" in state:  # hosts share no filesystem: cluster.json goes through each engine
+        from generator.runtime.remote import push_cluster_file
+
+        push_cluster_file(state, out_dir / "config" / "cluster.json")
     return state

@@ -27,11 +27,21 @@ def _remove(container: Any) -> None:
 
 
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
+    from generator.runtime.hostcli import recorded_engines
+
+    cluster = paths.cluster() if paths is not None else None
+    spans = (cluster is not None and "hosts" in cluster) or bool(recorded_engines())
+    if spans:  # a lab spanning hosts: its members are on their engines
+        from generator.runtime.remote import down_hosts
+
+        removed_remote = down_hosts(name, cluster)
+    else:
+        removed_remote = []
     containers = lab_containers(client, name)
     # A few at a time: one by one, a 250-node lab takes minutes to go.
     with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
         list(pool.map(_remove, containers))
-    removed = [f"container {c.name}" for c in containers]
+    removed = [f"container {c.name}" for c in containers] + removed_remote
     networks = client.networks.list(filters={"label": f"{LABEL}={name}"})
     networks += [n for n in client.networks.list(names=[network_name(name)])
                  if n.name == network_name(name) and n.id not in {m.id for m in networks}]

@@ -31,15 +31,17 @@ def shell(prompt: str, interactive: bool) -> list[str]:
 def exec_argv(cluster: Cluster, target: str, command: list[str],
               interactive: bool) -> list[str]:
     """The `docker exec` command line for a node, a client or a pod; no command: a shell."""
+    from generator.runtime.hostcli import member_cli
+
     flags = ["-i", "-t"] if interactive else ["-i"]
     for member in cluster["nodes"] + cluster["clients"]:
         if member["name"] == target:
-            return ["docker", "exec", *flags, member["container"],
+            return [*member_cli(cluster, member["container"]), "exec", *flags, member["container"],
                     *(command or shell(target, interactive))]
     pod = find_pod(cluster["pods"], target)
     if pod is not None:
         node = next(n for n in cluster["nodes"] if n["name"] == pod["node"])
-        return ["docker", "exec", *flags, node["container"],
+        return [*member_cli(cluster, node["container"]), "exec", *flags, node["container"],
                 "ip", "netns", "exec", pod["name"],
                 *(command or shell(f"{pod['name']}@{node['name']}", interactive))]
     names = [m["name"] for m in cluster["nodes"] + cluster["clients"] + cluster["pods"]]

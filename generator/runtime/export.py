@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from generator.node.contract import Cluster
-from generator.node.documents import StatusReport
+from generator.node.documents import StatusReport, docker_cli
 from generator.runtime.paths import LabPaths
 
 LOG_DIR = "/var/log/kgen"  # generator.node.agent's and pods' logs, inside a member
@@ -101,17 +101,19 @@ def extract(archive: bytes, dest: Path, strip: int = 0) -> int:
     return written
 
 
-def _docker(*args: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["docker", *args], capture_output=True, timeout=timeout)
+def _docker(*args: str, timeout: float, cli: tuple[str, ...] = ("docker",)
+            ) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*cli, *args], capture_output=True, timeout=timeout)
 
 
-def export_member(container: str, dest: Path, state: Path | None) -> str | None:
+def export_member(container: str, dest: Path, state: Path | None,
+                  cli: tuple[str, ...] = ("docker",)) -> str | None:
     """Write one member's directory; a note when something could not be had."""
     dest.mkdir(parents=True, exist_ok=True)
     if state is not None and state.is_file():
         shutil.copyfile(state, dest / "state.json")
     try:
-        return _collect(container, dest)
+        return _collect(container, dest, cli)
     except subprocess.TimeoutExpired as err:
         command = " ".join(map(str, err.cmd[:3]))
         return f"{dest.name}: `{command}` took over {err.timeout:.0f} s; kept what came before"
@@ -119,21 +121,22 @@ def export_member(container: str, dest: Path, state: Path | None) -> str | None:
         return f"{dest.name}: {err}"
 
 
-def _collect(container: str, dest: Path) -> str | None:
-    inspected = _docker("inspect", container, timeout=MEMBER_TIMEOUT)
+def _collect(container: str, dest: Path, cli: tuple[str, ...]) -> str | None:
+    inspected = _docker("inspect", container, timeout=MEMBER_TIMEOUT, cli=cli)
     if inspected.returncode != 0:
         (dest / "missing.txt").write_text(f"no container {container} on the engine\n")
         return f"{dest.name}: no container {container}"
     doc = json.loads(inspected.stdout)[0]
     (dest / "inspect.json").write_text(json.dumps(doc, indent=2) + "\n")
-    logs = subprocess.run(["docker", "logs", "--timestamps", container], stdout=subprocess.PIPE,
+    logs = subprocess.run([*cli, "logs", "--timestamps", container], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=MEMBER_TIMEOUT)
     (dest / "container.log").write_bytes(logs.stdout)
     if doc["State"].get("Running"):
-        got = _docker("exec", container, "sh", "-c", collect_script(), timeout=MEMBER_TIMEOUT)
+        got = _docker("exec", container, "sh", "-c", collect_script(), timeout=MEMBER_TIMEOUT,
+                      cli=cli)
         strip = 0
     else:  # a stopped member's files: its logs, not its (gone) datapath
-        got = _docker("cp", f"{container}:{LOG_DIR}", "-", timeout=MEMBER_TIMEOUT)
+        got = _docker("cp", f"{container}:{LOG_DIR}", "-", timeout=MEMBER_TIMEOUT, cli=cli)
         strip = 1
         (dest / "not-running.txt").write_text(
             f"{container} was {doc['State'].get('Status')} at export: no datapath, logs only\n")
@@ -158,7 +161,9 @@ def export_lab(paths: LabPaths, cluster: Cluster, status: StatusReport,
     members += [(c["container"], out / c["name"], None) for c in cluster["clients"]]
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(members) or 1)) as pool:
-        notes = [n for n in pool.map(lambda m: export_member(*m), members) if n]
+        notes = [n for n in pool.map(
+            lambda m: export_member(m[0], m[1], m[2], tuple(docker_cli(cluster, m[0]))),
+            members) if n]
     (out / "export.txt").write_text(
         f"kgen logs --export of lab {cluster['name']} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
         f" in {time.monotonic() - started:.1f} s\n" + "".join(f"{note}\n" for note in notes))

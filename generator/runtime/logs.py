@@ -33,7 +33,9 @@ def logs_argv(cluster: Cluster, pod: str, container: str | None, follow: bool = 
                           f"(choose one of: {', '.join(names)})")
     node = next(n for n in cluster["nodes"] if n["name"] == spec["node"])
     path = f"{POD_LOG_DIR}/{pod}/{container}.log"
-    argv = ["docker", "exec", node["container"], "tail", "-n",
+    from generator.runtime.hostcli import member_cli
+
+    argv = [*member_cli(cluster, node["container"]), "exec", node["container"], "tail", "-n",
             "+1" if tail is None else str(tail)]
     if follow:
         argv.append("-F")

@@ -114,7 +114,10 @@ def dns_answers(cluster: Cluster) -> bool:
     if settings is None:
         return True
     nameserver, domain = settings
-    argv = ["docker", "exec", cluster["nodes"][0]["container"], "dig", "+short", "+time=1",
+    from generator.runtime.swarm import member_cli
+
+    first = cluster["nodes"][0]["container"]
+    argv = [*member_cli(cluster, first), "exec", first, "dig", "+short", "+time=1",
             "+tries=1", f"@{nameserver}", f"{DNS_SERVICE}.{DNS_NAMESPACE}.svc.{domain}"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
@@ -172,12 +175,15 @@ def wait_ready(stopped: Callable[[], list[str]], state_dir: Path, cluster: Clust
     """Until every node is live and ready, every pod runs and every proxy has synced
     what the host computes. `stopped()` names the lab's containers that do not run.
     Returns when (seconds into the wait) all nodes, all pods and all proxies were done."""
+    from generator.runtime.hoststate import refresh_state
+
     timeout = default_timeout(cluster) if timeout is None else timeout
     reader = StateReader(state_dir, [n["name"] for n in cluster["nodes"]])
     started = time.monotonic()
     next_check = started + CONTAINER_CHECK
     milestones: dict[str, float] = {}
     while True:
+        refresh_state(cluster, state_dir)  # a lab spanning hosts: its documents come through the engines
         docs = reader.read()
         now = time.monotonic()
         found = readiness(cluster, docs, live_nodes(cluster, state_dir, time.time()))

@@ -177,12 +177,11 @@ def engine_get(socket_path: str, path: str, timeout: float = 10.0) -> Any:
         return None
 
 
-def _api_rows(kind: str, selector: str) -> list[list[str]] | None:
+def _api_rows(kind: str, selector: str, socket_path: str | None) -> list[list[str]] | None:
     """Containers or networks carrying `selector` (label=...), as the CLI rows below; None
     when the engine is not reached this way."""
     from urllib.parse import quote
 
-    socket_path = local_socket()
     if socket_path is None:
         return None
     filters = quote(json.dumps({"label": [selector.removeprefix("label=")]}))
@@ -204,14 +203,34 @@ def _api_rows(kind: str, selector: str) -> list[list[str]] | None:
     return rows
 
 
-def _rows(kind: str, selector: str) -> list[list[str]]:
-    """Every container (all states) or network carrying the label `selector`."""
-    rows = _api_rows(kind, selector)
+def _engine_rows(kind: str, selector: str, engine: str | None) -> list[list[str]]:
+    """The rows of one engine: the local one (None) or a recorded host's."""
+    socket_path = local_socket() if engine is None else \
+        (engine.removeprefix("unix://") if engine.startswith("unix://") else None)
+    rows = _api_rows(kind, selector, socket_path)
     if rows is not None:
         return rows
+    prefix = [] if engine is None else \
+        (["-H", engine] if "://" in engine else ["--context", engine])
     if kind == "containers":
-        return _docker("ps", "-a", "--no-trunc", "--filter", selector, "--format", CONTAINER_FORMAT)
-    return _docker("network", "ls", "--filter", selector, "--format", NETWORK_FORMAT)
+        return _docker(*prefix, "ps", "-a", "--no-trunc", "--filter", selector, "--format",
+                       CONTAINER_FORMAT)
+    return _docker(*prefix, "network", "ls", "--filter", selector, "--format", NETWORK_FORMAT)
+
+
+def _rows(kind: str, selector: str) -> list[list[str]]:
+    """Every container (all states) or network carrying the label `selector`, on the local
+    engine and on every engine `kgen up` placed a lab spanning hosts on."""
+    from generator.runtime.errors import EngineUnreachable
+    from generator.runtime.hostcli import recorded_engines
+
+    rows = _engine_rows(kind, selector, None)
+    for engine in recorded_engines():
+        try:
+            rows += _engine_rows(kind, selector, engine)
+        except EngineUnreachable:  # a host that is away: its members are not listed
+            continue
+    return rows
 
 
 def _path(value: str) -> Path | None:
@@ -326,6 +345,10 @@ def lab_state(lab: RunningLab, cluster: Cluster | None) -> str:
         return "Running"
     from generator.node.contract import read_node_states
 
+    if "hosts" in cluster:  # a lab spanning hosts: its documents come through the engines
+        from generator.runtime.hoststate import refresh_state
+
+        refresh_state(cluster, lab.dir / "state", force=True)
     names = [n["name"] for n in cluster["nodes"]]
     docs = read_node_states(lab.dir / "state", names)
     ready = all(n in docs and docs[n].get("ready") and docs[n].get("generation") == cluster.get("generation")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.node.contract import (
+    ClientSpec,
     Cluster,
     NodeState,
     PodSpec,
@@ -96,6 +97,7 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
         "name": cluster["name"],
         "nodes": [{"name": n["name"], "container": n["container"], "ip": n["ip"],
                    "podCIDR": n["podCIDR"], "zone": n.get("zone") or None,
+                   "host": n.get("host"),
                    "state": _node_state(containers.get(n["container"]), docs.get(n["name"]),
                                         cluster["generation"], n["name"] in live)}
                   for n in cluster["nodes"]],
@@ -103,8 +105,7 @@ def report(cluster: Cluster, state_dir: Path, containers: Mapping[str, str],
         + [_pod_row({"name": p["name"], "node": p["node"], "namespace": namespace_of(p)}, p)
            for p in leaving],
         "services": [_service_row(s, pods, announcers) for s in cluster["services"]],
-        "clients": [{"name": c["name"], "container": c["container"], "ip": c["ip"]}
-                    for c in cluster["clients"]],
+        "clients": [_client_row(c) for c in cluster["clients"]],
     }
 
 
@@ -115,7 +116,16 @@ def status(client: docker.DockerClient | None, paths: LabPaths, name: str) -> St
     cluster = paths.cluster()
     if cluster is None:
         return empty(name)
-    containers = {c.name: c.status for c in lab_containers(client, name)} if client else {}
+    from generator.runtime.hoststate import refresh_state
+
+    if "hosts" in cluster:  # its members are on the hosts' engines: the registry asks each
+        from generator.runtime.registry import find_running
+
+        running = find_running(name)
+        containers = {m.name: m.state for m in running.containers} if running else {}
+    else:
+        containers = {c.name: c.status for c in lab_containers(client, name)} if client else {}
+    refresh_state(cluster, paths.state_dir, force=True)
     return report(cluster, paths.state_dir, containers)
 
 
@@ -124,7 +134,10 @@ def from_registry(paths: LabPaths, name: str, running: RunningLab | None) -> Sta
     cluster = paths.cluster()
     if cluster is None:
         return empty(name)
+    from generator.runtime.hoststate import refresh_state
+
     containers = {m.name: m.state for m in running.containers} if running else {}
+    refresh_state(cluster, paths.state_dir, force=True)
     return report(cluster, paths.state_dir, containers)
 
 
@@ -142,6 +155,14 @@ def _service_row(service: ServiceSpec, pods: list[PublishedPod],
             "ports": [p.copy() for p in service["ports"]],
             "endpoints": service_endpoints(service, pods),
             "terminating": terminating_endpoints(service, pods)}
+
+
+def _client_row(client: ClientSpec) -> ClientSpec:
+    row: ClientSpec = {"name": client["name"], "container": client["container"],
+                       "ip": client["ip"]}
+    if "host" in client:
+        row["host"] = client["host"]
+    return row
 
 
 def _pod_row(spec: PodSpec | dict[str, str], seen: PublishedPod | None) -> PodRow:

@@ -188,15 +188,18 @@ def host_gw(run: UpRun) -> None:
 
 
 def ready(run: UpRun) -> None:
+    from generator.runtime.up_hosts import stopped
+
     paths, cluster = run.lab()
     began = time.monotonic()
-    run.milestones = {k: v + began - run.containers_started_at
-                      for k, v in wait_for_lab(run.client, paths, cluster, run.report,
-                                               f"lab {cluster['name']}", run.timeout).items()}
+    waited = wait_for_lab(run.client, paths, cluster, run.report, f"lab {cluster['name']}",
+                          run.timeout, stopped(run) if run.model.hosts else None)
+    run.milestones = {k: v + began - run.containers_started_at for k, v in waited.items()}
 
 
 def wait_for_lab(client: Any, paths: LabPaths, cluster: Cluster, report: Reporter,
-                 title: str, timeout: float | None = None) -> dict[str, float]:
+                 title: str, timeout: float | None = None,
+                 stopped: Callable[[], list[str]] | None = None) -> dict[str, float]:
     """`ready` for `up` and for `apply`: progress with counts and what it waits for."""
     from generator.runtime.ready import Readiness, default_timeout, stopped_members, wait_ready
 
@@ -209,8 +212,8 @@ def wait_for_lab(client: Any, paths: LabPaths, cluster: Cluster, report: Reporte
                         f"({waited:.0f} of {limit:.0f} s)" if missing else "")
 
     try:
-        return wait_ready(stopped_members(client, cluster["name"]), paths.state_dir, cluster,
-                          show, limit)
+        return wait_ready(stopped or stopped_members(client, cluster["name"]), paths.state_dir,
+                          cluster, show, limit)
     finally:
         report.done()
 
@@ -221,6 +224,16 @@ UP_STEPS: list[tuple[str, Step]] = [
     ("stale", stale), ("network", network), ("create", create), ("host-gw", host_gw),
     ("ready", ready),
 ]
+
+
+def _hosts_steps() -> list[tuple[str, Step]]:
+    """The steps of a lab that spans hosts (runtime/up_hosts.py): rendered as on one
+    engine, then placed on each host's engine."""
+    from generator.runtime import up_hosts
+
+    return [("place", place), ("render", render_lab), ("engines", up_hosts.engines),
+            ("image", up_hosts.image), ("network", up_hosts.network),
+            ("create", up_hosts.create), ("ready", ready)]
 
 
 def resolve(lab: str | None) -> LabRef:
@@ -243,7 +256,7 @@ def up(ref: LabRef, report: Reporter, force: bool = False,
     started = time.monotonic()
     run.client = docker_client()
     run.phases.append(("engine", time.monotonic() - started))
-    for name, step in UP_STEPS:
+    for name, step in (_hosts_steps() if run.model.hosts else UP_STEPS):
         started = time.monotonic()
         step(run)
         run.phases.append((name, time.monotonic() - started))

@@ -14,7 +14,7 @@ render  -> plain text, a rich table, or `kgen trace --json`
 from __future__ import annotations
 
 from generator.node.contract import Cluster, PublishedPod
-from generator.node.documents import TraceProbeResult, TraceReport
+from generator.node.documents import TraceProbeResult, TraceReport, docker_cli
 from generator.trace import lookup
 from generator.trace.join import Result, join
 from generator.trace.plan import PROTOCOLS, Plan, TraceUsageError, make_plan, member_plans
@@ -32,7 +32,8 @@ def source_container(cluster: Cluster, plan: Plan) -> str:
 
 def run_plan(cluster: Cluster, plan: Plan) -> tuple[TraceProbeResult, dict[str, TraceReport]]:
     """Run one planned trace: (the probe's result, every member's report)."""
-    probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan))
+    probe, reports = execute(member_plans(cluster, plan), source_container(cluster, plan),
+                             lambda container: docker_cli(cluster, container))
     broken = [f"{m}: {r['error']}" for m, r in reports.items() if r.get("error")]
     if broken:
         raise TraceFailure("; ".join(broken))

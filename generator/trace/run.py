@@ -15,6 +15,7 @@ import queue
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import cast
 
 from generator.node.documents import TracePlan, TraceProbeResult, TraceReport
@@ -30,11 +31,11 @@ class TraceFailure(RuntimeError):
 
 
 class Helper:
-    def __init__(self, container: str, plan: TracePlan) -> None:
+    def __init__(self, container: str, plan: TracePlan, docker: list[str] | None = None) -> None:
         self.container = container
         self.member = plan["member"]
         self.events: queue.Queue[dict[str, object] | None] = queue.Queue()
-        self.proc = subprocess.Popen(["docker", "exec", "-i", container, *HELPER],
+        self.proc = subprocess.Popen([*(docker or ["docker"]), "exec", "-i", container, *HELPER],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.stderr = ""
@@ -102,7 +103,8 @@ class Helper:
             self.proc.kill()
 
 
-def execute(plans: dict[str, TracePlan], source: str
+def execute(plans: dict[str, TracePlan], source: str,
+            docker: Callable[[str], list[str]] | None = None
             ) -> tuple[TraceProbeResult, dict[str, TraceReport]]:
     """Arm everywhere, send the probe from `source` (a container), stop, collect.
 
@@ -111,7 +113,7 @@ def execute(plans: dict[str, TracePlan], source: str
     helpers: list[Helper] = []
     try:
         for container, plan in plans.items():
-            helpers.append(Helper(container, plan))
+            helpers.append(Helper(container, plan, docker(container) if docker else None))
         for h in helpers:
             h.expect("armed", ARM_TIMEOUT)
         src = next(h for h in helpers if h.container == source)

@@ -49,7 +49,7 @@ class Engine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
     fake = Engine()
-    monkeypatch.setattr(registry, "_api_rows", lambda kind, selector: None)  # the CLI's way
+    monkeypatch.setattr(registry, "_api_rows", lambda kind, selector, socket_path: None)  # the CLI's way
     monkeypatch.setattr(registry, "_docker", fake)
     return fake
 
