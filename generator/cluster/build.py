@@ -19,12 +19,14 @@ from typing import Any, cast
 
 from generator.cluster.dns import dns_spec, with_dns
 from generator.cluster.names import container_name
+from generator.cluster.netpol import normalise
 from generator.lab.lb_checks import default_pool, host_addresses
-from generator.lab.model import NODE_PORT_RANGE, Container, Lab, Pod, Service
+from generator.lab.model import NODE_PORT_RANGE, Container, ContainerPort, Lab, Pod, Service
 from generator.node.contract import (
     DEFAULT_TERMINATION_GRACE,
     ClientSpec,
     Cluster,
+    ContainerPortSpec,
     ContainerSpec,
     NodeSpec,
     PodSpec,
@@ -69,6 +71,8 @@ def build_state(lab: Lab, node_network: ipaddress.IPv4Network,
         "services": _services(lab, node_network),
         "clients": _clients(lab, node_network),
     }
+    if lab.network_policies:  # absent otherwise: a lab without policies renders as before
+        body["networkPolicies"] = [normalise(p) for p in lab.network_policies]
     return cast(Cluster, {**body, "generation": generation(body)})
 
 
@@ -178,6 +182,15 @@ def _container(container: Container) -> ContainerSpec:
     spec: ContainerSpec = {"name": container.name, "command": container.command}
     if container.ready_ports:
         spec["readyPorts"] = [[proto, port] for proto, port in container.ready_ports]
+    if container.ports:
+        spec["ports"] = [_container_port(p) for p in container.ports]
+    return spec
+
+
+def _container_port(port: ContainerPort) -> ContainerPortSpec:
+    spec: ContainerPortSpec = {"containerPort": port.container_port, "protocol": port.protocol}
+    if port.name:
+        spec["name"] = port.name
     return spec
 
 

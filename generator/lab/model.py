@@ -19,11 +19,18 @@ from generator.lab.load import load_data
 from generator.lab.schema import NODE_PORT_RANGE
 from generator.lab.validate import schema_problems
 
-__all__ = ["NODE_PORT_RANGE", "Lab", "Pod", "Container", "Service", "ServicePort", "load_lab",
-           "parse_lab"]
+__all__ = ["NODE_PORT_RANGE", "Lab", "Pod", "Container", "ContainerPort", "Service", "ServicePort",
+           "load_lab", "parse_lab"]
 
 IPv4Network = ipaddress.IPv4Network
 Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    protocol: str = "TCP"
+    name: str = ""  # "": unnamed (a NetworkPolicy cannot name it)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Container:
     name: str
     command: list[str] | None = None  # None: the pod test server
     ready_ports: tuple[tuple[str, int], ...] = ()  # (tcp|udp, port) it must listen on
+    ports: tuple[ContainerPort, ...] = ()  # declared in the lab file (the test server's are implied)
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class Lab:
     dns: Dns = field(default_factory=Dns)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name: labels
     load_balancer_pool: IPv4Network | None = None  # None: the default (lb_checks.default_pool)
+    # NetworkPolicy objects as the lab file gives them (validated; defaults not applied)
+    network_policies: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_lab(path: Path) -> Lab:
@@ -149,6 +159,7 @@ def _build(doc: Doc, source: str) -> Lab:
         namespaces=_namespaces(doc),
         load_balancer_pool=IPv4Network(doc["loadBalancerPool"]) if doc.get("loadBalancerPool")
         else None,
+        network_policies=list(doc.get("networkPolicies") or []),
     )
 
 
@@ -169,7 +180,9 @@ def _namespaces(doc: Doc) -> dict[str, dict[str, str]]:
 
 
 def _pod(raw: Doc) -> Pod:
-    containers = [Container(c["name"], [str(w) for w in c["command"]] if "command" in c else None)
+    containers = [Container(c["name"], [str(w) for w in c["command"]] if "command" in c else None,
+                            ports=tuple(ContainerPort(p["containerPort"], p.get("protocol", "TCP"),
+                                                      p.get("name", "")) for p in c.get("ports") or []))
                   for c in raw.get("containers") or [{"name": raw["name"]}]]
     return Pod(raw["name"], raw["node"], {k: str(v) for k, v in (raw.get("labels") or {}).items()},
                containers, int(raw.get("terminationGracePeriodSeconds", 30)),

@@ -43,6 +43,26 @@ def policy_problems(value: Any, path: str = KEY) -> list[Problem]:
     return found
 
 
+def namespace_problems(data: dict[str, Any]) -> list[Problem]:
+    """A policy's namespace must exist, as the API server's namespace lifecycle admission
+    requires: `default`, `kube-system`, a listed one, or one a pod or service is in."""
+    known = {"default", "kube-system"}
+    for key in ("namespaces", "pods", "services"):
+        items = data.get(key)
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict):
+                known.add(str(item.get("name" if key == "namespaces" else "namespace", "default")))
+    found = []
+    policies = data.get(KEY)
+    for i, item in enumerate(policies if isinstance(policies, list) else []):
+        identity = _identity(item)
+        if identity is not None and identity[0] not in known:
+            found.append(Problem(join(join(join(KEY, i), "metadata"), "namespace"),
+                                 f"namespace {identity[0]!r} does not exist (list it under "
+                                 "`namespaces`, or put a pod or service in it)"))
+    return found
+
+
 def _identity(item: Any) -> tuple[str, str] | None:
     meta = item.get("metadata") if isinstance(item, dict) else None
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):

@@ -92,6 +92,13 @@ LABELS = {"type": "object", "description": "Labels (key: value), as on a Kuberne
                                    "minimum": 0, "maximum": 10 ** 63 - 1,
                                    "maxLength": 63}}
 
+CONTAINER_PORT = _object({
+    # An IANA_SVC_NAME; the rules a pattern cannot say are in generator.lab.pod_ports.
+    "name": _name(DNS_LABEL, 15, "The port's name, for NetworkPolicy ports (unique in the pod)."),
+    "containerPort": _int(1, 65535, "The port the container listens on."),
+    "protocol": _enum(["TCP", "UDP", "SCTP"], "TCP (default), UDP or SCTP."),
+}, ["containerPort"], "A port the container declares, as in a Kubernetes container.")
+
 CONTAINER = _object({
     "name": {"$ref": "#/definitions/dnsLabel"},
     "command": {"type": "array", "minItems": 1,
@@ -99,7 +106,16 @@ CONTAINER = _object({
                 "items": {"type": ["string", "number"], "minimum": -2 ** 63,
                           "maximum": 2 ** 63 - 1},
                 "description": "argv; a container without one runs the pod test server."},
+    "ports": {"type": "array", "items": CONTAINER_PORT,
+              "description": "Declared ports; the test server's are always `http` 8080/TCP and "
+                             "`udp` 8081/UDP."},
 }, ["name"], "One process of the pod, in the pod's network namespace.")
+
+# Checked field by field as the API server checks them (generator.lab.netpol): the schema
+# says only that each is a mapping, so each problem is reported once, with its path.
+NETWORK_POLICY = {"type": "object", "description": "A Kubernetes NetworkPolicy "
+                  "(networking.k8s.io/v1: metadata, spec), as kubectl takes it; "
+                  "metadata.namespace defaults to `default`."}
 
 NAMESPACE = {"$ref": "#/definitions/dnsLabel", "default": "default",
              "description": "The object's namespace (default `default`)."}
@@ -200,6 +216,8 @@ LAB_SCHEMA: dict[str, Any] = {
         "nodes": {**_member_list("nodes", {"zone": ZONE}), "minItems": 1},
         "pods": {"type": "array", "items": POD, "description": "The lab's pods."},
         "services": {"type": "array", "items": SERVICE, "description": "The lab's services."},
+        "networkPolicies": {"type": "array", "items": NETWORK_POLICY,
+                            "description": "NetworkPolicy objects, enforced on every node."},
         "clients": _member_list("clients (hosts outside the cluster, on the node network)"),
     }, ["name", "nodes"], "A Kubernetes networking lab: nodes, pods, services and clients "
                           "in Docker (see kgen's docs/reference.md, \"The lab file\")."),

@@ -22,6 +22,8 @@ from jsonschema import Draft7Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from generator.lab.errors import Problem, describe, distinct, join
+from generator.lab.netpol import namespace_problems, policy_problems
+from generator.lab.pod_ports import port_problems
 from generator.lab.schema import EMPTY_LIST_WORDS, LAB_SCHEMA, LABEL_KEY, LABEL_VALUE, PATTERN_WORDS
 
 
@@ -73,7 +75,13 @@ def schema_problems(data: Any) -> list[Problem]:
         if error.validator == "type":
             mistyped.add(_path(error))
         found += _explain(error)
-    return [p for p in distinct(found) if p.path not in mistyped or p.message.startswith("expected ")]
+    found = [p for p in distinct(found) if p.path not in mistyped or p.message.startswith("expected ")]
+    if isinstance(data, dict):
+        # What the schema leaves open: NetworkPolicy objects as the API server checks them
+        # (the schema says only "a list of mappings"), and named container ports.
+        found += policy_problems(data.get("networkPolicies"))
+        found += namespace_problems(data) + list(port_problems(data))
+    return distinct(found)
 
 
 def _path(error: ValidationError) -> str:

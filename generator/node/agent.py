@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from generator.node import kubelet_chains, overlay
+from generator.node import agent_logs, kubelet_chains, overlay
 from generator.node.contract import (
     CLUSTER_FILE,
     STATE_DIR,
@@ -44,6 +44,7 @@ from generator.node.contract import (
 from generator.node.feeds import FeedLimiter, feed_interval
 from generator.node.healthcheck import HealthServers
 from generator.node.lb_election import lb_announcers, local_ready_endpoints
+from generator.node.netpol_sync import NetpolSync
 from generator.node.pod_dns import ZoneWriter, dns_settings
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
@@ -71,6 +72,7 @@ class Agent:
         self.pods = PodManager(node)
         self.zone = ZoneWriter()
         self.proxier: BaseProxier | None = None
+        self.netpol: NetpolSync | None = None  # the NetworkPolicy controller, beside the proxy
         self.stop = threading.Event()
         self.last_published: dict[str, Any] | None = None
         # Peers: their published documents, the stamps they were read at, and who is live.
@@ -200,6 +202,8 @@ class Agent:
             kubelet_chains.sync()  # kubelet's chains are in place before kube-proxy's
             self.kubelet_synced, self.canary_checked = True, time.monotonic()
         self.ensure_proxier()
+        assert self.netpol is not None
+        self.netpol.update(cluster)  # its own thread writes the rules: pods need not wait
         self.ensure_speaker()
         self.reconcile_pods()
         self.applied = cluster["generation"]
@@ -233,8 +237,11 @@ class Agent:
             return
         assert self.cluster is not None
         self.proxier = make_proxier(self.cluster, self.node, self.me()["ip"])
-        threading.Thread(target=self.proxier.run, args=(self.stop,), name="proxier",
-                         daemon=True).start()
+        self.netpol = NetpolSync(self.node, self.cluster.get("proxyMode", "iptables"),
+                                 self.proxier.kernel_lock)
+        self.proxier.after_sync.append(self.netpol.proxy_synced)
+        for name, loop in (("proxier", self.proxier.run), ("netpol", self.netpol.run)):
+            threading.Thread(target=loop, args=(self.stop,), name=name, daemon=True).start()
 
     def ensure_speaker(self) -> None:
         if self.speaker is None:
@@ -364,6 +371,7 @@ class Agent:
                       if self.proxier else None),
             "error": self.error,
             "dns": {"digest": self.zone.digest} if self.zone.digest else None,
+            "netpol": self.netpol.status() if self.netpol else None,
         }
         if doc != self.last_published:
             write_json_atomic(self.state_dir / f"{self.node}.json", doc)
@@ -378,16 +386,7 @@ def main() -> None:
     node = os.environ.get("KGEN_NODE") or (sys.argv[1] if len(sys.argv) > 1 else "")
     if not node:
         sys.exit("kgen agent: set KGEN_NODE to this node's name")
-    Path("/var/log/kgen").mkdir(parents=True, exist_ok=True)
-    form = "%(asctime)s %(name)s %(message)s"
-    logging.basicConfig(level=logging.INFO, format=form,
-                        handlers=[logging.StreamHandler(),
-                                  logging.FileHandler("/var/log/kgen/agent.log")])
-    # kube-proxy's own log as well (`kgen logs --export` gives it per node); its
-    # lines stay in agent.log too, in order with what the agent did.
-    proxy_log = logging.FileHandler("/var/log/kgen/proxy.log")
-    proxy_log.setFormatter(logging.Formatter(form))
-    logging.getLogger("kgen.proxy").addHandler(proxy_log)
+    agent_logs.setup()
     agent = Agent(node)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stop.set())

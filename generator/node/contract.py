@@ -17,6 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
+from generator.node.netpol.spec import ContainerPortSpec as ContainerPortSpec
+from generator.node.netpol.spec import NetpolStatus as NetpolStatus
+from generator.node.netpol.spec import NetworkPolicySpec as NetworkPolicySpec
+
 # Inside a node (mount points of the rendered directory's parts).
 CONFIG_MOUNT = "/etc/kgen"  # the rendered config/, read-only
 STATE_MOUNT = "/var/lib/kgen/state"  # the rendered state/, shared by every node
@@ -39,6 +43,7 @@ class ContainerSpec(TypedDict):
     # Ports the container must be listening on before its pod is ready (a readiness
     # check): the DNS pods' 53/UDP and 53/TCP. The test server's are always checked.
     readyPorts: NotRequired[list[list[Any]]]  # [[protocol (tcp|udp), port], ...]
+    ports: NotRequired[list[ContainerPortSpec]]  # as the lab file declares them
 
 
 class PodSpec(TypedDict):
@@ -134,6 +139,7 @@ class Cluster(TypedDict):
     pods: list[PodSpec]
     services: list[ServiceSpec]
     clients: list[ClientSpec]
+    networkPolicies: NotRequired[list[NetworkPolicySpec]]  # absent: none
 
 
 # ---------------------------------------------------------------- state/<node>.json
@@ -168,6 +174,7 @@ class NodeState(TypedDict):
     proxy: ProxyStatus | None
     error: str | None
     dns: NotRequired[DnsStatus | None]  # the zone its DNS pods serve; None: no DNS
+    netpol: NotRequired[NetpolStatus | None]  # the policies it enforces
 
 
 class DnsStatus(TypedDict):
@@ -191,11 +198,7 @@ class PublishedPod(TypedDict):
 DEFAULT_TERMINATION_GRACE = 30  # a pod's terminationGracePeriodSeconds by default
 
 
-# ---------------------------------------------------------------- kgen trace, kgen status
-# Their documents (trace plan, match and report across `docker exec`; the status report
-# and the trace result on the host) are typed in generator.node.documents, beside this
-# file, so that each stays a size one reads whole.
-
+# kgen trace's and kgen status's documents are typed in generator.node.documents.
 
 
 def adopt(path: Path) -> None:

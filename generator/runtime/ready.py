@@ -26,6 +26,7 @@ from generator.node.contract import (
     read_json,
     serving_pods,
 )
+from generator.node.netpol.spec import netpol_digest
 from generator.node.pod_dns import dns_settings, zone_digest, zone_text
 from generator.runtime.errors import RuntimeFailure
 
@@ -66,6 +67,7 @@ def readiness(cluster: Cluster, docs: dict[str, NodeState], live: set[str] | Non
     digest = input_digest(cluster["services"], serving)
     zone_file = zone_text(cluster, serving)
     zone = zone_digest(zone_file) if zone_file is not None else None
+    policies = netpol_digest(cluster)
     for node in cluster["nodes"]:
         doc = docs.get(node["name"])
         if (doc is None or node["name"] not in live or not doc.get("ready")
@@ -80,6 +82,9 @@ def readiness(cluster: Cluster, docs: dict[str, NodeState], live: set[str] | Non
             found.proxies_synced += 1
             if zone is not None and _served_zone(doc) != zone:
                 found.missing.append(f"DNS zone on {node['name']}")
+        enforced = doc.get("netpol")
+        if enforced is None or enforced["digest"] != policies:  # every policy in place
+            found.missing.append(f"network policies on {node['name']}")
     # A crash-looping pod has its IP and is reported as such: waiting longer changes nothing.
     running = {p["name"] for p in serving if p["ip"]
                and p["state"] in ("Running", "CrashLoopBackOff")}

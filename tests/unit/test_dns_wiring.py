@@ -15,6 +15,7 @@ from generator.cluster.build import build_state
 from generator.lab.errors import LabError
 from generator.lab.model import load_lab, parse_lab
 from generator.node.contract import serving_pods
+from generator.node.netpol.spec import netpol_digest
 from generator.node.pod_dns import (
     ZoneWriter,
     hosts_file,
@@ -104,7 +105,8 @@ def test_without_dns_its_names_and_address_are_free() -> None:
 def running_docs(cluster: dict[str, Any]) -> dict[str, Any]:
     """Every node's published document with all its pods Running."""
     docs: dict[str, Any] = {n["name"]: {"node": n["name"], "generation": cluster["generation"],
-                                        "ready": True, "pods": {}, "proxy": None, "error": None}
+                                        "ready": True, "pods": {}, "proxy": None, "error": None,
+                                        "netpol": {"digest": netpol_digest(cluster), "error": None}}
                             for n in cluster["nodes"]}
     for p in cluster["pods"]:
         docs[p["node"]]["pods"][p["name"]] = {"ip": p["ip"], "state": "Running"}

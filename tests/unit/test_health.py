@@ -14,6 +14,7 @@ import pytest
 
 from generator.node import contract
 from generator.node.agent import Agent
+from generator.node.netpol.spec import netpol_digest
 from generator.node.overlay import neighbour_commands, route_commands
 from generator.node.pods import (
     BACKOFF_INITIAL,
@@ -319,7 +320,8 @@ def test_up_waits_for_live_nodes_and_settled_pods() -> None:
     def doc(node: str, state: str) -> dict[str, Any]:
         i = node[1:]
         return {"node": node, "generation": "g1", "ready": True, "proxy": ready, "error": None,
-                "pods": {f"p{i}": {"ip": f"10.0.{i}.2", "state": state}}}
+                "pods": {f"p{i}": {"ip": f"10.0.{i}.2", "state": state}},
+                "netpol": {"digest": netpol_digest(c), "error": None}}
 
     docs: dict[str, Any] = {"n0": doc("n0", "Running"), "n1": doc("n1", "CrashLoopBackOff")}
     digest = contract.input_digest([], contract.serving_pods(c, docs, {"n0", "n1"}))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from generator.node import contract
+from generator.node.netpol.spec import netpol_digest
 from generator.runtime.errors import RuntimeFailure
 from generator.runtime.ready import Readiness, StateReader, readiness, wait_ready
 
@@ -25,7 +26,8 @@ def publish(state: Path, node: str, pod_state: str, synced: bool = True) -> None
     i = node[1:]
     doc = {"node": node, "generation": "g1", "ready": pod_state != "Pending",
            "pods": {f"p{i}": {"ip": f"10.0.{i}.2", "state": pod_state, "restarts": 0}},
-           "proxy": {"digest": "", "error": None}, "error": None}
+           "proxy": {"digest": "", "error": None}, "error": None,
+           "netpol": {"digest": netpol_digest(lab()), "error": None}}  # no policies
     contract.write_json_atomic(state / f"{node}.json", doc)
     contract.renew_heartbeat(state, node)
 
@@ -45,6 +47,22 @@ def test_counts_per_kind(tmp_path: Path) -> None:
     assert found.counts() == [("nodes ready", 1, 2), ("pods running", 1, 2),
                               ("proxies synced", 0, 2)]
     assert found.missing == ["proxy on n0", "node n1", "pod p1"]
+
+
+def test_up_waits_for_every_node_to_enforce_the_current_policies(tmp_path: Path) -> None:
+    c = lab()
+    for node in ("n0", "n1"):
+        publish(tmp_path, node, "Running")
+    docs = contract.read_node_states(tmp_path, ["n0", "n1"])
+    for doc in docs.values():
+        doc["proxy"] = {"digest": synced_digest(c, tmp_path), "error": None}
+    assert readiness(c, docs).missing == []  # type: ignore[arg-type]
+    c["networkPolicies"] = [{"metadata": {"name": "deny", "namespace": "default"},
+                             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}]
+    assert readiness(c, docs).missing == ["network policies on n0",  # type: ignore[arg-type]
+                                          "network policies on n1"]
+    docs["n1"]["netpol"] = {"digest": netpol_digest(c), "error": None}
+    assert readiness(c, docs).missing == ["network policies on n0"]  # type: ignore[arg-type]
 
 
 def test_a_state_file_is_read_again_only_when_it_changed(tmp_path: Path) -> None:

@@ -118,6 +118,10 @@ class BaseProxier(Generic[P]):
         self.udp_node_ports: dict[int, frozenset[str]] = {}
         self.cache: dict[str, P] = {}  # each service port's rules as last written
         self.kernel_s = 0.0  # this sync's time in iptables-restore / nft
+        # Held while a sync writes the kernel: the node's NetworkPolicy controller writes
+        # the same tables (filter, FORWARD) and takes it too, so writes never interleave.
+        self.kernel_lock = threading.Lock()
+        self.after_sync: list[Callable[[bool], None]] = []  # called with `full` after each sync
 
     # ---- inputs and status
 
@@ -155,9 +159,10 @@ class BaseProxier(Generic[P]):
             self.zone, self.cache, full = zone, {}, True
         full = full or self.need_full
         try:
-            self.before_sync(started, infos)
-            plan = self.plan(infos, full)
-            written = self.write(plan)
+            with self.kernel_lock:
+                self.before_sync(started, infos)
+                plan = self.plan(infos, full)
+                written = self.write(plan)
         except SyncFailed as err:
             return self.failed(str(err))
         self.commit(plan)
@@ -169,6 +174,8 @@ class BaseProxier(Generic[P]):
         log.info("%s sync: %d service ports, %d rewritten (%d staged), %d stale, %.1f ms",
                  "full" if full else "partial", len(plan.ports), len(plan.rewritten),
                  written.staged, written.stale, self.last_sync_ms)
+        for hook in self.after_sync:
+            hook(full)
         return True
 
     def plan(self, infos: list[PortInfo], full: bool) -> SyncPlan[P]:
