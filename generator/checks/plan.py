@@ -86,7 +86,8 @@ def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = Non
     served = [s for s in sources if reached(s)]
     if tcp and served and svc["sessionAffinity"] == "ClientIP":
         checks.append(affinity.plan(ctx, svc, tcp, served[0], reached(served[0])))
-    elif tcp and backends[0] in ctx.servers:  # a terminating pod sends nothing new
+    elif (tcp and backends[0] in ctx.servers  # a terminating pod sends nothing new
+          and _allowed(ctx, backends[0], reached(backends[0]), tcp)):
         checks.append(hairpin.plan(ctx, svc, tcp, reached(backends[0])))
     if not ctx.open_to_outside(backends, svc["ports"][0]["targetPort"], svc["ports"][0]["protocol"]):
         return checks  # NetworkPolicy keeps some client or node out: the netpol kind's matter

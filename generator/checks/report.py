@@ -127,6 +127,6 @@ def run_checks(ref: Any, as_json: bool, console: Console, keyword: str | None = 
         console.print(table(rows))
         netpol = matrix.report(rows)
         if netpol:  # only a lab with NetworkPolicies has netpol rows
-            console.print(netpol, markup=False, highlight=False)
+            console.print(netpol, markup=False, highlight=False, soft_wrap=True)
         console.print(closing_line(rows, seconds))
     return 1 if failed else 0
