@@ -93,9 +93,10 @@ class NetpolSync:
         if doc is None or (wanted == self.digest and not self.jumps_due and self.error is None):
             return True
         started = time.monotonic()
+        rewrite = wanted != self.digest or self.error is not None
         try:
             with self.kernel_lock:
-                if wanted != self.digest or self.error is not None:
+                if rewrite:
                     self.write(doc)
                 if self.mode == "iptables":
                     self.jumps_due = False  # cleared before looking: a later sync sets it again
@@ -106,8 +107,9 @@ class NetpolSync:
             log.error("network policies: %s", self.error)
             return False
         self.digest, self.error = wanted, None
-        self.last_write_ms = (time.monotonic() - started) * 1000
-        log.info("network policies %s in place (%.1f ms)", wanted, self.last_write_ms)
+        if rewrite:
+            self.last_write_ms = (time.monotonic() - started) * 1000
+            log.info("network policies %s in place (%.1f ms)", wanted, self.last_write_ms)
         return True
 
     def write(self, doc: dict[str, Any]) -> None:
