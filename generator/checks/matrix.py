@@ -4,7 +4,8 @@ Their TruthTable.PrettyPrint: a header row `-` then the destinations, one row
 per source, `.` reachable, `X` blocked, `?` not probed; rows are from, columns
 to, each labelled NAMESPACE/NAME. kgen pads the columns with spaces instead of
 tabs, so that labels longer than a tab stop stay aligned. The rows come from
-the netpol checks' results (kinds/netpol.py): one per source pod and port.
+the netpol checks' results (kinds/netpol.py: one per source pod and port;
+kinds/netpol_nodeport.py: one per client and NodePort, its columns the nodes).
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ def table(froms: list[str], tos: list[str], truth: Truth) -> str:
 
 
 def matrices(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per port probed: {"port", "protocol", "froms", "tos", "expected", "observed"} from the
-    netpol rows of a run (a row deselected by -k is a source left out)."""
-    found: dict[tuple[int, str], dict[str, Any]] = {}
+    """Per matrix (its title, e.g. one per port probed): {"title", "froms", "tos",
+    "expected", "observed"} from the rows of a run that carry one (`reach`, `fromPod`,
+    `matrix`); a row deselected by -k is a source left out."""
+    found: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row.get("kind") != "netpol" or "reach" not in row:
+        if "reach" not in row or "matrix" not in row:
             continue
-        m = found.setdefault((row["port"], row["protocol"]), {
-            "port": row["port"], "protocol": row["protocol"], "froms": [], "tos": [],
-            "expected": {}, "observed": {}})
+        m = found.setdefault(row["matrix"], {"title": row["matrix"], "froms": [], "tos": [],
+                                             "expected": {}, "observed": {}})
         m["froms"].append(row["fromPod"])
         for dst, r in row["reach"].items():
             if dst not in m["tos"]:
@@ -54,7 +55,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     prints a failure."""
     out = []
     for m in matrices(rows):
-        what = f"NetworkPolicy reachability, {m['protocol']} {m['port']}"
+        what = m["title"]
         out += [f"{what} (observed):", table(m["froms"], m["tos"], m["observed"])]
         if m["observed"] != m["expected"]:
             agree = {k: m["observed"].get(k) == v for k, v in m["expected"].items()}

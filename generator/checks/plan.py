@@ -35,6 +35,7 @@ from generator.checks.kinds import (
     localhost_nodeport,
     mtu,
     netpol,
+    netpol_nodeport,
     no_endpoints,
     nodeport,
     pod_to_pod,
@@ -90,7 +91,10 @@ def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = Non
           and _allowed(ctx, backends[0], reached(backends[0]), tcp)):
         checks.append(hairpin.plan(ctx, svc, tcp, reached(backends[0])))
     if not ctx.open_to_outside(backends, svc["ports"][0]["targetPort"], svc["ports"][0]["protocol"]):
-        return checks  # NetworkPolicy keeps some client or node out: the netpol kind's matter
+        # NetworkPolicy keeps some client or node out: the netpol kinds' matter
+        if svc["type"] in ("NodePort", "LoadBalancer"):
+            checks += netpol_nodeport.plan(ctx, svc, answerers.external)
+        return checks
     if svc["type"] in ("NodePort", "LoadBalancer"):
         checks += nodeport.plan(ctx, svc, backends, answerers.external)
         for node in ctx.cluster["nodes"]:  # the node's own traffic: Cluster endpoints

@@ -34,8 +34,10 @@ UDP_MATRIX = [
     "shop/api          X              .         X            X",
     "tools/debug       .              .         .            .",
     "default/outsider  X              X         .            ."]
-API_ISOLATED = ("ingress isolated by shop/default-deny, shop/api-from-frontend, shop/ops-udp; "
-                "no policy allows it")
+# This suite's own node networks (clients count down from .254).
+NETWORKS = {"iptables": "172.29.6.0/24", "nftables": "172.29.7.0/24"}
+API_ISOLATED = ("ingress isolated by shop/default-deny, shop/api-from-frontend, shop/ops-udp, "
+                "shop/api-from-clients; no policy allows it")
 
 
 @pytest.fixture(scope="module", params=["iptables", "nftables"])
@@ -43,7 +45,22 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[RunningLab]:
     workdir = tmp_path_factory.mktemp(f"netpol-{request.param}")
     doc = yaml.safe_load((ROOT / "labs" / "netpol.yaml").read_text())
-    doc.update(name=f"npchk{request.param[0]}", proxyMode=request.param)
+    network = NETWORKS[request.param]  # fixed: the policy names the client's address
+    doc.update(name=f"npchk{request.param[0]}", proxyMode=request.param, clients=["client-0"],
+               nodeNetwork=network)
+    # From outside: api's NodePort keeps the client's address (Local) and a policy lets that
+    # address in; frontend's NodePort (Cluster) has no policy letting anything in.
+    api = doc["services"][0]
+    doc["services"] = [{**api, "type": "NodePort", "externalTrafficPolicy": "Local",
+                        "ports": [{**api["ports"][0], "nodePort": 30080}]},
+                       {"name": "frontend", "namespace": "shop", "type": "NodePort",
+                        "selector": {"app": "frontend"},
+                        "ports": [{"name": "http", "port": 80, "targetPort": 8080,
+                                   "nodePort": 30081}]}]
+    doc["networkPolicies"].append({"metadata": {"name": "api-from-clients", "namespace": "shop"},
+                                   "spec": {"podSelector": {"matchLabels": {"app": "api"}},
+                                            "ingress": [{"from": [{"ipBlock": {
+                                                "cidr": network.replace(".0/24", ".254/32")}}]}]}})
     path = Path(workdir) / "netpol.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     yield from bring_up(path, workdir)
@@ -57,9 +74,16 @@ def test_check_passes_and_prints_the_matrix(lab: RunningLab) -> None:
     assert lines[start + 1:start + 6] == TCP_MATRIX
     start = lines.index("NetworkPolicy reachability, UDP 8081 (observed):")
     assert lines[start + 1:start + 6] == UDP_MATRIX
+    start = lines.index("NetworkPolicy reachability from clients, NodePort shop/api 30080 (observed):")
+    assert lines[start + 1:start + 3] == ["-         node-1:30080", "client-0  ."]
+    start = lines.index("NetworkPolicy reachability from clients, NodePort shop/frontend 30081 "
+                        "(observed):")
+    assert lines[start + 1:start + 3] == ["-         node-0:30081  node-1:30081",
+                                          "client-0  X             X"]
     report = json.loads(lab.kgen("check", "--json", "-k", "netpol").stdout)
     rows = {c["id"]: c for c in report["checks"]}
-    assert len(rows) == 8  # four sources, TCP and UDP
+    assert len([i for i in rows if i.startswith("netpol[")]) == 8  # four sources, TCP and UDP
+    assert len([i for i in rows if i.startswith("netpol_nodeport[")]) == 2
     tcp = rows["netpol[from outsider tcp/8080]"]["reach"]
     assert tcp["shop/api"] == {"expected": False, "observed": False, "reason": API_ISOLATED}
 

@@ -139,6 +139,34 @@ DENY_WEB = {"metadata": {"name": "web-deny", "namespace": "default"},
             "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}}
 
 
+def test_clients_to_nodeports_follow_the_address_the_backend_sees() -> None:
+    """web-nodeport (Cluster) has pod-2 on node-1 and pod-3 on node-2. A policy that lets
+    in only the client's address: through node-1 the backend there may answer (it sees the
+    client) but pod-3 would see node-1's address, so the draw decides and node-1 is left
+    out; web-local (Local) always shows the client: allowed through its backends' nodes."""
+    cluster = base_cluster()
+    client_ip = cluster["clients"][0]["ip"]
+    only_client = {"metadata": {"name": "from-client", "namespace": "default"},
+                   "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                            "policyTypes": ["Ingress"],
+                            "ingress": [{"from": [{"ipBlock": {"cidr": client_ip + "/32"}}]}]}}
+    checks = [c for c in plan({**cluster, "networkPolicies": [only_client]})
+              if c.kind == "netpol-nodeport"]
+    rows = {c.label: c for c in checks}
+    assert set(rows) == {"client-0 to web-nodeport:30080", "client-0 to web-local:30081"}
+    assert not [c for c in plan({**cluster, "networkPolicies": [only_client]})
+                if c.kind == "nodeport"]
+    cluster_via = {v["column"]: v["expected"] for v in rows["client-0 to web-nodeport:30080"]
+                   .params["via"]}
+    assert cluster_via == {"node-0:30080": False}  # node-1, node-2: a draw; node-0: node IP
+    local_via = {v["column"]: v["expected"] for v in rows["client-0 to web-local:30081"]
+                 .params["via"]}
+    assert local_via == {"node-1:30081": True, "node-2:30081": True}  # node-0 has no backend
+    reason = rows["client-0 to web-nodeport:30080"].params["via"][0]["reason"]
+    assert reason.startswith("as 172.31.9.2 to default/pod-")  # node-0's address
+    assert "ingress isolated by default/from-client; no policy allows it" in reason
+
+
 def test_other_kinds_plan_only_what_the_policies_allow() -> None:
     """The demo with web's pods isolated: no pod-to-pod pair, ClusterIP source or NodePort
     check expects to reach them; the matrix expects them blocked, and says why."""

@@ -87,7 +87,9 @@ class NetPol(ProbeCheck):
                 saw = "reached" if seen else "blocked" if seen is False else describe(s)
                 wrong.append(f"{self.params['from']} → {d['key']}: {saw}, expected "
                              f"{'reachable' if d['expected'] else 'blocked'} ({d['reason']})")
-        extra = {"protocol": self.params["protocol"], "port": self.params["port"],
+        extra = {"matrix": f"NetworkPolicy reachability, {self.params['protocol']} "
+                           f"{self.params['port']}",
+                 "protocol": self.params["protocol"], "port": self.params["port"],
                  "fromPod": self.params["from"], "reach": reach}
         if wrong:
             return Outcome(False, "; ".join(wrong), extra)
