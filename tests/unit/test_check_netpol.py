@@ -250,3 +250,14 @@ def test_a_connection_refused_still_reached_the_pod() -> None:
     assert observe(summary(0, errors=["connection refused"]), "p") is True
     assert observe(summary(0, errors=["timed out"]), "p") is False
     assert observe(summary(1, {"q": 1}), "p") is None  # answered by the wrong pod
+
+
+def test_probes_that_must_be_dropped_wait_side_by_side() -> None:
+    from generator.checks.batch import BATCH_WORKERS, DROP_TIMEOUT, TIMEOUT, workers
+
+    def probe(timeout: float) -> Any:
+        return {"timeout": timeout}
+
+    assert workers([probe(TIMEOUT)] * 40) == BATCH_WORKERS
+    assert workers([probe(TIMEOUT)] * 20 + [probe(DROP_TIMEOUT)] * 20) == BATCH_WORKERS + 20
+    assert workers([probe(DROP_TIMEOUT)] * 5) == 5
