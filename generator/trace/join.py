@@ -307,12 +307,15 @@ class Joiner:
         p = self.plan
         request = [h for h in self.result.hops if h.direction == "request"]
         dst, port = _split(request[-1].packet["dst"]) if request else (p.dst.ip, p.port)
-        if dst == p.dst.ip and p.endpoints:  # never seen translated: the service's first endpoint
-            dst, port = p.endpoints[0].ip, p.endpoints[0].port
-        found = derived_drop(self.cluster, self.result.src_ip or p.src.ip, dst, port, p.proto)
-        if found is None:
-            return
-        policy, reason, node = found
+        ends = [(dst, port)]
+        if dst == p.dst.ip and p.endpoints:  # never seen translated: any endpoint it may reach
+            ends = [(e.ip, e.port) for e in p.endpoints]
+        found = [derived_drop(self.cluster, self.result.src_ip or p.src.ip, ip, to, p.proto)
+                 for ip, to in ends]
+        drops = [f for f in found if f is not None]
+        if not drops or len(drops) != len(found):
+            return  # the policies let it through (to some endpoint): not theirs to explain
+        policy, reason, node = drops[0]
         detail = (f"{node or '?'}: dropped by NetworkPolicy {policy}: {reason} (derived from the "
                   "lab's policies: the kernel's trace showed no drop rule)")
         self.add(Hop("request", node or (request[-1].node if request else ""), "drop", detail,
