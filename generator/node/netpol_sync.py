@@ -9,7 +9,8 @@ Its writes and kube-proxy's never overlap: both hold the proxier's `kernel_lock`
 - iptables mode: `iptables-restore --noflush` of the chains that changed since the last
   write (what the kernel held is read once with `iptables-save`, after a restart or a
   failure), then the jump from FORWARD, first and once;
-- nftables mode: the table `ip kgen-netpol`, replaced whole in one `nft -f` transaction.
+- nftables mode: the table `ip kgen-netpol`, replaced whole in one `nft -f` transaction;
+- a lab without policies gets none of it (what an earlier write left is removed).
 
 Neither touches conntrack: the pod chains accept ESTABLISHED,RELATED first, so an
 allowed connection outlives any change. Writing the same input again changes nothing
@@ -49,12 +50,14 @@ class NetpolSync:
         self.kernel_lock = kernel_lock
         self.run_cmd = runner
         self.wake = threading.Event()
-        self.input: dict[str, Any] | None = None  # netpol_input of the cluster last handed in
-        self.wanted = ""  # its digest
+        # (digest, netpol_input) of the cluster last handed in: one attribute, so the loop
+        # never reads one cluster's digest with another's input
+        self.wanted: tuple[str, dict[str, Any] | None] = ("", None)
         self.digest = ""  # the digest of what the kernel holds
         self.error: str | None = None
         self.jumps_due = True  # FORWARD's jump to be checked (after a kube-proxy sync)
         self.held: dict[str, list[str]] | None = None  # iptables: our chains in the kernel
+        self.enforcing = False  # the last write had policies (and so the FORWARD jump)
         self.retry_at = 0.0
         self.last_write_ms = 0.0
 
@@ -62,8 +65,8 @@ class NetpolSync:
 
     def update(self, cluster: Mapping[str, Any]) -> None:
         digest = netpol_digest(cluster)
-        if digest != self.wanted:
-            self.input, self.wanted = netpol_input(cluster), digest
+        if digest != self.wanted[0]:
+            self.wanted = (digest, netpol_input(cluster))
             self.wake.set()
 
     def proxy_synced(self, full: bool) -> None:
@@ -89,7 +92,7 @@ class NetpolSync:
                 self.sync_once()
 
     def sync_once(self) -> bool:
-        wanted, doc = self.wanted, self.input
+        wanted, doc = self.wanted
         if doc is None or (wanted == self.digest and not self.jumps_due and self.error is None):
             return True
         started = time.monotonic()
@@ -98,8 +101,8 @@ class NetpolSync:
             with self.kernel_lock:
                 if rewrite:
                     self.write(doc)
-                if self.mode == "iptables":
-                    self.jumps_due = False  # cleared before looking: a later sync sets it again
+                jumps, self.jumps_due = self.jumps_due or rewrite, False  # a later sync sets it
+                if self.mode == "iptables" and self.enforcing and jumps:
                     self.ensure_jump()
         except WriteFailed as err:
             self.error, self.held = str(err)[:300], None  # read the kernel again next time
@@ -113,6 +116,10 @@ class NetpolSync:
         return True
 
     def write(self, doc: dict[str, Any]) -> None:
+        self.enforcing = bool(doc["networkPolicies"])
+        if not self.enforcing:
+            self.remove()
+            return
         plan = node_plan(parse_cluster(doc), self.node)
         if self.mode == "nftables":
             self.check(["nft", "-f", "-"], nftables.render(plan))
@@ -122,6 +129,25 @@ class NetpolSync:
         now = iptables.chain_rules(plan)
         self.check(["iptables-restore", "-w", "--noflush"], iptables.restore_input(now, self.held))
         self.held = now
+
+    def remove(self) -> None:
+        """A lab without policies has none of our rules: nothing in the path of its packets
+        (a `kgen trace` of it shows kube-proxy's rules only). What an earlier sync left goes."""
+        if self.mode == "nftables":  # created if missing, then deleted: one transaction
+            self.check(["nft", "-f", "-"], f"table {nftables.FAMILY} {nftables.TABLE} {{}}\n"
+                                           f"delete table {nftables.FAMILY} {nftables.TABLE}\n")
+            return
+        if self.held is None:
+            self.held = iptables.held_chains(self.check(["iptables-save", "-t", "filter"]))
+        ours = [c for c in self.held if c == iptables.TOP or c.startswith(iptables.OWN_PREFIXES)]
+        if ours:
+            forward = self.check(["iptables", "-w", "-t", "filter", "-S", "FORWARD"])
+            for _ in range(forward.splitlines().count(iptables.JUMP_RULE)):
+                self.check(["iptables", "-w", "-t", "filter", "-D", *iptables.JUMP])
+            self.check(["iptables-restore", "-w", "--noflush"], "\n".join(
+                ["*filter", *(f":{c} - [0:0]" for c in ours), *(f"-X {c}" for c in ours),
+                 "COMMIT"]) + "\n")
+        self.held = {}
 
     def ensure_jump(self) -> None:
         forward = self.check(["iptables", "-w", "-t", "filter", "-S", "FORWARD"])

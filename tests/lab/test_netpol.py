@@ -202,7 +202,8 @@ def resync_delays(lab: NetpolLab, cluster_file: Path, digest: str) -> dict[str, 
 
 def test_a_policy_change_is_enforced_when_kgen_apply_returns(netpol_lab: NetpolLab) -> None:
     """Deny-all into x, then its deletion: each holds on the first probe after `apply`
-    returned, and the agents' resync time (cluster.json to rules in place) is printed."""
+    returned, and the agents' resync time (cluster.json to rules in place) is printed;
+    with the policy gone no rule of ours is left in any node."""
     from generator.node.netpol.spec import netpol_digest
 
     cluster_file = netpol_lab.lab.dir / f"kgen-{netpol_lab.lab.name}" / "config" / "cluster.json"
@@ -216,6 +217,22 @@ def test_a_policy_change_is_enforced_when_kgen_apply_returns(netpol_lab: NetpolL
               "rules in place after cluster.json: "
               + ", ".join(f"{n} {d:.2f}s" for n, d in sorted(delays.items())))
         assert not mismatches(got, stage.probes[0][2].without_loopback())
+        assert ours_in_kernel(netpol_lab) == {n: bool(stage.policies) for n in netpol_lab.containers}
+
+
+def ours_in_kernel(lab: NetpolLab) -> dict[str, bool]:
+    """Whether each node holds rules of ours: none at all in a lab without policies."""
+    found = {}
+    for node, container in lab.containers.items():
+        if lab.mode == "nftables":
+            listed = subprocess.run(["docker", "exec", container, "nft", "list", "table", "ip",
+                                     "kgen-netpol"], capture_output=True, text=True)
+            found[node] = listed.returncode == 0
+        else:
+            saved = subprocess.run(["docker", "exec", container, "iptables-save", "-t", "filter"],
+                                   capture_output=True, text=True, check=True).stdout
+            found[node] = "KUBE-ROUTER-FORWARD" in saved
+    return found
 
 
 CLIENT = """

@@ -77,7 +77,9 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
                              st.one_of(NAMES, st.integers(0, 99)), max_size=2)
     pod_names = draw(st.lists(NAMES.map(lambda n: f"p-{n}"), max_size=5, unique=True))
     doc["pods"] = [{"name": n, "node": draw(st.sampled_from(nodes)), "labels": draw(labels),
-                    **({"containers": [{"name": "c", "command": ["sleep", 1]}]}
+                    **({"containers": [{"name": "c", "command": ["sleep", 1],
+                                        **({"ports": draw(CONTAINER_PORTS)} if draw(maybe)
+                                           else {})}]}
                        if draw(maybe) else {}),
                     **({"namespace": draw(NAMESPACES)} if draw(maybe) else {}),
                     **({"terminationGracePeriodSeconds": draw(st.integers(0, 600))}
@@ -85,7 +87,47 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
     doc["services"] = [draw(_services(labels, i)) for i in range(draw(st.integers(0, 3)))]
     if draw(maybe):
         doc["clients"] = draw(st.lists(NAMES.map(lambda n: f"c-{n}"), max_size=2, unique=True))
+    if draw(maybe):
+        doc["networkPolicies"] = draw(st.lists(_policies(), max_size=3))
     return doc
+
+
+CONTAINER_PORTS = st.lists(st.fixed_dictionaries(
+    {"containerPort": st.integers(1, 65535)},
+    optional={"name": st.sampled_from(["metrics", "http", "udp", "dns-tcp"]),
+              "protocol": st.sampled_from(["TCP", "UDP", "SCTP"])}), max_size=2)
+SELECTORS = st.one_of(st.just({}), st.builds(lambda labels: {"matchLabels": labels}, LABEL_MAPS),
+                      st.sampled_from([{"matchExpressions": [{"key": "app", "operator": op,
+                                                              "values": values}]}
+                                       for op, values in (("In", ["web"]), ("NotIn", ["db"]),
+                                                          ("Exists", []))]))
+PEERS = st.one_of(st.builds(lambda s: {"podSelector": s}, SELECTORS),
+                  st.builds(lambda s: {"namespaceSelector": s}, SELECTORS),
+                  st.builds(lambda a, b: {"podSelector": a, "namespaceSelector": b},
+                            SELECTORS, SELECTORS),
+                  st.sampled_from([{"ipBlock": {"cidr": "10.244.0.0/16",
+                                                "except": ["10.244.1.0/24"]}},
+                                   {"ipBlock": {"cidr": "192.168.0.0/24"}}]))
+POLICY_PORTS = st.lists(st.one_of(
+    st.fixed_dictionaries({"port": st.integers(1, 65535)},
+                          optional={"endPort": st.integers(1, 65535),
+                                    "protocol": st.sampled_from(["TCP", "UDP", "SCTP"])}),
+    st.fixed_dictionaries({"port": st.sampled_from(["http", "udp", "metrics"])},
+                          optional={"protocol": st.sampled_from(["TCP", "UDP"])})), max_size=2)
+
+
+@st.composite
+def _policies(draw: st.DrawFn) -> dict[str, Any]:
+    """A NetworkPolicy object: mostly valid, its namespace sometimes one no pod is in."""
+    spec: dict[str, Any] = {"podSelector": draw(SELECTORS)}
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        if draw(st.booleans()):
+            spec[direction] = [draw(st.fixed_dictionaries({}, optional={
+                peers: st.lists(PEERS, max_size=2), "ports": POLICY_PORTS}))
+                for _ in range(draw(st.integers(0, 2)))]
+    if draw(st.booleans()):
+        spec["policyTypes"] = draw(st.sampled_from([["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
+    return {"metadata": {"name": draw(NAMES), "namespace": draw(NAMESPACES)}, "spec": spec}
 
 
 @st.composite

@@ -183,3 +183,28 @@ def test_a_refused_write_is_published_and_the_kernel_read_again() -> None:
     kernel.fail, kernel.calls = "", []
     assert sync.sync_once() and sync.status()["error"] is None
     assert kernel.commands()[0] == "iptables-save -t filter"
+
+
+def test_without_policies_nothing_is_in_the_path_and_what_was_there_goes() -> None:
+    kernel = Kernel()
+    sync = NetpolSync("node-1", "iptables", threading.Lock(), runner=kernel)
+    sync.update(cluster([]))
+    sync.proxy_synced(True)
+    assert sync.sync_once() and kernel.commands() == ["iptables-save -t filter"]  # no jump
+    sync.update(cluster([DENY_SHOP]))
+    assert sync.sync_once()
+    kernel.calls.clear()
+    kernel.forward = f"-P FORWARD ACCEPT\n{iptables.JUMP_RULE}\n"
+    sync.update(cluster([]))
+    assert sync.sync_once() and sync.status()["digest"] == spec.netpol_digest(cluster([]))
+    assert kernel.commands() == ["iptables -w -t", "iptables -w -t", "iptables-restore -w --noflush"]
+    assert kernel.calls[1][0][4:6] == ["-D", "FORWARD"]
+    removal = kernel.calls[2][1]
+    assert removal is not None and f"-X {iptables.TOP}\n" in removal and "-X KUBE-POD-FW-" in removal
+
+    kernel = Kernel()
+    sync = NetpolSync("node-1", "nftables", threading.Lock(), runner=kernel)
+    sync.update(cluster([]))
+    assert sync.sync_once()
+    assert kernel.calls == [(["nft", "-f", "-"], "table ip kgen-netpol {}\n"
+                                                 "delete table ip kgen-netpol\n")]

@@ -63,6 +63,12 @@ def test_up_waits_for_every_node_to_enforce_the_current_policies(tmp_path: Path)
                                           "network policies on n1"]
     docs["n1"]["netpol"] = {"digest": netpol_digest(c), "error": None}
     assert readiness(c, docs).missing == ["network policies on n0"]  # type: ignore[arg-type]
+    # an agent from before NetworkPolicy publishes no netpol: waited for only with policies
+    del docs["n0"]["netpol"]
+    assert readiness(c, docs).missing == ["network policies on n0"]  # type: ignore[arg-type]
+    del c["networkPolicies"]
+    docs["n1"]["netpol"] = None  # a new agent whose controller has not started: waited for
+    assert readiness(c, docs).missing == ["network policies on n1"]  # type: ignore[arg-type]
 
 
 def test_a_state_file_is_read_again_only_when_it_changed(tmp_path: Path) -> None:
