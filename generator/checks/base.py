@@ -23,8 +23,11 @@ from typing import Any, ClassVar
 
 from testinfra.host import Host
 
+from generator.netpol.evaluate import Evaluator
+from generator.netpol.lab import lab_evaluator
 from generator.node.contract import Cluster, PodSpec
 from generator.node.documents import ProbeJob, ProbeSummary, ServiceRow, StatusReport
+from generator.node.netpol.policy import Pod as NetpolPod
 
 Pod = PodSpec  # a pod as the checks name it
 
@@ -33,6 +36,9 @@ Pod = PodSpec  # a pod as the checks name it
 class Outcome:
     passed: bool
     seen: str
+    # What a check adds to its result row (`kgen check --json`), e.g. a NetworkPolicy
+    # check's per-destination reachability, from which the matrix is printed.
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,32 @@ class Planning:
         self.servers = [p for p in cluster["pods"] if serves(p)]
         self.node = {n["name"]: n for n in cluster["nodes"]}
         self.conntrack_planned = False  # one conntrack check per lab
+        # The lab's NetworkPolicies: None when it has none (then nothing is isolated). The
+        # other kinds plan only traffic the policies allow; the netpol kind checks the rest.
+        self.policy: Evaluator | None = lab_evaluator(cluster)
+        self._netpol_pods = {p.name: p for p in self.policy.cluster.pods} if self.policy else {}
+
+    def allows(self, src: Pod | str, dst: Pod | str, port: int, protocol: str = "TCP") -> bool:
+        """Whether the lab's policies allow a connection from `src` to `dst` (pods, or the
+        address of a node or client), to `port` of the destination (after any DNAT)."""
+        if self.policy is None:
+            return True
+        src_end, dst_end = self._end(src), self._end(dst)
+        if src_end is None or dst_end is None:  # a pod without an address: nothing isolated yet
+            return True
+        return self.policy.decide(src_end, dst_end, port, protocol).allowed
+
+    def _end(self, end: Pod | str) -> NetpolPod | str | None:
+        return end if isinstance(end, str) else self._netpol_pods.get(end["name"])
+
+    def outsiders(self) -> list[str]:
+        """Addresses traffic from outside the pods comes from: the clients' and the nodes'."""
+        return [*(c["ip"] for c in self.cluster["clients"]), *(n["ip"] for n in self.cluster["nodes"])]
+
+    def open_to_outside(self, backends: list[Pod], port: int, protocol: str) -> bool:
+        """Whether every client and node may reach every backend (NodePorts, LoadBalancer IPs,
+        external IPs: the backend sees a client's or a node's address, by the traffic policy)."""
+        return all(self.allows(ip, b, port, protocol) for ip in self.outsiders() for b in backends)
 
     def listed(self, svc: Mapping[str, Any]) -> ServiceRow | None:
         """The service as the running lab's status lists it (None: no status, or not there)."""

@@ -38,19 +38,22 @@ from generator.checks.kinds import (
     loadbalancer,
     localhost_nodeport,
     mtu,
+    netpol,
+    netpol_nodeport,
     no_endpoints,
     nodeport,
     pod_to_pod,
     wire,
 )
-from generator.node.contract import Cluster, ServiceSpec, namespace_of
+from generator.node.contract import Cluster, ServicePortSpec, ServiceSpec, namespace_of
 from generator.node.documents import StatusReport
 
 
 def plan(cluster: Cluster, status: StatusReport | None = None) -> list[Check]:
     """The lab's checks; `status` (as `kgen status --json`) adds its Terminating pods."""
     ctx = Planning(cluster, status)
-    checks: list[Check] = [*pod_to_pod.plan(ctx), *wire.plan(ctx), *mtu.plan(ctx)]
+    checks: list[Check] = [*pod_to_pod.plan(ctx), *wire.plan(ctx), *mtu.plan(ctx),
+                           *netpol.plan(ctx)]
     terminating = terminating_pods(status)
     for svc in cluster["services"]:
         if svc["clusterIP"] != "None":  # headless: nothing of kube-proxy's to check
@@ -70,7 +73,7 @@ def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = Non
 
     checks: list[Check] = []
     tcp = next((p for p in svc["ports"] if p["protocol"] == "TCP"), None)
-    sources = _sources(ctx, backends)
+    sources = [s for s in _sources(ctx, backends) if tcp is None or _allowed(ctx, s, reached(s), tcp)]
     for source in sources:
         if tcp is None:
             break
@@ -80,13 +83,22 @@ def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = Non
         if away and reached(source) and not ctx.conntrack_planned:
             ctx.conntrack_planned = True  # one DNAT entry shows it; one check per lab
             checks.append(conntrack.plan(check, source["node"]))
-    served = [s for s in sources if reached(s)]
+    served = [s for s in _sources(ctx, backends) if reached(s)]
     for udp in (p for p in svc["ports"] if p["protocol"] == "UDP") if served else []:
-        checks.append(clusterip_udp.plan(ctx, svc, udp, served[0], reached(served[0])))
+        allowed = [s for s in served if _allowed(ctx, s, reached(s), udp)]
+        if allowed:
+            checks.append(clusterip_udp.plan(ctx, svc, udp, allowed[0], reached(allowed[0])))
+    served = [s for s in sources if reached(s)]
     if tcp and served and svc["sessionAffinity"] == "ClientIP":
         checks.append(affinity.plan(ctx, svc, tcp, served[0], reached(served[0])))
-    elif tcp and backends[0] in ctx.servers:  # a terminating pod sends nothing new
+    elif (tcp and backends[0] in ctx.servers  # a terminating pod sends nothing new
+          and _allowed(ctx, backends[0], reached(backends[0]), tcp)):
         checks.append(hairpin.plan(ctx, svc, tcp, reached(backends[0])))
+    if not ctx.open_to_outside(backends, svc["ports"][0]["targetPort"], svc["ports"][0]["protocol"]):
+        # NetworkPolicy keeps some client or node out: the netpol kinds' matter
+        if svc["type"] in ("NodePort", "LoadBalancer"):
+            checks += netpol_nodeport.plan(ctx, svc, answerers.external)
+        return checks
     if svc["type"] in ("NodePort", "LoadBalancer"):
         checks += nodeport.plan(ctx, svc, backends, answerers.external)
         for node in ctx.cluster["nodes"]:  # the node's own traffic: Cluster endpoints
@@ -95,6 +107,12 @@ def service(ctx: Planning, svc: ServiceSpec, terminating: list[Pod] | None = Non
     checks += [*loadbalancer.plan(ctx, svc, backends), *lb_health.plan(ctx, svc),
                *external_ip.plan(ctx, svc, backends)]
     return checks
+
+
+def _allowed(ctx: Planning, source: Pod, backends: list[Pod], port: ServicePortSpec) -> bool:
+    """Whether NetworkPolicy lets `source` reach every backend it may be sent to (policies
+    see the connection after the service's DNAT: the backend's target port)."""
+    return all(ctx.allows(source, b, port["targetPort"], port["protocol"]) for b in backends)
 
 
 def _sources(ctx: Planning, backends: list[Pod]) -> list[Pod]:

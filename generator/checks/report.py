@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from generator.checks import matrix
 from generator.checks.base import Check, Outcome
 from generator.checks.batch import DEFAULT_DEADLINE, PARALLEL
 from generator.checks.runner import Progress, execute
@@ -46,6 +47,9 @@ def markdown(lab: str, rows: list[dict[str, Any]], seconds: float) -> str:
         lines.append("| " + " | ".join([
             "✅ pass" if r["passed"] else "❌ FAIL", _cell(r["what"]), f"`{_cell(r['id'])}`",
             _cell(r["from"]), _cell(r["to"]), _cell(r["expected"]), _cell(r["seen"])]) + " |")
+    netpol = matrix.report(rows)
+    if netpol:
+        lines += ["", "```", netpol, "```"]
     return "\n".join([*lines, "", f"**{closing_line(rows, seconds)}**", ""])
 
 
@@ -121,5 +125,8 @@ def run_checks(ref: Any, as_json: bool, console: Console, keyword: str | None = 
                           "seconds": round(seconds, 2), "checks": rows}, indent=2))
     else:
         console.print(table(rows))
+        netpol = matrix.report(rows)
+        if netpol:  # only a lab with NetworkPolicies has netpol rows
+            console.print(netpol, markup=False, highlight=False, soft_wrap=True)
         console.print(closing_line(rows, seconds))
     return 1 if failed else 0

@@ -229,7 +229,7 @@ def execute(cluster: Cluster, status: StatusReport, checks: list[Check] | None =
 def row(check: Check, outcome: Outcome) -> dict[str, Any]:
     return {"id": check.id, "kind": check.kind, "what": check.what, "from": check.source,
             "to": check.target, "expected": check.expected, "seen": outcome.seen,
-            "passed": outcome.passed}
+            "passed": outcome.passed, **outcome.extra}
 
 
 @contextlib.contextmanager

@@ -26,6 +26,18 @@ def pod_to_pod(check: Check, kgen_checks: CheckRun) -> None:
     verify(check, kgen_checks)
 
 
+def netpol(check: Check, kgen_checks: CheckRun) -> None:
+    """A pod's row of the NetworkPolicy matrix: every pod reached or blocked as the
+    policies say (kinds/netpol.py)."""
+    verify(check, kgen_checks)
+
+
+def netpol_nodeport(check: Check, kgen_checks: CheckRun) -> None:
+    """A client's row of the NodePort matrix: through every node, reached or blocked as
+    the policies isolating the backends say (kinds/netpol_nodeport.py)."""
+    verify(check, kgen_checks)
+
+
 def wire(check: Check, kgen_checks: CheckRun) -> None:
     """The overlay's packets on the node network (kinds/wire.py)."""
     verify(check, kgen_checks)

@@ -240,6 +240,9 @@ class TraceHop(TypedDict):
     rule: str | None
     packet: TracePacket
     encap: TraceEncap | None
+    # "<namespace>/<NetworkPolicy name>" that decided the hop, else None. `kgen trace` always
+    # writes it; traces saved before NetworkPolicy (which `kgen graph --trace` reads) lack it.
+    policy: NotRequired[str | None]
 
 
 class TraceEnd(TypedDict):

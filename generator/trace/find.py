@@ -103,7 +103,11 @@ def one_packet(records: list[Record], first: Record) -> list[Record]:
     for r in records:
         if r.index <= first.index or r.ip_id != first.ip_id or r.flags != first.flags:
             continue
-        if _order(r) <= _order(out[-1]):
+        # Hooks and priorities only go up within one packet's passage; two tables' base
+        # chains at the same hook and priority (kube-proxy's filter-forward and kgen-netpol's
+        # KUBE-ROUTER-FORWARD, both at `filter`) both see it, one after the other.
+        if _order(r) < _order(out[-1]) or (_order(r) == _order(out[-1])
+                                           and r.table == out[-1].table):
             break
         out.append(r)
     return out

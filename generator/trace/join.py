@@ -19,6 +19,7 @@ from generator.trace.find import NodeView, Packet
 from generator.trace.narrate import Hop, Narrator, ap, encap_doc, packet_doc
 from generator.trace.parse import Record
 from generator.trace.plan import Plan
+from generator.trace.policy import PolicyNamer, derived_drop, planned_chains
 from generator.trace.verdict import Result, decide
 
 __all__ = ["Hop", "Result", "join"]
@@ -38,6 +39,14 @@ class Joiner:
         self.request_at: dict[str, Packet] = {}  # the request as each node first saw it
         self.drop: Hop | None = None
         self.last_seen: Hop | None = None
+        self.policy_chains: dict[str, str] = {}  # KUBE-NWPLCY-<hash> -> policy, from jumps seen
+        self._planned: dict[str, str] | None = None
+
+    def planned_chains(self) -> dict[str, str]:
+        """The lab's policy chains as the nodes plan them (computed once, when needed)."""
+        if self._planned is None:
+            self._planned = planned_chains(self.cluster)
+        return self._planned
 
     def add(self, hop: Hop) -> Hop:
         self.result.hops.append(hop)
@@ -53,6 +62,7 @@ class Joiner:
         """Each rule, policy and translation the node's netfilter applied; (whether the
         packet went on, the packet as it leaves)."""
         routed = records[0].hook != "PREROUTING"
+        namer = PolicyNamer(self.policy_chains, self.planned_chains)
         for rec in records:
             packet = Packet.of(rec)
             if not routed and rec.hook != "PREROUTING":
@@ -67,8 +77,10 @@ class Joiner:
                 if ev.kind == "return" or (ev.kind == "rule" and not ev.rule):
                     continue
                 step, detail, packet = self.say.event(node, ev, packet, marked)
+                policy = namer.name(ev)
+                detail = namer.detail(ev, detail, policy)
                 self.add(Hop(direction, node, step, f"{node}: {detail}", packet_doc(packet),
-                             ev.table, ev.chain, ev.rule))
+                             ev.table, ev.chain, ev.rule, policy=policy))
                 if step in ("drop", "reject"):
                     return False, packet
         if not routed:
@@ -280,11 +292,43 @@ class Joiner:
                              self.last_seen.packet if self.last_seen else {"src": "", "dst": ""}))
         decide(self.result, self.cluster, self.plan.names, key is not None, self.drop,
                self.last_seen)
+        if self.result.verdict == "timeout":
+            self.untraced_drop()
         lossy = sorted(name for name, v in self.views.items() if v.lost)
         if lossy:
             self.result.summary += (f" (the kernel's trace lost events on {', '.join(lossy)}: "
                                     "its monitor fell behind, so hops there may be missing)")
         return self.result
+
+
+    def untraced_drop(self) -> None:
+        """No answer and no drop in the trace: when the lab's policies drop this connection,
+        say so, from the evaluator, as the last hop (the kernel's trace lost the drop)."""
+        p = self.plan
+        request = [h for h in self.result.hops if h.direction == "request"]
+        dst, port = _split(request[-1].packet["dst"]) if request else (p.dst.ip, p.port)
+        ends = [(dst, port)]
+        if dst == p.dst.ip and p.endpoints:  # never seen translated: any endpoint it may reach
+            ends = [(e.ip, e.port) for e in p.endpoints]
+        found = [derived_drop(self.cluster, self.result.src_ip or p.src.ip, ip, to, p.proto)
+                 for ip, to in ends]
+        drops = [f for f in found if f is not None]
+        if not drops or len(drops) != len(found):
+            return  # the policies let it through (to some endpoint): not theirs to explain
+        policy, reason, node = drops[0]
+        detail = (f"{node or '?'}: dropped by NetworkPolicy {policy}: {reason} (derived from the "
+                  "lab's policies: the kernel's trace showed no drop rule)")
+        self.add(Hop("request", node or (request[-1].node if request else ""), "drop", detail,
+                     request[-1].packet if request else {"src": p.src.ip, "dst": dst},
+                     policy=policy))
+        self.result.verdict = "dropped"
+        self.result.summary = f"dropped by NetworkPolicy {policy}: {reason} (derived, not traced)"
+
+
+def _split(address: str) -> tuple[str, int | None]:
+    """"ip:port" or "ip" (ICMP) as a hop's packet shows it."""
+    ip, _, port = address.partition(":")
+    return ip, int(port) if port.isdigit() else None
 
 
 def join(plan: Plan, cluster: Cluster, reports: dict[str, TraceReport],

@@ -41,11 +41,13 @@ class Hop:
     chain: str | None = None
     rule: str | None = None
     encap: TraceEncap | None = None
+    policy: str | None = None  # the NetworkPolicy (namespace/name) that decided it
 
     def as_json(self) -> TraceHop:
         return {"direction": self.direction, "node": self.node, "step": self.step,
                 "detail": self.detail, "table": self.table, "chain": self.chain,
-                "rule": self.rule, "packet": self.packet, "encap": self.encap}
+                "rule": self.rule, "packet": self.packet, "encap": self.encap,
+                "policy": self.policy}
 
 
 def fraction(p: float) -> str:

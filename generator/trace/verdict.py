@@ -63,7 +63,10 @@ def decide(r: Result, cluster: Cluster, names: dict[str, str], seen: bool, drop:
         _refused(r, names)
     elif drop is not None:
         r.verdict = "dropped"
-        if drop.rule:
+        if drop.policy:
+            r.summary = (f"dropped at {drop.node} by NetworkPolicy {drop.policy} "
+                         f"({drop.table} {drop.chain}: {drop.rule})")
+        elif drop.rule:
             why = re.search(r'--comment "([^"]*)"', drop.rule)
             r.summary = (f"dropped at {drop.node} by {drop.table} {drop.chain}"
                          + (f" ({why.group(1)})" if why else "") + f": {drop.rule}")

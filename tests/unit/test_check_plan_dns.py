@@ -188,3 +188,19 @@ def test_the_announcer_is_the_running_labs() -> None:
     status: Any = {"pods": [], "services": [{"name": "web-lb", "namespace": "default",
                                              "announcedBy": other, "endpoints": []}]}
     assert announcer(Planning(state, status), svc) == other
+
+
+def test_a_pod_the_policies_keep_from_the_dns_asks_nothing() -> None:
+    doc = {"name": "t", "nodes": ["n0", "n1"], "namespaces": [{"name": "shop"}],
+           "pods": [{"name": "a", "node": "n0"},
+                    {"name": "s", "node": "n1", "namespace": "shop"}],
+           "networkPolicies": [{"metadata": {"name": "deny-out", "namespace": "shop"},
+                                "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}]}
+    ctx = Planning(build_state(parse_lab(doc), NET))
+    assert [p["name"] for p in sources(ctx, dns_pods(ctx))] == ["a"]
+    # Allow DNS egress and shop's pod asks again.
+    doc["networkPolicies"].append({"metadata": {"name": "dns", "namespace": "shop"}, "spec": {
+        "podSelector": {}, "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"protocol": "UDP", "port": 53}]}]}})
+    ctx = Planning(build_state(parse_lab(doc), NET))
+    assert [p["name"] for p in sources(ctx, dns_pods(ctx))] == ["a", "s"]

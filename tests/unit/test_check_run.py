@@ -43,7 +43,10 @@ def test_every_kind_has_its_test_function_and_plans_its_own_class(demo: tuple[di
     # The demo has no LoadBalancer or externalIP: labs/loadbalancer.yaml plans those kinds.
     lb = build_state(load_lab(ROOT / "labs" / "loadbalancer.yaml"),
                      ipaddress.ip_network("172.31.200.0/24"))
-    checks = plan(demo[0]) + plan(lb)
+    # Any policy at all plans the netpol kind (tests/unit/test_check_netpol.py has the rest).
+    deny = {"metadata": {"name": "deny", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}}
+    checks = plan(demo[0]) + plan(lb) + plan({**demo[0], "networkPolicies": [deny]})
     assert {c.kind for c in checks} == set(by_kind)
     assert all(type(c) is by_kind[c.kind] for c in checks)
     assert "clusterip[web:80 from pod-0]" in {c.id for c in checks}

@@ -25,8 +25,11 @@ ALLOWED = {
               "generator.node.lb_election"},
     # generator.cluster.targets: what a pod or service name means (imports nothing),
     # shared with exec and capture.
+    # generator.netpol and generator.node.netpol: the pure NetworkPolicy evaluator and the
+    # nodes' plan, which name a policy chain's policy and a drop the trace did not show.
     "trace": {"generator.trace", "generator.node.contract", "generator.node.documents",
-              "generator.node.conntrack", "generator.cluster.targets"},
+              "generator.node.conntrack", "generator.cluster.targets", "generator.netpol",
+              "generator.node.netpol"},
 }
 
 

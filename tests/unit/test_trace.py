@@ -232,7 +232,9 @@ def test_json_is_the_contract_shape(name: str) -> None:
     assert doc["hops"]
     for hop in doc["hops"]:
         assert set(hop) == {"direction", "node", "step", "detail", "table", "chain", "rule",
-                            "packet", "encap"}
+                            "packet", "encap", "policy"}
+        if "netpol" not in name:  # the demo lab has no NetworkPolicy: no hop names one
+            assert hop["policy"] is None
         assert hop["direction"] in {"request", "reply"} and hop["detail"]
         assert set(hop["packet"]) == {"src", "dst"}
         if hop["encap"] is not None:

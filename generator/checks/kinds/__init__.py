@@ -15,12 +15,14 @@ from generator.checks.kinds.lb_health import LbHealth
 from generator.checks.kinds.loadbalancer import LoadBalancer
 from generator.checks.kinds.localhost_nodeport import LocalhostNodePort
 from generator.checks.kinds.mtu import Mtu
+from generator.checks.kinds.netpol import NetPol
+from generator.checks.kinds.netpol_nodeport import NetPolNodePort
 from generator.checks.kinds.no_endpoints import NoEndpoints
 from generator.checks.kinds.nodeport import NodePort
 from generator.checks.kinds.pod_to_pod import PodToPod
 from generator.checks.kinds.wire import Wire
 
 # Every kind; each has a test function of its test_name() in generator/checks/test_datapath.py.
-KINDS: list[type[Check]] = [PodToPod, Wire, Mtu, ClusterIP, Conntrack, ClusterIPUDP, Affinity,
-                            Hairpin, NoEndpoints, NodePort, LocalhostNodePort, LoadBalancer,
-                            LbHealth, ExternalIP, Dns]
+KINDS: list[type[Check]] = [PodToPod, Wire, Mtu, NetPol, NetPolNodePort, ClusterIP, Conntrack,
+                            ClusterIPUDP, Affinity, Hairpin, NoEndpoints, NodePort,
+                            LocalhostNodePort, LoadBalancer, LbHealth, ExternalIP, Dns]

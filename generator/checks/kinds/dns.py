@@ -143,9 +143,11 @@ def dns_pods(ctx: Planning) -> list[Pod]:
 
 
 def sources(ctx: Planning, skip: list[Pod]) -> list[Pod]:
-    """The first pod of every namespace, then the first of every node not yet covered."""
+    """The first pod of every namespace, then the first of every node not yet covered;
+    only pods the lab's NetworkPolicies let reach every DNS pod (`skip`) on 53/UDP."""
     names = {p["name"] for p in skip}
-    pods = [p for p in ctx.cluster["pods"] if p["name"] not in names and p.get("ip")]
+    pods = [p for p in ctx.cluster["pods"] if p["name"] not in names and p.get("ip")
+            and all(ctx.allows(p, server, 53, "UDP") for server in skip)]
     chosen: dict[str, Pod] = {}
     for pod in pods:
         chosen.setdefault(namespace_of(pod), pod)

@@ -30,7 +30,9 @@ def plan(ctx: Planning) -> list[PodToPod]:
     for pod in ctx.servers:
         by_node.setdefault(pod["node"], []).append(pod["name"])
     pods = {p["name"]: p for p in ctx.servers}
-    return [_pair(ctx, pods[a], pods[b]) for a, b in pod_matrix(list(by_node.values()))]
+    # Pairs the lab's NetworkPolicies block are left to the netpol kind's matrix.
+    return [_pair(ctx, pods[a], pods[b]) for a, b in pod_matrix(list(by_node.values()))
+            if ctx.allows(pods[a], pods[b], 8080)]
 
 
 def _pair(ctx: Planning, a: Pod, b: Pod) -> PodToPod:

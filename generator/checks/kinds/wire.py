@@ -48,14 +48,18 @@ def _hex(ip: str) -> str:
 
 
 def first_pods(ctx: Planning) -> tuple[Pod, Pod] | None:
-    """The first serving pod of each of the first two nodes that have one."""
+    """The first serving pod of each of the first two nodes that have one; in a lab with
+    NetworkPolicies, the first such pair (in lab order) whose ping the policies allow."""
     first_by_node: dict[str, Pod] = {}
     for pod in ctx.servers:
         first_by_node.setdefault(pod["node"], pod)
     if len(first_by_node) < 2:
         return None
-    a, b = list(first_by_node.values())[:2]
-    return a, b
+    if ctx.policy is None:
+        a, b = list(first_by_node.values())[:2]
+        return a, b
+    return next(((a, b) for a in ctx.servers for b in ctx.servers
+                 if a["node"] != b["node"] and ctx.allows(a, b, 0, "ICMP")), None)
 
 
 def plan(ctx: Planning) -> list[Wire]:
