@@ -181,7 +181,8 @@ def run_size(nodes: int, prefix: str, node_network: str | None, check_timeout: f
         # A lab the machine cannot hold would take every other lab on it down too.
         return {"nodes": nodes, "pods": nodes * pods_per_node, "load_before": load(),
                 "error": f"skipped: needs about {need:.0f} MB, {available_mb():.0f} MB available"}
-    with tempfile.TemporaryDirectory(prefix="kgen-scale-") as tmp:
+    # A lab whose down failed keeps writing its state dir: the row counts, not the cleanup.
+    with tempfile.TemporaryDirectory(prefix="kgen-scale-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(lab_doc(name, nodes, node_network, pods_per_node), sort_keys=False))
@@ -228,8 +229,12 @@ def main() -> None:
                         help="Pods on each node (default 5); fewer fit a larger lab in memory.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [run_size(int(n), args.prefix, args.node_network, args.check_timeout, args.up_timeout,
-                     args.pods_per_node) for n in args.sizes.split(",")]
+    rows = []
+    for n in args.sizes.split(","):
+        rows.append(run_size(int(n), args.prefix, args.node_network, args.check_timeout,
+                             args.up_timeout, args.pods_per_node))
+        # Each row as it comes (stderr): a later size that fails loses none of them.
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
         return

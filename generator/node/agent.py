@@ -5,10 +5,10 @@ It plays kubelet and the network daemons of a node: reads the cluster state moun
 pods), feeds the kube-proxy clone with the pods of every live node, announces its
 LoadBalancer IPs, renews its heartbeat, and publishes what it has done in the state directory.
 
-Idle, it costs next to nothing: it looks at the modification times of the cluster file and
-of the state directory (one stat each) and at the peers' heartbeats once a second, re-reads
-only the state files that changed, and hands the proxy new input only when something did.
-While something is on its way (pods starting, a proxy catching up) it looks five times as often.
+Idle, it costs next to nothing: once a second one stat of the cluster file and one of the
+state directory, a peer's heartbeat only when its grace period runs out; it re-reads only
+the state files that changed and feeds the proxy only when something did. While something
+is on its way (pods starting, a proxy catching up) it looks five times as often.
 """
 
 from __future__ import annotations
@@ -97,8 +97,6 @@ class Agent:
         assert self.cluster is not None
         return next(n for n in self.cluster["nodes"] if n["name"] == self.node)
 
-    # ---- the loop
-
     def run(self) -> None:
         # A fresh document (no pods yet) goes out before the first heartbeat, so
         # that a live heartbeat never vouches for pods of an earlier run.
@@ -179,11 +177,9 @@ class Agent:
         cluster = read_json(self.cluster_file)
         if not isinstance(cluster, dict):
             return False
-        if cluster.get("generation") != self.applied:
+        changed = cluster.get("generation") != self.applied
+        if changed:
             self.apply(cast(Cluster, cluster))  # raises: the stamp stays old, so next step retries
-            changed = True
-        else:
-            changed = False
         self.cluster_stamp = stamp
         return changed
 
@@ -277,8 +273,6 @@ class Agent:
             self.pods.add_all(new)
             log.info("%d pods set up in %.2fs", len(new), time.monotonic() - started)
 
-    # ---- peers
-
     def peers(self) -> list[str]:
         assert self.cluster is not None
         return [n["name"] for n in self.cluster["nodes"] if n["name"] != self.node]
@@ -321,8 +315,14 @@ class Agent:
         per peer, not every second); a peer that is not live, once a second."""
         assert self.cluster is not None
         grace, now = grace_period(self.cluster), time.time()
-        live = set(self.live)
         peers = self.peers()
+        known = set(peers)
+        # No heartbeat runs out before the earliest expiry: one C-speed min instead of a
+        # Python loop over every peer each second (99 of them at 100 nodes).
+        if self.expiry and now < min(self.expiry.values()) and self.expiry.keys() >= known \
+                and self.live <= known:
+            return False
+        live = set(self.live)
         for name in peers:
             if self.expiry.get(name, 0.0) > now:
                 continue
@@ -334,7 +334,7 @@ class Agent:
             else:
                 live.discard(name)
                 self.expiry[name] = now + min(IDLE_PERIOD, grace / 4)
-        live &= set(peers)
+        live &= known
         if live == self.live:
             return False
         for name in sorted(self.live - live):
@@ -347,7 +347,7 @@ class Agent:
     def feed_proxy(self) -> None:
         if self.proxier is None or self.cluster is None:
             return
-        docs = {name: doc for name, doc in self.peer_docs.items()}
+        docs = dict(self.peer_docs)
         docs[self.node] = cast(NodeState, {"pods": self.pods.published()})
         pods = serving_pods(self.cluster, docs, self.live | {self.node})
         self.sync_load_balancers(pods)  # first: an update may wait for a sync in progress

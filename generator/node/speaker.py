@@ -57,6 +57,9 @@ def answer(frame: bytes, mac: bytes, owned: frozenset[bytes]) -> bytes | None:
     return arp_frame(REPLY, mac, tpa, sha, sha, spa)
 
 
+IDLE_WAKE = 5.0
+
+
 class Speaker:
     """Answers ARP on `ifname` for the IPs given to `announce`, in a thread of its own."""
 
@@ -91,7 +94,9 @@ class Speaker:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            ready, _, _ = select.select([self.sock], [], [], 0.5)
+            # A frame wakes it; the timeout only bounds how late `stop` is seen (the
+            # agent's threads are daemons: at exit they end with it anyway).
+            ready, _, _ = select.select([self.sock], [], [], IDLE_WAKE)
             if not ready:
                 continue
             frame = self.sock.recv(2048)

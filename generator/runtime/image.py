@@ -73,12 +73,24 @@ def ensure_node_image(client: docker.DockerClient, echo: Echo, offline: bool | N
     return tag
 
 
+SOURCE_LABEL = "kgen.source"
+
+
+def image_source() -> str:
+    """Which kgen built an image: the directory of its node code. On an engine shared by
+    several users (or checkouts), each kgen prunes its own older builds and no one else's."""
+    return str(PACKAGE_DIR)
+
+
 def prune_node_images(client: docker.DockerClient, keep: str, echo: Echo) -> None:
-    """Each code change makes a new node tag: drop the older ones no container uses."""
+    """Each code change makes a new node tag: drop the older ones this kgen built
+    (labelled with its source) that no container uses. Another user's node images
+    are not ours to judge: unused now, they may be what their next `kgen up` runs."""
     # sparse: the list call alone, without one inspect per container, which fails when
     # another container on a shared engine goes away between the two (a NotFound)
     in_use = {c.attrs.get("ImageID") for c in client.containers.list(all=True, sparse=True)}
-    for image in client.images.list(name="kgen-node"):
+    mine = f"{SOURCE_LABEL}={image_source()}"
+    for image in client.images.list(name="kgen-node", filters={"label": mine}):
         old = [t for t in image.tags if t.startswith("kgen-node:") and t != keep]
         if image.id in in_use or not old or keep in image.tags:
             continue
@@ -90,10 +102,11 @@ def prune_node_images(client: docker.DockerClient, keep: str, echo: Echo) -> Non
                 pass  # in use after all, or already gone: keep going
 
 
-def _build(client: docker.DockerClient, context: Path, tag: str, echo: Echo) -> None:
+def _build(client: docker.DockerClient, context: Path, tag: str, echo: Echo,
+           labels: dict[str, str] | None = None) -> None:
     try:
         for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-                                      pull=False, network_mode="host"):
+                                      pull=False, network_mode="host", labels=labels):
             if "error" in chunk:
                 raise ImageError(chunk["error"].strip())
             line = str(chunk.get("stream", "")).strip()
@@ -177,4 +190,4 @@ def build_node_layer(client: docker.DockerClient, tag: str, echo: Echo) -> None:
             shutil.copy2(path, target)
         template = (templates_dir() / "Dockerfile.node.j2").read_text()
         (context / "Dockerfile").write_text(template.replace("{{ base }}", base_tag()))
-        _build(client, context, tag, echo)
+        _build(client, context, tag, echo, labels={SOURCE_LABEL: image_source()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -126,30 +127,37 @@ def test_a_node_network_taken_by_another_docker_network_is_refused(tmp_path: Pat
     assert labelled("taken") == []
 
 
-def test_older_node_images_go_unless_a_container_uses_them(tmp_path: Path) -> None:
+def test_older_node_images_of_this_kgen_go_unless_used_and_no_one_elses(tmp_path: Path) -> None:
     import io
 
     import docker
 
     from generator.render.node_image import node_tag
-    from generator.runtime.image import prune_node_images
+    from generator.runtime.image import SOURCE_LABEL, prune_node_images
 
     client = docker.from_env()
     kgen("image", "build", cwd=tmp_path)
-    for label in ("idle", "busy"):  # two distinct older images
-        client.images.build(fileobj=io.BytesIO(f"FROM {node_tag()}\nLABEL old={label}\n".encode()),
-                            tag=f"kgen-node:old-{label}", pull=False, network_mode="none",
-                            rm=True, forcerm=True)
-    user = client.containers.create("kgen-node:old-busy", command=["true"])
+    # Built FROM this kgen's node image: they carry its source label, as its older builds do.
+    # The foreign one stands for another user's unused build on the shared engine.
+    extra = {"idle": "", "busy": "", "foreign": f"LABEL {SOURCE_LABEL}=/somebody/else\n"}
+    tags = {label: f"kgen-node:{PREFIX}old-{label}" for label in extra}
+    for label, line in extra.items():
+        client.images.build(fileobj=io.BytesIO(f"FROM {node_tag()}\n{line}LABEL old={label}\n"
+                                               .encode()),
+                            tag=tags[label], pull=False, network_mode="none", rm=True, forcerm=True)
+    user = client.containers.create(tags["busy"], command=["true"])
     try:
         removed: list[str] = []
         prune_node_images(client, node_tag(), removed.append)
-        assert "removed old node image kgen-node:old-idle" in removed
-        tags = {t for image in client.images.list(name="kgen-node") for t in image.tags}
-        assert {node_tag(), "kgen-node:old-busy"} <= tags and "kgen-node:old-idle" not in tags
+        assert f"removed old node image {tags['idle']}" in removed
+        assert not [line for line in removed if tags["busy"] in line or tags["foreign"] in line]
+        left = {t for image in client.images.list(name="kgen-node") for t in image.tags}
+        assert {node_tag(), tags["busy"], tags["foreign"]} <= left and tags["idle"] not in left
     finally:
         user.remove(force=True)
-        client.images.remove("kgen-node:old-busy")
+        for tag in (tags["busy"], tags["foreign"], tags["idle"]):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(tag)
 
 
 def test_bad_lab_creates_nothing(tmp_path: Path) -> None:

@@ -83,6 +83,11 @@ def read_config(raw: bytes) -> NetConf:
 Handler = Callable[[dict[str, str], NetConf], CniResult | None]
 
 
+def plugin_handlers(module: Any) -> dict[str, Handler]:
+    """A plugin module's handlers by CNI_COMMAND (each module has add, delete, check)."""
+    return {"ADD": module.add, "DEL": module.delete, "CHECK": module.check}
+
+
 def plugin_main(add: Handler, delete: Handler, check: Handler) -> None:
     """Dispatch on CNI_COMMAND; print the result or the error object."""
     version = "1.0.0"
@@ -159,7 +164,13 @@ def find_plugin(name: str, cni_path: str) -> str:
 
 
 def exec_plugin(path: str, env: dict[str, str], conf: NetConf) -> CniResult | None:
-    """Run a plugin as a runtime (or a delegating plugin) does."""
+    """Run a plugin as a runtime (or a delegating plugin) does: exec the file, or call
+    kgen's own plugin in this process when the file is kgen's wrapper (see inprocess)."""
+    from generator.node.cni.inprocess import run_in_process
+
+    ran, in_process = run_in_process(path, env, conf)
+    if ran:
+        return in_process
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     full_env.update(env)
     result = proc.run([path], input=json.dumps(conf), env=full_env)

@@ -84,6 +84,9 @@ class NFTablesProxier(BaseProxier[NftPort]):
         """kube-proxy's nftables mode syncs at least hourly (a partial sync: no canary)."""
         return now - self.last_sync_at >= FULL_SYNC_PERIOD
 
+    def periodic_in(self, now: float) -> float:
+        return self.last_sync_at + FULL_SYNC_PERIOD - now
+
     def nft(self, text: str) -> tuple[bool, str]:
         result = self.timed_run([*self.nft_cmd, "-f", "-"], input=text)
         return result.returncode == 0, result.stderr.strip()

@@ -102,6 +102,9 @@ class Proxier(BaseProxier[PortRules]):
             return not self.canary_present()
         return False
 
+    def periodic_in(self, now: float) -> float:
+        return min(self.last_full + FULL_SYNC_PERIOD, self.last_canary + self.sync_period) - now
+
     def canary_present(self) -> bool:
         for table in CANARY_TABLES:
             if self.run_cmd([*self.iptables_cmd, "-w", "-t", table, "-S", CANARY]).returncode:
