@@ -72,7 +72,9 @@ class _Chart:
         self.out.append("  end")
 
     def network(self) -> None:
-        lines = self.picture.network_lines() if self.picture.hosts else self.picture.network_lines()[:1]
+        lines = self.picture.network_lines()
+        if not self.picture.hosts:
+            lines = lines[:1]   # one engine: its address range alone, as it always was
         self.out.append(f"  {self.ref(UNDERLAY_ID)}[{_text(*lines)}]:::wire")
         for c in self.picture.clients:
             self.link(f"{self.ref(client_id(c.name))} --- {self.ref(UNDERLAY_ID)}")
