@@ -42,6 +42,11 @@ def dev_id(node: str, device: str) -> str:
     return f"node_{node}_{device}"
 
 
+def host_id(name: str) -> str:
+    """A Docker engine of a lab across hosts (its frame around its nodes and clients)."""
+    return f"host_{name}"
+
+
 UNDERLAY_ID = "underlay"
 POOL_ID = "lbpool"
 METADATA_NAME = "kubernetes.io/metadata.name"   # every namespace's own label: not repeated
@@ -94,6 +99,7 @@ class NodeBox:
     vtep: str
     state: str
     pods: list[PodBox]
+    host: str | None = None       # the lab's host it runs on (lab contract section 11)
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,22 @@ class ClientBox:
     name: str
     container: str
     ip: str
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class HostBox:
+    """One Docker engine of a lab that spans several (lab contract section 11)."""
+
+    name: str
+    docker: str                   # its DOCKER_HOST value or docker context name
+
+    @property
+    def id(self) -> str:
+        return host_id(self.name)
+
+    def title(self) -> str:
+        return f"host {self.name} ({self.docker})"
 
 
 @dataclass(frozen=True)

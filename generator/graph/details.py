@@ -13,6 +13,14 @@ def details(picture: Picture) -> dict[str, dict[str, str]]:
     for c in picture.clients:
         out[client_id(c.name)] = {"client": c.name, "container": c.container, "IP": c.ip,
                                   "network": picture.node_network}
+        if c.host is not None:
+            out[client_id(c.name)]["host"] = c.host
+    for h in picture.hosts:
+        nodes, clients = picture.on_host(h)
+        out[h.id] = {"host": h.name, "Docker engine": h.docker,
+                     "nodes": ", ".join(n.name for n in nodes) or "none",
+                     "clients": ", ".join(c.name for c in clients) or "none",
+                     "node network": picture.network_lines()[1]}
     for s in picture.services:
         info = {"service": s.name, "namespace": s.namespace, "type": s.type,
                 "cluster IP": s.cluster_ip, "ports": "; ".join(p.text() for p in s.ports),
@@ -41,6 +49,8 @@ def _machines(picture: Picture, out: dict[str, dict[str, str]]) -> None:
         out[dev_id(n.name, "eth0")] = {
             "node": n.name, "container": n.container, "node IP": n.ip, "state": n.state,
             "pod subnet": n.pod_cidr}
+        if n.host is not None:
+            out[dev_id(n.name, "eth0")]["host"] = n.host
         announced = [a.ip for a in picture.addresses if a.announced_by == n.name]
         if announced:
             out[dev_id(n.name, "eth0")]["answers ARP for"] = ", ".join(announced)

@@ -6,7 +6,9 @@ one bar that node eth0s and clients hang from, and the LoadBalancer pool hangs
 from it too, holding each LoadBalancer IP with a line to the node that answers
 ARP for it (externalIPs beside it); services sit below the nodes, grouped by
 namespace, with dashed lines up to their endpoint pods. The cluster DNS's pods
-and kube-dns are drawn in a colour of their own.
+and kube-dns are drawn in a colour of their own. A lab across hosts (lab
+contract section 11) draws each host as a frame around its nodes and clients,
+below the node network, which is then the swarm's overlay network spanning them.
 Same picture in, same DOT out (insertion order only, no hashes or dates), so
 the SVG is byte-identical for the same Graphviz and fonts.
 """
@@ -17,10 +19,11 @@ import html
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from generator.graph.overlay import Overlay
+from generator.graph.overlay import Move, Overlay
 from generator.graph.picture import (
     POOL_ID,
     UNDERLAY_ID,
+    ClientBox,
     NodeBox,
     Picture,
     PodBox,
@@ -45,6 +48,7 @@ CLIENT_FILL, CLIENT_LINE = "#fde6d4", "#b5652d"
 DNS_FILL, DNS_LINE = "#d5f0ee", "#1f7a72"
 POOL_FILL, POOL_LINE = "#fbf3c8", "#9a7d0a"
 NAMESPACE_LINE = "#8c8c8c"
+HOST_FILL, HOST_LINE = "#fafaf5", "#3d4a55"
 REQUEST, REPLY, NAT, DROP = "#1f5fd1", "#d9730d", "#c0392b", "#b00020"
 
 
@@ -132,25 +136,59 @@ class _Drawing:
             attrs = {**attrs, "color": NAT, "penwidth": "2"}
         parent.node(element, _with_marks(label, self.marks.get(element, [])), id=element, **attrs)
 
-    def outside(self) -> None:
-        """The clients and the node network they share with the nodes."""
-        g, picture = self.g, self.picture
-        with g.subgraph(name="cluster_outside") as outside:
+    def outside(self, name: str = "cluster_outside", clients: list[ClientBox] | None = None,
+                parent: Any = None) -> None:
+        """The clients (all, or one host's) in their frame."""
+        parent = self.g if parent is None else parent
+        with parent.subgraph(name=name) as outside:
             outside.attr(label="outside the cluster", style="dashed", color="#999999", fontsize="10")
-            for c in picture.clients:
+            for c in self.picture.clients if clients is None else clients:
                 self.node(outside, client_id(c.name), _lines(c.name, c.ip), fillcolor=CLIENT_FILL,
                           color=CLIENT_LINE)
-        g.node(UNDERLAY_ID, _lines(f"node network {picture.node_network}",
-                                   "Docker bridge, internal: nothing leaves the lab"),
-               id=UNDERLAY_ID, shape="box", style="filled", fillcolor="#d0d0d0", color="#707070",
-               width="9")
-        for c in picture.clients:
-            g.edge(client_id(c.name), UNDERLAY_ID, dir="none", label=f"eth0 {c.ip}", color="#707070")
 
-    def machine(self, n: NodeBox) -> None:
+    def network(self) -> None:
+        """The node network the nodes and clients share (one bar)."""
+        self.g.node(UNDERLAY_ID, _lines(*self.picture.network_lines()), id=UNDERLAY_ID, shape="box",
+                    style="filled", fillcolor="#d0d0d0", color="#707070", width="9")
+
+    def one_engine(self) -> None:
+        """The clients above the node network, the nodes below it."""
+        self.outside()
+        self.network()
+        for c in self.picture.clients:
+            self.g.edge(client_id(c.name), UNDERLAY_ID, dir="none", label=f"eth0 {c.ip}",
+                        color="#707070")
+        for n in self.picture.nodes:
+            self.machine(n)
+
+    def hosts(self) -> None:
+        """A lab across hosts: the swarm's overlay network on top, each host a frame below it
+        with its clients and nodes (clients hang below the network here: a frame is one
+        rectangle, so it cannot hold members on both sides of the bar)."""
+        self.network()
+        for host in self.picture.hosts:
+            nodes, clients = self.picture.on_host(host)
+            with self.g.subgraph(name=f"cluster_{host.id}") as frame:
+                frame.attr(label=host.title(), style="rounded,filled", fillcolor=HOST_FILL,
+                           color=HOST_LINE, penwidth="2", fontsize="12", labeljust="l", id=host.id)
+                if clients:
+                    self.outside(f"cluster_{host.id}_outside", clients, frame)
+                for n in nodes:
+                    self.machine(n, frame)
+        placed = {h.name for h in self.picture.hosts}   # every member, with kgen's placement
+        for n in (n for n in self.picture.nodes if n.host not in placed):
+            self.machine(n)
+        if any(c.host not in placed for c in self.picture.clients):
+            self.outside(clients=[c for c in self.picture.clients if c.host not in placed])
+        for c in self.picture.clients:
+            self.g.edge(UNDERLAY_ID, client_id(c.name), dir="none", label=f"eth0 {c.ip}",
+                        color="#707070")
+
+    def machine(self, n: NodeBox, parent: Any = None) -> None:
         """One node: eth0, its overlay device, cbr0 and its pods."""
         picture = self.picture
-        with self.g.subgraph(name=f"cluster_node_{n.name}") as box:
+        parent = self.g if parent is None else parent
+        with parent.subgraph(name=f"cluster_node_{n.name}") as box:
             state = "" if n.state in ("Ready", "Desired") else f" · {n.state}"
             box.attr(label=f"{n.name} ({n.container}){state}", style="rounded,filled",
                      fillcolor=NODE_FILL, color=NODE_LINE, fontsize="11", id=f"node_{n.name}")
@@ -254,9 +292,10 @@ class _Drawing:
 def build(picture: Picture, overlay: Overlay | None = None) -> Any:
     """A graphviz.Digraph of the picture, with the trace drawn on it when given."""
     drawing = _Drawing(picture, overlay)
-    drawing.outside()
-    for n in picture.nodes:
-        drawing.machine(n)
+    if picture.hosts:
+        drawing.hosts()
+    else:
+        drawing.one_engine()
     drawing.mesh()
     drawing.services()
     drawing.addresses()
@@ -281,18 +320,28 @@ def _draw_trace(g: Any, picture: Picture, overlay: Overlay) -> None:
             for j, (tail, head) in enumerate(zip(path, path[1:], strict=False)):
                 label = _lines(f"{_numbers(move.hops)} VXLAN VNI {e['vni']}",
                                f"{e['src']} → {e['dst']}:{e['dport']}") if j == 0 else ""
+                label = _swarm_label(move) if j == 1 else label
                 g.edge(tail, head, **{**tube, "id": f"trace-{move.direction}-{i}-{j}",
                                       "label": label, "arrowhead": "normal" if j == 3 else "none"})
             continue
         if _machine(picture, move.tail) != _machine(picture, move.head):
             # From one machine to another without a tunnel: across the node network.
-            g.edge(move.tail, UNDERLAY_ID, **{**attrs, "arrowhead": "none", "label": "",
+            g.edge(move.tail, UNDERLAY_ID, **{**attrs, "arrowhead": "none",
+                                              "label": _swarm_label(move),
                                               "id": f"trace-{move.direction}-{i}-0"})
             g.edge(UNDERLAY_ID, move.head, **{**attrs, "id": f"trace-{move.direction}-{i}-1"})
             continue
         g.edge(move.tail, move.head, **attrs)
     g.node("trace-legend", _legend(overlay), id="trace-legend", shape="plaintext",
            style="", margin="0")
+
+
+def _swarm_label(move: Move) -> str:
+    """The swarm's own VXLAN between the hosts, around what the lab sends (lab across hosts)."""
+    s = move.swarm
+    if s is None:
+        return ""
+    return _lines(f"in the swarm's VXLAN VNI {s['vni']}", f"{s['src']} → {s['dst']}:{s['dport']}")
 
 
 def _machine(picture: Picture, element: str) -> str:

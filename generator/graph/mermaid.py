@@ -4,8 +4,10 @@ Mermaid ids are short and plain (n1, n2, ... in picture order) so no lab name
 can clash with Mermaid's syntax; labels are quoted with `"` escaped as an
 entity. The same picture as dot.py's: pods and services in one subgraph per
 namespace, the LoadBalancer pool with its IPs linked to the nodes announcing
-them, externalIPs, the cluster DNS in a class of its own. A trace adds its
-path as numbered links, request and reply coloured.
+them, externalIPs, the cluster DNS in a class of its own, and for a lab across
+hosts one subgraph per host around its nodes and clients, the node network
+named as the swarm's overlay. A trace adds its path as numbered links, request
+and reply coloured.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from generator.graph.overlay import Overlay
 from generator.graph.picture import (
     POOL_ID,
     UNDERLAY_ID,
+    ClientBox,
     NodeBox,
     Picture,
     address_id,
@@ -61,15 +64,39 @@ class _Chart:
             self.styles.append(f"  linkStyle {len(self.links)} {style}")
         self.links.append(f"  {line}")
 
-    def outside(self) -> None:
+    def outside(self, name: str = "outside", clients: list[ClientBox] | None = None) -> None:
         ref, picture = self.ref, self.picture
-        self.out.append('  subgraph outside["outside the cluster"]')
-        for c in picture.clients:
+        self.out.append(f'  subgraph {name}["outside the cluster"]')
+        for c in picture.clients if clients is None else clients:
             self.out.append(f"    {ref(client_id(c.name))}[{_text(c.name, c.ip)}]:::client")
         self.out.append("  end")
-        self.out.append(f"  {ref(UNDERLAY_ID)}[{_text(f'node network {picture.node_network}')}]:::wire")
-        for c in picture.clients:
-            self.link(f"{ref(client_id(c.name))} --- {ref(UNDERLAY_ID)}")
+
+    def network(self) -> None:
+        lines = self.picture.network_lines()
+        if not self.picture.hosts:
+            lines = lines[:1]   # one engine: its address range alone, as it always was
+        self.out.append(f"  {self.ref(UNDERLAY_ID)}[{_text(*lines)}]:::wire")
+        for c in self.picture.clients:
+            self.link(f"{self.ref(client_id(c.name))} --- {self.ref(UNDERLAY_ID)}")
+
+    def hosts(self) -> None:
+        """One subgraph per host around its clients and nodes (nested two spaces deeper)."""
+        placed = {h.name for h in self.picture.hosts}
+        for k, host in enumerate(self.picture.hosts):
+            nodes, clients = self.picture.on_host(host)
+            self.out.append(f"  subgraph host{k}[{_text(host.title())}]")
+            start = len(self.out)
+            if clients:
+                self.outside(f"host{k}outside", clients)
+            for n in nodes:
+                self.machine(self.picture.nodes.index(n), n)
+            self.out[start:] = ["  " + line for line in self.out[start:]]
+            self.out.append("  end")
+        for i, n in enumerate(self.picture.nodes):
+            if n.host not in placed:   # never, with kgen's own placement: drawn all the same
+                self.machine(i, n)
+        if any(c.host not in placed for c in self.picture.clients):
+            self.outside(clients=[c for c in self.picture.clients if c.host not in placed])
 
     def machine(self, i: int, n: NodeBox) -> None:
         ref, picture, out = self.ref, self.picture, self.out
@@ -151,15 +178,22 @@ class _Chart:
             label = ", ".join(str(h) for h in move.hops) or move.direction
             if move.encap is not None:
                 label += f" VXLAN {move.encap['src']} to {move.encap['dst']}"
+            if move.swarm is not None:
+                label += f" in the swarm's VXLAN {move.swarm['src']} to {move.swarm['dst']}"
             self.link(f"{self.ref(move.tail)} ==>|{_text(label)}| {self.ref(move.head)}",
                       f"stroke:{colour},stroke-width:3px")
 
 
 def mermaid(picture: Picture, overlay: Overlay | None = None) -> str:
     chart = _Chart(picture)
-    chart.outside()
-    for i, n in enumerate(picture.nodes):
-        chart.machine(i, n)
+    if picture.hosts:
+        chart.hosts()
+    else:
+        chart.outside()
+    chart.network()
+    if not picture.hosts:
+        for i, n in enumerate(picture.nodes):
+            chart.machine(i, n)
     chart.mesh()
     chart.services()
     chart.addresses()

@@ -63,6 +63,7 @@ class Move:
     head: str
     hops: list[int]                  # the hop numbers that happen at the head
     encap: TraceEncap | None         # set on the encapsulated stretch
+    swarm: TraceEncap | None = None  # a lab across hosts: the swarm's VXLAN around it all
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,9 @@ def endpoint_element(picture: Picture, name: str | None, ip: str | None) -> str 
 SEND_WORDS = ("leave-netns", "send", "leave", "egress")
 DELIVER_WORDS = ("deliver", "receive", "socket", "answer")
 OVERLAY_WORDS = ("decap", "encap", "vxlan", "tunnel")
+# trace/hosts.py's hop between hosts: done by the engines, outside every node, so it
+# happens where the packet already is and rides on the next move (the one across hosts).
+SWARM_STEP = "swarm-overlay"
 DEVICE = re.compile(r"\bdev ([A-Za-z0-9_.-]*[A-Za-z0-9_-])")
 
 
@@ -217,6 +221,8 @@ def _node_of_element(element: str | None) -> str | None:
 
 def _place(picture: Picture, hop: Hop, here: str | None) -> str | None:
     """Where a hop happens, given where the packet was (None: nowhere yet)."""
+    if hop.step == SWARM_STEP:
+        return here
     if picture.client(hop.node):
         return client_id(hop.node)
     node = picture.node(hop.node)
@@ -294,6 +300,7 @@ def build(picture: Picture, doc: TraceResult) -> Overlay:
         here = start if direction == "request" else answered
         last: Hop | None = None
         prev_encap: TraceEncap | None = None
+        swarm: TraceEncap | None = None       # the swarm's VXLAN the next move rides in
         before_first_move: list[int] = []   # hops where the packet starts: told on the first move
         reached = 0
         moved = False
@@ -307,17 +314,19 @@ def build(picture: Picture, doc: TraceResult) -> Overlay:
             if place != here and here is not None:
                 encap = prev_encap if _crosses_overlay(here, place) else None
                 overlay.moves.append(Move(direction, here, place,
-                                          [*before_first_move, hop.number], encap))
-                before_first_move, moved = [], True
+                                          [*before_first_move, hop.number], encap, swarm))
+                before_first_move, moved, swarm = [], True, None
             elif moved:
                 overlay.moves[-1].hops.append(hop.number)
             else:
                 before_first_move.append(hop.number)
             here = place
-            if hop.encap is not None:
+            if hop.step == SWARM_STEP:
+                swarm = hop.encap
+            elif hop.encap is not None:
                 prev_encap = hop.encap
-            if _outer(hop):
-                continue                      # the tunnel's addresses are no translation
+            if _outer(hop) or hop.step == SWARM_STEP:
+                continue                      # the tunnels' addresses are no translation
             for kind, old, new in _translation(hop, last, seen):
                 overlay.marks.append(Mark(place, hop.number, direction, kind, old, new))
             seen.update((hop.src, hop.dst))

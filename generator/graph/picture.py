@@ -28,6 +28,7 @@ from generator.graph.boxes import (
     UNDERLAY_ID,
     AddressBox,
     ClientBox,
+    HostBox,
     NamespaceBox,
     NodeBox,
     PodBox,
@@ -36,6 +37,7 @@ from generator.graph.boxes import (
     address_id,
     client_id,
     dev_id,
+    host_id,
     pod_id,
     service_id,
     service_ref,
@@ -53,9 +55,10 @@ from generator.node.documents import ServiceRow, StatusReport
 from generator.node.lb_election import lb_announcers
 
 # The elements are boxes.py's; they are named from here too, as before it existed.
-__all__ = ["POOL_ID", "UNDERLAY_ID", "AddressBox", "ClientBox", "NamespaceBox", "NodeBox",
-           "Picture", "PodBox", "PortLine", "ServiceBox", "address_id", "client_id", "dev_id",
-           "expected_pod_ips", "from_cluster", "pod_id", "service_id", "service_ref"]
+__all__ = ["POOL_ID", "UNDERLAY_ID", "AddressBox", "ClientBox", "HostBox", "NamespaceBox",
+           "NodeBox", "Picture", "PodBox", "PortLine", "ServiceBox", "address_id", "client_id",
+           "dev_id", "expected_pod_ips", "from_cluster", "host_id", "pod_id", "service_id",
+           "service_ref"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,23 @@ class Picture:
     namespaces: list[NamespaceBox] = field(default_factory=list)
     load_balancer_pool: str | None = None
     addresses: list[AddressBox] = field(default_factory=list)
+    hosts: list[HostBox] = field(default_factory=list)   # empty: one engine, no frames
+
+    def network_lines(self) -> list[str]:
+        """The node network's label: a Docker bridge on one engine, the swarm's overlay
+        network spanning the hosts on several (lab contract section 11)."""
+        if not self.hosts:
+            return [f"node network {self.node_network}",
+                    "Docker bridge, internal: nothing leaves the lab"]
+        # The name is cluster/names.network_name's (graph may not import it; a test holds them equal).
+        return [f"node network {self.node_network}",
+                f"overlay kgen-{self.name}, swarm: internal, spans hosts "
+                + ", ".join(h.name for h in self.hosts)]
+
+    def on_host(self, host: HostBox) -> tuple[list[NodeBox], list[ClientBox]]:
+        """The nodes and clients that run on a host, in lab order."""
+        return ([n for n in self.nodes if n.host == host.name],
+                [c for c in self.clients if c.host == host.name])
 
     def pods(self) -> list[PodBox]:
         return [p for n in self.nodes for p in n.pods]
@@ -163,7 +183,8 @@ def from_cluster(cluster: Cluster, report: StatusReport | None = None) -> Pictur
     """The picture of a cluster state; with a `kgen status --json` report, the live one."""
     pods = _pods(cluster, report)
     by_ip = {p.ip: p.name for p in pods if p.ip}
-    clients = [ClientBox(c["name"], c["container"], c["ip"]) for c in cluster["clients"]]
+    clients = [ClientBox(c["name"], c["container"], c["ip"], c.get("host"))
+               for c in cluster["clients"]]
     vxlan = cluster.get("vxlan") or {"vni": 1, "port": 4789, "device": "kgen.1"}
     services = _services(cluster, report, pods, by_ip)
     return Picture(
@@ -176,7 +197,8 @@ def from_cluster(cluster: Cluster, report: StatusReport | None = None) -> Pictur
         service_cidr=cluster["serviceCIDR"], nodes=_nodes(cluster, report, pods), clients=clients,
         services=services, pods_by_ip=by_ip, namespaces=_namespaces(cluster, pods, services),
         load_balancer_pool=cluster.get("loadBalancerPool"),
-        addresses=_addresses(cluster, report, pods, services))
+        addresses=_addresses(cluster, report, pods, services),
+        hosts=[HostBox(h["name"], h["docker"]) for h in cluster.get("hosts") or []])
 
 
 def _dns_on(cluster: Cluster) -> bool:
@@ -217,7 +239,7 @@ def _nodes(cluster: Cluster, report: StatusReport | None, pods: list[PodBox]) ->
         nodes.append(NodeBox(n["name"], n["container"], seen["ip"] if seen else n["ip"],
                              n["podCIDR"], n["gateway"],
                              n.get("vtep", ipaddress.ip_network(n["podCIDR"]).network_address.compressed),
-                             state, [p for p in pods if p.node == n["name"]]))
+                             state, [p for p in pods if p.node == n["name"]], n.get("host")))
     return nodes
 
 
