@@ -71,7 +71,8 @@ def check_load_balancers(data: Doc, node_network: IPv4Network | None,
                                                   "or the network's own address")
     elif node_network is not None and "loadBalancerPool" not in data:
         pool = default_pool(node_network)
-    usable = [a for a in pool if a not in taken] if pool is not None else []
+    # Counted, never listed: a pool may be a /8 (16 million addresses).
+    usable = pool.num_addresses - sum(1 for a in taken if a in pool) if pool is not None else 0
     asked: dict[IPv4Address, str] = {}
     balancers = 0
     for i, svc in _services(data):
@@ -85,15 +86,15 @@ def check_load_balancers(data: Doc, node_network: IPv4Network | None,
         ip, problems = _address(svc.get("loadBalancerIP"), f"{here}.loadBalancerIP")
         yield from problems
         if ip is not None and is_lb:
-            if ip not in usable:
+            if pool is None or ip not in pool or ip in taken:
                 where = f"loadBalancerPool {pool}" if pool else "a loadBalancerPool"
                 yield Problem(f"{here}.loadBalancerIP", f"{ip} is not a free address of {where}")
             elif ip in asked:
                 yield Problem(f"{here}.loadBalancerIP", f"{ip} is already used by {asked[ip]}")
             asked.setdefault(ip, f"{here}.loadBalancerIP")
         yield from _external_ips(svc.get("externalIPs"), here, node_network, pool, taken)
-    if balancers and len(usable) < balancers:
-        where = f"loadBalancerPool {pool} holds {len(usable)}" if pool is not None else \
+    if balancers and usable < balancers:
+        where = f"loadBalancerPool {pool} holds {usable}" if pool is not None else \
             "there is no loadBalancerPool (nodeNetwork is too small for the default)"
         yield Problem("services", f"{balancers} LoadBalancer services need {balancers} "
                                   f"addresses but {where}")
