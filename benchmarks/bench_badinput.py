@@ -10,7 +10,10 @@ of one render that follows an accepted file, next to the goal and their ratio.
 With --log FILE (the fuzzing run's log, tests/unit/test_lab_fuzz.py) it also
 sums the run up and re-times its slowest accepted and refused files, and its
 largest, the same way (times inside the run include a busy machine's stalls).
-Nothing here asserts the goal.
+With --before REF (default `main`) each file is also timed, in the same run, by
+that revision's loader (its `generator` package from `git archive`, in a child
+process): the table then shows both CPU times and their ratio. Nothing here
+asserts the goal.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import argparse
 import base64
 import collections
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -88,7 +94,47 @@ def best_of(run: Callable[[], object]) -> tuple[tuple[float, float], object]:
     return min(times), result
 
 
-def measure(data: bytes) -> tuple[str, int, tuple[float, float], float | None]:
+# Run by the child process with the other revision's package first on its path.
+_BEFORE = """
+import sys, time
+from generator.lab.errors import LabError
+from generator.lab.model import load_lab
+from pathlib import Path
+best = None
+for _ in range({runs}):
+    cpu = time.process_time()
+    try:
+        load_lab(Path(sys.argv[1]))
+    except LabError:
+        pass
+    spent = time.process_time() - cpu
+    best = spent if best is None else min(best, spent)
+print(best)
+"""
+
+
+def revision(ref: str, into: Path) -> Path:
+    """The `generator` package of git revision `ref`, unpacked under `into`."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "generator"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def before_cpu(data: bytes, package: Path) -> float:
+    """Best of RUNS CPU seconds of the other revision's load_lab on `data`."""
+    with tempfile.TemporaryDirectory(prefix="kgen-bench-") as tmp:
+        path = Path(tmp) / "lab.yaml"
+        path.write_bytes(data)
+        out = subprocess.run([sys.executable, "-c", _BEFORE.format(runs=RUNS), str(path)],
+                             check=True, capture_output=True, text=True, cwd=package,
+                             env={**os.environ, "PYTHONPATH": str(package)}).stdout
+    return float(out)
+
+
+def measure(data: bytes, with_render: bool = True
+            ) -> tuple[str, int, tuple[float, float], float | None]:
     """(outcome, error lines, (wall, CPU) s to accept or refuse, wall s to render if accepted)."""
     with tempfile.TemporaryDirectory(prefix="kgen-bench-") as tmp:
         path = Path(tmp) / "lab.yaml"
@@ -103,21 +149,29 @@ def measure(data: bytes) -> tuple[str, int, tuple[float, float], float | None]:
         seconds, result = best_of(accept)
         if isinstance(result, LabError):
             return "refused", len(result.problems), seconds, None
+        if not with_render:
+            return "accepted", 0, seconds, None
         lab = load_lab(path)
         started = time.perf_counter()  # once: writing 80,000 per-node files takes a while
         render(lab, build_state(lab, choose_node_network(lab, None, [])), Path(tmp) / "out")
         return "accepted", 0, seconds, time.perf_counter() - started
 
 
-def table(rows: list[tuple[str, bytes]]) -> None:
-    print(f"| {'lab file':38} | bytes | outcome | lines | accept/refuse wall s | CPU s "
-          "| goal s | ratio (CPU) | render wall s |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+def table(rows: list[tuple[str, bytes]], before: Path | None = None,
+          with_render: bool = True) -> None:
+    """One line per file; `before`: the other revision's package, timed beside this one."""
+    print(f"| {'lab file':38} | bytes | outcome | lines | CPU s before | CPU s now "
+          "| now/before | wall s now | goal s | now/goal (CPU) | render wall s |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, data in rows:
-        outcome, lines, (wall, cpu), rendered = measure(data)
+        old = before_cpu(data, before) if before is not None else None
+        outcome, lines, (wall, cpu), rendered = measure(data, with_render)
         shown = f"{rendered:.2f}" if rendered is not None else "-"
-        print(f"| {name:38} | {len(data):,} | {outcome} | {lines:,} | {wall:.3f} | {cpu:.3f} "
-              f"| {GOAL_SECONDS} | {cpu / GOAL_SECONDS:.2f} | {shown} |", flush=True)
+        was = f"{old:.3f}" if old is not None else "-"
+        ratio = f"{cpu / old:.2f}" if old else "-"
+        print(f"| {name:38} | {len(data):,} | {outcome} | {lines:,} | {was} | {cpu:.3f} "
+              f"| {ratio} | {wall:.3f} | {GOAL_SECONDS} | {cpu / GOAL_SECONDS:.2f} | {shown} |",
+              flush=True)
 
 
 def summarize(log: Path) -> None:
@@ -127,6 +181,11 @@ def summarize(log: Path) -> None:
     print(f"fuzzing log {log}: {len(records):,} lab files, {dict(kinds)}, "
           f"{total:.1f} s inside load/validate/build/render, "
           f"largest {max((r['bytes'] for r in records), default=0):,} bytes")
+    print("\nThe 5 slowest files of the run (seconds inside the run: load, validate, build, "
+          "render):\n")
+    for r in sorted(records, key=lambda r: -r["seconds"])[:5]:
+        print(f"- {r['seconds']:.3f} s, {r['kind']}, {r['bytes']:,} bytes, {r['lines']} error "
+              f"lines: {r.get('shape', '(no shape logged)')}")
     rows = []
     for kind in ("rendered", "refused"):
         slowest = sorted((r for r in records if r["kind"] == kind and "input" in r),
@@ -144,10 +203,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", type=Path, help="a fuzzing log to sum up")
     parser.add_argument("--no-shapes", action="store_true", help="only sum up the log")
+    parser.add_argument("--before", default="main",
+                        help="git revision whose loader is timed beside this one ('' for none)")
+    parser.add_argument("--no-render", action="store_true", help="skip rendering accepted files")
     args = parser.parse_args()
     if not args.no_shapes:
-        print(f"Lab files of about {SIZE:,} bytes, best of {RUNS} runs:\n")
-        table([(name, text.encode()) for name, text in shapes().items()])
+        print(f"Lab files of about {SIZE:,} bytes, best of {RUNS} runs (CPU s: the process's "
+              f"own time; before: revision {args.before or '-'}):\n")
+        with tempfile.TemporaryDirectory(prefix="kgen-before-") as tmp:
+            package = revision(args.before, Path(tmp)) if args.before else None
+            table([(name, text.encode()) for name, text in shapes().items()], package,
+                  not args.no_render)
     if args.log:
         print()
         summarize(args.log)

@@ -322,12 +322,14 @@ def _dns_cluster_ip(data: Doc, net: IPv4Network) -> tuple[str | None, Problem | 
 def check_dns_names(data: Doc) -> Iterator[Problem]:
     """The DNS pods and service are the lab's too: their names are taken."""
     dns = _dns_section(data)
-    replicas = dns.get("replicas", 2)
-    if dns.get("enabled", True) is not True or not isinstance(replicas, int):
+    replicas, spec = dns.get("replicas", 2), _TOP["dns"]["properties"]["replicas"]
+    # Only a count the schema accepts: 2**60 replicas would be a set of 2**60 names.
+    if dns.get("enabled", True) is not True or not isinstance(replicas, int) \
+            or isinstance(replicas, bool) or not spec["minimum"] <= replicas <= spec["maximum"]:
         return
     taken = {f"coredns-{n}" for n in range(replicas)}
     for i, pod in _dicts(data.get("pods")):
-        if pod.get("name") in taken:
+        if isinstance(pod.get("name"), str) and pod["name"] in taken:  # a list is the schema's
             yield Problem(f"pods[{i}].name", f"{describe(pod['name'])} is a DNS pod's name "
                                              "(dns.replicas); rename the pod or set "
                                              "dns.enabled: false")

@@ -8,16 +8,21 @@ inside the value it names (a recursive structure), aliases that expand the
 document past ALIAS_BUDGET values (a "billion laughs" file), values nested
 deeper than MAX_DEPTH, and scalars that cannot be built (a 5000-digit number,
 2001-13-45, a 300-digit one). Each node is visited once however many aliases name it, so the
-walk costs the size of the file, not of its expansion.
+walk costs the size of the file, not of its expansion. The same walk builds the document
+(strings, numbers, lists and mappings as PyYAML's safe constructor builds them), so a
+large file is not walked a second time by the constructor; a file with merge keys or
+tags of collections is built by the constructor.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from generator.lab.errors import LabError, Problem, describe, join, shorten
 
@@ -32,6 +37,13 @@ _NOT_VALUES = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
 MAX_INT_BITS = 256
 # Deepest nesting of mappings and lists; a lab file needs 6 (services[0].ports[0].port).
 MAX_DEPTH = 32
+# The tags whose values the walk builds itself (PyYAML's constructor builds the rest).
+_STR, _NULL, _BOOL, _INT, _SEQ, _MAP = (f"tag:yaml.org,2002:{kind}" for kind in
+                                        ("str", "null", "bool", "int", "seq", "map"))
+_BOOLS: dict[str, bool] = SafeConstructor.bool_values
+# A decimal integer as PyYAML reads it (no 0x, 0o, 0b, 0-octal, `_` or 1:30), short enough
+# to stay far under MAX_INT_BITS.
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,70})")
 
 
 def read_text(path: Path) -> str:
@@ -59,9 +71,11 @@ def parse_yaml(text: str, source: str = "") -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        problems = check_tree(node, loader)
-        if problems:
-            raise LabError(problems, source)
+        result = _walk(node, loader)
+        if result.problems_found:
+            raise LabError(result.problems_found, source)
+        if result.walk.plain:
+            return result.walk.value[id(node)]
         return _construct(loader, node, source)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or "invalid YAML"
@@ -108,39 +122,77 @@ class _Walk:
     height: dict[int, int] = field(default_factory=dict)  # node id -> nesting below it
     open: set[int] = field(default_factory=set)  # nodes whose children are being walked
     added: int = 0  # values the aliases add so far
+    value: dict[int, Any] = field(default_factory=dict)  # node id -> the value built from it
+    # Every collection so far a plain list or mapping with scalar keys and no merge key:
+    # the walk builds the document itself, else PyYAML's constructor builds it after.
+    plain: bool = True
 
 
-def check_tree(root: yaml.Node, loader: Any) -> list[Problem]:
-    """Every problem of the parsed tree; a recursive alias or a blown budget stops the walk.
+def _walk(root: yaml.Node, loader: Any) -> _Result:
+    """Every problem of the parsed tree (a recursive alias or a blown budget stops the
+    walk), and the values built from it, in one pass.
 
     Depth first with an explicit stack; a collection is pushed again, with its
-    children, to sum up their sizes and heights once they are walked.
+    children, to sum up their sizes and heights (and build its value) once they are walked.
     """
     walk = _Walk(loader)
-    size, height = walk.size, walk.height
+    size, done, problems = walk.size, walk.value, walk.problems
     stack: list[tuple[yaml.Node, Place, int, list[yaml.Node] | None]] = [(root, None, 0, None)]
     while stack:
         node, place, depth, walked = stack.pop()
         key = id(node)
         if walked is not None:  # leaving a collection: its children are done
-            size[key] = 1 + sum(size[id(c)] for c in walked)
-            height[key] = 1 + max((height[id(c)] for c in walked), default=0)
-            walk.open.discard(key)
+            _leave(walk, node, walked)
             continue
-        stop = _again(walk, key, place, depth) if key in size or key in walk.open else \
-            _enter(walk, node, place, depth)
+        if key in size or key in walk.open:
+            stop = _again(walk, key, place, depth)
+        elif depth >= MAX_DEPTH:
+            stop = Problem(spelled(place), f"nested deeper than {MAX_DEPTH} levels")
+        else:
+            stop = None
         if stop is not None:
-            return [*_in_file_order(walk), stop]
+            return _Result([*_in_file_order(walk), stop], walk)
         if key in size or key in walk.open:
             continue
         if isinstance(node, yaml.ScalarNode):
-            size[key] = height[key] = 1
+            size[key] = walk.height[key] = 1
+            if node.tag in _NOT_VALUES:
+                walk.plain = False  # `<<` or `=`: PyYAML's constructor knows what they mean
+            else:
+                _scalar(walk, node, place, done)
             continue
+        if isinstance(node, yaml.MappingNode):
+            problems += _duplicates(node, place)
         children = _children(node)
         walk.open.add(key)
         stack.append((node, place, depth, [c for _, c in children]))
         stack += [(child, (place, step), depth + 1, None) for step, child in reversed(children)]
-    return _in_file_order(walk)
+    return _Result(_in_file_order(walk), walk)
+
+
+@dataclass
+class _Result:
+    problems_found: list[Problem]
+    walk: _Walk
+
+
+def _leave(walk: _Walk, node: yaml.Node, walked: list[yaml.Node]) -> None:
+    """A collection whose children are walked: its size, its height, and (while the
+    document is plain and sound) its value, as PyYAML's safe constructor would build it."""
+    key, size, height = id(node), walk.size, walk.height
+    size[key] = 1 + sum(size[id(c)] for c in walked)
+    height[key] = 1 + max((height[id(c)] for c in walked), default=0)
+    walk.open.discard(key)
+    if not walk.plain or walk.problems:
+        return
+    done = walk.value
+    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        done[key] = [done[id(c)] for c in node.value]
+    elif isinstance(node, yaml.MappingNode) and node.tag == _MAP \
+            and all(isinstance(k, yaml.ScalarNode) for k, _ in node.value):
+        done[key] = {done[id(k)]: done[id(v)] for k, v in node.value}
+    else:  # !!omap, !!set, a complex key, a tag of its own: PyYAML's constructor decides
+        walk.plain = False
 
 
 def _in_file_order(walk: _Walk) -> list[Problem]:
@@ -158,19 +210,6 @@ def _again(walk: _Walk, key: int, place: Place, depth: int) -> Problem | None:
     if walk.added > ALIAS_BUDGET:
         return Problem(spelled(place), f"aliases expand the file by more than {ALIAS_BUDGET:,} "
                                        "values; write the values out, or alias fewer of them")
-    return None
-
-
-def _enter(walk: _Walk, node: yaml.Node, place: Place, depth: int) -> Problem | None:
-    """Check a node met the first time; a Problem returned ends the walk."""
-    if depth + 1 > MAX_DEPTH:
-        return Problem(spelled(place), f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(node, yaml.MappingNode):
-        walk.problems += _duplicates(node, place)
-    elif isinstance(node, yaml.ScalarNode) and node.tag not in _NOT_VALUES:
-        problem = _scalar(walk.loader, node, place)
-        if problem is not None:
-            walk.problems.append((node.start_mark.index, problem))
     return None
 
 
@@ -200,8 +239,28 @@ def _duplicates(node: yaml.MappingNode, place: Place) -> list[tuple[int, Problem
     return found
 
 
-def _scalar(loader: Any, node: yaml.ScalarNode, place: Place) -> Problem | None:
-    """Build one scalar now, where its path is known (PyYAML keeps it for the document)."""
+def _scalar(walk: _Walk, node: yaml.ScalarNode, place: Place, done: dict[int, Any]) -> None:
+    """Build one scalar now, where its path is known: its value, or a problem. Strings,
+    nulls, booleans and plain decimal integers are built here as PyYAML's safe
+    constructor builds them; the rest by that constructor."""
+    tag, text = node.tag, node.value
+    if tag == _STR:
+        done[id(node)] = text
+    elif tag == _NULL:
+        done[id(node)] = None
+    elif tag == _BOOL and text.lower() in _BOOLS:
+        done[id(node)] = _BOOLS[text.lower()]
+    elif tag == _INT and _PLAIN_INT.fullmatch(text):
+        done[id(node)] = int(text)
+    else:
+        problem = _constructed(walk.loader, node, place, done)
+        if problem is not None:
+            walk.problems.append((node.start_mark.index, problem))
+
+
+def _constructed(loader: Any, node: yaml.ScalarNode, place: Place,
+                 done: dict[int, Any]) -> Problem | None:
+    """A scalar built by PyYAML's constructor (which keeps it for the document)."""
     try:
         value = loader.construct_object(node)
     except yaml.YAMLError as err:
@@ -215,6 +274,7 @@ def _scalar(loader: Any, node: yaml.ScalarNode, place: Place) -> Problem | None:
         return Problem(spelled(place), f"line {line}: {what}")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         return Problem(spelled(place), f"line {node.start_mark.line + 1}: is a number too long to read")
+    done[id(node)] = value
     return None
 
 

@@ -47,8 +47,22 @@ def test_any_lab_file_is_rendered_or_refused_in_one_line_per_error(data: bytes) 
         assert len(line) <= LINE_MAX, f"{len(line)} characters: {line[:80]!r}..."
 
 
+def shape(data: bytes) -> str:
+    """What a drawn file is made of, for the report of the slowest ones: its lines, its
+    top-level keys, and the YAML features that cost (anchors, aliases, tags, documents)."""
+    text = data.decode("utf-8", "replace")
+    keys = list(dict.fromkeys(re.findall(r"^([A-Za-z_][-\w]*)\s*:", text, re.MULTILINE)))
+    counts = {what: len(re.findall(pattern, text, re.MULTILINE)) for what, pattern in
+              (("anchors", r"&[-\w]+"), ("aliases", r"\*[-\w]+"), ("tags", r"!!?\w+"),
+               ("documents", r"^---"))}
+    extra = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    return (f"{text.count(chr(10)) + 1} lines, keys: {', '.join(keys[:8]) or '-'}"
+            f"{' +' + str(len(keys) - 8) if len(keys) > 8 else ''}" + (f"; {extra}" if extra else ""))
+
+
 def _log(data: bytes, kind: str, seconds: float, lines: int) -> None:
-    record = {"kind": kind, "seconds": round(seconds, 4), "bytes": len(data), "lines": lines}
+    record = {"kind": kind, "seconds": round(seconds, 4), "bytes": len(data), "lines": lines,
+              "shape": shape(data)}
     if seconds >= KEEP_INPUT_SECONDS or len(data) >= KEEP_INPUT_BYTES:
         record["input"] = base64.b64encode(data).decode()
     with open(LOG, "a") as log:  # type: ignore[arg-type]
