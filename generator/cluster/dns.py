@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from generator.lab.checks import default_dns_ip
+from generator.lab.dns_checks import default_dns_ip
 from generator.lab.model import Container, Lab, Pod, Service, ServicePort
 from generator.node.contract import DNS_NAMESPACE, DNS_SERVICE, DNS_ZONE_FILE
 

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from generator.lab.dns_checks import check_dns_names, dns_cluster_ip, dns_pods_fit
 from generator.lab.errors import Problem, describe, distinct
 from generator.lab.hosts import check_hosts
 from generator.lab.lb_checks import check_load_balancers, host_addresses, needs_health_check
@@ -23,7 +24,6 @@ Doc = dict[str, Any]
 _TOP = LAB_SCHEMA["properties"]
 # Service types that get nodePorts (LoadBalancer is a NodePort service with an address more).
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
-DNS_OFFSET = 10  # kube-dns's default address: the 10th of serviceCIDR, as kubeadm picks it
 RANGE_KEYS = ("podCIDR", "serviceCIDR", "nodeNetwork")
 # The lab's own address space: RFC 1918 and the shared address space (RFC 6598).
 PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
@@ -264,7 +264,7 @@ def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Probl
     if len(services) > net.num_addresses - 2:
         yield Problem("services", f"{len(services)} services do not fit in serviceCIDR {net}")
     used: dict[str, str] = {}
-    dns_ip, problem = _dns_cluster_ip(data, net)
+    dns_ip, problem = dns_cluster_ip(data, net)
     if problem is not None:
         yield problem
     elif dns_ip is not None:
@@ -290,55 +290,6 @@ def check_cluster_ips(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Probl
         used.setdefault(str(ip), here)
 
 
-def default_dns_ip(net: IPv4Network) -> str:
-    """The 10th address of serviceCIDR, as kubeadm picks it; a range too small for a 10th
-    (a /29) gets its last usable one."""
-    return str(min(net.network_address + DNS_OFFSET, net.broadcast_address - 1))
-
-
-def _dns_section(data: Doc) -> Doc:
-    dns = data.get("dns")
-    return dns if isinstance(dns, dict) else {}
-
-
-def _dns_cluster_ip(data: Doc, net: IPv4Network) -> tuple[str | None, Problem | None]:
-    """kube-dns's address when the lab runs its DNS: dns.clusterIP, else the 10th address
-    of serviceCIDR (kubeadm's choice); a problem when it is not one of serviceCIDR's."""
-    dns = _dns_section(data)
-    if dns.get("enabled", True) is not True:
-        return None, None
-    text = dns.get("clusterIP", default_dns_ip(net))
-    if not isinstance(text, str):
-        return None, None  # the schema said so
-    try:
-        ip = ipaddress.IPv4Address(text)
-    except ValueError:
-        return None, Problem("dns.clusterIP", f"{describe(text)} is not an IPv4 address")
-    if ip not in net or ip in (net.network_address, net.broadcast_address):
-        return None, Problem("dns.clusterIP", f"{ip} is not a usable address of serviceCIDR {net}")
-    return str(ip), None
-
-
-def check_dns_names(data: Doc) -> Iterator[Problem]:
-    """The DNS pods and service are the lab's too: their names are taken."""
-    dns = _dns_section(data)
-    replicas, spec = dns.get("replicas", 2), _TOP["dns"]["properties"]["replicas"]
-    # Only a count the schema accepts: 2**60 replicas would be a set of 2**60 names.
-    if dns.get("enabled", True) is not True or not isinstance(replicas, int) \
-            or isinstance(replicas, bool) or not spec["minimum"] <= replicas <= spec["maximum"]:
-        return
-    taken = {f"coredns-{n}" for n in range(replicas)}
-    for i, pod in _dicts(data.get("pods")):
-        if isinstance(pod.get("name"), str) and pod["name"] in taken:  # a list is the schema's
-            yield Problem(f"pods[{i}].name", f"{describe(pod['name'])} is a DNS pod's name "
-                                             "(dns.replicas); rename the pod or set "
-                                             "dns.enabled: false")
-    for i, svc in _dicts(data.get("services")):
-        if (svc.get("namespace"), svc.get("name")) == ("kube-system", "kube-dns"):
-            yield Problem(f"services[{i}]", "kube-system/kube-dns is the lab's DNS service; "
-                                            "rename the service or set dns.enabled: false")
-
-
 # ------------------------------------------------------------------ pods
 
 
@@ -361,6 +312,8 @@ def check_placement(data: Doc) -> Iterator[Problem]:
             yield Problem(f"pods[{i}].node", f"node {node!r} has more pods than its /{mask} pod "
                                              f"subnet holds ({capacity}); use a smaller "
                                              "nodeCIDRMaskSize")
+    if capacity is not None and nodes:
+        yield from dns_pods_fit(data, nodes, per_node, capacity, mask)
 
 
 def _load_balancers(data: Doc, nets: dict[str, IPv4Network]) -> Iterator[Problem]:
