@@ -88,6 +88,13 @@ class HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
 
+    def server_bind(self) -> None:
+        # http.server's server_bind asks socket.getfqdn for its own name: a reverse lookup
+        # through the pod's resolv.conf, whose kube-dns has no rules yet while the lab
+        # comes up, so every pod stayed Pending for the resolver's 5 s timeout.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
 
 def serve(name: str, http_port: int, udp_port: int, host: str = "0.0.0.0") -> None:
     http = HTTPServer((host, http_port), make_http_handler(name))

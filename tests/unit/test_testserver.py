@@ -189,3 +189,19 @@ def test_batch_probes_from_inside_a_named_netns() -> None:
             server.wait(5)
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_the_http_server_binds_without_asking_the_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod's resolver (kube-dns) has no rules while the lab comes up: binding must not
+    wait on a name lookup (http.server's own server_bind asks socket.getfqdn)."""
+    from generator.node import testserver
+
+    def no_resolver(*_: object) -> str:
+        raise AssertionError("the test server asked the resolver while binding")
+
+    monkeypatch.setattr(socket, "getfqdn", no_resolver)
+    server = testserver.HTTPServer(("127.0.0.1", 0), testserver.make_http_handler("p"))
+    try:
+        assert server.server_name == "127.0.0.1" and server.server_port > 0
+    finally:
+        server.server_close()
