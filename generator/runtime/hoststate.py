@@ -11,7 +11,6 @@ on one engine. No Docker SDK: `kgen status` and `graph` build from the registry.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -19,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from generator.node.contract import Cluster, heartbeat_path, read_json, write_json_atomic
+from generator.node.contract import Cluster
+from generator.node.statesync import store
 from generator.runtime.hostcli import member_cli
 
 REFRESH_PERIOD = 1.0  # seconds between reads of the hosts' state (one docker exec per host)
@@ -65,12 +65,4 @@ def refresh_state(cluster: Cluster | None, state_dir: Path, force: bool = False)
     wall = time.time()
     for found in dumps:
         for name, entry in found.items():
-            doc, age = entry.get("doc"), entry.get("heartbeatAge")
-            path = state_dir / f"{name}.json"
-            if isinstance(doc, dict) and read_json(path) != doc:
-                write_json_atomic(path, doc)
-            if isinstance(age, (int, float)):
-                beat = heartbeat_path(state_dir, name)
-                beat.parent.mkdir(parents=True, exist_ok=True)
-                beat.touch()
-                os.utime(beat, (wall - age, wall - age))
+            store(state_dir, name, entry, wall)  # as a node stores a peer's on another host
