@@ -133,13 +133,15 @@ def test_older_node_images_of_this_kgen_go_unless_used_and_no_one_elses(tmp_path
     import docker
 
     from generator.render.node_image import node_tag
-    from generator.runtime.image import SOURCE_LABEL, prune_node_images
+    from generator.runtime.image import SOURCE_LABEL, image_source, prune_node_images
 
     client = docker.from_env()
     kgen("image", "build", cwd=tmp_path)
-    # Built FROM this kgen's node image: they carry its source label, as its older builds do.
-    # The foreign one stands for another user's unused build on the shared engine.
-    extra = {"idle": "", "busy": "", "foreign": f"LABEL {SOURCE_LABEL}=/somebody/else\n"}
+    # Built FROM the node image, labelled as this kgen labels its builds (the node image
+    # itself may come from another checkout with the same node code: its tag is the
+    # code's hash). The foreign one stands for another user's unused build.
+    ours = f"LABEL {SOURCE_LABEL}={image_source()}\n"
+    extra = {"idle": ours, "busy": ours, "foreign": f"LABEL {SOURCE_LABEL}=/somebody/else\n"}
     tags = {label: f"kgen-node:{PREFIX}old-{label}" for label in extra}
     for label, line in extra.items():
         client.images.build(fileobj=io.BytesIO(f"FROM {node_tag()}\n{line}LABEL old={label}\n"
