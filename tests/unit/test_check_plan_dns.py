@@ -204,3 +204,15 @@ def test_a_pod_the_policies_keep_from_the_dns_asks_nothing() -> None:
         "egress": [{"ports": [{"protocol": "UDP", "port": 53}]}]}})
     ctx = Planning(build_state(parse_lab(doc), NET))
     assert [p["name"] for p in sources(ctx, dns_pods(ctx))] == ["a", "s"]
+
+
+def test_a_service_named_as_the_asking_pod_resolves_from_its_hosts_file() -> None:
+    doc = {"name": "t", "nodes": ["n0"], "pods": [{"name": "web", "node": "n0",
+                                                    "labels": {"app": "web"}}],
+           "services": [{"name": "web", "selector": {"app": "web"},
+                         "ports": [{"port": 80, "targetPort": 8080}]}]}
+    state = build_state(parse_lab(doc), NET)
+    check = dns_checks(state)["dns[web.default from web]"]
+    names = check.params["names"]
+    assert names["web"] == [pod_ip(state, "web")]  # kubelet's hosts file names the pod
+    assert names["web.default"] == [ip_of(state, "default", "web")]

@@ -217,7 +217,14 @@ def _resolves(ctx: Planning, svc: ServiceSpec, source: Pod, lookups: PodLookups,
                f"DNS: {svc['name']}.{ns} from {source['name']} ({namespace_of(source)})",
                source["name"], f"{svc['name']}.{ns}",
                f"{', '.join(names)} → {', '.join(want) or 'no address'} ({kind})",
-               depends, {"lookups": lookups, "names": {name: want for name in names}})
+               depends, {"lookups": lookups, "names": {name: _answer(name, want, source)
+                                                       for name in names}})
+
+
+def _answer(name: str, want: list[str], source: Pod) -> list[str]:
+    """A pod's own name comes from its hosts file before any DNS (kubelet's managed
+    /etc/hosts), so a service named as the asking pod resolves there to the pod's IP."""
+    return [source["ip"]] if name == source["name"] and source.get("ip") else want
 
 
 def _refused(source: Pod, lookups: PodLookups, depends: frozenset[str]) -> Dns:
