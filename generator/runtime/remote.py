@@ -17,6 +17,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -26,6 +27,8 @@ from generator.node.contract import Cluster
 from generator.runtime.create import ContainerSpec
 from generator.runtime.errors import RuntimeFailure
 from generator.runtime.swarm import member_cli
+
+SHARED_OBJECTS_GONE_WITHIN = 30.0  # a worker's copy of a removed overlay goes within seconds
 
 
 def state_volume(lab: str) -> str:
@@ -130,14 +133,35 @@ def down_hosts(name: str, cluster: Cluster | None) -> list[str]:
                 container.remove(force=True)
             removed.append(f"container {container.name} on {value}")
     for value, client in clients.items():
-        found = lab_objects(client, name)
-        for kind in ("networks", "volumes"):
-            for obj in found[kind]:
-                try:
-                    obj.remove()
-                    removed.append(f"{kind[:-1]} {obj.name} on {value}")
-                except docker.errors.APIError:
-                    pass  # gone meanwhile
+        removed += _remove_shared_objects(client, name, value)
         if not client.containers.list(all=True, filters={"label": "kgen.lab"}):
             forget_engine(value)
     return removed
+
+
+def _remove_shared_objects(client: Any, name: str, value: str) -> list[str]:
+    """The lab's networks and volumes on one engine. A worker drops its copy of a swarm
+    overlay only after the manager removed it and its own endpoints are cleaned up, a
+    moment later: removal is retried until nothing of the lab is listed, within
+    SHARED_OBJECTS_GONE_WITHIN seconds."""
+    from generator.runtime.swarm import lab_objects
+
+    removed: list[str] = []
+    deadline = time.monotonic() + SHARED_OBJECTS_GONE_WITHIN
+    while True:
+        found = lab_objects(client, name)
+        left = [(kind, obj) for kind in ("networks", "volumes") for obj in found[kind]]
+        if not left:
+            return removed
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"{', '.join(f'{k[:-1]} {o.name}' for k, o in left)} on "
+                                 f"{value} still there {SHARED_OBJECTS_GONE_WITHIN:.0f} s "
+                                 "after kgen down removed it; run kgen down again")
+        for kind, obj in left:
+            try:
+                obj.remove()
+                if f"{kind[:-1]} {obj.name} on {value}" not in removed:
+                    removed.append(f"{kind[:-1]} {obj.name} on {value}")
+            except docker.errors.APIError:
+                pass  # in use by endpoints still being cleaned up, or gone meanwhile
+        time.sleep(0.5)

@@ -96,7 +96,7 @@ def test_the_engine_api_and_the_docker_cli_list_the_same_objects(anywhere: Runni
            "networks": registry._docker("network", "ls", "--filter", selector,
                                         "--format", registry.NETWORK_FORMAT)}
     for kind, rows in cli.items():
-        api = registry._api_rows(kind, selector)
+        api = registry._api_rows(kind, selector, registry.local_socket())
         assert api is not None, "the local engine answers on its socket"
         shown = sorted([["" if f == "<no value>" else f for f in row] for row in rows])
         assert sorted(api) == shown and len(shown) == (3 if kind == "containers" else 1)
