@@ -260,6 +260,23 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--enable-logging=stderr", "--v=0"]
 
 
+def render_mermaid(js: Path, chromium: str, text: str, tmp_path: Path
+                   ) -> subprocess.CompletedProcess[str]:
+    """Mermaid's renderer run on `text` in headless Chromium: the page's DOM once done,
+    marked data-rendered="yes", or data-error with what Mermaid refused."""
+    page = tmp_path / "mermaid.html"
+    page.write_text(
+        f'<!DOCTYPE html><html><body><div id="out"></div><script src="{js.as_uri()}"></script>'
+        "<script>mermaid.initialize({startOnLoad: false});"
+        f"mermaid.render('g', {json.dumps(text)}).then(function (r) {{"
+        "document.getElementById('out').innerHTML = r.svg;"
+        "document.body.setAttribute('data-rendered', 'yes'); }).catch(function (e) {"
+        "document.body.setAttribute('data-error', String(e)); });</script></body></html>")
+    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("traced", [False, True])
 def test_mermaid_is_accepted_by_mermaid(demo: picture.Picture, tmp_path: Path, traced: bool) -> None:
     """Mermaid's own renderer (the JS library GitHub uses) in headless Chromium, where installed."""
@@ -268,17 +285,7 @@ def test_mermaid_is_accepted_by_mermaid(demo: picture.Picture, tmp_path: Path, t
         pytest.skip("needs chromium and the mermaid npm package (npm install -g mermaid@11, "
                     "or KGEN_MERMAID_JS=path/to/mermaid.min.js)")
     text = mermaid(demo, overlay.build(demo, trace("nodeport")) if traced else None)
-    test_page = tmp_path / "mermaid.html"
-    test_page.write_text(
-        f'<!DOCTYPE html><html><body><div id="out"></div><script src="{js.as_uri()}"></script>'
-        "<script>mermaid.initialize({startOnLoad: false});"
-        f"mermaid.render('g', {json.dumps(text)}).then(function (r) {{"
-        "document.getElementById('out').innerHTML = r.svg;"
-        "document.body.setAttribute('data-rendered', 'yes'); }).catch(function (e) {"
-        "document.body.setAttribute('data-error', String(e)); });</script></body></html>")
-    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                           "--virtual-time-budget=10000", "--dump-dom", test_page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    done = render_mermaid(js, chromium, text, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'data-rendered="yes"' in done.stdout, re.findall(r'data-error="[^"]*"', done.stdout)
     for name, ip in DEMO_PODS.items():

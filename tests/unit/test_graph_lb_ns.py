@@ -25,7 +25,7 @@ from generator.graph.mermaid import mermaid
 from generator.lab.model import load_lab
 from generator.node.lb_election import lb_announcer
 from tests.conftest import ROOT
-from tests.unit.test_graph import CHROMIUM_FLAGS, FIXTURES, SVG, mermaid_js, need_dot
+from tests.unit.test_graph import FIXTURES, SVG, mermaid_js, need_dot, render_mermaid
 
 LB = ROOT / "labs" / "loadbalancer.yaml"
 DNS = ROOT / "labs" / "dns.yaml"
@@ -209,17 +209,7 @@ def test_mermaid_is_rendered_by_mermaid(lab: Path, tmp_path: Path) -> None:
     if js is None or chromium is None:
         pytest.skip("needs chromium and the mermaid npm package (KGEN_MERMAID_JS=...)")
     text = mermaid(drawn(lab, tmp_path))
-    page = tmp_path / "mermaid.html"
-    page.write_text(
-        f'<!DOCTYPE html><html><body><div id="out"></div><script src="{js.as_uri()}"></script>'
-        "<script>mermaid.initialize({startOnLoad: false});"
-        f"mermaid.render('g', {json.dumps(text)}).then(function (r) {{"
-        "document.getElementById('out').innerHTML = r.svg;"
-        "document.body.setAttribute('data-rendered', 'yes'); }).catch(function (e) {"
-        "document.body.setAttribute('data-error', String(e)); });</script></body></html>")
-    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    done = render_mermaid(js, chromium, text, tmp_path)
     assert 'data-rendered="yes"' in done.stdout, re.findall(r'data-error="[^"]*"', done.stdout)
     assert "coredns-0" in done.stdout
 
