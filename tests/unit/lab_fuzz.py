@@ -89,7 +89,26 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
         doc["clients"] = draw(st.lists(NAMES.map(lambda n: f"c-{n}"), max_size=2, unique=True))
     if draw(maybe):
         doc["networkPolicies"] = draw(st.lists(_policies(), max_size=3))
+    if draw(maybe):
+        _place_on_hosts(draw, doc)
     return doc
+
+
+def _place_on_hosts(draw: st.DrawFn, doc: dict[str, Any]) -> None:
+    """`hosts` (contract section 11), with some nodes and clients placed by hand, now and
+    then on a host that is not listed. Rendering never asks these engines."""
+    hosts = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True))
+    doc["hosts"] = [{"name": h, "docker": f"unix:///var/run/kgen-fuzz-{h}.sock"} for h in hosts]
+    placed = st.one_of(st.none(), st.sampled_from([*hosts, "z"]))
+    for key in ("nodes", "clients"):
+        members = []
+        for member in doc.get(key, []):
+            name = member["name"] if isinstance(member, dict) else member
+            host = draw(placed)
+            members.append(member if host is None else {**({"name": name} if isinstance(
+                member, str) else member), "host": host})
+        if key in doc:
+            doc[key] = members
 
 
 CONTAINER_PORTS = st.lists(st.fixed_dictionaries(
