@@ -70,6 +70,11 @@ def shapes() -> dict[str, str]:
         "bad pod names (refused)": _fill(
             "name: big\nnodes: [n]\npods:\n", lambda i: f"  - {{name: P_{i}, node: nowhere}}\n"),
         "unknown keys (refused)": _fill("name: big\nnodes: [n]\n", lambda i: f"nodez{i}: 1\n"),
+        # Near a known key: each one's "did you mean" needs difflib's full ratio.
+        "near-miss keys (refused)": _fill("name: big\nnodes: [n]\n", lambda i: f"nodes{i}: 1\n"),
+        "misspelt pod keys (refused)": _fill(
+            "name: big\nnodes: [n]\npods:\n",
+            lambda i: f"  - {{name: p{i}, node: n, lables{i}: x}}\n"),
         "duplicate keys (refused)": _fill("name: big\nnodes: [n]\nvxlan:\n",
                                           lambda i: "  vni: 1\n"),
         "labels (valid)": _fill("name: big\nnodes: [n]\npods:\n  - name: p\n    node: n\n"

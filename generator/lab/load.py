@@ -1,17 +1,20 @@
 """Reading a lab file: UTF-8 text, YAML with duplicate keys refused, fast.
 
-PyYAML's C loader is used when present (5x faster on large files). Before
-anything is built from the parsed tree, one walk over it (iterative: no
-recursion to run out of) refuses what PyYAML would accept but kgen cannot use:
-a mapping that repeats a key (PyYAML silently keeps the last value), an alias
-inside the value it names (a recursive structure), aliases that expand the
-document past ALIAS_BUDGET values (a "billion laughs" file), values nested
+PyYAML's C parser is used when present. A plain file (lists, mappings with
+scalar keys, scalars, anchors) is built straight from the parser's events
+(`events.py`: a 1 MB file in well under a second). Anything else (merge keys,
+tags on collections, complex keys, several documents) is read the thorough way:
+PyYAML's composer, then one walk over its nodes (iterative: no recursion to run
+out of). Both refuse what PyYAML would accept but kgen cannot use, with the same
+error lines: a mapping that repeats a key (PyYAML silently keeps the last value),
+an alias inside the value it names (a recursive structure), aliases that expand
+the document past ALIAS_BUDGET values (a "billion laughs" file), values nested
 deeper than MAX_DEPTH, and scalars that cannot be built (a 5000-digit number,
-2001-13-45, a 300-digit one). Each node is visited once however many aliases name it, so the
-walk costs the size of the file, not of its expansion. The same walk builds the document
-(strings, numbers, lists and mappings as PyYAML's safe constructor builds them), so a
-large file is not walked a second time by the constructor; a file with merge keys or
-tags of collections is built by the constructor.
+2001-13-45). Each value is visited once however many aliases name it, so the
+cost is the size of the file, not of its expansion. The walk builds the document
+too (as PyYAML's safe constructor builds it), so a large file is not walked a
+second time by the constructor; a file with merge keys or tags of collections is
+built by the constructor.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from generator.lab import events
 from generator.lab.errors import LabError, Problem, describe, join, shorten
 
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -68,6 +72,27 @@ def parse_yaml(text: str, source: str = "") -> Any:
     """The YAML document, or LabError: a syntax error, or every problem of the tree."""
     loader = Loader(text)
     try:
+        built = events.build(loader, _event_scalar, MAX_DEPTH, ALIAS_BUDGET)
+    except events.NotPlain:  # merge keys, tagged collections...: the thorough way
+        return _parse_thoroughly(text, source)
+    except yaml.YAMLError as err:
+        raise _syntax(err, source) from None
+    finally:
+        loader.dispose()
+    if built.problems:
+        raise LabError(built.problems, source)
+    return built.value
+
+
+def _syntax(err: yaml.YAMLError, source: str) -> LabError:
+    problem = getattr(err, "problem", None) or "invalid YAML"
+    return LabError.one("", shorten(f"{_where(err)}{problem}"), source)
+
+
+def _parse_thoroughly(text: str, source: str) -> Any:
+    """Through PyYAML's composer, one walk over its nodes, and its constructor."""
+    loader = Loader(text)
+    try:
         node = loader.get_single_node()
         if node is None:
             return None
@@ -78,8 +103,7 @@ def parse_yaml(text: str, source: str = "") -> Any:
             return result.walk.value[id(node)]
         return _construct(loader, node, source)
     except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise LabError.one("", shorten(f"{_where(err)}{problem}"), source) from None
+        raise _syntax(err, source) from None
     finally:
         loader.dispose()
 
@@ -240,42 +264,51 @@ def _duplicates(node: yaml.MappingNode, place: Place) -> list[tuple[int, Problem
 
 
 def _scalar(walk: _Walk, node: yaml.ScalarNode, place: Place, done: dict[int, Any]) -> None:
-    """Build one scalar now, where its path is known: its value, or a problem. Strings,
-    nulls, booleans and plain decimal integers are built here as PyYAML's safe
-    constructor builds them; the rest by that constructor."""
-    tag, text = node.tag, node.value
+    """Build one scalar now, where its path is known: its value, or a problem."""
+    try:
+        done[id(node)] = _scalar_value(walk.loader, node.tag, node.value, node)
+    except events.BadScalar as bad:
+        walk.problems.append((node.start_mark.index, Problem(spelled(place), str(bad))))
+
+
+def _event_scalar(loader: Any, tag: str, event: yaml.ScalarEvent) -> Any:
+    return _scalar_value(loader, tag, event.value, event)
+
+
+def _scalar_value(loader: Any, tag: str, text: str, source: Any) -> Any:
+    """A scalar's value, or BadScalar. Strings, nulls, booleans and plain decimal
+    integers are built here as PyYAML's safe constructor builds them; the rest by that
+    constructor (`source`, a node or an event, gives the marks and style)."""
     if tag == _STR:
-        done[id(node)] = text
-    elif tag == _NULL:
-        done[id(node)] = None
-    elif tag == _BOOL and text.lower() in _BOOLS:
-        done[id(node)] = _BOOLS[text.lower()]
-    elif tag == _INT and _PLAIN_INT.fullmatch(text):
-        done[id(node)] = int(text)
-    else:
-        problem = _constructed(walk.loader, node, place, done)
-        if problem is not None:
-            walk.problems.append((node.start_mark.index, problem))
+        return text
+    if tag == _NULL:
+        return None
+    if tag == _BOOL and text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
+    if tag == _INT and _PLAIN_INT.fullmatch(text):
+        return int(text)
+    # The tree's own node when there is one: the constructor keeps what it built for it.
+    node = source if isinstance(source, yaml.ScalarNode) else \
+        yaml.ScalarNode(tag, text, source.start_mark, source.end_mark, source.style)
+    return _constructed(loader, node)
 
 
-def _constructed(loader: Any, node: yaml.ScalarNode, place: Place,
-                 done: dict[int, Any]) -> Problem | None:
-    """A scalar built by PyYAML's constructor (which keeps it for the document)."""
+def _constructed(loader: Any, node: yaml.ScalarNode) -> Any:
+    """A scalar built by PyYAML's constructor, or BadScalar."""
     try:
         value = loader.construct_object(node)
     except yaml.YAMLError as err:
-        return Problem(spelled(place), f"{_where(err)}{getattr(err, 'problem', None) or err}")
+        raise events.BadScalar(f"{_where(err)}{getattr(err, 'problem', None) or err}") from None
     except Exception as err:  # int('9' * 5000), date(2001, 13, 45), `!!timestamp abc`:
         # PyYAML's constructors raise what their parsing raises, not only YAMLError.
         line = node.start_mark.line + 1
         what = ("is a number too long to read" if node.tag.endswith(":int")
                 else f"{describe(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]} "
                      f"({err})")
-        return Problem(spelled(place), f"line {line}: {what}")
+        raise events.BadScalar(f"line {line}: {what}") from None
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        return Problem(spelled(place), f"line {node.start_mark.line + 1}: is a number too long to read")
-    done[id(node)] = value
-    return None
+        raise events.BadScalar(f"line {node.start_mark.line + 1}: is a number too long to read")
+    return value
 
 
 def load_data(path: Path) -> Any:

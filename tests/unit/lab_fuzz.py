@@ -12,6 +12,7 @@ how it ended: a rendered lab, or the LabError `kgen render` prints.
 
 from __future__ import annotations
 
+import copy
 import signal
 import tempfile
 import time
@@ -190,7 +191,9 @@ def _places(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]
 @st.composite
 def mutated_docs(draw: st.DrawFn) -> Any:
     """A drawn lab with 0-3 structural mutations."""
-    doc: Any = draw(valid_docs())
+    # A copy: strategies such as st.just() hand out the same object every time, and a
+    # mutation of it would change the next examples (Hypothesis calls that flaky).
+    doc: Any = copy.deepcopy(draw(valid_docs()))
     for _ in range(draw(st.integers(0, 3))):
         places = [p for p in _places(doc) if p]
         if not places:

@@ -9,9 +9,10 @@ from typing import Any
 
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generator.lab.errors import LabError
-from generator.lab.load import parse_yaml
+from generator.lab.load import _parse_thoroughly, parse_yaml
 from generator.lab.suggest import suggest
 from generator.lab.validate import _INLINED, _VALIDATOR, _fast
 from tests.unit.lab_fuzz import lab_files
@@ -57,12 +58,60 @@ def test_fast_paths_agree_with_pyyaml_and_jsonschema_on_drawn_files(data: bytes)
     assert _fast(_INLINED)(doc) == (next(_VALIDATOR.iter_errors(doc), None) is None)
 
 
+SUGGESTED = {"nodes", "pods", "services", "clients", "nodeNetwork", "podCIDR", "vxlan",
+             "nodeCIDRMaskSize", "serviceCIDR"}
+
+
+def difflibs(key: str, allowed: set[str]) -> str:
+    lowered = {k.lower(): k for k in allowed}
+    close = difflib.get_close_matches(key.lower(), sorted(lowered), n=1, cutoff=0.6)
+    return f"did you mean {lowered[close[0]]!r}?" if close else \
+        "known keys: " + ", ".join(sorted(allowed))
+
+
 def test_suggestions_are_difflibs() -> None:
-    allowed = {"nodes", "pods", "services", "clients", "nodeNetwork", "podCIDR", "vxlan"}
     for key in ["nodez", "node", "pod", "servics", "nodez12345", "x", "", "NODENETWORK",
-                "podcidrs", "vxlam", "clientz9", "zzzzzzzz"]:
-        lowered = {k.lower(): k for k in allowed}
-        close = difflib.get_close_matches(key.lower(), sorted(lowered), n=1, cutoff=0.6)
-        want = f"did you mean {lowered[close[0]]!r}?" if close else \
-            "known keys: " + ", ".join(sorted(allowed))
-        assert suggest(key, allowed) == want, key
+                "podcidrs", "vxlam", "clientz9", "zzzzzzzz", "nodecidrmasksizes" * 3]:
+        assert suggest(key, SUGGESTED) == difflibs(key, SUGGESTED), key
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(st.text(alphabet="nodespicvrtlxwkCIDRNMS0129z-", max_size=40))
+def test_suggestions_are_difflibs_for_any_key(key: str) -> None:
+    """The per-letter counting of every key at once rules out only what difflib would."""
+    assert suggest(key, SUGGESTED) == difflibs(key, SUGGESTED)
+
+
+PROBLEM_CASES = [
+    "a: 1\na: 2", "a: {b: 1, b: 2, c: [1, {d: 1, d: 2}]}", "a: &r [1, [2, *r]]", "a: &r {b: *r}",
+    "a: " + "[" * 40 + "]" * 40, "a: &x [1, 2]\nb: [*x, *x]", "a: *nowhere", "a: &x 1\nb: &x 2",
+    "a: 1\n---\nb: 2", "a: 2001-13-45", "a: !!int 9" + "9" * 100, "a: !!timestamp abc",
+    "{[1]: 2}", "{*x : 1}", "&x a: *x", "a: !foo x", "a: !!float abc\nb: !!float 1e3",
+    "a: !!str\nb: ! 12\nc: !!seq [1]\nd: !!map {e: 1}", "'1': a\n1: b", "<<: 1\n<<: 2",
+    "x: &l {a: b, c: d}\n" + "".join(f"p{i}: *l\n" for i in range(3000)), "a: [1, 2",
+]
+
+
+def _outcome(parse: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "read", _typed(parse(text, "lab.yaml"))
+    except LabError as err:
+        return "refused", str(err)
+
+
+def test_the_event_builder_reads_what_the_node_walk_reads() -> None:
+    for text in YAML_CASES + PROBLEM_CASES:
+        assert _outcome(parse_yaml, text) == _outcome(_parse_thoroughly, text), text
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(lab_files())
+def test_the_event_builder_reads_drawn_files_as_the_node_walk(data: bytes) -> None:
+    """The fast reading of a file and the thorough one: the same document, or the same
+    error lines."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    assert _outcome(parse_yaml, text) == _outcome(_parse_thoroughly, text)
