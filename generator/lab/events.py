@@ -7,7 +7,10 @@ alone). A lab file is plain YAML: lists, mappings with scalar keys, scalars, now
 and then an anchor. For those, this builder makes the document from the events
 in one pass, and makes the checks of `load._walk` as it goes: duplicate keys, an
 alias inside the value it names, the alias budget, the depth limit, scalars that
-cannot be built. Field paths are spelled out only for a problem.
+cannot be built. Field paths are spelled out only for a problem. A problem that
+ends the walk (a recursive alias, the budget, the depth) ends the list where it is
+met: the rest of the file is read only for a syntax error, which wins, as when the
+whole file is parsed first.
 
 Anything else (merge keys, tags on lists or mappings, complex or aliased keys, an
 undefined or repeated anchor, several documents) raises `NotPlain`: the caller

@@ -99,9 +99,26 @@ def _outcome(parse: Any, text: str) -> tuple[str, Any]:
         return "refused", str(err)
 
 
+STOPS = ("a recursive structure", "aliases expand the file", "nested deeper than")
+
+
+def _same_reading(text: str) -> None:
+    """The same document, or the same error lines. A problem that ends the walk (a
+    recursive alias, the alias budget, the depth limit) ends the event builder's list
+    where it is met; the node walk also lists the repeated keys of the mappings around
+    it that come later in the file. So then: the same last line, and no line of its own."""
+    fast, thorough = _outcome(parse_yaml, text), _outcome(_parse_thoroughly, text)
+    if fast[0] == thorough[0] == "refused" and any(s in thorough[1] for s in STOPS):
+        fast_lines, thorough_lines = fast[1].splitlines(), thorough[1].splitlines()
+        assert fast_lines[-1] == thorough_lines[-1], text
+        assert set(fast_lines) <= set(thorough_lines), text
+    else:
+        assert fast == thorough, text
+
+
 def test_the_event_builder_reads_what_the_node_walk_reads() -> None:
-    for text in YAML_CASES + PROBLEM_CASES:
-        assert _outcome(parse_yaml, text) == _outcome(_parse_thoroughly, text), text
+    for text in YAML_CASES + PROBLEM_CASES + ["a: {b: 1, c: &r [*r], b: 2}"]:
+        _same_reading(text)
 
 
 @settings(max_examples=150, derandomize=True, database=None, deadline=None,
@@ -114,4 +131,4 @@ def test_the_event_builder_reads_drawn_files_as_the_node_walk(data: bytes) -> No
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return
-    assert _outcome(parse_yaml, text) == _outcome(_parse_thoroughly, text)
+    _same_reading(text)

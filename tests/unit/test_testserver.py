@@ -54,6 +54,39 @@ def test_http_endpoints(server: tuple[int, int, subprocess.Popen[bytes]]) -> Non
     assert not missing["ok"] and "404" in missing["error"]
 
 
+def test_http_keeps_the_connection_as_http_1_1_does(
+        server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    """Two requests on one connection (keep-alive), then `Connection: close` ends it; a
+    method other than GET is refused (501), a line that is not a request too (400)."""
+    import http.client
+
+    http_port, _, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
+    try:
+        for path, body in (("/hostname", b"pod-x"), ("/echo?msg=again", b"again")):
+            conn.request("GET", path)
+            answer = conn.getresponse()
+            assert (answer.status, answer.read(), answer.getheader("Content-Type")) == \
+                (200, body, "text/plain")
+        conn.request("POST", "/hostname", body=b"")
+        refused = conn.getresponse()
+        assert refused.status == 501 and refused.read() == b"unsupported method"
+        conn.request("GET", "/healthz", headers={"Connection": "close"})
+        last = conn.getresponse()
+        assert last.status == 200 and last.read() == b"ok" and last.will_close
+    finally:
+        conn.close()
+    with socket.create_connection(("127.0.0.1", http_port), timeout=5) as raw:
+        raw.sendall(b"nonsense\r\n\r\n")
+        reply = b""
+        for _ in range(100):  # until the server closes the connection after the error
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n") and reply.endswith(b"bad request")
+
+
 def test_udp_commands(server: tuple[int, int, subprocess.Popen[bytes]]) -> None:
     _, udp, _ = server
     assert ask("udp", udp, "hostname")["answer"] == "pod-x"
