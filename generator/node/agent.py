@@ -45,6 +45,7 @@ from generator.node.feeds import FeedLimiter, feed_interval
 from generator.node.healthcheck import HealthServers
 from generator.node.lb_election import lb_announcers, local_ready_endpoints
 from generator.node.netpol_sync import NetpolSync
+from generator.node.peer_files import PeerFiles
 from generator.node.pod_dns import ZoneWriter, dns_settings
 from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
@@ -76,9 +77,8 @@ class Agent:
         self.stop = threading.Event()
         self.last_published: dict[str, Any] | None = None
         # Peers: their published documents, the stamps they were read at, and who is live.
-        self.dir_stamp: tuple[int, int, int] | None = None
-        self.peer_docs: dict[str, NodeState] = {}
-        self.peer_stamps: dict[str, tuple[int, int, int] | None] = {}
+        self.peer_files = PeerFiles(state_dir)
+        self.peer_docs = self.peer_files.docs  # the same dict, kept up to date by peer_files
         self.live: set[str] = set()
         self.expiry: dict[str, float] = {}  # when each peer's heartbeat runs out (wall clock)
         self.busy_until = 0.0
@@ -278,35 +278,10 @@ class Agent:
         return [n["name"] for n in self.cluster["nodes"] if n["name"] != self.node]
 
     def watch_peers(self, force: bool = False) -> bool:
-        """Re-read the state files that changed since the last look: an agent replaces
-        its file by rename, which changes the directory's mtime, so one stat of the
-        directory says whether any file needs a look at all."""
-        stamp = file_stamp(self.state_dir)
-        if stamp == self.dir_stamp and not force:
-            return False
-        self.dir_stamp = stamp
-        changed = False
-        peers = self.peers()
-        for name in peers:
-            path = self.state_dir / f"{name}.json"
-            peer_stamp = file_stamp(path)
-            if peer_stamp == self.peer_stamps.get(name, ()):
-                continue
-            self.peer_stamps[name] = peer_stamp
-            doc = read_json(path)
-            if not isinstance(doc, dict):
-                doc = None
-            if doc is None:
-                changed |= self.peer_docs.pop(name, None) is not None
-            elif _pods_of(doc) != _pods_of(self.peer_docs.get(name)):
-                self.peer_docs[name] = doc
-                changed = True
-                self.expiry.pop(name, None)  # a peer that just wrote is likely live: look now
-            else:
-                self.peer_docs[name] = doc
-        for gone in set(self.peer_docs) - set(peers):
-            del self.peer_docs[gone]
-            changed = True
+        """Re-read the state files that changed since the last look."""
+        changed, wrote = self.peer_files.watch(self.peers(), force)
+        for name in wrote:
+            self.expiry.pop(name, None)  # a peer that just wrote is likely live: look now
         return changed
 
     def watch_liveness(self) -> bool:
@@ -376,10 +351,6 @@ class Agent:
         if doc != self.last_published:
             write_json_atomic(self.state_dir / f"{self.node}.json", doc)
             self.last_published = doc
-
-
-def _pods_of(doc: NodeState | None) -> Any:
-    return doc.get("pods") if doc is not None else None
 
 
 def main() -> None:

@@ -14,8 +14,10 @@ import pytest
 
 from generator.node import contract
 from generator.node.agent import Agent
+from generator.node.contract import file_stamp
 from generator.node.netpol.spec import netpol_digest
 from generator.node.overlay import neighbour_commands, route_commands
+from generator.node.peer_files import RACY_NS
 from generator.node.pods import (
     BACKOFF_INITIAL,
     BACKOFF_MAX,
@@ -197,6 +199,28 @@ def test_peers_are_reread_only_when_the_directory_changed(tmp_path: Path) -> Non
     publish(state, "n2", {"p2": {"ip": "10.0.2.2", "state": "Pending"}})
     assert a.watch_peers() is True
     assert set(a.peer_docs) == {"n1", "n2"}
+
+
+def test_a_rename_in_the_same_clock_tick_is_not_missed(tmp_path: Path) -> None:
+    """The kernel stamps the directory from a coarse clock: a second rename within one
+    tick leaves its mtime as it was. A stamp that fresh is not trusted (100 nodes: one
+    agent missed a peer's last change and its proxy stayed a sync behind for good)."""
+    a = agent(tmp_path)
+    state = tmp_path / "state"
+    for node in ("n1", "n2"):
+        publish(state, node, {f"p-{node}": {"ip": "10.0.1.2", "state": "Pending"}})
+    assert a.watch_peers() is True
+    before = state.stat()
+    publish(state, "n2", {"p-n2": {"ip": "10.0.1.2", "state": "Running"}})  # replaced
+    os.utime(state, ns=(before.st_atime_ns, before.st_mtime_ns))  # within the same tick
+    assert file_stamp(state) == a.peer_files.dir_stamp or a.peer_files.dir_stamp is None
+    assert a.watch_peers() is True
+    assert a.peer_docs["n2"]["pods"]["p-n2"]["state"] == "Running"
+    # An old stamp is trusted: nothing more is read until the directory changes again.
+    old = time.time_ns() - 10 * RACY_NS
+    os.utime(state, ns=(old, old))
+    assert a.watch_peers() is False and a.peer_files.dir_stamp == file_stamp(state)
+    assert a.watch_peers() is False
 
 
 def test_liveness_looks_again_only_when_a_heartbeat_runs_out(tmp_path: Path,
