@@ -9,12 +9,16 @@ FEED_INTERVAL = 1.0  # kube-proxy's default iptables minSyncPeriod
 FEED_BURST = 2  # kube-proxy's burstSyncs: two syncs back to back, then one per minSyncPeriod
 # Large clusters raise kube-proxy's minSyncPeriod: every node's proxy re-syncs as pods
 # anywhere come and go, so at 1 s a lab coming up costs nodes x seconds of syncs, and
-# all of a lab's nodes share the host's few CPUs. One more second per this many nodes.
-NODES_PER_FEED_SECOND = 25
+# all of a lab's nodes share the host's few CPUs. One more second per this many nodes
+# (one per 25 nodes was too few: at 100 nodes, with a proxy input every 4 s, the
+# programs each agent ran while the lab came up (iptables-restore, ip, nft...) took
+# 0.9 s of CPU per node), up to MAX_FEED_INTERVAL.
+NODES_PER_FEED_SECOND = 10
+MAX_FEED_INTERVAL = 10.0
 
 
 def feed_interval(nodes: int) -> float:
-    return max(FEED_INTERVAL, nodes / NODES_PER_FEED_SECOND)
+    return min(MAX_FEED_INTERVAL, max(FEED_INTERVAL, nodes / NODES_PER_FEED_SECOND))
 
 
 class FeedLimiter:

@@ -36,7 +36,6 @@ log = logging.getLogger("kgen.netpol")
 
 Runner = Callable[..., proc.Completed]
 RETRY_PERIOD = 5.0  # seconds before a failed write is tried again
-IDLE_WAKE = 1.0
 
 
 class WriteFailed(Exception):
@@ -82,7 +81,10 @@ class NetpolSync:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.wake.wait(IDLE_WAKE)
+            # Woken by a change (or stop); a timed wake only while a failed write waits
+            # for its retry: an idle node's thread costs nothing.
+            self.wake.wait(None if self.error is None else
+                           max(0.0, self.retry_at - time.monotonic()))
             if stop.is_set():
                 return
             now = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.node.feeds import FEED_INTERVAL, FeedLimiter, feed_interval
+from generator.node.feeds import FEED_INTERVAL, MAX_FEED_INTERVAL, FeedLimiter, feed_interval
 
 
 def test_two_feeds_at_once_then_one_per_interval() -> None:
@@ -21,11 +21,12 @@ def test_two_feeds_at_once_then_one_per_interval() -> None:
     assert limiter.take(start + 10) and limiter.take(start + 10) and not limiter.take(start + 10)
 
 
-def test_the_interval_grows_with_the_lab() -> None:
+def test_the_interval_grows_with_the_lab_up_to_its_bound() -> None:
     assert feed_interval(3) == FEED_INTERVAL == 1.0
-    assert feed_interval(25) == 1.0
-    assert feed_interval(100) == 4.0
-    assert feed_interval(250) == 10.0
+    assert feed_interval(10) == 1.0
+    assert feed_interval(25) == 2.5
+    assert feed_interval(100) == 10.0
+    assert feed_interval(250) == MAX_FEED_INTERVAL == 10.0
 
 
 def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path: Path) -> None:
