@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,9 +20,21 @@ NODE_IMAGE = "kgen-node"
 REMOVE_WORKERS = 8
 
 
-def _remove(container: Any) -> None:
-    with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile: what down wants
-        container.remove(force=True)
+REMOVE_TRIES = 3  # a busy engine may miss a kill's exit event (seen at 250 nodes)
+
+
+def remove_container(container: Any) -> str | None:
+    """None once the container is gone; else what the engine said the last time."""
+    said = ""
+    for _ in range(REMOVE_TRIES):
+        try:
+            container.remove(force=True)
+            return None
+        except docker.errors.NotFound:  # gone meanwhile: what down wants
+            return None
+        except docker.errors.APIError as err:
+            said = str(err.explanation or err)
+    return said
 
 
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
@@ -40,7 +51,10 @@ def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list
     containers = lab_containers(client, name)
     # A few at a time: one by one, a 250-node lab takes minutes to go.
     with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
-        list(pool.map(_remove, containers))
+        left = [said for said in pool.map(remove_container, containers) if said is not None]
+    if left:  # every other container is gone: one line, and down can be run again
+        raise RuntimeFailure(f"{len(left)} of {len(containers)} containers of lab {name} could "
+                             f"not be removed (the engine said: {left[0]}); run kgen down again")
     removed = [f"container {c.name}" for c in containers] + removed_remote
     networks = client.networks.list(filters={"label": f"{LABEL}={name}"})
     networks += [n for n in client.networks.list(names=[network_name(name)])

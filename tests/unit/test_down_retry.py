@@ -1,0 +1,44 @@
+"""`kgen down` when the engine is too busy to kill a container in time (250 nodes at
+load 400: "tried to kill container, but did not receive an exit event")."""
+
+from __future__ import annotations
+
+import docker.errors
+
+from generator.runtime.down import REMOVE_TRIES, remove_container
+
+
+class Busy:
+    """A container whose engine misses the kill's exit event `misses` times."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses, self.calls = misses, 0
+
+    def remove(self, force: bool) -> None:
+        assert force
+        self.calls += 1
+        if self.calls <= self.misses:
+            raise docker.errors.APIError(
+                "500 Server Error", explanation="tried to kill container, but did not "
+                                                "receive an exit event")
+
+
+class Gone:
+    def remove(self, force: bool) -> None:
+        raise docker.errors.NotFound("no such container")
+
+
+def test_a_missed_exit_event_is_tried_again() -> None:
+    busy = Busy(misses=REMOVE_TRIES - 1)
+    assert remove_container(busy) is None and busy.calls == REMOVE_TRIES
+
+
+def test_an_engine_that_keeps_missing_it_is_reported_after_a_bounded_number_of_tries() -> None:
+    busy = Busy(misses=REMOVE_TRIES + 5)
+    said = remove_container(busy)
+    assert busy.calls == REMOVE_TRIES
+    assert said == "tried to kill container, but did not receive an exit event"
+
+
+def test_a_container_gone_meanwhile_is_what_down_wants() -> None:
+    assert remove_container(Gone()) is None
