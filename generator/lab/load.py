@@ -72,7 +72,7 @@ def parse_yaml(text: str, source: str = "") -> Any:
     """The YAML document, or LabError: a syntax error, or every problem of the tree."""
     loader = Loader(text)
     try:
-        built = events.build(loader, _event_scalar, MAX_DEPTH, ALIAS_BUDGET)
+        built = events.build(loader, _scalar_value, MAX_DEPTH, ALIAS_BUDGET)
     except events.NotPlain:  # merge keys, tagged collections...: the thorough way
         return _parse_thoroughly(text, source)
     except yaml.YAMLError as err:
@@ -266,19 +266,16 @@ def _duplicates(node: yaml.MappingNode, place: Place) -> list[tuple[int, Problem
 def _scalar(walk: _Walk, node: yaml.ScalarNode, place: Place, done: dict[int, Any]) -> None:
     """Build one scalar now, where its path is known: its value, or a problem."""
     try:
-        done[id(node)] = _scalar_value(walk.loader, node.tag, node.value, node)
+        done[id(node)] = _scalar_value(walk.loader, node.tag, node)
     except events.BadScalar as bad:
         walk.problems.append((node.start_mark.index, Problem(spelled(place), str(bad))))
 
 
-def _event_scalar(loader: Any, tag: str, event: yaml.ScalarEvent) -> Any:
-    return _scalar_value(loader, tag, event.value, event)
-
-
-def _scalar_value(loader: Any, tag: str, text: str, source: Any) -> Any:
-    """A scalar's value, or BadScalar. Strings, nulls, booleans and plain decimal
-    integers are built here as PyYAML's safe constructor builds them; the rest by that
-    constructor (`source`, a node or an event, gives the marks and style)."""
+def _scalar_value(loader: Any, tag: str, source: Any) -> Any:
+    """A scalar's value, or BadScalar. `source` is its node or its event (text, marks,
+    style); `tag` its resolved tag. Strings, nulls, booleans and plain decimal integers
+    are built here as PyYAML's safe constructor builds them; the rest by that constructor."""
+    text = source.value
     if tag == _STR:
         return text
     if tag == _NULL:

@@ -78,7 +78,6 @@ class Agent:
         self.last_published: dict[str, Any] | None = None
         # Peers: their published documents, the stamps they were read at, and who is live.
         self.peer_files = PeerFiles(state_dir)
-        self.peer_docs = self.peer_files.docs  # the same dict, kept up to date by peer_files
         self.live: set[str] = set()
         self.expiry: dict[str, float] = {}  # when each peer's heartbeat runs out (wall clock)
         self.busy_until = 0.0
@@ -92,6 +91,11 @@ class Agent:
         self.missed_heartbeat = threading.Event()  # set by the heartbeat thread
         self.feeds = FeedLimiter()
         self.started = time.monotonic()
+
+    @property
+    def peer_docs(self) -> dict[str, NodeState]:
+        """The peers' published documents, as last read."""
+        return self.peer_files.docs
 
     def me(self) -> NodeSpec:
         assert self.cluster is not None

@@ -37,6 +37,17 @@ def remove_container(container: Any) -> str | None:
     return said
 
 
+def remove_containers(containers: list[Any], lab: str, where: str = "") -> None:
+    """Remove them, a few at a time (one by one, a 250-node lab takes minutes to go);
+    RuntimeFailure in one line when any is left, once every other one is gone."""
+    with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
+        left = [said for said in pool.map(remove_container, containers) if said is not None]
+    if left:
+        raise RuntimeFailure(f"{len(left)} of {len(containers)} containers of lab {lab}{where} "
+                             f"could not be removed (the engine said: {left[0]}); run kgen "
+                             "down again")
+
+
 def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list[str]:
     from generator.runtime.hostcli import recorded_engines
 
@@ -49,12 +60,7 @@ def down(client: docker.DockerClient, name: str, paths: LabPaths | None) -> list
     else:
         removed_remote = []
     containers = lab_containers(client, name)
-    # A few at a time: one by one, a 250-node lab takes minutes to go.
-    with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
-        left = [said for said in pool.map(remove_container, containers) if said is not None]
-    if left:  # every other container is gone: one line, and down can be run again
-        raise RuntimeFailure(f"{len(left)} of {len(containers)} containers of lab {name} could "
-                             f"not be removed (the engine said: {left[0]}); run kgen down again")
+    remove_containers(containers, name)
     removed = [f"container {c.name}" for c in containers] + removed_remote
     networks = client.networks.list(filters={"label": f"{LABEL}={name}"})
     networks += [n for n in client.networks.list(names=[network_name(name)])

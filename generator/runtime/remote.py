@@ -11,7 +11,6 @@ The documents come back through the engines too (runtime/hoststate.py).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import subprocess
 import tarfile
@@ -116,6 +115,7 @@ def down_hosts(name: str, cluster: Cluster | None) -> list[str]:
     may be on: its hosts, and every engine `kgen up` recorded (a lab whose files are
     gone). Containers go first everywhere: the overlay network goes only once no
     engine has a member attached to it."""
+    from generator.runtime.down import remove_containers
     from generator.runtime.hostcli import forget_engine, recorded_engines
     from generator.runtime.swarm import engine_client, lab_objects
 
@@ -128,10 +128,9 @@ def down_hosts(name: str, cluster: Cluster | None) -> list[str]:
             continue
     removed: list[str] = []
     for value, client in clients.items():
-        for container in lab_objects(client, name)["containers"]:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-            removed.append(f"container {container.name} on {value}")
+        containers = lab_objects(client, name)["containers"]
+        remove_containers(containers, name, f" on {value}")
+        removed += [f"container {container.name} on {value}" for container in containers]
     for value, client in clients.items():
         removed += _remove_shared_objects(client, name, value)
         if not client.containers.list(all=True, filters={"label": "kgen.lab"}):

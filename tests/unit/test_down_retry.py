@@ -4,8 +4,10 @@ load 400: "tried to kill container, but did not receive an exit event")."""
 from __future__ import annotations
 
 import docker.errors
+import pytest
 
-from generator.runtime.down import REMOVE_TRIES, remove_container
+from generator.runtime.down import REMOVE_TRIES, remove_container, remove_containers
+from generator.runtime.errors import RuntimeFailure
 
 
 class Busy:
@@ -42,3 +44,13 @@ def test_an_engine_that_keeps_missing_it_is_reported_after_a_bounded_number_of_t
 
 def test_a_container_gone_meanwhile_is_what_down_wants() -> None:
     assert remove_container(Gone()) is None
+
+
+def test_what_is_left_is_named_in_one_line_once_every_other_container_is_gone() -> None:
+    stuck, fine = Busy(misses=REMOVE_TRIES + 5), Busy(misses=0)
+    with pytest.raises(RuntimeFailure) as err:
+        remove_containers([stuck, fine], "big", " on ssh://h2")
+    assert fine.calls == 1 and stuck.calls == REMOVE_TRIES
+    assert str(err.value) == ("1 of 2 containers of lab big on ssh://h2 could not be removed "
+                              "(the engine said: tried to kill container, but did not receive "
+                              "an exit event); run kgen down again")
