@@ -6,8 +6,8 @@ creates whatever kube-proxy's mode, before kube-proxy starts:
 - KUBE-FIREWALL in filter, jumped to (prepended) from INPUT and OUTPUT, dropping
   connections to 127.0.0.0/8 from elsewhere (localhost NodePorts with
   route_localnet=1 must not open the node's loopback services to the network);
-- KUBE-KUBELET-CANARY in mangle, nat and filter: when a table is flushed the canary
-  goes with it, and kubelet (checking once a minute) puts everything back.
+- KUBE-KUBELET-CANARY in mangle, nat and filter: a firewall reload deletes them, and
+  kubelet (looking at mangle's once a minute, canary.py) puts everything back.
 
 In iptables mode kube-proxy writes KUBE-FIREWALL's rule too (its
 iptablesKubeletJumpChains), the same rule, so the two never disagree.
@@ -19,14 +19,14 @@ import logging
 from collections.abc import Callable, Sequence
 from subprocess import CompletedProcess
 
-from generator.node import proc
+from generator.node import canary, proc
 
 log = logging.getLogger("kgen.kubelet")
 
 HINT_CHAIN = "KUBE-IPTABLES-HINT"
 FIREWALL_CHAIN = "KUBE-FIREWALL"
 CANARY_CHAIN = "KUBE-KUBELET-CANARY"
-CANARY_TABLES = ("mangle", "nat", "filter")
+CANARY_TABLES = canary.TABLES
 CANARY_PERIOD = 60.0  # kubelet's iptClient.Monitor interval
 LOCALNET_RULE = ["-m", "comment", "--comment", "block incoming localnet connections",
                  "-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack",
@@ -61,13 +61,10 @@ def sync(run: Run = proc.run) -> None:
         _ensure_chain(run, table, CANARY_CHAIN)
 
 
-def canaries_present(run: Run = proc.run) -> bool:
-    return all(_iptables(run, table, "-S", CANARY_CHAIN) for table in CANARY_TABLES)
-
-
 def check_and_repair(run: Run = proc.run) -> bool:
-    """kubelet's canary monitor: True when a canary was gone and everything was put back."""
-    if canaries_present(run):
+    """kubelet's canary monitor (canary.py): True when a reload had flushed the tables
+    and everything was put back."""
+    if not canary.flushed(lambda table: _iptables(run, table, "-S", CANARY_CHAIN), CANARY_TABLES):
         return False
     log.warning("kubelet canary chain missing: iptables rules put back")
     sync(run)

@@ -91,14 +91,17 @@ def test_3_nat_flushed_fails_exactly_its_dependents(brk: RunningLab) -> None:
     # Pause the node agent, or its proxy's canary would restore the rules at once.
     brk.exec("node-0", "pkill", "-STOP", "-f", AGENT)
     try:
-        # What a firewall reload does: flush the table and delete its chains.
-        brk.exec("node-0", "iptables", "-t", "nat", "-F")
-        brk.exec("node-0", "iptables", "-t", "nat", "-X")
+        # What a firewall reload does: flush the tables and delete their chains; nat is
+        # the break, mangle (nothing but the canaries and a hint) is where kube-proxy's
+        # canary monitor looks.
+        for table in ("nat", "mangle"):
+            brk.exec("node-0", "iptables", "-t", table, "-F")
+            brk.exec("node-0", "iptables", "-t", table, "-X")
         assert failing(brk) == expected
     finally:
         brk.exec("node-0", "pkill", "-CONT", "-f", AGENT)
-    # The canary chain is gone too: the proxy notices at its next canary check (every sync
-    # period, 30 s, as kube-proxy) and writes the whole ruleset again.
+    # The canary chains are gone too: the proxy notices at its next canary check (every
+    # sync period, 30 s, as kube-proxy) and writes the whole ruleset again.
     assert until_healthy(brk, timeout=SYNC_PERIOD * 2 + 15) == set()
     # What the break leaves behind, in Kubernetes too: conntrack entries of the requests
     # made while the NAT was gone (a SYN_SENT entry lives 120 s, never DNATed). A new

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from generator.node.canary import FLUSH_TIMEOUT
+from generator.node.proxy.loop import SYNC_PERIOD
 from tests.conftest import ROOT
 from tests.lab.conftest import KGEN, RunningLab, bring_up
 
@@ -343,8 +345,9 @@ def test_bridge_down_ends_where_the_packet_died(tlab: RunningLab, agent_paused: 
 
 
 def test_nat_flushed_ends_where_the_packet_died(tlab: RunningLab, agent_paused: None) -> None:
-    tlab.exec("node-0", "iptables", "-t", "nat", "-F")
-    tlab.exec("node-0", "iptables", "-t", "nat", "-X")
+    for table in ("nat", "mangle"):  # a firewall reload: mangle holds the polled canary
+        tlab.exec("node-0", "iptables", "-t", table, "-F")
+        tlab.exec("node-0", "iptables", "-t", table, "-X")
     # By address: a name would first be looked up, and kube-dns is behind the same NAT.
     web = next(s for s in cluster(tlab)["services"] if s["name"] == "web")
     doc = trace(tlab, "pod-0", web["clusterIP"], "--port", str(web["ports"][0]["port"]))
@@ -354,7 +357,9 @@ def test_nat_flushed_ends_where_the_packet_died(tlab: RunningLab, agent_paused: 
     last = hops(doc)[-1]
     assert last["node"] == "node-0" and last["step"] == "drop"
     assert "never translated" in last["detail"]
-    deadline = time.monotonic() + 30
+    # The canary is looked at every sync period; the other tables' canaries are waited
+    # for up to FLUSH_TIMEOUT (filter's stays: the reload here spared it).
+    deadline = time.monotonic() + SYNC_PERIOD + FLUSH_TIMEOUT + 10
     while "KUBE-SERVICES" not in tlab.exec("node-0", "iptables-save", "-t", "nat").stdout:
         assert time.monotonic() < deadline, "the proxy did not restore the nat table"
         time.sleep(0.5)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from generator.checks.kinds.nodeport import reach_requests
 from generator.checks.kinds.pod_to_pod import pod_matrix
 from generator.checks.plan import plan
 from generator.checks.stats import FALSE_FAILURE, hit_requests, miss_probability, spread_requests
@@ -170,6 +171,45 @@ def test_a_large_lab_gets_a_plan_that_grows_with_node_pairs() -> None:
     web = next(c for c in checks if c.id.startswith("clusterip[web:80 from "))
     assert len(web.params["backends"]) == 50 and web.params["requests"] == spread_requests(50)
     assert len([c for c in checks if c.kind == "nodeport"]) == 50
+
+
+def test_a_large_service_spreads_through_five_nodes_and_is_reached_through_the_rest() -> None:
+    via = {c.params["node"]["name"]: c for c in plan(scale_state(50, 5)) if c.kind == "nodeport"}
+    assert {n for n, c in via.items() if c.params["spread"]} == {"n0", "n12", "n24", "n37", "n49"}
+    full = via["n0"]  # evenly over the lab, the first and the last
+    assert full.params["requests"] == spread_requests(50) and len(full.depends) > 1
+    reach = via["n1"]
+    # 50 backends, one per node: 5 draws all on one node has chance 50 * (1/50)^5.
+    assert reach.params["requests"] == 5 and reach.params["min_nodes"] == 2
+    assert reach.params["false_failure"] == pytest.approx(50 * 0.02 ** 5)
+    assert reach.params["false_failure"] <= FALSE_FAILURE
+    # Few draws may miss a broken backend: a reach check depends on the node's NAT only.
+    assert reach.depends == frozenset({"nat:n1"})
+
+
+def test_a_reach_check_wants_only_backends_and_answers_from_two_nodes() -> None:
+    reach = next(c for c in plan(scale_state(50, 5))
+                 if c.kind == "nodeport" and c.id.endswith("via n1]"))
+    node = reach.params["node"]
+
+    def judged(*answers: str) -> bool:
+        draws = {"sent": len(answers), "ok": len(answers), "errors": {}, "ms_max": 1.0,
+                 "answers": {a: 1 for a in answers}}
+        peers = {"sent": 1, "ok": 1, "errors": {}, "ms_max": 1.0,
+                 "answers": {f"{node['ip']}:40000": 1}}
+        return reach.judge(None, [draws, peers]).passed  # type: ignore[arg-type]
+
+    assert judged("p3-0", "p7-0")
+    assert not judged("p3-0")  # every answer from one node's backends
+    assert not judged("p3-0", "p7-1")  # p7-1 is not a backend of np
+
+
+def test_reach_requests_is_the_least_count_within_the_bound() -> None:
+    assert reach_requests([0.5, 0.5]) == 21  # 2 * 0.5^21 <= 1e-6 < 2 * 0.5^20
+    assert reach_requests([0.02] * 50) == 5
+    for shares in ([0.5, 0.5], [0.9, 0.1], [0.02] * 50):
+        r = reach_requests(shares)
+        assert sum(s ** r for s in shares) <= FALSE_FAILURE < sum(s ** (r - 1) for s in shares)
 
 
 # ---- issue 21: CategorizeEndpoints, topology and localhost NodePorts in the plan

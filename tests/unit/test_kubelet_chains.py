@@ -63,8 +63,10 @@ def test_a_flushed_table_is_put_back_by_the_canary_check(ns: str) -> None:
     run = runner(ns)
     kubelet_chains.sync(run)
     before = rules(ns, "filter")
-    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-F"], check=True)
-    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-X"], check=True)
+    # What a firewall reload does: flush and delete every chain of every table.
+    for table in ("mangle", "nat", "filter"):
+        for flag in ("-F", "-X"):
+            subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", table, flag], check=True)
     assert kubelet_chains.check_and_repair(run) is True
     assert rules(ns, "filter") == before
 

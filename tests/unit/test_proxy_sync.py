@@ -75,14 +75,22 @@ def test_partial_sync_rewrites_changed_chains_and_deletes_stale_ones(ns: str) ->
     assert "-A KUBE-SVC-X27LE4BHSL4DOUIK -j RETURN" in save(ns)
 
 
+def flush(ns: str, table: str) -> None:
+    for flag in ("-F", "-X"):
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", table, flag], check=True)
+
+
 def test_a_flushed_table_brings_a_full_resync(ns: str) -> None:
     p = proxier(ns)
     p.update(SERVICES, PODS)
     assert p.sync_once()
     assert p.canary_present()
-    # What a firewall reload does: flush and delete every chain of the table.
-    for flag in ("-F", "-X"):
-        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-t", "nat", flag], check=True)
+    # A flush of nat alone leaves mangle's canary, the one kube-proxy polls: unnoticed.
+    flush(ns, "nat")
+    assert p.canary_present()
+    # What a firewall reload does: flush and delete every chain of every table.
+    for table in ("mangle", "nat", "filter"):
+        flush(ns, table)
     assert not p.canary_present()
     assert p.sync_once()
     nat = save(ns)

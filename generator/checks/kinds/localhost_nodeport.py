@@ -10,22 +10,25 @@ nftables mode does not do this (kube-proxy does not support it there): no check.
 
 from __future__ import annotations
 
-from generator.checks.base import CommandCheck, LabView, Outcome, Pod, names, shown, svc_name
+from generator.checks.base import LabView, Outcome, Pod, ProbeCheck, names, shown, svc_name
+from generator.checks.batch import all_ok, answers, describe, job
 from generator.node.contract import NodeSpec, ServiceSpec
+from generator.node.documents import ProbeJob, ProbeSummary
 
-CURL = "curl -s -m 3 http://127.0.0.1:%s/hostname"
 
+class LocalhostNodePort(ProbeCheck):
+    """One request from the node's own network namespace (a node source has no pod's),
+    sent with the node's other probes, as `curl 127.0.0.1:<nodePort>` would."""
 
-class LocalhostNodePort(CommandCheck):
     kind = "localhost"
 
-    def run(self, lab: LabView) -> Outcome:
-        result = lab.host(self.source).run(CURL, str(self.params["nodePort"]))
-        answer = result.stdout.strip()
-        if result.rc != 0:
-            return Outcome(False, f"curl failed (exit {result.rc})")
-        ok = answer in self.params["backends"]
-        return Outcome(ok, f"answered by {answer or 'nothing'}")
+    def jobs(self, lab: LabView) -> list[ProbeJob]:
+        return [job(lab, self.source, "http", self.target, "/hostname")]
+
+    def judge(self, lab: LabView, summaries: list[ProbeSummary]) -> Outcome:
+        [s] = summaries
+        ok = all_ok(s) and answers(s) <= set(self.params["backends"])
+        return Outcome(ok, f"answered by {describe(s)}")
 
 
 def plan(svc: ServiceSpec, node: NodeSpec, proxy_mode: str,

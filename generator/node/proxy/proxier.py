@@ -20,6 +20,7 @@ import shlex
 import time
 from pathlib import Path
 
+from generator.node import canary
 from generator.node.proxy.loop import (
     FULL_SYNC_PERIOD,
     MIN_SYNC_PERIOD,
@@ -48,7 +49,7 @@ from generator.node.proxy.service import PortInfo
 log = logging.getLogger("kgen.proxy")
 
 CANARY = "KUBE-PROXY-CANARY"
-CANARY_TABLES = ("mangle", "nat", "filter")
+CANARY_TABLES = canary.TABLES
 STAGE = 500  # service ports per restore in a staged sync (see the benchmark)
 
 
@@ -106,13 +107,17 @@ class Proxier(BaseProxier[PortRules]):
         return min(self.last_full + FULL_SYNC_PERIOD, self.last_canary + self.sync_period) - now
 
     def canary_present(self) -> bool:
-        for table in CANARY_TABLES:
-            if self.run_cmd([*self.iptables_cmd, "-w", "-t", table, "-S", CANARY]).returncode:
-                if not self.need_full:
-                    log.warning("canary chain missing in %s: full resync", table)
-                self.need_full = True
-                return False
-        return True
+        """kube-proxy's canary monitor (canary.py): False, and a full resync next, once a
+        reload has flushed the tables."""
+        if not canary.flushed(self._canary_exists, CANARY_TABLES):
+            return True
+        if not self.need_full:
+            log.warning("canary chain missing in %s: full resync", CANARY_TABLES[0])
+        self.need_full = True
+        return False
+
+    def _canary_exists(self, table: str) -> bool:
+        return self.run_cmd([*self.iptables_cmd, "-w", "-t", table, "-S", CANARY]).returncode == 0
 
     # ---- one sync: the mode's hooks of the shared skeleton (loop.BaseProxier.sync_once)
 
