@@ -182,17 +182,21 @@ class ChecksPlugin:
 
 
 def _reason(report: pytest.TestReport) -> str:
-    text = str(report.longrepr or "failed").strip().splitlines()
-    return (text[-1] if text else "failed")[:200]
+    """What broke, in one line: the exception's own message (`Error: text`)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = (crash.message if crash is not None else str(report.longrepr or "")).strip()
+    return (text.splitlines()[0] if text else "failed")[:200]
 
 
 def pytest_args(keyword: str | None, junitxml: Path | None) -> list[str]:
     """Our own ini (none) and rootdir, so a project's pytest config does not leak in; the
     test functions are the kinds' names; no capture, so a progress display reaches the
-    terminal (pytest's own report goes to a buffer: kgen prints its own table)."""
+    terminal (pytest's own report goes to a buffer: kgen prints its own table). No
+    tracebacks in that report: pytest pairs every failure with every test's teardown
+    there, which took minutes for a 250-node lab's 33,000 checks."""
     from generator.checks.kinds import KINDS
 
-    args = [str(TEST_MODULE), "-q", "-s", "-p", "no:cacheprovider", "-c", os.devnull,
+    args = [str(TEST_MODULE), "-q", "-s", "--tb=no", "-p", "no:cacheprovider", "-c", os.devnull,
             "--rootdir", str(TEST_MODULE.parent), "-p", "generator.pytest_plugin",
             "-o", "python_functions=" + " ".join(k.test_name() for k in KINDS),
             "-o", "junit_suite_name=kgen-check", "-o", "console_output_style=classic"]

@@ -173,3 +173,24 @@ def test_up_raises_the_neighbour_table_to_fit_the_lab_and_never_lowers_it(tmp_pa
     (tmp_path / "gc_thresh3").write_text("1024\n")
     make_room(big, tmp_path)
     assert int((tmp_path / "gc_thresh1").read_text()) == 9000
+
+
+def test_a_check_that_broke_says_why_in_one_line(tmp_path: Path) -> None:
+    """A test that errors before its check's outcome (a fixture that raised) is reported
+    with the exception's own message, as pytest's `--tb=no` run still records it."""
+    from generator.checks.runner import _reason
+
+    (tmp_path / "test_broken.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef lab():\n"
+        "    raise RuntimeError('cannot reach the lab\\nsecond line')\n\n"
+        "def test_check(lab):\n    pass\n")
+    reports: list[pytest.TestReport] = []
+
+    class Keep:
+        def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+            if report.failed:
+                reports.append(report)
+
+    pytest.main([str(tmp_path / "test_broken.py"), "-q", "--tb=no", "-p", "no:cacheprovider"],
+                plugins=[Keep()])
+    assert [_reason(r) for r in reports] == ["RuntimeError: cannot reach the lab"]
