@@ -12,9 +12,11 @@ FEED_BURST = 2  # kube-proxy's burstSyncs: two syncs back to back, then one per 
 # all of a lab's nodes share the host's few CPUs. One more second per this many nodes
 # (one per 25 nodes was too few: at 100 nodes, with a proxy input every 4 s, the
 # programs each agent ran while the lab came up (iptables-restore, ip, nft...) took
-# 0.9 s of CPU per node), up to MAX_FEED_INTERVAL.
+# 0.9 s of CPU per node), up to MAX_FEED_INTERVAL (a cap of 10 s was too low: at 250
+# nodes each proxy re-synced its 500-endpoint service every 10 s for the whole of a
+# bring-up that took 1,472 s, 8.7 CPU s per node).
 NODES_PER_FEED_SECOND = 10
-MAX_FEED_INTERVAL = 10.0
+MAX_FEED_INTERVAL = 30.0
 
 
 def feed_interval(nodes: int) -> float:

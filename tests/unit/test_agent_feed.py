@@ -26,7 +26,8 @@ def test_the_interval_grows_with_the_lab_up_to_its_bound() -> None:
     assert feed_interval(10) == 1.0
     assert feed_interval(25) == 2.5
     assert feed_interval(100) == 10.0
-    assert feed_interval(250) == MAX_FEED_INTERVAL == 10.0
+    assert feed_interval(250) == 25.0
+    assert feed_interval(1000) == MAX_FEED_INTERVAL == 30.0
 
 
 def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path: Path) -> None:

@@ -175,8 +175,9 @@ def test_a_large_lab_gets_a_plan_that_grows_with_node_pairs() -> None:
 
 def test_a_large_service_spreads_through_five_nodes_and_is_reached_through_the_rest() -> None:
     via = {c.params["node"]["name"]: c for c in plan(scale_state(50, 5)) if c.kind == "nodeport"}
+    # Evenly over the lab, the first and the last among them.
     assert {n for n, c in via.items() if c.params["spread"]} == {"n0", "n12", "n24", "n37", "n49"}
-    full = via["n0"]  # evenly over the lab, the first and the last
+    full = via["n0"]
     assert full.params["requests"] == spread_requests(50) and len(full.depends) > 1
     reach = via["n1"]
     # 50 backends, one per node: 5 draws all on one node has chance 50 * (1/50)^5.
