@@ -293,7 +293,9 @@ def _scalar_value(loader: Any, tag: str, source: Any) -> Any:
 def _constructed(loader: Any, node: yaml.ScalarNode) -> Any:
     """A scalar built by PyYAML's constructor, or BadScalar."""
     try:
-        value = loader.construct_object(node)
+        # deep: a collection tag on a scalar (`!!set a0`) fails now, not in a constructor
+        # generator left for later (which would hand back an empty set).
+        value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as err:
         raise events.BadScalar(f"{_where(err)}{getattr(err, 'problem', None) or err}") from None
     except Exception as err:  # int('9' * 5000), date(2001, 13, 45), `!!timestamp abc`:

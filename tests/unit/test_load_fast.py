@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,6 +90,8 @@ PROBLEM_CASES = [
     "{[1]: 2}", "{*x : 1}", "&x a: *x", "a: !foo x", "a: !!float abc\nb: !!float 1e3",
     "a: !!str\nb: ! 12\nc: !!seq [1]\nd: !!map {e: 1}", "'1': a\n1: b", "<<: 1\n<<: 2",
     "x: &l {a: b, c: d}\n" + "".join(f"p{i}: *l\n" for i in range(3000)), "a: [1, 2",
+    "name: !!set a0\nnodes: [a0]",  # Hypothesis found it: an empty set, not an error
+    "a: !!omap x\nb: !!pairs y",
 ]
 
 
@@ -132,3 +135,11 @@ def test_the_event_builder_reads_drawn_files_as_the_node_walk(data: bytes) -> No
     except UnicodeDecodeError:
         return
     _same_reading(text)
+
+
+def test_a_collection_tag_on_a_scalar_is_refused_as_pyyaml_refuses_it() -> None:
+    for text in ("name: !!set a0\n", "name: !!omap a0\n", "name: !!pairs a0\n"):
+        with pytest.raises(yaml.constructor.ConstructorError):
+            yaml.load(text, Loader=yaml.CSafeLoader)
+        with pytest.raises(LabError, match="^name: line 1, column 7: expected a"):
+            parse_yaml(text)
