@@ -5,10 +5,13 @@ It plays kubelet and the network daemons of a node: reads the cluster state moun
 pods), feeds the kube-proxy clone with the pods of every live node, announces its
 LoadBalancer IPs, renews its heartbeat, and publishes what it has done in the state directory.
 
-Idle, it costs next to nothing: once a second one stat of the cluster file and one of the
-state directory, a peer's heartbeat only when its grace period runs out; it re-reads only
-the state files that changed and feeds the proxy only when something did. While something
-is on its way (pods starting, a proxy catching up) it looks five times as often.
+Idle, it costs next to nothing: its main loop sleeps until a file it reads changes, a
+pod's process ends or a peer comes or goes (waker.py), and wakes by itself only for
+kubelet's canary and a rare safety look; the heartbeat thread looks at a peer's
+heartbeat only when that peer's grace period is about to run out (liveness.py). It
+re-reads only the state files that changed and feeds the proxy only when something did.
+While something is on its way (pods starting, a proxy catching up) it looks five times
+a second.
 """
 
 from __future__ import annotations
@@ -32,10 +35,8 @@ from generator.node.contract import (
     PublishedPod,
     file_stamp,
     grace_period,
-    heartbeat_age,
     heartbeat_period,
     input_digest,
-    is_live,
     read_json,
     renew_heartbeat,
     serving_pods,
@@ -44,6 +45,7 @@ from generator.node.contract import (
 from generator.node.feeds import FeedLimiter, feed_interval
 from generator.node.healthcheck import HealthServers
 from generator.node.lb_election import lb_announcers, local_ready_endpoints
+from generator.node.liveness import PeerLiveness
 from generator.node.netpol_sync import NetpolSync
 from generator.node.peer_files import PeerFiles
 from generator.node.pod_dns import ZoneWriter, dns_settings
@@ -51,10 +53,14 @@ from generator.node.pods import PodManager, reset_leftovers
 from generator.node.proxy.loop import BaseProxier
 from generator.node.proxy.mode import make_proxier
 from generator.node.speaker import Speaker
+from generator.node.waker import Waker
 
 log = logging.getLogger("kgen.agent")
 
-IDLE_PERIOD = 1.0  # kubelet's PLEG relists once a second too
+IDLE_PERIOD = 1.0  # without inotify and pidfds: kubelet's PLEG relists once a second too
+# With them every change wakes the agent; it still looks by itself this often, as an
+# informer resyncs (a file system that sends no inotify events for a host's writes).
+QUIET_PERIOD = 10.0
 BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
 FIRST_FEED_HOLD = 5.0  # at most this long the first input waits for this node's own pods
@@ -78,8 +84,8 @@ class Agent:
         self.last_published: dict[str, Any] | None = None
         # Peers: their published documents, the stamps they were read at, and who is live.
         self.peer_files = PeerFiles(state_dir)
-        self.live: set[str] = set()
-        self.expiry: dict[str, float] = {}  # when each peer's heartbeat runs out (wall clock)
+        self.liveness = PeerLiveness(state_dir)
+        self.peer_names: list[str] = []
         self.busy_until = 0.0
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
@@ -89,8 +95,14 @@ class Agent:
         self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
         self.health = HealthServers()  # kube-proxy's health check node ports
         self.missed_heartbeat = threading.Event()  # set by the heartbeat thread
+        self.waker: Waker | None = None  # made by `run`: what ends the main loop's sleep
         self.feeds = FeedLimiter()
         self.started = time.monotonic()
+
+    @property
+    def live(self) -> frozenset[str]:
+        """The peers heard from within the grace period."""
+        return self.liveness.live
 
     @property
     def peer_docs(self) -> dict[str, NodeState]:
@@ -105,7 +117,9 @@ class Agent:
         # A fresh document (no pods yet) goes out before the first heartbeat, so
         # that a live heartbeat never vouches for pods of an earlier run.
         self.publish()
+        self.waker = Waker([self.cluster_file.parent, self.state_dir])
         while not self.stop.is_set():
+            stepped = time.monotonic()
             try:
                 self.step()
             except Exception as err:  # keep the node alive and say why in its state
@@ -113,14 +127,32 @@ class Agent:
                 self.error = f"{type(err).__name__}: {err}"
                 self.publish()
                 self.stop.wait(2.0)
-            self.stop.wait(self.period())
+            self.waker.watch_processes(self.pods.watched_pids())
+            self.waker.wait(self.period())
+            # Events come in bursts (a lab coming up: each peer's writes wake every agent):
+            # at most one step per BUSY_PERIOD, what arrives meanwhile is taken together.
+            self.stop.wait(max(0.0, stepped + BUSY_PERIOD - time.monotonic()))
         self.pods.stop_all()
         self.health.close()
 
+    def wake(self) -> None:
+        """End the main loop's sleep (any thread, or a signal handler)."""
+        if self.waker is not None:
+            self.waker.wake()
+
+    def shut_down(self) -> None:
+        self.stop.set()
+        self.wake()
+
     def period(self) -> float:
+        """How long the main loop may sleep unless woken."""
         now = time.monotonic()
-        busy = now < self.busy_until or self.pods.busy() or self.proxy_behind()
-        wait = BUSY_PERIOD if busy else IDLE_PERIOD
+        busy = now < self.busy_until or self.pods.busy() or self.proxy_behind() or (
+            self.netpol is not None and self.netpol.behind())
+        wait = BUSY_PERIOD if busy else (
+            QUIET_PERIOD if self.waker is not None and self.waker.complete else IDLE_PERIOD)
+        if self.kubelet_synced:
+            wait = min(wait, max(0.05, self.canary_checked + kubelet_chains.CANARY_PERIOD - now))
         if self.feed_pending:
             wait = min(wait, max(0.05, self.feeds.ready_in(now)))
         restart = self.pods.next_restart()
@@ -190,7 +222,7 @@ class Agent:
     def apply(self, cluster: Cluster) -> None:
         if not any(n["name"] == self.node for n in cluster["nodes"]):
             raise RuntimeError(f"node {self.node} is not in {self.cluster_file}")
-        self.cluster = cluster
+        self.learn_nodes(cluster)
         self.pods.dns = dns_settings(cluster)
         self.feeds.interval = feed_interval(len(cluster["nodes"]))
         log.info("applying generation %s", cluster["generation"])
@@ -209,6 +241,12 @@ class Agent:
         self.applied = cluster["generation"]
         self.error = None
 
+    def learn_nodes(self, cluster: Cluster) -> None:
+        """Take this generation's node list: who the peers are."""
+        self.cluster = cluster
+        self.peer_names = [n["name"] for n in cluster["nodes"] if n["name"] != self.node]
+        self.liveness.set_peers(self.peer_names)
+
     def ensure_heartbeat(self) -> None:
         if self.heartbeat is not None:
             return
@@ -224,11 +262,17 @@ class Agent:
                 now = time.monotonic()
                 if now - last > grace_period(self.cluster):
                     self.missed_heartbeat.set()
+                    self.wake()
                 last = now
-                if self.stop.wait(heartbeat_period(self.cluster)):
+                period = heartbeat_period(self.cluster)
+                if self.look_at_peers(horizon=period):
+                    self.wake()
+                if self.stop.wait(period):
                     return
 
-        # Its own thread: a long pod set-up or overlay sync never makes the node look dead.
+        # Its own thread: a long pod set-up or overlay sync never makes the node look dead,
+        # and a peer's end is seen on time. It looks at the peers whose grace runs out
+        # before its next beat: the main loop need not wake for them.
         self.heartbeat = threading.Thread(target=beat, name="heartbeat", daemon=True)
         self.heartbeat.start()
 
@@ -277,51 +321,23 @@ class Agent:
             self.pods.add_all(new)
             log.info("%d pods set up in %.2fs", len(new), time.monotonic() - started)
 
-    def peers(self) -> list[str]:
-        assert self.cluster is not None
-        return [n["name"] for n in self.cluster["nodes"] if n["name"] != self.node]
-
     def watch_peers(self, force: bool = False) -> bool:
         """Re-read the state files that changed since the last look."""
-        changed, wrote = self.peer_files.watch(self.peers(), force)
+        changed, wrote = self.peer_files.watch(self.peer_names, force)
         for name in wrote:
-            self.expiry.pop(name, None)  # a peer that just wrote is likely live: look now
+            self.liveness.look_now(name)  # a peer that just wrote is likely live
         return changed
 
-    def watch_liveness(self) -> bool:
-        """Which peers are live. A peer's heartbeat is looked at again only when the
-        grace period since its last renewal runs out (about once per grace period
-        per peer, not every second); a peer that is not live, once a second."""
+    def look_at_peers(self, horizon: float = 0.0, now: float | None = None) -> bool:
+        """Look at the heartbeats of the peers whose grace runs out within `horizon`
+        seconds (liveness.py); True when the live set changed."""
         assert self.cluster is not None
-        grace, now = grace_period(self.cluster), time.time()
-        peers = self.peers()
-        known = set(peers)
-        # No heartbeat runs out before the earliest expiry: one C-speed min instead of a
-        # Python loop over every peer each second (99 of them at 100 nodes).
-        if self.expiry and now < min(self.expiry.values()) and self.expiry.keys() >= known \
-                and self.live <= known:
-            return False
-        live = set(self.live)
-        for name in peers:
-            if self.expiry.get(name, 0.0) > now:
-                continue
-            age = heartbeat_age(self.state_dir, name, now)
-            if is_live(age, grace):
-                assert age is not None
-                live.add(name)
-                self.expiry[name] = now - age + grace
-            else:
-                live.discard(name)
-                self.expiry[name] = now + min(IDLE_PERIOD, grace / 4)
-        live &= known
-        if live == self.live:
-            return False
-        for name in sorted(self.live - live):
-            log.warning("node %s not heard from for %.0fs: NotReady, its endpoints go", name, grace)
-        for name in sorted(live - self.live):
-            log.info("node %s is live", name)
-        self.live = live
-        return True
+        return self.liveness.update(grace_period(self.cluster),
+                                    time.time() if now is None else now, horizon)
+
+    def watch_liveness(self) -> bool:
+        """Did the live set change since the main loop last asked?"""
+        return self.liveness.take_change()
 
     def feed_proxy(self) -> None:
         if self.proxier is None or self.cluster is None:
@@ -363,8 +379,8 @@ def main() -> None:
         sys.exit("kgen agent: set KGEN_NODE to this node's name")
     agent_logs.setup()
     agent = Agent(node)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: agent.shut_down())
+    signal.signal(signal.SIGINT, lambda *_: agent.shut_down())
     reset_leftovers()
     log.info("node agent for %s starting", node)
     agent.run()

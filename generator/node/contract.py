@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -392,7 +392,7 @@ def live_nodes(cluster: Cluster, state_dir: Path, now: float) -> set[str]:
 
 
 def serving_pods(cluster: Cluster, docs: dict[str, NodeState],
-                 live: set[str]) -> list[PublishedPod]:
+                 live: Set[str]) -> list[PublishedPod]:
     """What every proxy and `kgen status` make endpoints from: the published pods
     of live nodes only (of those, `ready_pods` are the endpoints)."""
     return published_pods(cluster, {n: d for n, d in docs.items() if n in live})

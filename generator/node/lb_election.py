@@ -4,6 +4,7 @@ that the node agents (who answers ARP) and the host (`kgen status`) both apply."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set
 
 from generator.node.contract import Cluster, PublishedPod, ServiceSpec, ready_pods, service_selects
 
@@ -15,12 +16,12 @@ from generator.node.contract import Cluster, PublishedPod, ServiceSpec, ready_po
 # announced. Agents (who answers ARP) and the host (`kgen status`) apply this one rule.
 
 
-def lb_announcer(ip: str, candidates: set[str]) -> str | None:
+def lb_announcer(ip: str, candidates: Set[str]) -> str | None:
     ranked = sorted(candidates, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
     return ranked[0] if ranked else None
 
 
-def lb_announcers(cluster: Cluster, pods: list[PublishedPod], live: set[str]
+def lb_announcers(cluster: Cluster, pods: list[PublishedPod], live: Set[str]
                   ) -> dict[str, str | None]:
     """Each LoadBalancer IP and the node that announces it (None: nobody may)."""
     ready = ready_pods(pods)

@@ -74,6 +74,10 @@ class NetpolSync:
             self.jumps_due = True
             self.wake.set()
 
+    def behind(self) -> bool:
+        """Is a wanted set of policies not in place yet (its status is about to change)?"""
+        return self.wanted[1] is not None and self.wanted[0] != self.digest
+
     def status(self) -> NetpolStatus:
         return {"digest": self.digest, "error": self.error}
 

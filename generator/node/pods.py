@@ -341,13 +341,21 @@ class PodManager:
     def _serving(self, pod: Pod, check_ports: bool = True) -> bool:
         for container in pod.containers.values():
             process = container.proc
-            if process is None or process.poll() is not None or container.restart_at is not None:
+            # `tick`'s _check has just polled it: its returncode is up to date.
+            if process is None or process.returncode is not None \
+                    or container.restart_at is not None:
                 return False
             ports = list(TEST_SERVER_PORTS.items()) if not container.spec.get("command") \
                 else [(str(p), int(n)) for p, n in container.spec.get("readyPorts") or []]
             if check_ports and not all(_listening(process.pid, p, n) for p, n in ports):
                 return False
         return True
+
+    def watched_pids(self) -> list[int]:
+        """The processes `tick` polls for an exit (the agent may wait on them instead)."""
+        return [c.proc.pid for p in self.pods.values() if p.state not in ("Failed", "Terminating")
+                for c in p.containers.values()
+                if c.restart_at is None and c.proc is not None and c.proc.returncode is None]
 
     def busy(self) -> bool:
         """Is any pod on its way somewhere (worth watching closely)?"""

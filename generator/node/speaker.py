@@ -57,7 +57,7 @@ def answer(frame: bytes, mac: bytes, owned: frozenset[bytes]) -> bytes | None:
     return arp_frame(REPLY, mac, tpa, sha, sha, spa)
 
 
-IDLE_WAKE = 5.0
+IDLE_WAKE = 60.0  # the longest sleep: it bounds only how late `stop` is seen
 
 
 class Speaker:
@@ -71,6 +71,7 @@ class Speaker:
         self.lock = threading.Lock()
         self.owned: frozenset[bytes] = frozenset()
         self.ips: frozenset[str] = frozenset()
+        self.owning = threading.Event()  # set while it owns any IP
 
     def announce(self, ips: set[str]) -> None:
         """Own exactly `ips` from now on; the ones newly owned get a gratuitous ARP."""
@@ -79,6 +80,10 @@ class Speaker:
             gained, lost = new - self.ips, self.ips - new
             self.ips = new
             self.owned = frozenset(ipaddress.IPv4Address(ip).packed for ip in new)
+            if new:
+                self.owning.set()
+            else:
+                self.owning.clear()
         for ip in sorted(gained):
             log.info("announcing %s on %s (gratuitous ARP)", ip, self.ifname)
             for frame in gratuitous(self.mac, ip):
@@ -91,9 +96,15 @@ class Speaker:
         node that was frozen cannot know whether another took its IPs meanwhile)."""
         with self.lock:
             self.ips, self.owned = frozenset(), frozenset()
+            self.owning.clear()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            # Owning nothing, it has nothing to answer: it sleeps until `announce` gives
+            # it an IP, not woken by every ARP frame of the node network (most nodes
+            # never own one). Frames queued meanwhile are answered once it owns an IP.
+            if not self.owning.wait(IDLE_WAKE):
+                continue
             # A frame wakes it; the timeout only bounds how late `stop` is seen (the
             # agent's threads are daemons: at exit they end with it anyway).
             ready, _, _ = select.select([self.sock], [], [], IDLE_WAKE)

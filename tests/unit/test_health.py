@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from generator.node import contract
+from generator.node import contract, liveness
 from generator.node.agent import Agent
 from generator.node.contract import file_stamp
 from generator.node.netpol.spec import netpol_digest
@@ -178,7 +178,7 @@ def test_an_exiting_container_restarts_at_once_then_backs_off(
 def agent(tmp_path: Path, grace: int = 6) -> Agent:
     a = Agent("n0", cluster_file=tmp_path / "cluster.json", state_dir=tmp_path / "state")
     (tmp_path / "state").mkdir(exist_ok=True)
-    a.cluster = cluster(grace)
+    a.learn_nodes(cluster(grace))
     return a
 
 
@@ -229,20 +229,54 @@ def test_liveness_looks_again_only_when_a_heartbeat_runs_out(tmp_path: Path,
     state = tmp_path / "state"
     beat(state, "n1", 1.0)
     beat(state, "n2", 7.0)
-    assert a.watch_liveness() is True and a.live == {"n1"}
+    now = time.time()
+    assert a.look_at_peers(now=now) is True and a.live == {"n1"}
+    assert a.watch_liveness() is True and a.watch_liveness() is False, "the main loop is told once"
     looked: list[str] = []
-    real = contract.heartbeat_age
+    real = liveness.heartbeat_mtime
 
-    def counting(state_dir: Path, node: str, now: float) -> float | None:
-        looked.append(node)
-        return real(state_dir, node, now)
+    def counting(path: str) -> float | None:
+        looked.append(Path(path).name)
+        return real(path)
 
-    monkeypatch.setattr("generator.node.agent.heartbeat_age", counting)
-    assert a.watch_liveness() is False
+    monkeypatch.setattr(liveness, "heartbeat_mtime", counting)
+    assert a.look_at_peers(now=now + 0.5) is False
     assert looked == [], "n1 has 5 s left and n2 is looked at once a second"
-    a.expiry["n1"] = 0.0  # n1's grace runs out: it has not renewed
-    beat(state, "n1", 6.5)
-    assert a.watch_liveness() is True and a.live == set()
+    assert a.look_at_peers(now=now + 1.01) is False and looked == ["n2"]
+    beat(state, "n1", 6.5)  # n1 has not renewed: its grace runs out
+    assert a.look_at_peers(now=now + 5.01) is True and a.live == set()
+    assert sorted(looked[1:]) == ["n1", "n2"]
+    a.liveness.look_now("n2")  # it wrote its state file
+    a.liveness.look_now("n2")
+    beat(state, "n2", 0.0)
+    assert a.look_at_peers(now=now + 5.02) is True and a.live == {"n2"}
+    assert looked[3:] == ["n2"], "looked at once, however often it wrote"
+
+
+def test_the_heartbeat_thread_looks_ahead_to_its_next_beat(tmp_path: Path) -> None:
+    """Peers whose grace runs out before the next beat are looked at now: a dead one is
+    seen at most one heartbeat period late, and nothing else need wake for it."""
+    a = agent(tmp_path, grace=6)
+    state = tmp_path / "state"
+    beat(state, "n1", 0.0)
+    beat(state, "n2", 3.0)
+    now = time.time()
+    assert a.look_at_peers(now=now) is True and a.live == {"n1", "n2"}
+    # n2's grace runs out at now + 3: a beat at now + 1.5 looking 2 s ahead looks at it
+    # (still live); the beat after, at now + 3.5, finds it gone.
+    assert a.look_at_peers(horizon=2.0, now=now + 1.5) is False
+    assert a.liveness.next["n2"] == pytest.approx(now + 3.0, abs=0.01)
+    assert a.look_at_peers(horizon=2.0, now=now + 3.5) is True and a.live == {"n1"}
+
+
+def test_liveness_forgets_a_node_that_left(tmp_path: Path) -> None:
+    a = agent(tmp_path, grace=6)
+    for node in ("n1", "n2"):
+        beat(tmp_path / "state", node, 0.0)
+    assert a.look_at_peers() is True and a.live == {"n1", "n2"}
+    a.liveness.set_peers(["n1"])
+    assert a.watch_liveness() is True and a.live == {"n1"}
+    assert a.look_at_peers() is False and len(a.liveness.due) == 1
 
 
 def test_the_agent_feeds_its_proxy_only_live_nodes_pods(tmp_path: Path) -> None:
@@ -263,7 +297,7 @@ def test_the_agent_feeds_its_proxy_only_live_nodes_pods(tmp_path: Path) -> None:
     beat(state, "n1", 0.5)
     beat(state, "n2", 60.0)
     a.watch_peers()
-    a.watch_liveness()
+    a.look_at_peers()
     a.feed_proxy()
     assert [p["name"] for p in proxy.pods] == ["p1"]
 
