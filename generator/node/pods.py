@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.node import proc
+from generator.node.backoff import next_backoff, restart_delay
 from generator.node.cni import runtime as cni
 from generator.node.cni.spec import CNIError
 from generator.node.contract import DEFAULT_TERMINATION_GRACE, ContainerSpec, PodSpec
@@ -47,10 +48,6 @@ IPAM_DIR = Path("/var/lib/cni/networks")
 LOG_DIR = Path("/var/log/kgen/pods")
 TEST_SERVER_PORTS = {"tcp": 8080, "udp": 8081}
 STOP_GRACE = 2.0
-# kubelet's container restart back-off (backOffPeriod, MaxContainerBackOff).
-BACKOFF_INITIAL = 10.0
-BACKOFF_MAX = 300.0
-BACKOFF_RESET = 2 * BACKOFF_MAX  # flowcontrol's hasExpired: an entry older than this is gone
 SETUP_WORKERS = 8
 
 
@@ -146,24 +143,6 @@ def _listening(pid: int, proto: str, port: int) -> bool:
         if cols[1].endswith(wanted) and cols[3] in ("0A", "07"):
             return True
     return False
-
-
-def restart_delay(backoff: float, updated: float, finished: float) -> float:
-    """How long after an exit at `finished` the restart waits: doBackOff's
-    IsInBackOffSince. No entry, or one not moved on for BACKOFF_RESET (the container
-    ran that long): at once; else the entry's window, counted from the exit."""
-    if backoff <= 0 or finished - updated > BACKOFF_RESET:
-        return 0.0
-    return backoff
-
-
-def next_backoff(backoff: float, updated: float, finished: float) -> float:
-    """The entry's window after a restart: flowcontrol.Backoff.Next (without its
-    jitter, which kubelet leaves at 0): 10 s for a new or expired entry, else doubled,
-    at most 300 s."""
-    if backoff <= 0 or finished - updated > BACKOFF_RESET:
-        return BACKOFF_INITIAL
-    return min(backoff * 2, BACKOFF_MAX)
 
 
 def pod_state(pod: Pod, serving: bool, now: float) -> str:

@@ -14,20 +14,12 @@ import pytest
 
 from generator.node import contract, liveness
 from generator.node.agent import Agent
+from generator.node.backoff import BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET, next_backoff, restart_delay
 from generator.node.contract import file_stamp
 from generator.node.netpol.spec import netpol_digest
 from generator.node.overlay import neighbour_commands, route_commands
 from generator.node.peer_files import RACY_NS
-from generator.node.pods import (
-    BACKOFF_INITIAL,
-    BACKOFF_MAX,
-    BACKOFF_RESET,
-    Container,
-    Pod,
-    next_backoff,
-    pod_state,
-    restart_delay,
-)
+from generator.node.pods import Container, Pod, pod_state
 
 
 def cluster(grace: int = 6, nodes: int = 3) -> dict[str, Any]:
