@@ -63,7 +63,7 @@ IDLE_PERIOD = 1.0  # without inotify and pidfds: kubelet's PLEG relists once a s
 QUIET_PERIOD = 10.0
 BUSY_PERIOD = 0.2
 BUSY_AFTER_CHANGE = 5.0  # seconds of close watching after anything changed
-FIRST_FEED_HOLD = 5.0  # at most this long the first input waits for this node's own pods
+FIRST_FEED_HOLD = 5.0  # at most this long a node coming up holds its input (may_feed)
 
 
 class Agent:
@@ -90,6 +90,7 @@ class Agent:
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
+        self.settled = False  # an input went out with no known pod Pending
         self.kubelet_synced = False
         self.canary_checked = 0.0
         self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)
@@ -151,14 +152,10 @@ class Agent:
             self.netpol is not None and self.netpol.behind())
         wait = BUSY_PERIOD if busy else (
             QUIET_PERIOD if self.waker is not None and self.waker.complete else IDLE_PERIOD)
-        if self.kubelet_synced:
-            wait = min(wait, max(0.05, self.canary_checked + kubelet_chains.CANARY_PERIOD - now))
-        if self.feed_pending:
-            wait = min(wait, max(0.05, self.feeds.ready_in(now)))
-        restart = self.pods.next_restart()
-        if restart is not None:
-            wait = min(wait, max(0.05, restart - now))
-        return wait
+        due = (self.canary_checked + kubelet_chains.CANARY_PERIOD if self.kubelet_synced else None,
+               now + self.feeds.ready_in(now) if self.feed_pending else None,
+               self.pods.next_restart())  # kubelet's canary, the next input, a restart
+        return min([wait, *(max(0.05, at - now) for at in due if at is not None)])
 
     def proxy_behind(self) -> bool:
         return self.proxier is not None and self.proxier.status()["digest"] != self.fed
@@ -199,10 +196,16 @@ class Agent:
         return True
 
     def may_feed(self, now: float) -> bool:
-        """The first input waits (a bounded while) for this node's own pods to leave
-        Pending, as kube-proxy waits for its caches to sync: a node coming up would
-        otherwise spend its burst on inputs that are stale a moment later."""
-        return bool(self.fed) or not self.pods.busy() or now - self.started > FIRST_FEED_HOLD
+        """A node coming up holds its input until its own pods and every peer are ready
+        (live, and their published pods out of Pending), or FIRST_FEED_HOLD after it
+        started, as kube-proxy waits for its caches to sync. Else it spent its burst of
+        two inputs on pods about to change and waited a min sync period for the third."""
+        if self.settled or now - self.started > FIRST_FEED_HOLD:
+            return True
+        docs, live = self.peer_docs, self.live
+        self.settled = not self.pods.busy() and all(
+            name in live and name in docs and docs[name].get("ready") for name in self.peer_names)
+        return self.settled
 
     def watch_cluster(self) -> bool:
         """Apply a new generation of cluster.json; the file is read only when its
@@ -336,7 +339,10 @@ class Agent:
                                     time.time() if now is None else now, horizon)
 
     def watch_liveness(self) -> bool:
-        """Did the live set change since the main loop last asked?"""
+        """Did the live set change since the main loop last asked? The peers due now are
+        looked at here too: a peer that just wrote, or is not live yet, need not wait
+        for the heartbeat thread's next beat (a lab coming up)."""
+        self.look_at_peers()
         return self.liveness.take_change()
 
     def feed_proxy(self) -> None:

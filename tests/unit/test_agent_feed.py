@@ -30,16 +30,23 @@ def test_the_interval_grows_with_the_lab_up_to_its_bound() -> None:
     assert feed_interval(1000) == MAX_FEED_INTERVAL == 30.0
 
 
-def test_the_first_input_waits_a_bounded_while_for_the_node_s_own_pods(tmp_path: Path) -> None:
+def test_the_first_input_waits_a_bounded_while_for_every_node_to_be_ready(tmp_path: Path) -> None:
     from generator.node.agent import FIRST_FEED_HOLD, Agent
 
     agent = Agent("n0", cluster_file=tmp_path / "cluster.json", state_dir=tmp_path)
+    agent.learn_nodes({"nodes": [{"name": "n0"}, {"name": "n1"}, {"name": "n2"}]})  # type: ignore[typeddict-item]
     pending = {"yes": True}
     agent.pods.busy = lambda: pending["yes"]  # type: ignore[method-assign]
     start = agent.started
     assert not agent.may_feed(start + 1.0), "own pods still Pending: hold the first input"
     assert agent.may_feed(start + FIRST_FEED_HOLD + 0.1), "but not for ever"
     pending["yes"] = False
-    assert agent.may_feed(start + 1.0), "own pods settled: feed"
-    pending["yes"], agent.fed = True, "digest"
-    assert agent.may_feed(start + 1.0), "after the first input, pods no longer hold it"
+    agent.liveness.live = frozenset({"n1"})
+    agent.peer_files.docs = {"n1": {"ready": True}, "n2": {"ready": False}}  # type: ignore[typeddict-item]
+    assert not agent.may_feed(start + 1.0), "n2 is not live, and its pods are Pending"
+    agent.liveness.live = frozenset({"n1", "n2"})
+    assert not agent.may_feed(start + 1.0), "n2 is live, its pods still Pending: hold it too"
+    agent.peer_files.docs["n2"]["ready"] = True
+    assert agent.may_feed(start + 1.0), "every peer ready: feed"
+    pending["yes"] = True
+    assert agent.may_feed(start + 1.0), "after an input with everything ready, pods no longer hold it"
