@@ -90,7 +90,7 @@ class Agent:
         self.heartbeat: threading.Thread | None = None
         self.fed = ""  # input digest last handed to the proxy
         self.feed_pending = False
-        self.settled = False  # an input went out with no known pod Pending
+        self.settled = False  # every node was ready once: the bring-up hold is over
         self.kubelet_synced = False
         self.canary_checked = 0.0
         self.speaker: Speaker | None = None  # MetalLB's layer 2 speaker (LoadBalancer IPs)

@@ -374,8 +374,13 @@ def renew_heartbeat(state_dir: Path, node: str) -> None:
 
 def heartbeat_age(state_dir: Path, node: str, now: float) -> float | None:
     """Seconds since the node last renewed its heartbeat; None when it never did."""
+    return file_age(heartbeat_path(state_dir, node), now)
+
+
+def file_age(path: str | Path, now: float) -> float | None:
+    """Seconds since `path` was last modified (a heartbeat renewed); None when it is missing."""
     try:
-        return max(0.0, now - heartbeat_path(state_dir, node).stat().st_mtime)
+        return max(0.0, now - os.stat(path).st_mtime)
     except OSError:
         return None
 

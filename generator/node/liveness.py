@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from generator.node.contract import HEARTBEAT_DIR, is_live
+from generator.node.contract import HEARTBEAT_DIR, file_age, is_live
 
 log = logging.getLogger("kgen.agent")
 
 NOT_LIVE_RECHECK = 1.0  # a peer that is not live is looked at again once a second
-
-
-def heartbeat_mtime(path: str) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
 
 
 class PeerLiveness:
@@ -91,8 +83,7 @@ class PeerLiveness:
 
     def _look(self, name: str, grace: float, now: float) -> float:
         """Note whether `name` is live; when to look at it again."""
-        mtime = heartbeat_mtime(self.paths[name])
-        age = None if mtime is None else max(0.0, now - mtime)
+        age = file_age(self.paths[name], now)  # a path made once: no pathlib per look
         if is_live(age, grace):
             assert age is not None
             self.seen.add(name)

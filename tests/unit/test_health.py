@@ -225,13 +225,13 @@ def test_liveness_looks_again_only_when_a_heartbeat_runs_out(tmp_path: Path,
     assert a.look_at_peers(now=now) is True and a.live == {"n1"}
     assert a.watch_liveness() is True and a.watch_liveness() is False, "the main loop is told once"
     looked: list[str] = []
-    real = liveness.heartbeat_mtime
+    real = liveness.file_age
 
-    def counting(path: str) -> float | None:
+    def counting(path: str | Path, now: float) -> float | None:
         looked.append(Path(path).name)
-        return real(path)
+        return real(path, now)
 
-    monkeypatch.setattr(liveness, "heartbeat_mtime", counting)
+    monkeypatch.setattr(liveness, "file_age", counting)
     assert a.look_at_peers(now=now + 0.5) is False
     assert looked == [], "n1 has 5 s left and n2 is looked at once a second"
     assert a.look_at_peers(now=now + 1.01) is False and looked == ["n2"]
